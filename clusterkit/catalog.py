@@ -1,0 +1,125 @@
+"""The job catalog: the jobs in ``jobs/`` plus any folder listed in $CLUSTERKIT_JOBS_PATH.
+
+A job is a module with a ``JOB`` object (see ``jobs/_lib.py``). Names and parameters are
+checked here, before a run is created, so a typo costs nothing: UnknownJob (exit 2) names
+the job or parameter and lists what exists.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pkgutil
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import jobs
+from clusterkit.errors import UnknownJob
+from jobs._lib import Job, Param
+
+JOBS_PATH_ENV = "CLUSTERKIT_JOBS_PATH"
+
+
+def _extra_dirs() -> list[Path]:
+    raw = os.environ.get(JOBS_PATH_ENV, "")
+    return [Path(p) for p in raw.split(os.pathsep) if p]
+
+
+def _load_file(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"clusterkit_userjob_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise UnknownJob(f"{path}: cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _modules() -> list[ModuleType]:
+    found = [
+        importlib.import_module(f"jobs.{info.name}")
+        for info in pkgutil.iter_modules(jobs.__path__)
+        if not info.name.startswith("_")
+    ]
+    for folder in _extra_dirs():
+        found += [_load_file(p) for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")]
+    return found
+
+
+def list_jobs() -> list[Job]:
+    """Every job in the catalog, sorted by name."""
+    return sorted(
+        (m.JOB for m in _modules() if isinstance(getattr(m, "JOB", None), Job)),
+        key=lambda job: job.name,
+    )
+
+
+def find_job(name: str) -> Job:
+    for job in list_jobs():
+        if job.name == name:
+            return job
+    known = ", ".join(j.name for j in list_jobs())
+    raise UnknownJob(f"unknown job {name!r}; the jobs are: {known} (see `clusterkit jobs`)")
+
+
+def _usage(job: Job) -> str:
+    return ", ".join(f"--{p.name.replace('_', '-')}" for p in job.params) or "no parameters"
+
+
+def parse_job_args(job: Job, args: Sequence[str]) -> dict[str, Any]:
+    """``--name value``, ``--name=value``, ``--flag``/``--no-flag`` into checked values.
+
+    Returns only the parameters given; the job's defaults fill in the rest when it runs.
+    """
+    values: dict[str, Any] = {}
+    items = list(args)
+    while items:
+        token = items.pop(0)
+        if not token.startswith("--"):
+            raise UnknownJob(
+                f"unexpected argument {token!r} for job {job.name}; it takes: {_usage(job)}"
+            )
+        key, _, inline = token[2:].partition("=")
+        name = key.replace("-", "_")
+        param: Param | None = job.param(name)
+        if param is None and name.startswith("no_"):
+            negated = job.param(name[3:])
+            if negated is not None and negated.kind == "bool" and not inline:
+                values[negated.name] = False
+                continue
+        if param is None:
+            raise UnknownJob(f"job {job.name} has no parameter --{key}; it takes: {_usage(job)}")
+        if param.kind == "bool" and not inline:
+            raw: Any = True
+        elif inline:
+            raw = inline
+        elif items:
+            raw = items.pop(0)
+        else:
+            raise UnknownJob(f"--{key} of job {job.name} needs a value ({param.help})")
+        try:
+            values[param.name] = param.parse(raw)
+        except ValueError as exc:
+            raise UnknownJob(f"--{key} of job {job.name}: {exc}") from exc
+    return values
+
+
+def describe(job: Job) -> dict[str, Any]:
+    """A job as plain data: for `clusterkit jobs --json` and the TUI's forms."""
+    return {
+        "name": job.name,
+        "summary": job.summary,
+        "engine": job.engine,
+        "params": [
+            {
+                "name": p.name,
+                "kind": p.kind,
+                "default": p.default,
+                "help": p.help,
+                "choices": list(p.choices),
+            }
+            for p in job.params
+        ],
+    }

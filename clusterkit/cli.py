@@ -1,0 +1,320 @@
+"""The ``clusterkit`` command. Thin: parse, call the core, print (human or --json).
+
+``main()`` maps the kit's errors to exit codes: 0 ok, 1 failed, 2 bad input or usage, and
+prints one line (``error: ...``) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clusterkit import catalog, cluster, runs
+from clusterkit.errors import ClusterkitError, RunNotFound
+from clusterkit.fmt import human_bytes, human_seconds
+from clusterkit.spec import SPEC_FILENAME, default_spec_text, load_spec, parse_spec
+from clusterkit.state import Contexts
+
+app = typer.Typer(
+    help="A reproducible Spark + Ray cluster kit with honest, recorded job runs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+ClusterOpt = Annotated[
+    str | None, typer.Option("--cluster", help="act on this cluster, not the current one")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON on stdout")]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _say(message: str) -> None:
+    err.print(f"[dim]·[/dim] {message}")
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Option(help="where to write the spec")] = Path(SPEC_FILENAME),
+    force: Annotated[bool, typer.Option(help="replace an existing file")] = False,
+) -> None:
+    """Write a commented default cluster spec (clusterkit.yaml)."""
+    if path.exists() and not force:
+        raise ClusterkitError(f"{path} exists; pass --force to replace it")
+    path.write_text(default_spec_text())
+    out.print(f"wrote {path}: edit it, then `clusterkit up --spec {path}`")
+
+
+@app.command()
+def up(
+    spec_path: Annotated[Path | None, typer.Option("--spec", help="the spec file")] = None,
+    provider: Annotated[str | None, typer.Option(help="override the spec's provider")] = None,
+    name: Annotated[str | None, typer.Option(help="override the spec's cluster name")] = None,
+    dry_run: Annotated[bool, typer.Option(help="check the spec and this machine only")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start the cluster (default: a real Spark + Ray cluster on this machine)."""
+    spec = load_spec(spec_path)
+    overrides = {k: v for k, v in (("provider", provider), ("name", name)) if v is not None}
+    if overrides:
+        spec = parse_spec({**spec.model_dump(), **overrides}, source="command line")
+    if dry_run:
+        plan = cluster.up_check(spec).to_dict()
+        _print_json(plan) if as_json else out.print(
+            f"spec OK; Java {plan['java_major']} at {plan['java_home']}; ports free; "
+            f"Spark worker {plan['sizing']['worker_cores']} cores "
+            f"{plan['sizing']['worker_memory_mb']} MiB; nothing started"
+        )
+        return
+    report = cluster.up(spec, say=_say)
+    if as_json:
+        _print_json(asdict(report))
+        return
+    out.print(f"{report.message} ({report.elapsed_s:.1f} s)")
+    for key, url in report.endpoints.items():
+        out.print(f"  {key:<17} {url}")
+
+
+@app.command()
+def down(
+    cluster_name: ClusterOpt = None,
+    purge: Annotated[bool, typer.Option(help="also delete state, logs, runs and data")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop everything the cluster started (verified by pid and port)."""
+    if purge and not yes:
+        typer.confirm(
+            "--purge deletes the cluster's data, logs and run history. Go on?", abort=True
+        )
+    report = cluster.down(cluster_name, purge=purge, say=_say)
+    _print_json(asdict(report)) if as_json else out.print(report.message)
+
+
+@app.command()
+def status(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
+    """Provider, nodes (memory, CPU) and services (state, address, URL)."""
+    data = cluster.status(cluster_name)
+    if as_json:
+        _print_json(data)
+        return
+    if data["state"] == "down":
+        out.print(f"cluster {data['cluster']!r} is down (state in {data['state_dir']})")
+        return
+    out.print(
+        f"cluster [bold]{data['cluster']}[/bold] · provider {data['provider']} · "
+        f"{data['state']} · since {data['started_at']}"
+    )
+    nodes = Table(
+        "node", "address", "roles", "CPU", "memory used", title="nodes", title_justify="left"
+    )
+    for n in data["nodes"]:
+        nodes.add_row(
+            n["name"],
+            n["address"],
+            ",".join(n["roles"]),
+            f"{n['cpu_percent']:.0f}% of {n['cpu_count']}",
+            f"{human_bytes(n['mem_used_bytes'])} / {human_bytes(n['mem_total_bytes'])}",
+        )
+    out.print(nodes)
+    table = Table(
+        "service", "state", "address", "url", "detail", title="services", title_justify="left"
+    )
+    for s in data["services"]:
+        table.add_row(s["name"], s["state"], s["address"], s["url"] or "", s["detail"])
+    out.print(table)
+
+
+@app.command(name="jobs")
+def list_jobs(as_json: JsonOpt = False) -> None:
+    """The job catalog: every job and its parameters."""
+    described = [catalog.describe(j) for j in catalog.list_jobs()]
+    if as_json:
+        _print_json(described)
+        return
+    for job in described:
+        out.print(f"[bold]{job['name']}[/bold] ({job['engine']}): {job['summary']}")
+        for p in job["params"]:
+            choices = f" [{'|'.join(p['choices'])}]" if p["choices"] else ""
+            out.print(
+                f"    --{p['name'].replace('_', '-'):<14} {p['help']}{choices} "
+                f"(default {p['default']})"
+            )
+
+
+def _record_view(store: runs.RunStore, record: runs.RunRecord) -> dict[str, Any]:
+    data = record.to_dict()
+    data["artifacts"] = str(store.dir(record.id))
+    data["result"] = store.result(record.id)
+    return data
+
+
+def _print_record(data: dict[str, Any]) -> None:
+    out.print(
+        f"run {data['id']} · {data['job']} · [bold]{data['status']}[/bold] · "
+        f"wall {human_seconds(data['wall_s'])} · "
+        f"peak memory {human_bytes(data['peak_rss_bytes'])}"
+    )
+    if data["error"]:
+        out.print(f"  error: {data['error']}")
+    for key, value in (data["result"] or {}).items():
+        if key not in ("params", "peak_rss_by_role"):
+            out.print(f"  {key}: {value}")
+    out.print(f"  artifacts: {data['artifacts']}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="a job from `clusterkit jobs`")],
+    cluster_name: ClusterOpt = None,
+    detach: Annotated[bool, typer.Option(help="return at once with the run id")] = False,
+    metrics: Annotated[bool, typer.Option(help="sample memory and CPU while it runs")] = True,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help=("job output to stderr; stdout carries only the finished run's record")
+        ),
+    ] = False,
+) -> None:
+    """Run a job on the cluster's driver host, streaming its output; JOB --param value ..."""
+    definition = catalog.find_job(job)
+    params = catalog.parse_job_args(definition, ctx.args)
+    target = cluster.open_cluster(cluster_name)
+    store = runs.RunStore(target.paths.runs)
+    record = runs.submit(target, definition.name, params, metrics_enabled=metrics)
+    if detach:
+        _print_json(_record_view(store, record)) if as_json else out.print(record.id)
+        return
+    err.print(f"[dim]run {record.id} ({definition.name}) started; Ctrl-C cancels it[/dim]")
+    try:
+        record = runs.follow(
+            store, record.id, stdout=sys.stderr if as_json else sys.stdout, stderr=sys.stderr
+        )
+    except KeyboardInterrupt:
+        err.print(f"cancelling run {record.id} ...")
+        record = runs.cancel(target, record.id, reason="interrupted (Ctrl-C)")
+    view = _record_view(store, record)
+    _print_json(view) if as_json else _print_record(view)
+    if record.status != "succeeded":
+        raise ClusterkitError(f"run {record.id} {record.status}: {record.error}")
+
+
+@app.command(name="runs")
+def list_runs(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
+    """The runs of the cluster, oldest first."""
+    _, paths = Contexts().resolve(cluster_name)
+    store = runs.RunStore(paths.runs)
+    records = [runs.reap_if_orphaned(store, r) for r in store.list()]
+    if as_json:
+        _print_json([r.to_dict() for r in records])
+        return
+    table = Table("id", "job", "status", "wall", "peak memory", "error")
+    for r in records:
+        table.add_row(
+            r.id,
+            r.job,
+            r.status,
+            human_seconds(r.wall_s),
+            human_bytes(r.peak_rss_bytes),
+            (r.error or "")[:60],
+        )
+    out.print(table)
+
+
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(help="run id, a unique prefix, or latest")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing")] = False,
+    cluster_name: ClusterOpt = None,
+) -> None:
+    """Print a run's output (stdout, then stderr as it was written)."""
+    _, paths = Contexts().resolve(cluster_name)
+    store = runs.RunStore(paths.runs)
+    record = store.get(run_id)
+    runs.follow(store, record.id, stdout=sys.stdout, stderr=sys.stderr, until_final=follow)
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="run id, a unique prefix, or latest")],
+    cluster_name: ClusterOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop a running job; its processes on every node are ended."""
+    target = cluster.open_cluster(cluster_name)
+    store = runs.RunStore(target.paths.runs)
+    before = store.get(run_id)
+    if before.final:
+        raise RunNotFound(f"run {before.id} is already {before.status}; nothing to cancel")
+    record = runs.cancel(target, before.id)
+    _print_json(_record_view(store, record)) if as_json else out.print(
+        f"run {record.id} {record.status}"
+    )
+
+
+@app.command()
+def clusters(as_json: JsonOpt = False) -> None:
+    """Known clusters; the current one is marked *."""
+    contexts = Contexts()
+    current = contexts.current()
+    rows = [
+        {
+            "name": n,
+            "current": n == current,
+            "state_dir": str(p),
+            "up": (p / "cluster.json").exists(),
+        }
+        for n, p in sorted(contexts.clusters().items())
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    for r in rows:
+        out.print(
+            f"{'*' if r['current'] else ' '} {r['name']:<12} "
+            f"{'up' if r['up'] else 'down':<5} {r['state_dir']}"
+        )
+
+
+@app.command()
+def use(name: Annotated[str, typer.Argument(help="a cluster from `clusterkit clusters`")]) -> None:
+    """Make NAME the current cluster."""
+    Contexts().use(name)
+    out.print(f"current cluster: {name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and map errors to exit codes (0 ok, 1 failed, 2 bad input)."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except ClusterkitError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

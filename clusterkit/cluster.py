@@ -1,0 +1,438 @@
+"""Bring a cluster up, take it down, tell its status: the core the CLI and the TUI call.
+
+``up`` is idempotent (a healthy cluster is left as it is and the report says so); ``down``
+verifies by pid and by port that nothing it started is left; ``status`` reads every service
+through its own API and never raises for a service that is down.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clusterkit import daemons, local_services, metrics, preflight, services
+from clusterkit.daemons import Daemon
+from clusterkit.errors import ClusterkitError, NoCluster, ServiceError
+from clusterkit.inventory import Inventory
+from clusterkit.local_services import Endpoints
+from clusterkit.providers import get_provider
+from clusterkit.spec import Spec, parse_spec
+from clusterkit.state import (
+    ClusterPaths,
+    Contexts,
+    default_state_dir,
+    load_cluster_state,
+    write_json_atomic,
+)
+
+Progress = Callable[[str], None]
+
+UP_TIMEOUT_S = 120.0
+PORTS_FREE_TIMEOUT_S = 15.0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass
+class Cluster:
+    """A cluster that is up, as ``cluster.json`` describes it."""
+
+    name: str
+    paths: ClusterPaths
+    spec: Spec
+    state: dict[str, Any]
+
+    @property
+    def provider(self) -> str:
+        return str(self.state["provider"])
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints(**self.state["endpoints"])
+
+    @property
+    def inventory(self) -> Inventory:
+        return Inventory.from_dict(self.state["inventory"])
+
+    @property
+    def storage_root(self) -> str:
+        return str(self.state["storage_root"])
+
+    @property
+    def daemons(self) -> list[Daemon]:
+        return [Daemon.from_dict(d) for d in self.state["daemons"]]
+
+    @property
+    def ray_token(self) -> str:
+        return self.paths.ray_token.read_text().strip()
+
+    def job_env(self) -> dict[str, str]:
+        """What a job's driver needs to reach this cluster (added to the run's environment)."""
+        sizing = self.state["sizing"]
+        return {
+            **local_services.spark_env(self.paths, Path(self.state["java_home"])),
+            **local_services.ray_client_env(self.paths),
+            "CLUSTERKIT_CLUSTER": self.name,
+            "CLUSTERKIT_STORAGE_ROOT": self.storage_root,
+            "CLUSTERKIT_SPARK_MASTER": self.endpoints.spark_master_url,
+            "CLUSTERKIT_SPARK_EXECUTOR_CORES": str(sizing["worker_cores"]),
+            "CLUSTERKIT_SPARK_EXECUTOR_MEMORY": f"{sizing['worker_memory_mb']}m",
+            "CLUSTERKIT_SPARK_DRIVER_MEMORY": f"{sizing['driver_memory_mb']}m",
+            "CLUSTERKIT_RAY_ADDRESS": self.endpoints.ray_address,
+        }
+
+
+def open_cluster(name: str | None = None) -> Cluster:
+    """The named (or current) cluster, which must be up; NoCluster with the fix otherwise."""
+    name, paths = Contexts().resolve(name)
+    state = load_cluster_state(paths)
+    if state is None:
+        raise NoCluster(f"cluster {name!r} is down: start it with `clusterkit up`")
+    return Cluster(name, paths, parse_spec(state["spec"], source=str(paths.state_file)), state)
+
+
+@dataclass
+class UpReport:
+    cluster: str
+    provider: str
+    changed: bool
+    message: str
+    elapsed_s: float
+    endpoints: dict[str, str]
+    sizing: dict[str, int]
+    state_dir: str
+
+
+@dataclass
+class DownReport:
+    cluster: str | None
+    changed: bool
+    message: str
+    stopped_pids: list[int] = field(default_factory=list)
+    ports_checked: list[int] = field(default_factory=list)
+    purged: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+def _spec_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += _spec_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changes.append(f"{prefix}{key}")
+    return changes
+
+
+def _healthy(cluster: Cluster) -> list[str]:
+    """What is wrong with a running cluster (empty: healthy)."""
+    problems = [
+        f"{d.name} (pid {d.pid}) exited" for d in cluster.daemons if not daemons.is_alive(d)
+    ]
+    endpoints = cluster.endpoints
+    if services.alive_spark_workers(endpoints.spark_master_ui) < 1:
+        problems.append("the Spark master lists no ALIVE worker")
+    if services.alive_ray_nodes(endpoints.ray_dashboard, cluster.ray_token) < 1:
+        problems.append("Ray lists no ALIVE node")
+    return problems
+
+
+def _log_tail(path: str, lines: int = 5) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:])
+
+
+def _wait_for(
+    checks: dict[str, Callable[[], bool]],
+    started: list[Daemon],
+    *,
+    deadline: float,
+    say: Progress,
+) -> None:
+    """Poll every check until all pass; fail fast if a daemon exits, or at ``deadline``."""
+    pending = dict(checks)
+    while pending:
+        for daemon in started:
+            if not daemons.is_alive(daemon):
+                raise ServiceError(
+                    f"{daemon.name} exited while starting; its log {daemon.log} ends: "
+                    f"{_log_tail(daemon.log)}"
+                )
+        for label, check in list(pending.items()):
+            if check():
+                say(label)
+                del pending[label]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise ServiceError(
+                f"not healthy in time: still waiting for {'; '.join(pending)}; see the logs "
+                f"in {Path(started[0].log).parent}"
+            )
+        time.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``up`` will start, checked: the Java found and the services' sizes."""
+
+    spec: Spec
+    java: preflight.Java
+    sizing: preflight.Sizing
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cluster": self.spec.name,
+            "provider": self.spec.provider,
+            "state_dir": str(default_state_dir(self.spec.name, self.spec.state_dir)),
+            "java_home": str(self.java.home),
+            "java_major": self.java.major,
+            "sizing": asdict(self.sizing),
+            "ports": self.spec.ports.fixed(),
+        }
+
+
+def up_check(spec: Spec) -> Plan:
+    """What ``up`` would do, checked without starting anything: Java, sizes, free ports.
+
+    Raises the error ``up`` would raise; returns the plan otherwise.
+    """
+    get_provider(spec.provider)
+    java = preflight.find_java(spec.versions.java_min)
+    sizing = preflight.size_services(spec)
+    preflight.check_ports(spec)
+    return Plan(spec=spec, java=java, sizing=sizing)
+
+
+def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = UP_TIMEOUT_S) -> UpReport:
+    """Start the cluster ``spec`` describes and return once every service is healthy."""
+    t0 = time.monotonic()
+    provider = get_provider(spec.provider)
+    paths = ClusterPaths(default_state_dir(spec.name, spec.state_dir))
+    contexts = Contexts()
+    existing = load_cluster_state(paths)
+    note = ""
+    if existing is not None:
+        changes = _spec_changes(existing["spec"], spec.model_dump())
+        if changes:
+            raise ClusterkitError(
+                f"cluster {spec.name!r} is up with a different spec (changed: "
+                f"{', '.join(changes)}); run `clusterkit down` first, then `clusterkit up`"
+            )
+        running = Cluster(spec.name, paths, spec, existing)
+        problems = _healthy(running)
+        if not problems:
+            contexts.add(spec.name, paths.root)
+            return _report(
+                running,
+                changed=False,
+                t0=t0,
+                message=f"cluster {spec.name!r} is already up and healthy; nothing changed",
+            )
+        say(f"cluster {spec.name!r} was unhealthy ({'; '.join(problems)}): restarting it")
+        _stop_daemons(running.daemons)
+        note = f" (restarted: {'; '.join(problems)})"
+
+    plan = up_check(spec)
+    java, sizing = plan.java, plan.sizing
+    inventory = provider.up(spec, paths)
+    storage_root = (
+        Path(spec.storage.root).expanduser().resolve() if spec.storage.root else paths.data
+    )
+    storage_root.mkdir(parents=True, exist_ok=True)
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    paths.spec_file.write_text(yaml.safe_dump(spec.model_dump(), sort_keys=False))
+
+    endpoints = Endpoints.for_spec(spec)
+    say(
+        f"starting Spark master + worker ({sizing.worker_cores} cores, "
+        f"{sizing.worker_memory_mb} MiB) and Ray head ({sizing.ray_cpus} CPUs)"
+    )
+    launcher = local_services.Launcher(spec, paths, java=java, sizing=sizing, base_env=os.environ)
+    token = paths.ray_token.read_text().strip()
+    started = [launcher.spark_master(), launcher.ray_head()]
+    state = {
+        "name": spec.name,
+        "provider": provider.name,
+        "spec": spec.model_dump(),
+        "started_at": _now(),
+        "state_dir": str(paths.root),
+        "storage_root": str(storage_root),
+        "java_home": str(java.home),
+        "inventory": inventory.to_dict(),
+        "endpoints": asdict(endpoints),
+        "sizing": asdict(sizing),
+        "ray_temp_dir": str(local_services.ray_temp_dir(paths)),
+        "daemons": [d.to_dict() for d in started],
+    }
+    # Saved as soon as anything runs, so that `down` can clean up after an interrupted `up`.
+    write_json_atomic(paths.state_file, state)
+    contexts.add(spec.name, paths.root)
+    deadline = time.monotonic() + timeout_s
+    try:
+        _wait_for(
+            {
+                f"Spark master {endpoints.spark_master_url} is ALIVE": lambda: (
+                    services.spark_master_alive(endpoints.spark_master_ui)
+                )
+            },
+            started,
+            deadline=deadline,
+            say=say,
+        )
+        started.append(launcher.spark_worker())
+        state["daemons"] = [d.to_dict() for d in started]
+        write_json_atomic(paths.state_file, state)
+        _wait_for(
+            {
+                "Spark master lists its worker ALIVE": lambda: (
+                    services.alive_spark_workers(endpoints.spark_master_ui) >= 1
+                ),
+                f"Ray head {endpoints.ray_address} lists its node ALIVE": lambda: (
+                    services.alive_ray_nodes(endpoints.ray_dashboard, token) >= 1
+                ),
+            },
+            started,
+            deadline=deadline,
+            say=say,
+        )
+    except BaseException:
+        _stop_daemons(started)
+        paths.state_file.unlink(missing_ok=True)
+        raise
+    cluster = Cluster(spec.name, paths, spec, state)
+    return _report(cluster, changed=True, t0=t0, message=f"cluster {spec.name!r} is up{note}")
+
+
+def _report(cluster: Cluster, *, changed: bool, t0: float, message: str) -> UpReport:
+    return UpReport(
+        cluster=cluster.name,
+        provider=cluster.provider,
+        changed=changed,
+        message=message,
+        elapsed_s=round(time.monotonic() - t0, 2),
+        endpoints=asdict(cluster.endpoints),
+        sizing=dict(cluster.state["sizing"]),
+        state_dir=str(cluster.paths.root),
+    )
+
+
+def _stop_daemons(started: list[Daemon]) -> list[int]:
+    return daemons.stop_all(started)
+
+
+def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet) -> DownReport:
+    """Stop everything the cluster started, verified by pid and port; ``purge`` deletes data.
+
+    With nothing up, says so and changes nothing (not an error).
+    """
+    t0 = time.monotonic()
+    contexts = Contexts()
+    try:
+        name, paths = contexts.resolve(name)
+    except NoCluster as exc:
+        return DownReport(cluster=name, changed=False, message=f"nothing is up: {exc}")
+    state = load_cluster_state(paths)
+    report = DownReport(cluster=name, changed=False, message="")
+    if state is None:
+        report.message = f"cluster {name!r} is not up; nothing to stop"
+    else:
+        from clusterkit import runs  # runs imports this module's Cluster
+
+        cluster = Cluster(name, paths, parse_spec(state["spec"]), state)
+        for record in runs.RunStore(paths.runs).active():
+            say(f"cancelling run {record.id} ({record.job})")
+            runs.cancel(cluster, record.id, reason="the cluster was taken down")
+        report.stopped_pids = _stop_daemons(cluster.daemons)
+        ports = sorted(cluster.spec.ports.fixed().values())
+        still = ports
+        if not daemons.wait_until(
+            lambda: not preflight.listening_ports(ports), timeout_s=PORTS_FREE_TIMEOUT_S
+        ):
+            still = preflight.listening_ports(ports)
+            holders = ", ".join(f"{p} ({preflight.port_holder(p)})" for p in still)
+            raise ServiceError(
+                f"cluster {name!r} stopped, but ports are still listening: {holders}"
+            )
+        report.ports_checked = still
+        shutil.rmtree(state["ray_temp_dir"], ignore_errors=True)
+        paths.state_file.unlink(missing_ok=True)
+        report.changed = True
+        report.message = (
+            f"cluster {name!r} is down: {len(report.stopped_pids)} processes stopped, "
+            f"ports {ports[0]}..{ports[-1]} free"
+        )
+        custom_root = state["storage_root"] != str(paths.data)
+        if purge and custom_root:
+            report.message += f"; storage root {state['storage_root']} kept (not the kit's folder)"
+    if purge:
+        if paths.root.exists():
+            shutil.rmtree(paths.root)
+            report.purged.append(str(paths.root))
+        contexts.remove(name)
+        report.changed = True
+        report.message += f"; purged {paths.root}"
+    report.elapsed_s = round(time.monotonic() - t0, 2)
+    return report
+
+
+def status(name: str | None = None) -> dict[str, Any]:
+    """Provider, nodes (memory, CPU), services (state, address, URL) of a cluster.
+
+    Raises NoCluster only when no cluster is known at all; a cluster that is down is a state.
+    """
+    name, paths = Contexts().resolve(name)
+    state = load_cluster_state(paths)
+    if state is None:
+        return {
+            "cluster": name,
+            "state": "down",
+            "state_dir": str(paths.root),
+            "nodes": [],
+            "services": [],
+        }
+    cluster = Cluster(name, paths, parse_spec(state["spec"]), state)
+    endpoints = cluster.endpoints
+    rows = services.spark_health(endpoints.spark_master_url, endpoints.spark_master_ui)
+    rows += services.ray_health(endpoints.ray_address, endpoints.ray_dashboard, cluster.ray_token)
+    rows.append(services.storage_health(cluster.storage_root))
+    processes = {
+        d.name: {"pid": d.pid, "alive": daemons.is_alive(d), "log": d.log} for d in cluster.daemons
+    }
+    nodes = []
+    for node in cluster.inventory.nodes:
+        sample = metrics.node_sample(node.name, cpu_interval=0.2)
+        nodes.append(
+            {"name": node.name, "address": node.address, "roles": list(node.roles), **sample}
+        )
+    overall = "up" if all(r.state == "up" for r in rows) else "degraded"
+    return {
+        "cluster": name,
+        "provider": cluster.provider,
+        "state": overall,
+        "started_at": state["started_at"],
+        "state_dir": str(paths.root),
+        "storage_root": cluster.storage_root,
+        "endpoints": asdict(endpoints),
+        "nodes": nodes,
+        "services": [r.to_dict() for r in rows],
+        "processes": processes,
+    }

@@ -1,0 +1,132 @@
+"""Long-running user processes that the kit starts, finds again and stops for sure.
+
+A :class:`Daemon` is identified by pid *and* create time, so a reused pid is never mistaken
+for ours. ``stop`` ends the whole process tree (Spark executors, Ray workers and agents are
+descendants of what we started) and returns only when every process in it is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Daemon:
+    name: str
+    pid: int
+    create_time: float
+    argv: list[str]
+    log: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Daemon:
+        return cls(**data)
+
+
+def spawn(
+    name: str, argv: Sequence[str], *, env: Mapping[str, str], log: Path, cwd: Path
+) -> Daemon:
+    """Start ``argv`` in its own session, output to ``log``; return at once."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    create_time = psutil.Process(proc.pid).create_time()
+    return Daemon(name, proc.pid, create_time, list(argv), str(log))
+
+
+def process_of(daemon: Daemon) -> psutil.Process | None:
+    """The live process behind ``daemon``, or None if it exited or the pid was reused."""
+    try:
+        proc = psutil.Process(daemon.pid)
+        if abs(proc.create_time() - daemon.create_time) > 0.01:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(daemon.pid, os.WNOHANG)
+            return None
+        return proc
+    except psutil.NoSuchProcess:
+        return None
+
+
+def is_alive(daemon: Daemon) -> bool:
+    return process_of(daemon) is not None
+
+
+def terminate_trees(roots: Sequence[psutil.Process], *, grace_s: float = 5.0) -> list[int]:
+    """Stop process trees: SIGTERM each root, SIGKILL whatever of the trees is left after
+    ``grace_s``.
+
+    Only the roots are signalled first, so that a root that cleans up its own children (the
+    ``ray start --block`` parent, a Spark worker with executors) does so in its own order;
+    descendants are snapshotted beforehand, so none escapes by being re-parented. Returns
+    the pids of all processes in the trees; every one is gone when this returns.
+    """
+    procs: list[psutil.Process] = []
+    for root in roots:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs += [root, *root.children(recursive=True)]
+    for root in roots:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root.terminate()
+    _gone, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return [p.pid for p in procs]
+
+
+def terminate_tree(root: psutil.Process, *, grace_s: float = 5.0) -> list[int]:
+    """Stop one process tree (see :func:`terminate_trees`)."""
+    return terminate_trees([root], grace_s=grace_s)
+
+
+def terminate_all(procs: Sequence[psutil.Process], *, grace_s: float = 5.0) -> list[int]:
+    """SIGTERM every process, wait up to ``grace_s``, SIGKILL the survivors, reap."""
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    _gone, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return [p.pid for p in procs]
+
+
+def stop_all(started: Sequence[Daemon], *, grace_s: float = 3.0) -> list[int]:
+    """Stop every daemon (and its descendants) at once; return the pids that were stopped."""
+    roots = [p for p in (process_of(d) for d in started) if p is not None]
+    return terminate_trees(roots, grace_s=grace_s) if roots else []
+
+
+def wait_until(predicate: Any, *, timeout_s: float, interval_s: float = 0.2) -> bool:
+    """Poll ``predicate()`` until it is truthy or ``timeout_s`` passes; return the last result."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval_s)

@@ -1,0 +1,210 @@
+"""Memory and CPU, per node and per run, sampled with psutil.
+
+A run's processes are found by the marker ``CLUSTERKIT_RUN_ID=<id>`` in their environment:
+the job's driver gets it from the kit, Spark executors through ``spark.executorEnv`` and Ray
+workers through the runtime environment. So the same sampler finds the driver, executors and
+Ray workers of a run on any node it runs on, with no knowledge of Spark or Ray.
+
+Run on a node as ``python -m clusterkit.metrics --run-id ID`` it prints one JSON sample per
+interval on stdout: the form in which remote nodes report back (two-node clusters, later).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+RUN_MARKER = "CLUSTERKIT_RUN_ID"
+
+
+def node_sample(node: str | None = None, *, cpu_interval: float | None = None) -> dict[str, Any]:
+    """This machine's memory and CPU now.
+
+    CPU is measured over ``cpu_interval`` seconds, or (None) since the previous call in this
+    process, which is what a periodic sampler wants (the very first such call reads 0).
+    """
+    cpu = psutil.cpu_percent(interval=cpu_interval)
+    mem = psutil.virtual_memory()
+    return {
+        "node": node or socket.gethostname(),
+        "cpu_percent": cpu,
+        "cpu_count": psutil.cpu_count(logical=True),
+        "mem_total_bytes": mem.total,
+        "mem_used_bytes": mem.total - mem.available,
+        "mem_percent": mem.percent,
+    }
+
+
+class RunProcessFinder:
+    """Finds the processes whose environment carries a run's marker.
+
+    Each (pid, create time) is inspected once; the answer is cached, so a sample costs one
+    process listing plus an environment read for each process that is new since the last one.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self._verdicts: dict[tuple[int, float], bool] = {}
+
+    def find(self) -> list[psutil.Process]:
+        found: list[psutil.Process] = []
+        current: dict[tuple[int, float], bool] = {}
+        for proc in psutil.process_iter(["create_time"]):
+            key = (proc.pid, proc.info["create_time"] or 0.0)
+            verdict = self._verdicts.get(key)
+            if verdict is None:
+                try:
+                    verdict = proc.environ().get(RUN_MARKER) == self.run_id
+                except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+                    verdict = False
+            current[key] = verdict
+            if verdict:
+                found.append(proc)
+        self._verdicts = current
+        return found
+
+
+def _role(cmdline: list[str]) -> str:
+    text = " ".join(cmdline)
+    if "CoarseGrainedExecutorBackend" in text:
+        return "spark-executor"
+    if "org.apache.spark.deploy.SparkSubmit" in text:
+        return "spark-driver-jvm"
+    if "pyspark.daemon" in text or "pyspark/worker" in text or "pyspark.worker" in text:
+        return "spark-python-worker"
+    if cmdline and cmdline[0].startswith("ray::"):
+        return "ray-worker"
+    if "default_worker.py" in text:
+        return "ray-worker"
+    return "driver"
+
+
+def run_sample(finder: RunProcessFinder, cpu_state: dict[int, psutil.Process]) -> dict[str, Any]:
+    """Memory (RSS) and CPU of the run's processes on this node, summed and by role."""
+    procs = finder.find()
+    rss_total = 0
+    cpu_total = 0.0
+    by_role: dict[str, int] = {}
+    alive: dict[int, psutil.Process] = {}
+    for proc in procs:
+        cached = cpu_state.get(proc.pid, proc)
+        try:
+            with cached.oneshot():
+                rss = cached.memory_info().rss
+                cpu = cached.cpu_percent(interval=None)
+                role = _role(cached.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        alive[proc.pid] = cached
+        rss_total += rss
+        cpu_total += cpu
+        by_role[role] = by_role.get(role, 0) + rss
+    cpu_state.clear()
+    cpu_state.update(alive)
+    return {
+        "run_processes": len(alive),
+        "run_rss_bytes": rss_total,
+        "run_cpu_percent": round(cpu_total, 1),
+        "run_rss_by_role": by_role,
+    }
+
+
+class Sampler:
+    """Samples node and run figures every ``interval_s`` in a thread; keeps peaks.
+
+    ``on_sample`` receives every sample (the run supervisor appends them to the run's
+    metrics file). ``stop()`` takes one last sample and returns the summary.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        *,
+        node: str,
+        interval_s: float = 1.0,
+        on_sample: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.node = node
+        self.interval_s = interval_s
+        self.on_sample = on_sample
+        self.samples = 0
+        self.peak_rss_bytes = 0
+        self.peak_node_mem_used_bytes = 0
+        self.peak_rss_by_role: dict[str, int] = {}
+        self._finder = RunProcessFinder(run_id)
+        self._cpu_state: dict[int, psutil.Process] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"sampler-{run_id}", daemon=True)
+
+    def sample(self) -> dict[str, Any]:
+        sample = {"t": time.time(), **node_sample(self.node)}
+        sample.update(run_sample(self._finder, self._cpu_state))
+        self.samples += 1
+        self.peak_rss_bytes = max(self.peak_rss_bytes, sample["run_rss_bytes"])
+        self.peak_node_mem_used_bytes = max(self.peak_node_mem_used_bytes, sample["mem_used_bytes"])
+        for role, rss in sample["run_rss_by_role"].items():
+            self.peak_rss_by_role[role] = max(self.peak_rss_by_role.get(role, 0), rss)
+        if self.on_sample is not None:
+            self.on_sample(sample)
+        return sample
+
+    def start(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.sample()
+            self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    def stop(self) -> dict[str, Any]:
+        """Stop sampling; the peaks of this node, as the run record keeps them."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        return {
+            "node": self.node,
+            "samples": self.samples,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "peak_rss_by_role": dict(self.peak_rss_by_role),
+            "peak_node_mem_used_bytes": self.peak_node_mem_used_bytes,
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Node-side entry point: print a JSON sample per interval until killed or --count."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--node", default=socket.gethostname())
+    parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--count", type=int, default=0, help="stop after N samples (0: never)")
+    parser.add_argument("--out", type=Path, default=None, help="append to a file, not stdout")
+    args = parser.parse_args(argv)
+    out = open(args.out, "a") if args.out else sys.stdout  # noqa: SIM115
+    sampler = Sampler(args.run_id, node=args.node, interval_s=args.interval)
+    taken = 0
+    try:
+        while args.count == 0 or taken < args.count:
+            started = time.monotonic()
+            out.write(json.dumps(sampler.sample()) + "\n")
+            out.flush()
+            taken += 1
+            time.sleep(max(0.0, args.interval - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

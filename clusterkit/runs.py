@@ -1,0 +1,293 @@
+"""The run store: one folder per run, its ``record.json`` the one row for that run.
+
+States: ``queued → running → succeeded | failed | cancelled``. A run folder holds
+``record.json``, ``stdout.log``, ``stderr.log``, ``metrics.jsonl`` (one sample a line),
+``result.json`` (the job's own, with the measured peaks added) and, on failure, ``error.json``.
+The CLI, the TUI and reports read this store; nothing else keeps run history.
+
+``submit`` creates the record and starts a detached supervisor (:mod:`clusterkit.supervisor`)
+that runs the job, samples it and finishes the record, so a run outlives the command that
+started it. ``cancel`` asks the supervisor to stop the run and waits until it has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import psutil
+
+from clusterkit import daemons
+from clusterkit.errors import ClusterkitError, RunNotFound
+from clusterkit.metrics import RunProcessFinder
+from clusterkit.state import write_json_atomic
+
+if TYPE_CHECKING:
+    from clusterkit.cluster import Cluster
+
+ACTIVE = ("queued", "running")
+FINAL = ("succeeded", "failed", "cancelled")
+CANCEL_TIMEOUT_S = 60.0
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class RunRecord:
+    id: str
+    job: str
+    params: dict[str, Any]
+    cluster: str
+    provider: str
+    status: str = "queued"
+    created: str = field(default_factory=now_iso)
+    started: str | None = None
+    ended: str | None = None
+    wall_s: float | None = None
+    error: str | None = None
+    exit_code: int | None = None
+    metrics_enabled: bool = True
+    supervisor: dict[str, Any] | None = None  # {"pid", "create_time"}
+    job_pid: int | None = None
+    peak_rss_bytes: int | None = None
+    nodes: dict[str, Any] = field(default_factory=dict)  # per-node peaks
+    cancel_requested: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique: 20261121-083012-3f2a."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+class RunStore:
+    """Run folders under ``root``; every write is atomic (temp file + rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def dir(self, run_id: str) -> Path:
+        return self.root / run_id
+
+    def save(self, record: RunRecord) -> None:
+        write_json_atomic(self.dir(record.id) / "record.json", record.to_dict())
+
+    def create(self, **values: Any) -> RunRecord:
+        record = RunRecord(id=new_run_id(), **values)
+        while self.dir(record.id).exists():
+            record.id = new_run_id()
+        self.dir(record.id).mkdir(parents=True)
+        self.save(record)
+        return record
+
+    def load(self, run_id: str) -> RunRecord:
+        path = self.dir(run_id) / "record.json"
+        return RunRecord.from_dict(json.loads(path.read_text()))
+
+    def get(self, ref: str) -> RunRecord:
+        """A run by id or unique id prefix (``latest`` or ``-1`` for the newest)."""
+        ids = self.ids()
+        if ref in ("latest", "-1") and ids:
+            return self.load(ids[-1])
+        matches = [i for i in ids if i == ref] or [i for i in ids if i.startswith(ref)]
+        if len(matches) != 1:
+            what = "no run" if not matches else f"{len(matches)} runs"
+            raise RunNotFound(
+                f"{what} matching {ref!r} in {self.root}; list them with `clusterkit runs`"
+            )
+        return self.load(matches[0])
+
+    def ids(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "record.json").exists())
+
+    def list(self) -> list[RunRecord]:
+        """Every run, oldest first."""
+        return [self.load(i) for i in self.ids()]
+
+    def active(self) -> list[RunRecord]:
+        return [r for r in self.list() if r.status in ACTIVE]
+
+    def result(self, run_id: str) -> dict[str, Any] | None:
+        path = self.dir(run_id) / "result.json"
+        if not path.exists():
+            return None
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+
+
+def supervisor_process(record: RunRecord) -> psutil.Process | None:
+    if not record.supervisor:
+        return None
+    return daemons.process_of(
+        daemons.Daemon(
+            "supervisor", record.supervisor["pid"], record.supervisor["create_time"], [], ""
+        )
+    )
+
+
+def submit(
+    cluster: Cluster, job: str, params: dict[str, Any], *, metrics_enabled: bool = True
+) -> RunRecord:
+    """Create the run record and start its supervisor, detached; return the queued record."""
+    store = RunStore(cluster.paths.runs)
+    record = store.create(
+        job=job,
+        params=params,
+        cluster=cluster.name,
+        provider=cluster.provider,
+        metrics_enabled=metrics_enabled,
+    )
+    run_dir = store.dir(record.id)
+    argv = [
+        sys.executable,
+        "-m",
+        "clusterkit.supervisor",
+        "--cluster",
+        cluster.name,
+        "--run-id",
+        record.id,
+    ]
+    with open(run_dir / "supervisor.log", "ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(os.environ),
+        )
+    record.supervisor = {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time()}
+    # The supervisor may already have moved the record on; only add what we know.
+    current = store.load(record.id)
+    current.supervisor = record.supervisor
+    store.save(current)
+    return current
+
+
+def wait(store: RunStore, run_id: str, *, timeout_s: float | None = None) -> RunRecord:
+    """Block until the run is final (or its supervisor is gone); return the record."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        record = reap_if_orphaned(store, store.load(run_id))
+        if record.final:
+            return record
+        if deadline is not None and time.monotonic() > deadline:
+            return record
+        time.sleep(0.2)
+
+
+def reap_if_orphaned(store: RunStore, record: RunRecord) -> RunRecord:
+    """An active run whose supervisor died is marked failed, with that reason."""
+    if record.final or record.supervisor is None:
+        return record
+    if supervisor_process(record) is not None:
+        return record
+    time.sleep(0.2)  # the supervisor may have written the final record just now
+    record = store.load(record.id)
+    if record.final:
+        return record
+    kill_run_processes(record.id)
+    record.status = "failed"
+    record.error = "the run's supervisor process died; its processes were stopped"
+    record.ended = now_iso()
+    store.save(record)
+    return record
+
+
+def kill_run_processes(run_id: str, *, grace_s: float = 5.0) -> list[int]:
+    """Stop every process on this node that carries the run's marker."""
+    me = os.getpid()
+    procs = [p for p in RunProcessFinder(run_id).find() if p.pid != me]
+    return daemons.terminate_all(procs, grace_s=grace_s) if procs else []
+
+
+def cancel(cluster: Cluster, ref: str, *, reason: str = "cancelled by the user") -> RunRecord:
+    """Stop a run and wait until its supervisor recorded it cancelled; a final run is left as is."""
+    store = RunStore(cluster.paths.runs)
+    record = store.get(ref)
+    if record.final:
+        return record
+    record.cancel_requested = reason
+    store.save(record)
+    proc = supervisor_process(record)
+    if proc is None:
+        return reap_if_orphaned(store, record)
+    proc.send_signal(signal.SIGTERM)
+    record = wait(store, record.id, timeout_s=CANCEL_TIMEOUT_S)
+    if not record.final:
+        raise ClusterkitError(
+            f"run {record.id} did not stop within {CANCEL_TIMEOUT_S:.0f} s; see "
+            f"{store.dir(record.id) / 'supervisor.log'}"
+        )
+    return record
+
+
+def follow(
+    store: RunStore,
+    run_id: str,
+    *,
+    stdout: IO[str],
+    stderr: IO[str],
+    until_final: bool = True,
+    on_tick: Callable[[], None] | None = None,
+) -> RunRecord:
+    """Copy the run's stdout.log and stderr.log to the given streams as they grow.
+
+    With ``until_final`` it returns when the run is final and both logs are drained;
+    otherwise after printing what is there now.
+    """
+    run_dir = store.dir(run_id)
+    offsets = {"stdout.log": 0, "stderr.log": 0}
+    targets = {"stdout.log": stdout, "stderr.log": stderr}
+    while True:
+        record = reap_if_orphaned(store, store.load(run_id))
+        for name in offsets:
+            for chunk in _read_new(run_dir / name, offsets, name):
+                targets[name].write(chunk)
+                targets[name].flush()
+        if not until_final or record.final:
+            # one more drain: the job may have written its last lines just before ending
+            for name in offsets:
+                for chunk in _read_new(run_dir / name, offsets, name):
+                    targets[name].write(chunk)
+                    targets[name].flush()
+            return record
+        if on_tick is not None:
+            on_tick()
+        time.sleep(0.2)
+
+
+def _read_new(path: Path, offsets: dict[str, int], name: str) -> Iterator[str]:
+    if not path.exists():
+        return
+    with open(path, "rb") as handle:
+        handle.seek(offsets[name])
+        data = handle.read()
+    if data:
+        offsets[name] += len(data)
+        yield data.decode(errors="replace")

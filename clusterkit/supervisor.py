@@ -1,0 +1,149 @@
+"""The run supervisor: ``python -m clusterkit.supervisor --cluster NAME --run-id ID``.
+
+Started detached by :func:`clusterkit.runs.submit`. It starts the job in its own process
+group on the driver host, samples memory and CPU while it runs, and on exit writes the final
+record. SIGTERM (what ``clusterkit cancel`` sends) stops the job's process group and every
+process carrying the run's marker (Spark executors, Ray workers), then records ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from clusterkit import daemons
+from clusterkit.cluster import open_cluster
+from clusterkit.metrics import RUN_MARKER, RunProcessFinder, Sampler
+from clusterkit.runs import RunStore, kill_run_processes, now_iso
+from clusterkit.state import write_json_atomic
+
+#: After the driver exits, how long its executors and Ray workers get to end on their own.
+DRAIN_TIMEOUT_S = 15.0
+
+
+def _error_from(run_dir: Path, exit_code: int) -> str:
+    error_file = run_dir / "error.json"
+    if error_file.exists():
+        message: str = json.loads(error_file.read_text()).get("message", "")
+        return message
+    if exit_code < 0:
+        return f"the job was killed by signal {signal.Signals(-exit_code).name}"
+    tail = (run_dir / "stderr.log").read_text(errors="replace").strip().splitlines()[-1:]
+    return f"the job exited with code {exit_code}" + (f": {tail[0]}" if tail else "")
+
+
+def _drain(run_id: str, job_pid: int) -> None:
+    """Wait for the run's remaining processes to end; stop any that outlive the drain time."""
+    finder = RunProcessFinder(run_id)
+    me = os.getpid()
+    daemons.wait_until(
+        lambda: not [p for p in finder.find() if p.pid not in (me, job_pid)],
+        timeout_s=DRAIN_TIMEOUT_S,
+        interval_s=0.5,
+    )
+    kill_run_processes(run_id)
+
+
+def supervise(cluster_name: str, run_id: str) -> int:
+    cluster = open_cluster(cluster_name)
+    store = RunStore(cluster.paths.runs)
+    run_dir = store.dir(run_id)
+    record = store.load(run_id)
+    cancel = threading.Event()
+
+    def on_term(signum: int, _frame: Any) -> None:
+        cancel.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+
+    env = {
+        **os.environ,
+        **cluster.job_env(),
+        RUN_MARKER: run_id,
+        "CLUSTERKIT_RUN_DIR": str(run_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+    argv = [sys.executable, "-m", "jobs", record.job, "--params-json", json.dumps(record.params)]
+    sampler = None
+    if record.metrics_enabled:
+        metrics_file = open(run_dir / "metrics.jsonl", "a")  # noqa: SIM115
+        driver = cluster.inventory.driver().name
+
+        def write_sample(sample: dict[str, Any]) -> None:
+            metrics_file.write(json.dumps(sample) + "\n")
+            metrics_file.flush()
+
+        sampler = Sampler(
+            run_id, node=driver, interval_s=cluster.spec.metrics.interval_s, on_sample=write_sample
+        )
+    with open(run_dir / "stdout.log", "ab") as out, open(run_dir / "stderr.log", "ab") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=run_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+        record = store.load(run_id)
+        record.status, record.started, record.job_pid = "running", now_iso(), proc.pid
+        store.save(record)
+        if sampler is not None:
+            sampler.start()
+        while proc.poll() is None:
+            if cancel.is_set():
+                daemons.terminate_tree(psutil.Process(proc.pid))
+                proc.wait()
+                break
+            time.sleep(0.1)
+        exit_code = proc.returncode
+        wall_s = round(time.perf_counter() - started, 3)
+    _drain(run_id, proc.pid)
+    peaks = sampler.stop() if sampler is not None else None
+
+    record = store.load(run_id)
+    record.ended, record.wall_s, record.exit_code = now_iso(), wall_s, exit_code
+    if cancel.is_set():
+        record.status = "cancelled"
+        record.error = record.cancel_requested or "cancelled (the supervisor was signalled)"
+    elif exit_code == 0:
+        record.status = "succeeded"
+    else:
+        record.status = "failed"
+        record.error = _error_from(run_dir, exit_code)
+    if peaks is not None:
+        record.peak_rss_bytes = peaks["peak_rss_bytes"]
+        record.nodes = {peaks["node"]: peaks}
+        result_file = run_dir / "result.json"
+        if result_file.exists():
+            result = json.loads(result_file.read_text())
+            result["peak_rss_bytes"] = peaks["peak_rss_bytes"]
+            result["peak_rss_by_role"] = peaks["peak_rss_by_role"]
+            write_json_atomic(result_file, result)
+    store.save(record)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clusterkit.supervisor")
+    parser.add_argument("--cluster", required=True)
+    parser.add_argument("--run-id", required=True)
+    args = parser.parse_args(argv)
+    return supervise(args.cluster, args.run_id)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+import pytest
+
+from clusterkit.catalog import describe, find_job, list_jobs, parse_job_args
+from clusterkit.errors import UnknownJob
+from jobs._lib import parse_count
+
+
+def test_catalog_lists_the_builtin_jobs():
+    names = {j.name for j in list_jobs()}
+    assert {"datagen", "ray-pi"} <= names
+    assert describe(find_job("datagen"))["params"][0]["name"] == "rows"
+
+
+def test_parse_params():
+    job = find_job("datagen")
+    assert parse_job_args(job, ["--rows", "200k", "--profile=seed-paper", "--overwrite"]) == {
+        "rows": 200_000,
+        "profile": "seed-paper",
+        "overwrite": True,
+    }
+    assert parse_job_args(job, ["--no-overwrite"]) == {"overwrite": False}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--rowz", "5"], "job datagen has no parameter --rowz; it takes: --rows"),
+        (["--rows"], "--rows of job datagen needs a value"),
+        (["--rows", "-5"], "--rows of job datagen: '-5' is not a count"),
+        (["--rows", "0"], "must be at least 1"),
+        (["--profile", "weird"], "'weird' is not one of realistic, seed-paper"),
+        (["stray"], "unexpected argument 'stray'"),
+    ],
+)
+def test_bad_params_are_refused_with_the_name(args, expected):
+    with pytest.raises(UnknownJob) as info:
+        parse_job_args(find_job("datagen"), args)
+    assert expected in str(info.value)
+    assert info.value.exit_code == 2
+
+
+def test_unknown_job_lists_the_known_ones():
+    with pytest.raises(UnknownJob, match=r"unknown job 'etll'; the jobs are: .*datagen"):
+        find_job("etll")
+
+
+def test_counts():
+    assert parse_count("30M") == 30_000_000
+    assert parse_count("1.5k") == 1500
+    assert parse_count(7) == 7

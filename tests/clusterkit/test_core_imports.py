@@ -1,0 +1,13 @@
+import subprocess
+import sys
+
+
+def test_core_imports_without_the_cli_or_tui_frameworks():
+    code = (
+        "import sys\n"
+        "import clusterkit.cluster, clusterkit.runs, clusterkit.supervisor, clusterkit.metrics\n"
+        "import clusterkit.catalog, clusterkit.services, clusterkit.spec\n"
+        "bad = [m for m in ('typer', 'textual', 'click', 'rich') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

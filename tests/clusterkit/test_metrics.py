@@ -1,0 +1,53 @@
+import json
+import os
+import subprocess
+import sys
+
+from clusterkit import metrics
+
+HOLD = [sys.executable, "-c", "import time; x = bytearray(50 * 1024 * 1024); time.sleep(30)"]
+
+
+def test_finder_sees_only_marked_processes():
+    marked = subprocess.Popen(HOLD, env={**os.environ, metrics.RUN_MARKER: "run-a"})
+    other = subprocess.Popen(HOLD, env={**os.environ, metrics.RUN_MARKER: "run-b"})
+    try:
+        finder = metrics.RunProcessFinder("run-a")
+        assert [p.pid for p in finder.find()] == [marked.pid]
+        assert [p.pid for p in finder.find()] == [marked.pid]  # cached verdicts agree
+    finally:
+        marked.kill()
+        other.kill()
+        marked.wait()
+        other.wait()
+    assert metrics.RunProcessFinder("run-a").find() == []
+
+
+def test_sampler_measures_the_run_while_it_runs():
+    proc = subprocess.Popen(HOLD, env={**os.environ, metrics.RUN_MARKER: "run-m"})
+    seen = []
+    try:
+        sampler = metrics.Sampler("run-m", node="n1", interval_s=0.1, on_sample=seen.append)
+        sampler.start()
+        import time
+
+        time.sleep(0.8)
+        peaks = sampler.stop()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert peaks["samples"] >= 3 and len(seen) == peaks["samples"]
+    assert peaks["peak_rss_bytes"] > 50 * 1024 * 1024  # the 50 MiB the process holds
+    assert peaks["peak_rss_by_role"]["driver"] == peaks["peak_rss_bytes"]
+    assert all(s["node"] == "n1" and s["mem_total_bytes"] > 0 for s in seen)
+
+
+def test_node_side_entry_point_prints_json_lines():
+    out = subprocess.run(
+        [sys.executable, "-m", "clusterkit.metrics", "--run-id", "none", "--interval", "0.1",
+         "--count", "2", "--node", "w1"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(lines) == 2
+    assert lines[0]["node"] == "w1" and lines[0]["run_processes"] == 0

@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clusterkit import versions
+from clusterkit.errors import SpecError
+from clusterkit.spec import Spec, default_spec_text, load_spec, parse_size, parse_spec
+
+
+def test_defaults_follow_the_installed_pins():
+    spec = Spec()
+    assert spec.provider == "local"
+    assert spec.versions.spark == versions.installed("pyspark")
+    assert spec.versions.ray == versions.installed("ray")
+    assert spec.ports.spark_master == 7077
+
+
+def test_init_text_loads_back_to_the_defaults(tmp_path: Path):
+    path = tmp_path / "clusterkit.yaml"
+    path.write_text(default_spec_text())
+    text = path.read_text()
+    assert "# " in text  # commented
+    assert load_spec(path) == Spec()
+    # every port field is written out, so the file documents them all
+    assert set(yaml.safe_load(text)["ports"]) == set(Spec().ports.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"ports": {"spark_master": 70000}}, "ports.spark_master = 70000 is not allowed"),
+        ({"ports": {"spark_master": 80}}, "greater than or equal to 1024"),
+        ({"ports": {"spark_master_ui": 8265}}, "both use port 8265"),
+        ({"nodes": {"worker_memory": "lots"}}, "nodes.worker_memory = 'lots'"),
+        ({"nodes": {"worker_memory": "100m"}}, "at least 256m"),
+        ({"nodes": {"worker_cores": 0}}, "from 1 to 1024"),
+        ({"provider": "gcp"}, "provider = 'gcp' is not allowed: Input should be 'local'"),
+        ({"name": "My Cluster"}, "name = 'My Cluster'"),
+        ({"versions": {"spark": "3.5.1"}}, "versions.spark = '3.5.1'"),
+        ({"metrics": {"interval_s": 0}}, "metrics.interval_s = 0"),
+    ],
+)
+def test_a_wrong_field_names_field_value_and_what_is_allowed(data, expected):
+    with pytest.raises(SpecError) as info:
+        parse_spec(data, source="my.yaml")
+    message = str(info.value)
+    assert message.startswith("my.yaml: ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_unknown_field_lists_the_allowed_ones():
+    with pytest.raises(SpecError, match=r"unknown field 'ports.spark_mastr'; allowed here: .*spark_master"):
+        parse_spec({"ports": {"spark_mastr": 7000}})
+
+
+def test_bad_yaml_and_missing_file_name_the_file(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ports: [unclosed\n")
+    with pytest.raises(SpecError, match=r"bad\.yaml: line \d+ is not valid YAML"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match=r"nope\.yaml: no such spec file"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_sizes():
+    assert parse_size("4g") == 4 * 1024**3
+    assert parse_size("512m") == 512 * 1024**2
+    assert parse_size("1.5GiB") == int(1.5 * 1024**3)
+    with pytest.raises(ValueError):
+        parse_size("four gigs")

@@ -1,0 +1,70 @@
+"""Shared helpers: run the real CLI as a subprocess, in a home of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FIXTURE_JOBS = Path(__file__).parent / "fixtures" / "jobs"
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def cli_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERKIT_")}
+    env.update({"CLUSTERKIT_HOME": str(home), "CLUSTERKIT_JOBS_PATH": str(FIXTURE_JOBS)})
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 300, cwd: Path | None = None
+) -> Result:
+    """Run ``clusterkit ARGS`` for real; return its exit code and output."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "clusterkit.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_ports(base: int) -> dict[str, int]:
+    """A full set of spec ports starting at ``base`` (distinct from the defaults)."""
+    names = [
+        "spark_master", "spark_master_ui", "spark_worker", "spark_worker_ui", "ray_gcs",
+        "ray_dashboard", "ray_client", "ray_node_manager", "ray_object_manager",
+        "ray_dashboard_agent", "ray_dashboard_agent_grpc", "ray_runtime_env_agent",
+        "ray_metrics_export",
+    ]  # fmt: skip
+    ports = {name: base + i for i, name in enumerate(names)}
+    ports.update(ray_min_worker=base + 100, ray_max_worker=base + 199)
+    return ports
+
+
+test_ports.__test__ = False  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "ckhome"
+    path.mkdir()
+    return path
