@@ -130,12 +130,14 @@ def status(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
             f"{human_bytes(n['mem_used_bytes'])} / {human_bytes(n['mem_total_bytes'])}",
         )
     out.print(nodes)
-    table = Table(
-        "service", "state", "address", "url", "detail", title="services", title_justify="left"
-    )
+    table = Table("service", "state", "address", "detail", title="services", title_justify="left")
+    table.columns[2].overflow = "fold"  # an address is never cut short
     for s in data["services"]:
-        table.add_row(s["name"], s["state"], s["address"], s["url"] or "", s["detail"])
+        table.add_row(s["name"], s["state"], s["address"], s["detail"])
     out.print(table)
+    out.print("endpoints (loopback only; from another machine, use an SSH tunnel):")
+    for key, url in data["endpoints"].items():
+        out.print(f"  {key:<17} {url}")
 
 
 @app.command(name="jobs")
@@ -218,7 +220,7 @@ def list_runs(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None
     """The runs of the cluster, oldest first."""
     _, paths = Contexts().resolve(cluster_name)
     store = runs.RunStore(paths.runs)
-    records = [runs.reap_if_orphaned(store, r) for r in store.list()]
+    records = [runs.reap_if_orphaned(store, r) for r in store.all()]
     if as_json:
         _print_json([r.to_dict() for r in records])
         return

@@ -125,12 +125,12 @@ class RunStore:
             return []
         return sorted(p.name for p in self.root.iterdir() if (p / "record.json").exists())
 
-    def list(self) -> list[RunRecord]:
+    def all(self) -> list[RunRecord]:
         """Every run, oldest first."""
         return [self.load(i) for i in self.ids()]
 
     def active(self) -> list[RunRecord]:
-        return [r for r in self.list() if r.status in ACTIVE]
+        return [r for r in self.all() if r.status in ACTIVE]
 
     def result(self, run_id: str) -> dict[str, Any] | None:
         path = self.dir(run_id) / "result.json"

@@ -13,6 +13,7 @@ CLUSTERKIT_STORAGE_ROOT, CLUSTERKIT_SPARK_MASTER (+ executor sizes), CLUSTERKIT_
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -165,7 +166,7 @@ class JobContext:
                 address=os.environ.get("CLUSTERKIT_RAY_ADDRESS", "local"),
                 runtime_env={"env_vars": {RUN_MARKER: self.run_id}},
                 log_to_driver=True,
-                logging_level="WARNING",
+                logging_level=logging.WARNING,
             )
         return ray
 

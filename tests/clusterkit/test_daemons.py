@@ -14,8 +14,9 @@ def test_stop_all_ends_the_whole_tree_even_when_the_root_ignores_sigterm(tmp_pat
         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
         "time.sleep(600)\n"
     )
-    d = daemons.spawn("t", [sys.executable, "-c", script], env={}, log=tmp_path / "t.log",
-                      cwd=tmp_path)
+    d = daemons.spawn(
+        "t", [sys.executable, "-c", script], env={}, log=tmp_path / "t.log", cwd=tmp_path
+    )
     assert daemons.wait_until(lambda: len(psutil.Process(d.pid).children()) == 1, timeout_s=10)
     child = psutil.Process(d.pid).children()[0]
     started = time.monotonic()
@@ -27,8 +28,9 @@ def test_stop_all_ends_the_whole_tree_even_when_the_root_ignores_sigterm(tmp_pat
 
 
 def test_a_reused_pid_is_not_ours(tmp_path):
-    d = daemons.spawn("t", [sys.executable, "-c", "pass"], env={}, log=tmp_path / "t.log",
-                      cwd=tmp_path)
+    d = daemons.spawn(
+        "t", [sys.executable, "-c", "pass"], env={}, log=tmp_path / "t.log", cwd=tmp_path
+    )
     fake = daemons.Daemon(d.name, d.pid, d.create_time - 100, d.argv, d.log)
     assert daemons.process_of(fake) is None
     assert daemons.wait_until(lambda: not daemons.is_alive(d), timeout_s=10)

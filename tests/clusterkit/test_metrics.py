@@ -25,7 +25,7 @@ def test_finder_sees_only_marked_processes():
 
 def test_sampler_measures_the_run_while_it_runs():
     proc = subprocess.Popen(HOLD, env={**os.environ, metrics.RUN_MARKER: "run-m"})
-    seen = []
+    seen: list[dict] = []
     try:
         sampler = metrics.Sampler("run-m", node="n1", interval_s=0.1, on_sample=seen.append)
         sampler.start()

@@ -10,7 +10,7 @@ def test_store_round_trip_and_lookup(tmp_path):
     store = RunStore(tmp_path / "runs")
     a = store.create(job="datagen", params={"rows": 5}, cluster="c", provider="local")
     b = store.create(job="ray-pi", params={}, cluster="c", provider="local")
-    assert [r.id for r in store.list()] == sorted([a.id, b.id])
+    assert [r.id for r in store.all()] == sorted([a.id, b.id])
     assert store.get(a.id).params == {"rows": 5}
     assert store.get("latest").id == max(a.id, b.id)
     common = a.id[:9]  # the date part: both runs start with it

@@ -51,7 +51,9 @@ def test_a_wrong_field_names_field_value_and_what_is_allowed(data, expected):
 
 
 def test_unknown_field_lists_the_allowed_ones():
-    with pytest.raises(SpecError, match=r"unknown field 'ports.spark_mastr'; allowed here: .*spark_master"):
+    with pytest.raises(
+        SpecError, match=r"unknown field 'ports.spark_mastr'; allowed here: .*spark_master"
+    ):
         parse_spec({"ports": {"spark_mastr": 7000}})
 
 

@@ -1,0 +1,77 @@
+"""A full cycle on a cluster of its own: up, repair, down verified by pid and port, purge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from clusterkit import daemons, preflight
+from clusterkit.daemons import Daemon
+from tests.conftest import cli_env, run_cli, test_ports
+
+pytestmark = pytest.mark.cluster
+
+BASE = 28000
+
+
+def test_up_repair_down_purge(tmp_path: Path):
+    home = tmp_path / "home"
+    spec = tmp_path / "clusterkit.yaml"
+    spec.write_text(yaml.safe_dump({"name": "cycle", "ports": test_ports(BASE)}))
+    env = cli_env(home)
+
+    up = run_cli("up", "--spec", str(spec), "--json", env=env)
+    assert up.code == 0, up.stderr
+    state_dir = Path(up.json()["state_dir"])
+    state = json.loads((state_dir / "cluster.json").read_text())
+    ray_head = Daemon.from_dict(next(d for d in state["daemons"] if d["name"] == "ray-head"))
+
+    # a service that died is noticed and the cluster restarted by the next `up`
+    daemons.stop_all([ray_head])
+    degraded = run_cli("status", "--json", env=env).json()
+    assert degraded["state"] == "degraded"
+    assert {s["name"]: s["state"] for s in degraded["services"]}["ray-head"] == "down"
+    repaired = run_cli("up", "--spec", str(spec), "--json", env=env)
+    assert repaired.code == 0, repaired.stderr
+    assert repaired.json()["changed"] is True and "restarted" in repaired.json()["message"]
+    assert run_cli("status", "--json", env=env).json()["state"] == "up"
+
+    # down: every process of every daemon tree gone, every port free
+    state = json.loads((state_dir / "cluster.json").read_text())
+    pids = []
+    for d in state["daemons"]:
+        root = daemons.process_of(Daemon.from_dict(d))
+        assert root is not None
+        pids += [root.pid, *(c.pid for c in root.children(recursive=True))]
+    assert len(pids) > 5
+    down = run_cli("down", "--json", env=env)
+    assert down.code == 0, down.stderr
+    assert set(pids) <= set(down.json()["stopped_pids"])
+    alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    assert alive == []
+    ports = list(test_ports(BASE).values())
+    assert preflight.listening_ports([p for p in ports if p < BASE + 100]) == []
+    assert not (state_dir / "cluster.json").exists()
+    assert not Path(state["ray_temp_dir"]).exists()
+
+    # down again: nothing up, said plainly, exit 0; status says down
+    again = run_cli("down", env=env)
+    assert again.code == 0 and "is not up; nothing to stop" in again.stdout
+    status = run_cli("status", env=env)
+    assert status.code == 0 and "is down" in status.stdout
+
+    # a run against a cluster that is down
+    result = run_cli("run", "ray-pi", env=env)
+    assert result.code == 1 and "cluster 'cycle' is down" in result.stderr
+
+    # purge deletes state, data and runs; without --yes it asks (and no answer aborts)
+    asked = run_cli("down", "--purge", env=env)
+    assert asked.code == 1 and state_dir.exists()
+    purged = run_cli("down", "--purge", "--yes", env=env)
+    assert purged.code == 0, purged.stderr
+    assert not state_dir.exists()
+    assert run_cli("clusters", "--json", env=env).json() == []
