@@ -47,26 +47,33 @@ def node_sample(node: str | None = None, *, cpu_interval: float | None = None) -
 class RunProcessFinder:
     """Finds the processes whose environment carries a run's marker.
 
-    Each (pid, create time) is inspected once; the answer is cached, so a sample costs one
-    process listing plus an environment read for each process that is new since the last one.
+    A process's verdict is cached by (pid, create time, name), so a sample costs one process
+    listing plus an environment read for each process that is new since the last one. A
+    process is often forked first and given its environment by a later exec (raylet starts
+    Ray workers so, Spark workers their executors): a "not ours" verdict is therefore cached
+    only once a process is older than ``settle_s``, and a name change (most execs) is a new key.
     """
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, *, settle_s: float = 5.0) -> None:
         self.run_id = run_id
-        self._verdicts: dict[tuple[int, float], bool] = {}
+        self.settle_s = settle_s
+        self._verdicts: dict[tuple[int, float, str], bool] = {}
 
     def find(self) -> list[psutil.Process]:
         found: list[psutil.Process] = []
-        current: dict[tuple[int, float], bool] = {}
-        for proc in psutil.process_iter(["create_time"]):
-            key = (proc.pid, proc.info["create_time"] or 0.0)
+        current: dict[tuple[int, float, str], bool] = {}
+        now = time.time()
+        for proc in psutil.process_iter(["create_time", "name"]):
+            created = proc.info["create_time"] or 0.0
+            key = (proc.pid, created, proc.info["name"] or "")
             verdict = self._verdicts.get(key)
             if verdict is None:
                 try:
                     verdict = proc.environ().get(RUN_MARKER) == self.run_id
                 except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
                     verdict = False
-            current[key] = verdict
+            if verdict or now - created > self.settle_s:
+                current[key] = verdict
             if verdict:
                 found.append(proc)
         self._verdicts = current
@@ -141,14 +148,17 @@ class Sampler:
         self.peak_rss_bytes = 0
         self.peak_node_mem_used_bytes = 0
         self.peak_rss_by_role: dict[str, int] = {}
+        self.cpu_s = 0.0  # CPU time the sampling itself used (its thread's)
         self._finder = RunProcessFinder(run_id)
         self._cpu_state: dict[int, psutil.Process] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"sampler-{run_id}", daemon=True)
 
     def sample(self) -> dict[str, Any]:
+        cpu_started = time.thread_time()
         sample = {"t": time.time(), **node_sample(self.node)}
         sample.update(run_sample(self._finder, self._cpu_state))
+        self.cpu_s += time.thread_time() - cpu_started
         self.samples += 1
         self.peak_rss_bytes = max(self.peak_rss_bytes, sample["run_rss_bytes"])
         self.peak_node_mem_used_bytes = max(self.peak_node_mem_used_bytes, sample["mem_used_bytes"])
@@ -179,6 +189,7 @@ class Sampler:
             "peak_rss_bytes": self.peak_rss_bytes,
             "peak_rss_by_role": dict(self.peak_rss_by_role),
             "peak_node_mem_used_bytes": self.peak_node_mem_used_bytes,
+            "sampler_cpu_s": round(self.cpu_s, 4),
         }
 
 

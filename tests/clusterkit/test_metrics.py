@@ -51,3 +51,28 @@ def test_node_side_entry_point_prints_json_lines():
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(lines) == 2
     assert lines[0]["node"] == "w1" and lines[0]["run_processes"] == 0
+
+
+def test_a_process_that_gets_the_marker_by_exec_after_fork_is_found():
+    """raylet forks, then execs a Ray worker with the run's environment: a sample taken
+    between the two must not hide the worker for the rest of the run."""
+    script = (
+        "import os, sys, time\n"
+        "time.sleep(1.5)\n"  # the 'fork' half: no marker yet
+        "env = dict(os.environ, CLUSTERKIT_RUN_ID='run-x')\n"
+        "os.execve(sys.executable, [sys.executable, '-c', 'import time; time.sleep(30)'], env)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        finder = metrics.RunProcessFinder("run-x")
+        assert finder.find() == []  # before the exec: not (yet) ours
+        import time
+
+        deadline = time.monotonic() + 10
+        while not finder.find():
+            assert time.monotonic() < deadline, "the exec'd process was never found"
+            time.sleep(0.2)
+        assert [p.pid for p in finder.find()] == [proc.pid]
+    finally:
+        proc.kill()
+        proc.wait()

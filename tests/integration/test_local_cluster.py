@@ -138,7 +138,8 @@ def test_spark_job_runs_and_its_record_has_the_measurements(local_cluster: Local
 
 
 def test_ray_job_runs_in_ray_workers(local_cluster: LocalCluster):
-    result = local_cluster.cli("run", "ray-pi", "--samples", "2M", "--tasks", "4", "--json")
+    # 300M samples keep the tasks busy for seconds: the sampler (1 per second) sees them
+    result = local_cluster.cli("run", "ray-pi", "--samples", "300M", "--tasks", "4", "--json")
     assert result.code == 0, result.stderr
     record = result.json()
     assert record["status"] == "succeeded"
@@ -191,6 +192,15 @@ def _wait_for_role(run_dir: Path, role: str, timeout_s: float = 120) -> None:
     raise AssertionError(f"no {role} process appeared in {run_dir}")
 
 
+def _exposed_listeners(procs: list[psutil.Process]) -> list[tuple[str, int]]:
+    pids = {p.pid for p in procs}
+    return [
+        (c.laddr[0], c.laddr[1]) for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids and c.laddr
+        and c.laddr[0] not in LOOPBACK
+    ]  # fmt: skip
+
+
 def _runs_dir(cluster: LocalCluster) -> Path:
     return Path(cluster.up["state_dir"]) / "runs"
 
@@ -214,6 +224,8 @@ def test_ctrl_c_during_run_cancels_it_and_leaves_no_process(local_cluster: Local
             key=lambda p: p.name,
         )  # fmt: skip
         _wait_for_role(run_dir, "spark-executor")
+        # the job's own driver, executors and Python workers listen on loopback only
+        assert _exposed_listeners(RunProcessFinder(run_dir.name).find()) == []
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
@@ -232,6 +244,7 @@ def test_detach_logs_runs_and_cancel(local_cluster: LocalCluster):
     assert started.code == 0, started.stderr
     run_id = started.stdout.strip()
     _wait_for_role(_runs_dir(local_cluster) / run_id, "ray-worker")
+    assert _exposed_listeners(RunProcessFinder(run_id).find()) == []
     listed = local_cluster.cli("runs", "--json").json()
     assert {r["id"]: r["status"] for r in listed}[run_id] == "running"
     logs = local_cluster.cli("logs", run_id)
