@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from clusterkit import daemons, local_services, metrics, preflight, services
+from clusterkit import daemons, local_services, metrics, preflight, runs, services
 from clusterkit.daemons import Daemon
 from clusterkit.errors import ClusterkitError, NoCluster, ServiceError
 from clusterkit.inventory import Inventory
@@ -55,6 +55,14 @@ class Cluster:
     paths: ClusterPaths
     spec: Spec
     state: dict[str, Any]
+
+    @classmethod
+    def load(cls, name: str, paths: ClusterPaths) -> Cluster | None:
+        """The cluster whose state folder is ``paths``, or None when it is down."""
+        state = load_cluster_state(paths)
+        if state is None:
+            return None
+        return cls(name, paths, parse_spec(state["spec"], source=str(paths.state_file)), state)
 
     @property
     def provider(self) -> str:
@@ -99,10 +107,10 @@ class Cluster:
 def open_cluster(name: str | None = None) -> Cluster:
     """The named (or current) cluster, which must be up; NoCluster with the fix otherwise."""
     name, paths = Contexts().resolve(name)
-    state = load_cluster_state(paths)
-    if state is None:
+    cluster = Cluster.load(name, paths)
+    if cluster is None:
         raise NoCluster(f"cluster {name!r} is down: start it with `clusterkit up`")
-    return Cluster(name, paths, parse_spec(state["spec"], source=str(paths.state_file)), state)
+    return cluster
 
 
 @dataclass
@@ -248,7 +256,7 @@ def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = UP_TIMEOUT_S) -
                 message=f"cluster {spec.name!r} is already up and healthy; nothing changed",
             )
         say(f"cluster {spec.name!r} was unhealthy ({'; '.join(problems)}): restarting it")
-        _stop_daemons(running.daemons)
+        daemons.stop_all(running.daemons)
         note = f" (restarted: {'; '.join(problems)})"
 
     plan = up_check(spec)
@@ -315,7 +323,7 @@ def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = UP_TIMEOUT_S) -
             say=say,
         )
     except BaseException:
-        _stop_daemons(started)
+        daemons.stop_all(started)
         paths.state_file.unlink(missing_ok=True)
         raise
     cluster = Cluster(spec.name, paths, spec, state)
@@ -335,14 +343,35 @@ def _report(cluster: Cluster, *, changed: bool, t0: float, message: str) -> UpRe
     )
 
 
-def _stop_daemons(started: list[Daemon]) -> list[int]:
-    return daemons.stop_all(started)
+def _stop(cluster: Cluster, *, say: Progress) -> tuple[list[int], list[int]]:
+    """Cancel the cluster's active runs, stop its daemons, verify its ports are free.
+
+    Returns (pids stopped, ports checked); raises ServiceError naming any port still held.
+    """
+    for record in runs.RunStore(cluster.paths.runs).active():
+        say(f"cancelling run {record.id} ({record.job})")
+        runs.cancel(cluster, record.id, reason="the cluster was taken down")
+    pids = daemons.stop_all(cluster.daemons)
+    ports = sorted(cluster.spec.ports.fixed().values())
+    if not daemons.wait_until(
+        lambda: not preflight.listening_ports(ports), timeout_s=PORTS_FREE_TIMEOUT_S
+    ):
+        holders = ", ".join(
+            f"{p} ({preflight.port_holder(p)})" for p in preflight.listening_ports(ports)
+        )
+        raise ServiceError(
+            f"cluster {cluster.name!r} stopped, but ports are still listening: {holders}"
+        )
+    shutil.rmtree(cluster.state["ray_temp_dir"], ignore_errors=True)
+    cluster.paths.state_file.unlink(missing_ok=True)
+    return pids, ports
 
 
 def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet) -> DownReport:
     """Stop everything the cluster started, verified by pid and port; ``purge`` deletes data.
 
-    With nothing up, says so and changes nothing (not an error).
+    With nothing up, says so and changes nothing (not an error). Runs still going are
+    cancelled first, their records saying why.
     """
     t0 = time.monotonic()
     contexts = Contexts()
@@ -350,39 +379,20 @@ def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet
         name, paths = contexts.resolve(name)
     except NoCluster as exc:
         return DownReport(cluster=name, changed=False, message=f"nothing is up: {exc}")
-    state = load_cluster_state(paths)
     report = DownReport(cluster=name, changed=False, message="")
-    if state is None:
+    cluster = Cluster.load(name, paths)
+    if cluster is None:
         report.message = f"cluster {name!r} is not up; nothing to stop"
     else:
-        from clusterkit import runs  # runs imports this module's Cluster
-
-        cluster = Cluster(name, paths, parse_spec(state["spec"]), state)
-        for record in runs.RunStore(paths.runs).active():
-            say(f"cancelling run {record.id} ({record.job})")
-            runs.cancel(cluster, record.id, reason="the cluster was taken down")
-        report.stopped_pids = _stop_daemons(cluster.daemons)
-        ports = sorted(cluster.spec.ports.fixed().values())
-        still = ports
-        if not daemons.wait_until(
-            lambda: not preflight.listening_ports(ports), timeout_s=PORTS_FREE_TIMEOUT_S
-        ):
-            still = preflight.listening_ports(ports)
-            holders = ", ".join(f"{p} ({preflight.port_holder(p)})" for p in still)
-            raise ServiceError(
-                f"cluster {name!r} stopped, but ports are still listening: {holders}"
-            )
-        report.ports_checked = still
-        shutil.rmtree(state["ray_temp_dir"], ignore_errors=True)
-        paths.state_file.unlink(missing_ok=True)
+        report.stopped_pids, report.ports_checked = _stop(cluster, say=say)
         report.changed = True
+        ports = report.ports_checked
         report.message = (
             f"cluster {name!r} is down: {len(report.stopped_pids)} processes stopped, "
             f"ports {ports[0]}..{ports[-1]} free"
         )
-        custom_root = state["storage_root"] != str(paths.data)
-        if purge and custom_root:
-            report.message += f"; storage root {state['storage_root']} kept (not the kit's folder)"
+        if purge and cluster.storage_root != str(paths.data):
+            report.message += f"; storage root {cluster.storage_root} kept (not the kit's folder)"
     if purge:
         if paths.root.exists():
             shutil.rmtree(paths.root)
@@ -400,8 +410,8 @@ def status(name: str | None = None) -> dict[str, Any]:
     Raises NoCluster only when no cluster is known at all; a cluster that is down is a state.
     """
     name, paths = Contexts().resolve(name)
-    state = load_cluster_state(paths)
-    if state is None:
+    cluster = Cluster.load(name, paths)
+    if cluster is None:
         return {
             "cluster": name,
             "state": "down",
@@ -409,7 +419,6 @@ def status(name: str | None = None) -> dict[str, Any]:
             "nodes": [],
             "services": [],
         }
-    cluster = Cluster(name, paths, parse_spec(state["spec"]), state)
     endpoints = cluster.endpoints
     rows = services.spark_health(endpoints.spark_master_url, endpoints.spark_master_ui)
     rows += services.ray_health(endpoints.ray_address, endpoints.ray_dashboard, cluster.ray_token)
@@ -428,7 +437,7 @@ def status(name: str | None = None) -> dict[str, Any]:
         "cluster": name,
         "provider": cluster.provider,
         "state": overall,
-        "started_at": state["started_at"],
+        "started_at": cluster.state["started_at"],
         "state_dir": str(paths.root),
         "storage_root": cluster.storage_root,
         "endpoints": asdict(endpoints),

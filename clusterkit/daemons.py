@@ -115,8 +115,14 @@ def terminate_all(procs: Sequence[psutil.Process], *, grace_s: float = 5.0) -> l
     return [p.pid for p in procs]
 
 
-def stop_all(started: Sequence[Daemon], *, grace_s: float = 3.0) -> list[int]:
-    """Stop every daemon (and its descendants) at once; return the pids that were stopped."""
+def stop_all(started: Sequence[Daemon], *, grace_s: float = 2.0) -> list[int]:
+    """Stop every daemon (and its descendants) at once; return the pids that were stopped.
+
+    The grace period is short on purpose: none of the daemons keeps state that a graceful
+    exit protects (Spark standalone runs without recovery mode, Ray's head without
+    persistence); Spark's JVMs exit within it, and what is left of Ray's sequential
+    shutdown is killed.
+    """
     roots = [p for p in (process_of(d) for d in started) if p is not None]
     return terminate_trees(roots, grace_s=grace_s) if roots else []
 

@@ -11,11 +11,16 @@ import yaml
 
 from clusterkit import daemons, preflight
 from clusterkit.daemons import Daemon
+from clusterkit.metrics import RunProcessFinder
 from tests.conftest import cli_env, run_cli, test_ports
 
 pytestmark = pytest.mark.cluster
 
 BASE = 28000
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 def test_up_repair_down_purge(tmp_path: Path):
@@ -40,23 +45,38 @@ def test_up_repair_down_purge(tmp_path: Path):
     assert repaired.json()["changed"] is True and "restarted" in repaired.json()["message"]
     assert run_cli("status", "--json", env=env).json()["state"] == "up"
 
+    # a run still going when the cluster goes down is cancelled first, and says why
+    busy = run_cli("run", "busy", "--engine", "ray", "--detach", env=env)
+    assert busy.code == 0, busy.stderr
+    busy_id = busy.stdout.strip()
+    runs_dir = state_dir / "runs" / busy_id
+    assert daemons.wait_until(lambda: "started" in _text(runs_dir / "stdout.log"), timeout_s=120)
+
     # down: every process of every daemon tree gone, every port free
     state = json.loads((state_dir / "cluster.json").read_text())
-    pids = []
+    pids, roots = [], []
     for d in state["daemons"]:
         root = daemons.process_of(Daemon.from_dict(d))
         assert root is not None
+        roots.append(root.pid)
         pids += [root.pid, *(c.pid for c in root.children(recursive=True))]
     assert len(pids) > 5
+    assert RunProcessFinder(busy_id).find(), "the busy run's Ray workers should be running"
     down = run_cli("down", "--json", env=env)
     assert down.code == 0, down.stderr
-    assert set(pids) <= set(down.json()["stopped_pids"])
+    # down stopped the three daemons' trees (Ray ends some workers on its own meanwhile,
+    # so the exact set differs from the one seen above); none of those processes is left
+    assert set(roots) <= set(down.json()["stopped_pids"])
     alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
     assert alive == []
     ports = list(test_ports(BASE).values())
     assert preflight.listening_ports([p for p in ports if p < BASE + 100]) == []
     assert not (state_dir / "cluster.json").exists()
     assert not Path(state["ray_temp_dir"]).exists()
+    record = json.loads((runs_dir / "record.json").read_text())
+    assert record["status"] == "cancelled"
+    assert record["error"] == "the cluster was taken down"
+    assert RunProcessFinder(busy_id).find() == []
 
     # down again: nothing up, said plainly, exit 0; status says down
     again = run_cli("down", env=env)
