@@ -133,6 +133,40 @@ class JobContext:
         finally:
             self.stages[name] = round(time.perf_counter() - started, 3)
 
+    def progress(self, done: float, total: float, unit: str) -> None:
+        """Report progress: ``progress.json`` in the run folder, drawn as a bar by the CLI."""
+        from clusterkit.state import write_json_atomic
+
+        write_json_atomic(
+            self.run_dir / "progress.json",
+            {"done": done, "total": total, "unit": unit, "t": time.time()},
+        )
+
+    @contextlib.contextmanager
+    def spark_progress(self, total: float, unit: str, *, interval_s: float = 0.5) -> Iterator[None]:
+        """While the block runs, report Spark's finished-task share of ``total`` units."""
+        import threading
+
+        tracker = self.spark().sparkContext.statusTracker()
+        stop = threading.Event()
+
+        def poll() -> None:
+            while not stop.wait(interval_s):
+                infos = [tracker.getStageInfo(i) for i in tracker.getActiveStageIds()]
+                tasks = sum(i.numTasks for i in infos if i)
+                if tasks:
+                    finished = sum(i.numCompletedTasks for i in infos if i)
+                    self.progress(total * finished / tasks, total, unit)
+
+        thread = threading.Thread(target=poll, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            self.progress(total, total, unit)
+
     def spark(self) -> Any:
         """A SparkSession on the cluster's master, its executors marked with the run id."""
         if self._spark is None:

@@ -17,7 +17,7 @@ import requests
 from clusterkit import daemons
 from clusterkit.daemons import Daemon
 from clusterkit.metrics import RunProcessFinder
-from tests.integration.conftest import BASE_PORT, LocalCluster
+from tests.conftest import BASE_PORT, LocalCluster
 
 pytestmark = pytest.mark.cluster
 
@@ -117,15 +117,20 @@ def test_worker_is_sized_from_the_spec_or_the_machine(local_cluster: LocalCluste
 
 
 def test_spark_job_runs_and_its_record_has_the_measurements(local_cluster: LocalCluster):
-    result = local_cluster.cli("run", "datagen", "--rows", "50k", "--json")
+    data = str(local_cluster.storage / "datasets")
+    made = local_cluster.cli("run", "datagen", "--rows", "300k", "--name", "spark-in", "--json")
+    assert made.code == 0, made.stderr
+    result = local_cluster.cli(
+        "run", "etl", "--input", f"{data}/spark-in", "--output", f"{data}/spark-out", "--json"
+    )
     assert result.code == 0, result.stderr
     record = result.json()  # stdout holds only the record
-    assert record["status"] == "succeeded" and record["job"] == "datagen"
-    assert record["params"] == {"rows": 50_000}
+    assert record["status"] == "succeeded" and record["job"] == "etl"
+    assert record["params"] == {"input": f"{data}/spark-in", "output": f"{data}/spark-out"}
     assert record["provider"] == "local" and record["error"] is None
     assert record["wall_s"] > 0 and record["started"] and record["ended"]
-    assert record["result"]["rows"] == 50_000
-    assert "datagen: 50000 rows" in result.stderr  # the job's output went to stderr
+    assert record["result"]["rows"] == 300_000
+    assert "etl: 300000 rows" in result.stderr  # the job's output went to stderr
     # memory was sampled while the job ran, executors included
     roles = record["result"]["peak_rss_by_role"]
     assert roles.get("spark-executor", 0) > 0 and roles.get("driver", 0) > 0
