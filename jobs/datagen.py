@@ -1,16 +1,26 @@
 """datagen: the people dataset (id, name, age, salary, signup_date, is_active) as Parquet.
 
 Rows are made in fixed blocks of BLOCK_ROWS, each from its own random stream seeded by
-(seed, block), and the blocks are spread over Spark's executors: the same seed and row count
-give the same rows whatever the partitioning, and no process holds more than a few blocks.
-The dataset is written to a temporary folder and committed by rename, so a failed or
-cancelled run leaves nothing half-written.
+(seed, block). Ray tasks, one per output file, generate their blocks with numpy and write
+them with pyarrow straight to the storage root, one block in memory at a time: the same seed
+and row count give the same rows whatever the partitioning or node count. Files go to a
+temporary folder that is committed by rename once every task has finished, so a failed or
+cancelled run leaves nothing half-written. ``result.json`` carries ``checksum``: the sum
+(mod 2**64) of a 64-bit hash of every row written, which depends on the rows, not on their
+order or partitioning.
 
 Profiles:
 - realistic: salary = 30000 + 1200*(age-18) + 8000*is_active + 2500*tenure_years + N(0, SIGMA)
-  with tenure measured from signup_date to REFERENCE_DATE; the best possible MSE is SIGMA**2.
+  where tenure_years = (REFERENCE_DATE - signup_date) / 365.25 days, age uniform 18-64,
+  is_active a fair coin, signup_date 2015-01-01 + 0..3649 days, names from 20 first and 16
+  last names. The best possible MSE of any model is SIGMA**2 = 1e8; the features explain
+  about 77% of the variance (R2 ~ 0.77).
 - seed-paper: the source project's generator (salary ~ U(30000, 120000) independent of the
-  rest, age 18-64, five names, 2020-01-01 + 0..3649 days, a fair coin for is_active).
+  rest, age 18-64, five names, 2020-01-01 + 0..3649 days, a fair coin for is_active). Unlike
+  the source, ids are unique and blocks are not copies of each other.
+
+Storage: local folders through pyarrow's local file system; an hdfs:// root through
+pyarrow's HadoopFileSystem, which needs libhdfs on the nodes (the hadoop role installs it).
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from typing import Any
 from jobs._lib import Job, JobContext, JobInputError, Param
 
 BLOCK_ROWS = 100_000
+ROWS_PER_FILE = 2_000_000
 SIGMA = 10_000.0
 REFERENCE_DATE = date(2025, 1, 1)
 FIRST = [
@@ -64,115 +75,172 @@ LAST = [
     "Dubois",
     "Ibrahim",
 ]
+FULL_NAMES = [f"{first} {last}" for first in FIRST for last in LAST]
 SEED_PAPER_NAMES = ["Alice", "Bob", "Charlie", "David", "Eve"]
-SCHEMA = "id long, name string, age int, salary double, signup_date date, is_active boolean"
+COLUMNS = ["id", "name", "age", "salary", "signup_date", "is_active"]
+META_FILE = "_clusterkit.json"
+#: Parquet dictionary encoding for the low-cardinality columns only: trying it on unique ids
+#: and salaries costs time for nothing (measured: 22 ms -> 10.5 ms a block, smaller files).
+DICTIONARY_COLUMNS = ["name", "age", "signup_date", "is_active"]
 
 
 def make_block(block: int, rows: int, *, seed: int, profile: str) -> dict[str, Any]:
-    """Columns of one block (numpy arrays), from the block's own random stream."""
+    """Columns of one block, from the block's own random stream: numpy arrays, and ``name``
+    as an Arrow dictionary array (indices into the profile's name list)."""
     import numpy as np
+    import pyarrow as pa
 
     rng = np.random.default_rng([seed, block])
     start = block * BLOCK_ROWS
     ids = np.arange(start, start + rows, dtype=np.int64)
     age = rng.integers(18, 65, rows, dtype=np.int32)
     is_active = rng.random(rows) < 0.5
+    days = rng.integers(0, 3650, rows).astype("timedelta64[D]")
     if profile == "seed-paper":
-        names = np.array(SEED_PAPER_NAMES)[rng.integers(0, 5, rows)]
-        days = rng.integers(0, 3650, rows)
-        signup = np.datetime64("2020-01-01") + days.astype("timedelta64[D]")
+        dictionary = SEED_PAPER_NAMES
+        codes = rng.integers(0, len(dictionary), rows, dtype=np.int32)
+        signup = np.datetime64("2020-01-01") + days
         salary = rng.uniform(30_000, 120_000, rows)
     else:
-        names = np.char.add(
-            np.char.add(np.array(FIRST)[rng.integers(0, len(FIRST), rows)], " "),
-            np.array(LAST)[rng.integers(0, len(LAST), rows)],
-        )
-        days = rng.integers(0, 3650, rows)
-        signup = np.datetime64("2015-01-01") + days.astype("timedelta64[D]")
+        dictionary = FULL_NAMES
+        codes = rng.integers(0, len(dictionary), rows, dtype=np.int32)
+        signup = np.datetime64("2015-01-01") + days
         tenure_years = (np.datetime64(REFERENCE_DATE) - signup).astype(np.float64) / 365.25
         salary = (
-            30_000
-            + 1_200 * (age - 18)
-            + 8_000 * is_active
-            + 2_500 * tenure_years
+            30_000 + 1_200 * (age - 18) + 8_000 * is_active + 2_500 * tenure_years
             + rng.normal(0.0, SIGMA, rows)
-        )
-    return {
-        "id": ids,
-        "name": names,
-        "age": age,
-        "salary": np.round(salary, 2),
-        "signup_date": signup.astype("datetime64[D]"),
-        "is_active": is_active,
-    }
+        )  # fmt: skip
+    names = pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(dictionary))
+    return {"id": ids, "name": names, "age": age, "salary": np.round(salary, 2),
+            "signup_date": signup, "is_active": is_active}  # fmt: skip
+
+
+def _mix(x: Any) -> Any:
+    """splitmix64's finalizer on a uint64 array (wrapping arithmetic)."""
+    import numpy as np
+
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def rows_checksum(columns: dict[str, Any]) -> int:
+    """Sum (mod 2**64) of a 64-bit hash of each row's values (names hashed by their text)."""
+    import hashlib
+
+    import numpy as np
+
+    names = columns["name"]
+    name_hashes = np.array(
+        [int.from_bytes(hashlib.blake2b(str(n).encode(), digest_size=8).digest(), "little")
+         for n in names.dictionary.to_pylist()],
+        dtype=np.uint64,
+    )[names.indices.to_numpy()]  # fmt: skip
+    h = _mix(columns["id"].astype(np.uint64))
+    for values in (
+        name_hashes,
+        columns["age"].astype(np.uint64),
+        columns["salary"].view(np.uint64),
+        columns["signup_date"].astype(np.int64).astype(np.uint64),
+        columns["is_active"].astype(np.uint64),
+    ):
+        h = _mix(h ^ values)
+    return int(h.sum(dtype=np.uint64))
+
+
+def write_file(
+    folder: str, part: int, blocks: range, *, rows: int, seed: int, profile: str
+) -> tuple[int, int]:
+    """Generate ``blocks`` and write them as one Parquet file; return (rows, checksum)."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    fs, root = pafs.FileSystem.from_uri(folder)
+    written, checksum = 0, 0
+    with fs.open_output_stream(f"{root}/part-{part:05d}.parquet") as out:
+        writer = None
+        for block in blocks:
+            count = min(BLOCK_ROWS, rows - block * BLOCK_ROWS)
+            columns = make_block(block, count, seed=seed, profile=profile)
+            table = pa.table(columns)
+            if writer is None:
+                writer = pq.ParquetWriter(out, table.schema, use_dictionary=DICTIONARY_COLUMNS)
+            writer.write_table(table)
+            written += count
+            checksum = (checksum + rows_checksum(columns)) % 2**64
+        if writer is not None:
+            writer.close()
+    return written, checksum
 
 
 def main(ctx: JobContext) -> dict[str, Any]:
+    import pyarrow.fs as pafs
+
     p = ctx.params
     rows, seed, profile = int(p["rows"]), int(p["seed"]), p["profile"]
-    spark = ctx.spark()
     path = ctx.storage_path("datasets", p["name"])
-    jvm = spark._jvm
-    hconf = spark._jsc.hadoopConfiguration()
-    target = jvm.org.apache.hadoop.fs.Path(path)
-    fs = target.getFileSystem(hconf)
-    if fs.exists(target) and not p["overwrite"]:
+    fs, target = pafs.FileSystem.from_uri(path if "://" in path else f"file://{path}")
+    if fs.get_file_info(target).type != pafs.FileType.NotFound and not p["overwrite"]:
         raise JobInputError(f"dataset {path} exists; pass --overwrite to replace it")
 
+    ray = ctx.ray()
     blocks = (rows + BLOCK_ROWS - 1) // BLOCK_ROWS
-    partitions = int(p["partitions"]) or max(1, min(blocks, spark.sparkContext.defaultParallelism))
-
-    def generate(batches: Any) -> Any:
-        import pyarrow as pa
-
-        for batch in batches:
-            for block in batch.column("id").to_pylist():
-                count = min(BLOCK_ROWS, rows - block * BLOCK_ROWS)
-                yield pa.RecordBatch.from_pydict(
-                    make_block(block, count, seed=seed, profile=profile)
-                )
-
-    tmp = f"{path}.tmp-{ctx.run_id}"
-    with ctx.stage("generate_and_write"):
-        (
-            spark.range(0, blocks, numPartitions=partitions)
-            .mapInArrow(generate, SCHEMA)
-            .write.mode("overwrite")
-            .parquet(tmp)
-        )
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    files = min(blocks, int(p["partitions"]) or max(cpus, -(-rows // ROWS_PER_FILE)))
+    tmp = f"{target}.tmp-{ctx.run_id}"
+    fs.create_dir(tmp)
+    uri = tmp if "://" in path else f"file://{tmp}"
+    task = ray.remote(num_cpus=1)(write_file)
+    bounds = [blocks * i // files for i in range(files + 1)]
     meta = {
-        "profile": profile,
-        "seed": seed,
-        "rows": rows,
-        "block_rows": BLOCK_ROWS,
+        "profile": profile, "seed": seed, "rows": rows, "block_rows": BLOCK_ROWS,
         "sigma": SIGMA if profile == "realistic" else None,
+        "noise_floor": SIGMA**2 if profile == "realistic" else None,
         "reference_date": REFERENCE_DATE.isoformat(),
-    }
-    out = fs.create(jvm.org.apache.hadoop.fs.Path(f"{tmp}/_clusterkit.json"), True)
-    out.write(bytearray(json.dumps(meta, indent=2).encode()))
-    out.close()
-    with ctx.stage("commit"):
-        if fs.exists(target):
-            fs.delete(target, True)
-        if not fs.rename(jvm.org.apache.hadoop.fs.Path(tmp), target):
-            raise RuntimeError(f"could not rename {tmp} to {path}")
-    with ctx.stage("count"):
-        written = spark.read.parquet(path).count()
-    if written != rows:
-        raise RuntimeError(f"wrote {written} rows to {path}, expected {rows}")
-    print(f"datagen: {rows} rows ({profile}, seed {seed}) in {partitions} partitions -> {path}")
-    return {"rows": rows, "columns": 6, "path": path, "partitions": partitions, **meta}
+    }  # fmt: skip
+    try:
+        with ctx.stage("generate_and_write"):
+            pending = [
+                task.remote(uri, i, range(bounds[i], bounds[i + 1]), rows=rows, seed=seed,
+                            profile=profile)
+                for i in range(files)
+            ]  # fmt: skip
+            done_rows, checksum = 0, 0
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                part_rows, part_sum = ray.get(ready[0])
+                done_rows += part_rows
+                checksum = (checksum + part_sum) % 2**64
+                ctx.progress(done_rows, rows, "rows")
+        with ctx.stage("commit"):
+            with fs.open_output_stream(f"{tmp}/{META_FILE}") as out:
+                out.write(json.dumps({**meta, "checksum": f"{checksum:016x}"}, indent=2).encode())
+            if fs.get_file_info(target).type != pafs.FileType.NotFound:
+                fs.delete_dir(target)
+            fs.move(tmp, target)
+    except BaseException:
+        if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+            fs.delete_dir(tmp)
+        raise
+    if done_rows != rows:
+        raise RuntimeError(f"wrote {done_rows} rows to {path}, expected {rows}")
+    print(f"datagen: {rows} rows ({profile}, seed {seed}) in {files} files -> {path}")
+    print(f"datagen: checksum {checksum:016x}")
+    return {"rows": rows, "columns": len(COLUMNS), "path": path, "partitions": files,
+            "checksum": f"{checksum:016x}", **meta}  # fmt: skip
 
 
 JOB = Job(
     name="datagen",
     summary="Generate the people dataset as Parquet (realistic or seed-paper profile)",
-    engine="spark",
+    engine="ray",
     main=main,
     params=[
         Param("rows", "count", 1_000_000, "rows to generate: 1000, 200k, 30M"),
         Param("seed", "int", 42, "random seed: the same seed gives the same data"),
-        Param("partitions", "int", 0, "Spark partitions (0: one per core)"),
+        Param("partitions", "int", 0, "output files, one Ray task each (0: 1 per 2M rows)"),
         Param("profile", "choice", "realistic", "data profile", ("realistic", "seed-paper")),
         Param("name", "str", "people", "dataset name under <storage>/datasets/"),
         Param("overwrite", "bool", False, "replace an existing dataset"),
