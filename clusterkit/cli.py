@@ -15,6 +15,14 @@ from typing import Annotated, Any
 import click
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from clusterkit import catalog, cluster, runs
@@ -178,6 +186,31 @@ def _print_record(data: dict[str, Any]) -> None:
     out.print(f"  artifacts: {data['artifacts']}")
 
 
+def _follow_with_progress(store: runs.RunStore, run_id: str, *, as_json: bool) -> runs.RunRecord:
+    """Stream the run's output; on a terminal, draw the job's progress.json as a bar."""
+    if not err.is_terminal:
+        out_stream = sys.stderr if as_json else sys.stdout
+        return runs.follow(store, run_id, stdout=out_stream, stderr=sys.stderr)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err, transient=True,
+    ) as progress:  # fmt: skip
+        task: TaskID | None = None
+
+        def draw() -> None:
+            nonlocal task
+            current = runs.progress(store, run_id)
+            if current is None:
+                return
+            if task is None:
+                task = progress.add_task(current["unit"], total=current["total"])
+            progress.update(task, completed=current["done"], total=current["total"])
+
+        # inside Progress, sys.stdout and sys.stderr print above the bar
+        return runs.follow(store, run_id, stdout=sys.stderr if as_json else sys.stdout,
+                           stderr=sys.stderr, on_tick=draw)  # fmt: skip
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     ctx: typer.Context,
@@ -203,9 +236,7 @@ def run(
         return
     err.print(f"[dim]run {record.id} ({definition.name}) started; Ctrl-C cancels it[/dim]")
     try:
-        record = runs.follow(
-            store, record.id, stdout=sys.stderr if as_json else sys.stdout, stderr=sys.stderr
-        )
+        record = _follow_with_progress(store, record.id, as_json=as_json)
     except KeyboardInterrupt:
         err.print(f"cancelling run {record.id} ...")
         record = runs.cancel(target, record.id, reason="interrupted (Ctrl-C)")

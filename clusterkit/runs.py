@@ -140,6 +140,16 @@ class RunStore:
         return data
 
 
+def progress(store: RunStore, run_id: str) -> dict[str, Any] | None:
+    """The job's latest progress report ({"done", "total", "unit"}), or None."""
+    path = store.dir(run_id) / "progress.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
 def supervisor_process(record: RunRecord) -> psutil.Process | None:
     if not record.supervisor:
         return None
