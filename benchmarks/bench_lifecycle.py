@@ -21,60 +21,33 @@ Writes the figures as JSON to benchmarks/results/lifecycle.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-ROOT = Path(__file__).resolve().parent.parent
-PORT_NAMES = [
-    "spark_master", "spark_master_ui", "spark_worker", "spark_worker_ui", "ray_gcs",
-    "ray_dashboard", "ray_client", "ray_node_manager", "ray_object_manager",
-    "ray_dashboard_agent", "ray_dashboard_agent_grpc", "ray_runtime_env_agent",
-    "ray_metrics_export",
-]  # fmt: skip
+from _harness import BenchCluster, bench_cluster, running, save
 
 
-def cli(*args: str, env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "clusterkit.cli", *args],
-        env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"clusterkit {' '.join(args)} failed:\n{proc.stderr}")
-    return elapsed, proc
-
-
-def lifecycle(spec: Path, env: dict[str, str], cycles: int) -> tuple[list[float], list[float]]:
+def lifecycle(cluster: BenchCluster, cycles: int) -> tuple[list[float], list[float]]:
     ups, downs = [], []
     for i in range(cycles):
-        up_s, _ = cli("up", "--spec", str(spec), env=env)
-        down_s, _ = cli("down", env=env)
+        up_s, _ = cluster.cli("up", "--spec", str(cluster.spec))
+        down_s, _ = cluster.cli("down")
         ups.append(up_s)
         downs.append(down_s)
         print(f"cycle {i + 1}: up {up_s:.2f} s, down {down_s:.2f} s", flush=True)
     return ups, downs
 
 
-def sampling_pairs(job: list[str], env: dict[str, str], pairs: int) -> list[dict[str, float]]:
+def sampling_pairs(cluster: BenchCluster, job: list[str], pairs: int) -> list[dict[str, float]]:
     """Paired runs of ``job`` with sampling on and off; the order alternates per pair."""
-    cli("run", *job, "--json", env=env)  # warm-up: JIT, page cache, first workers
+    cluster.run(*job)  # warm-up: JIT, page cache, first workers
     found = []
     for i in range(pairs):
         walls: dict[bool, float] = {}
         share = 0.0
         for metrics_on in [True, False] if i % 2 == 0 else [False, True]:
-            flag = "--metrics" if metrics_on else "--no-metrics"
-            record = json.loads(cli("run", *job, "--json", flag, env=env)[1].stdout)
+            record = cluster.run(*job, "--metrics" if metrics_on else "--no-metrics")
             walls[metrics_on] = record["wall_s"]
             if metrics_on:
                 node = next(iter(record["nodes"].values()))
@@ -98,25 +71,14 @@ def main() -> int:
     parser.add_argument("--samples", default="1B", help="ray-pi samples per run")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="ck-bench-"))
-    ports = {name: 29000 + i for i, name in enumerate(PORT_NAMES)}
-    ports.update(ray_min_worker=29100, ray_max_worker=29199)
-    spec = work / "clusterkit.yaml"
-    spec.write_text(yaml.safe_dump({"name": "bench", "ports": ports}))
-    env = {**os.environ, "CLUSTERKIT_HOME": str(work / "home")}
-
-    ups, downs = lifecycle(spec, env, args.cycles)
+    cluster = bench_cluster(29000)
+    ups, downs = lifecycle(cluster, args.cycles)
     jobs = {
         "datagen": ["datagen", "--rows", args.rows, "--overwrite"],
         "ray-pi": ["ray-pi", "--samples", args.samples],
     }
-    if args.pairs == 0:  # up/down only
-        jobs = {}
-    cli("up", "--spec", str(spec), env=env)
-    try:
-        pairs = {name: sampling_pairs(job, env, args.pairs) for name, job in jobs.items()}
-    finally:
-        cli("down", "--purge", "--yes", env=env)
+    with running(cluster):
+        pairs = {name: sampling_pairs(cluster, job, args.pairs) for name, job in jobs.items()}
 
     def median_of(key: str) -> dict[str, float]:
         return {
@@ -139,9 +101,7 @@ def main() -> int:
             f"{figures['sampling_ratio_median'][name]:.3f} (target <= 1.02); the sampler's own "
             f"CPU: {100 * figures['sampler_cpu_share_median'][name]:.2f}% of wall time"
         )
-    out = ROOT / "benchmarks" / "results" / "lifecycle.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
+    save("lifecycle", figures)
     return 0
 
 
