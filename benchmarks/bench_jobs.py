@@ -27,15 +27,25 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _harness import ROOT, BenchCluster, bench_cluster, running, save
+from _harness import RESULTS, ROOT, BenchCluster, bench_cluster, running, save
 
 from jobs._lib import parse_count
 
 HERE = Path(__file__).resolve().parent
+COMPARISONS = ["datagen", "etl", "top_earners", "age_extremes"]
+
+
+def commit() -> str:
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True)  # fmt: skip
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return proc.stdout.strip() + ("+changes" if dirty else "")
 
 
 def script(path: Path, *args: str) -> dict[str, Any]:
@@ -86,11 +96,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="30M")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default=",".join(COMPARISONS),
+                        help=f"comma-separated subset of {', '.join(COMPARISONS)}; the others "
+                        "keep their figures in results/jobs.json")  # fmt: skip
     args = parser.parse_args()
+    only = [c.strip() for c in args.only.split(",") if c.strip()]
+    unknown = set(only) - set(COMPARISONS)
+    if unknown:
+        parser.error(f"unknown comparison(s): {', '.join(sorted(unknown))}")
     rows = parse_count(args.rows)
     scratch = Path(tempfile.mkdtemp(prefix="ck-bench-data-"))
     cluster: BenchCluster = bench_cluster(29500)
-    figures: dict[str, Any] = {"rows": rows, "repeats": args.repeats, "cpus": os.cpu_count()}
+    previous = RESULTS / "jobs.json"
+    figures: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {}
+    if figures.get("rows") not in (None, rows):
+        figures = {}  # another size: start afresh
+    figures.update({"rows": rows, "repeats": args.repeats, "cpus": os.cpu_count()})
+    stamp = {"commit": commit(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     with running(cluster):
         datasets = cluster.storage / "datasets"
@@ -108,10 +130,14 @@ def main() -> int:
             report = script(HERE / "single_process_blocks.py", str(rows), str(scratch / "s"))
             return float(report["seconds"])
 
-        figures["datagen_vs_naive"] = compare("datagen vs naive numpy", args.repeats,
-                                              kit_datagen, naive)  # fmt: skip
-        figures["datagen_vs_same_code"] = compare("datagen vs same code, 1 process",
-                                                  args.repeats, kit_datagen, same_code)  # fmt: skip
+        if "datagen" in only:
+            figures["datagen_vs_naive"] = compare("datagen vs naive numpy", args.repeats,
+                                                  kit_datagen, naive) | stamp  # fmt: skip
+            figures["datagen_vs_same_code"] = compare(
+                "datagen vs same code, 1 process", args.repeats, kit_datagen, same_code
+            ) | stamp  # fmt: skip
+        else:
+            kit_datagen()  # the data the other comparisons read
 
         def kit_job(job: str) -> Callable[[], tuple[float, dict[str, Any]]]:
             def run() -> tuple[float, dict[str, Any]]:
@@ -135,22 +161,32 @@ def main() -> int:
             return run
 
         raw, processed = str(datasets / "people"), str(datasets / "people-processed")
-        figures["etl"] = compare("etl vs source ETL", args.repeats, kit_job("etl"),
-                                 source("etl_benchmark.py", raw, str(scratch / "etl")))  # fmt: skip
-        figures["top_earners"] = compare(
-            "top-earners vs source query 1", args.repeats, kit_job("top-earners"),
-            source("query1_top_earners.py", processed, str(scratch / "q1")),
-        )  # fmt: skip
-        figures["age_extremes"] = compare(
-            "age-extremes vs source query 2", args.repeats, kit_job("age-extremes"),
-            source("query2_age_extremes.py", processed, str(scratch / "q2")),
-        )  # fmt: skip
+        if "etl" in only:
+            figures["etl"] = compare(
+                "etl vs source ETL", args.repeats, kit_job("etl"),
+                source("etl_benchmark.py", raw, str(scratch / "etl")),
+            ) | stamp  # fmt: skip
+        else:
+            kit_job("etl")()  # the processed data the queries read
+        if "top_earners" in only:
+            figures["top_earners"] = compare(
+                "top-earners vs source query 1", args.repeats, kit_job("top-earners"),
+                source("query1_top_earners.py", processed, str(scratch / "q1")),
+            ) | stamp  # fmt: skip
+            kit_top = {(r["full_name"], r["salary"]) for r in
+                       figures["top_earners"]["kit_info"][0]["rows_out"]}  # fmt: skip
+            source_top = {tuple(p) for p in source_reports["query1_top_earners.py"][0]["top"]}
+            figures["top_earners"]["same_result"] = kit_top == source_top
+        if "age_extremes" in only:
+            figures["age_extremes"] = compare(
+                "age-extremes vs source query 2", args.repeats, kit_job("age-extremes"),
+                source("query2_age_extremes.py", processed, str(scratch / "q2")),
+            ) | stamp  # fmt: skip
+            kit_ages = sorted(r["age"] for r in figures["age_extremes"]["kit_info"][0]["rows_out"])
+            source_ages = sorted(source_reports["query2_age_extremes.py"][0]["ages"])
+            figures["age_extremes"]["same_ages"] = kit_ages == source_ages
 
-    kit_top = {(r["full_name"], r["salary"]) for r in
-               figures["top_earners"]["kit_info"][0]["rows_out"]}  # fmt: skip
-    source_top = {tuple(pair) for pair in source_reports["query1_top_earners.py"][0]["top"]}
-    figures["top_earners"]["same_result"] = kit_top == source_top
-    figures["source_reports"] = source_reports
+    figures.setdefault("source_reports", {}).update(source_reports)
     save("jobs", figures)
 
     print()
@@ -160,10 +196,14 @@ def main() -> int:
                "etl": "(as fast as Spark allows)", "top_earners": ">= 5, same result",
                "age_extremes": "(no double sort)"}  # fmt: skip
     for key, target in targets.items():
+        if key not in figures:
+            continue
         row = figures[key]
         print(f"{key:<36}{row['kit_median_s']:>9.2f}{row['baseline_median_s']:>12.2f}"
               f"{row['ratio']:>8.2f}  {target}")  # fmt: skip
-    print(f"top-earners gives the source query 1's top 10: {figures['top_earners']['same_result']}")
+    if "top_earners" in figures:
+        print(f"top-earners gives the source query 1's top 10: "
+              f"{figures['top_earners']['same_result']}")  # fmt: skip
     return 0
 
 

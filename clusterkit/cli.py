@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from clusterkit import catalog, cluster, runs
-from clusterkit.errors import ClusterkitError, RunNotFound
+from clusterkit.errors import ClusterkitError, RunNotFound, UnknownJob
 from clusterkit.fmt import human_bytes, human_seconds
 from clusterkit.spec import SPEC_FILENAME, default_spec_text, load_spec, parse_spec
 from clusterkit.state import Contexts
@@ -211,6 +211,16 @@ def _follow_with_progress(store: runs.RunStore, run_id: str, *, as_json: bool) -
                            stderr=sys.stderr, on_tick=draw)  # fmt: skip
 
 
+def _record_refusal(cluster_name: str | None, job: str, args: list[str], exc: Exception) -> None:
+    """A refused parameter leaves a failed run record, when a cluster is up to hold it."""
+    try:
+        target = cluster.open_cluster(cluster_name)
+    except ClusterkitError:
+        return
+    record = runs.record_refused(target, job, args, str(exc))
+    err.print(f"[dim]recorded as run {record.id} (failed)[/dim]")
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     ctx: typer.Context,
@@ -227,7 +237,11 @@ def run(
 ) -> None:
     """Run a job on the cluster's driver host, streaming its output; JOB --param value ..."""
     definition = catalog.find_job(job)
-    params = catalog.parse_job_args(definition, ctx.args)
+    try:
+        params = catalog.parse_job_args(definition, ctx.args)
+    except UnknownJob as exc:
+        _record_refusal(cluster_name, definition.name, list(ctx.args), exc)
+        raise
     target = cluster.open_cluster(cluster_name)
     store = runs.RunStore(target.paths.runs)
     record = runs.submit(target, definition.name, params, metrics_enabled=metrics)

@@ -199,6 +199,21 @@ def submit(
     return current
 
 
+def record_refused(
+    cluster: Cluster, job: str, args: list[str], error: str, *, exit_code: int = 2
+) -> RunRecord:
+    """Record a submission refused before it started (a bad parameter): status failed, the
+    error, nothing run. The history shows the attempt and why it did not run."""
+    store = RunStore(cluster.paths.runs)
+    record = store.create(job=job, params={"argv": args}, cluster=cluster.name,
+                          provider=cluster.provider)  # fmt: skip
+    stamp = now_iso()
+    record.status, record.error, record.exit_code = "failed", error, exit_code
+    record.started, record.ended, record.wall_s = stamp, stamp, 0.0
+    store.save(record)
+    return record
+
+
 def wait(store: RunStore, run_id: str, *, timeout_s: float | None = None) -> RunRecord:
     """Block until the run is final (or its supervisor is gone); return the record."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s

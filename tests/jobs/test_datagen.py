@@ -98,6 +98,11 @@ def test_existing_dataset_is_kept_without_overwrite(local_cluster: LocalCluster)
         (["--profile", "weird"], "'weird' is not one of realistic, seed-paper"),
     ],
 )
-def test_bad_parameters_are_refused_before_a_run(local_cluster: LocalCluster, args, expected):
+def test_bad_parameters_are_refused_and_recorded(local_cluster: LocalCluster, args, expected):
+    before = {r["id"] for r in local_cluster.cli("runs", "--json").json()}
     result = local_cluster.cli("run", "datagen", *args)
     assert result.code == 2 and expected in result.stderr
+    new = [r for r in local_cluster.cli("runs", "--json").json() if r["id"] not in before]
+    assert len(new) == 1
+    assert new[0]["status"] == "failed" and expected in new[0]["error"]
+    assert new[0]["job"] == "datagen" and new[0]["params"] == {"argv": args}
