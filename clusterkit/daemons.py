@@ -86,15 +86,8 @@ def terminate_trees(roots: Sequence[psutil.Process], *, grace_s: float = 5.0) ->
     for root in roots:
         with contextlib.suppress(psutil.NoSuchProcess):
             procs += [root, *root.children(recursive=True)]
-    for root in roots:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            root.terminate()
-    _gone, alive = psutil.wait_procs(procs, timeout=grace_s)
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=5)
-    return [p.pid for p in procs]
+    _signal(roots, "terminate")
+    return _kill_after(procs, grace_s=grace_s)
 
 
 def terminate_tree(root: psutil.Process, *, grace_s: float = 5.0) -> list[int]:
@@ -104,13 +97,20 @@ def terminate_tree(root: psutil.Process, *, grace_s: float = 5.0) -> list[int]:
 
 def terminate_all(procs: Sequence[psutil.Process], *, grace_s: float = 5.0) -> list[int]:
     """SIGTERM every process, wait up to ``grace_s``, SIGKILL the survivors, reap."""
+    _signal(procs, "terminate")
+    return _kill_after(procs, grace_s=grace_s)
+
+
+def _signal(procs: Sequence[psutil.Process], method: str) -> None:
     for proc in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
-            proc.terminate()
+            getattr(proc, method)()
+
+
+def _kill_after(procs: Sequence[psutil.Process], *, grace_s: float) -> list[int]:
+    """Wait up to ``grace_s`` for ``procs`` to end, SIGKILL the rest, reap; their pids."""
     _gone, alive = psutil.wait_procs(procs, timeout=grace_s)
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
+    _signal(alive, "kill")
     psutil.wait_procs(alive, timeout=5)
     return [p.pid for p in procs]
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from jobs._lib import JobContext
-from jobs._storage import Storage, write_dataset
+from jobs._storage import Storage, open_dataset, write_dataset
 
 PROCESSED = "people-processed"
 
@@ -15,6 +17,24 @@ def query_paths(ctx: JobContext, name: str) -> tuple[str, str]:
     source = ctx.params["input"] or ctx.storage_path("datasets", PROCESSED)
     target = ctx.params["output"] or ctx.storage_path("results", name)
     return source, target
+
+
+@dataclass
+class QueryInput:
+    storage: Storage
+    df: Any  # the checked input DataFrame
+    rows: int
+    source: str
+    target: str
+
+
+def open_query(ctx: JobContext, name: str, columns: Mapping[str, str]) -> QueryInput:
+    """The query's checked input (stage ``open``) and where its result goes."""
+    storage = Storage(ctx.spark())
+    source, target = query_paths(ctx, name)
+    with ctx.stage("open"):
+        df, rows = open_dataset(storage, source, columns, made_by="etl")
+    return QueryInput(storage, df, rows, source, target)
 
 
 def rows_out(frame: Any) -> list[dict[str, Any]]:

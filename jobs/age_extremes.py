@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from jobs._lib import Job, JobContext, Param
-from jobs._queries import publish, query_paths, rows_out
-from jobs._storage import Storage, open_dataset, raise_input_error_for
+from jobs._queries import open_query, publish, rows_out
+from jobs._storage import raise_input_error_for
 
 COLUMNS = {"id": "integer", "full_name": "string", "age": "integer", "is_active": "boolean"}
 
@@ -24,11 +24,8 @@ def main(ctx: JobContext) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
     n = int(ctx.params["count"])
-    spark = ctx.spark()
-    storage = Storage(spark)
-    source, target = query_paths(ctx, "age-extremes")
-    with ctx.stage("open"):
-        df, rows = open_dataset(storage, source, COLUMNS, made_by="etl")
+    query = open_query(ctx, "age-extremes", COLUMNS)
+    df, source = query.df, query.source
     narrow = df.filter(F.col("is_active")).select("id", "age")
     with ctx.stage("top_n"), raise_input_error_for(source):
         young = narrow.orderBy(F.asc("age"), F.asc("id")).limit(n)
@@ -42,8 +39,10 @@ def main(ctx: JobContext) -> dict[str, Any]:
     oldest.insert(0, "extreme", "oldest")
     result = pd.concat([youngest, oldest], ignore_index=True)
     with ctx.stage("write"):
-        publish(ctx, storage, result, target, f"the {n} youngest and {n} oldest active rows:")
-    return {"rows": rows, "rows_out": rows_out(result), "input": source, "output": target}
+        publish(ctx, query.storage, result, query.target,
+                f"the {n} youngest and {n} oldest active rows:")  # fmt: skip
+    return {"rows": query.rows, "rows_out": rows_out(result), "input": source,
+            "output": query.target}  # fmt: skip
 
 
 JOB = Job(

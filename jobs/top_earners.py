@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from jobs._lib import Job, JobContext, Param
-from jobs._queries import publish, query_paths, rows_out
-from jobs._storage import Storage, open_dataset, raise_input_error_for
+from jobs._queries import open_query, publish, rows_out
+from jobs._storage import raise_input_error_for
 
 COLUMNS = {"id": "integer", "full_name": "string", "salary": "number"}
 
@@ -39,11 +39,8 @@ def main(ctx: JobContext) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
     n = int(ctx.params["top"])
-    spark = ctx.spark()
-    storage = Storage(spark)
-    source, target = query_paths(ctx, "top-earners")
-    with ctx.stage("open"):
-        df, rows = open_dataset(storage, source, COLUMNS, made_by="etl")
+    query = open_query(ctx, "top-earners", COLUMNS)
+    df, source = query.df, query.source
     k, rounds = max(64, 8 * n), 0
     with ctx.stage("top_k"), raise_input_error_for(source):
         while True:
@@ -54,9 +51,10 @@ def main(ctx: JobContext) -> dict[str, Any]:
                 break
             k *= 8
     with ctx.stage("write"):
-        publish(ctx, storage, top, target, f"top {n} earners (distinct full_name, salary):")
-    return {"rows": rows, "rows_out": rows_out(top), "candidates_k": k, "rounds": rounds,
-            "input": source, "output": target}  # fmt: skip
+        publish(ctx, query.storage, top, query.target,
+                f"top {n} earners (distinct full_name, salary):")  # fmt: skip
+    return {"rows": query.rows, "rows_out": rows_out(top), "candidates_k": k, "rounds": rounds,
+            "input": source, "output": query.target}  # fmt: skip
 
 
 JOB = Job(
