@@ -16,14 +16,10 @@ from typing import Any
 
 import yaml
 
+from clusterkit.spec import Ports
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-PORT_NAMES = [
-    "spark_master", "spark_master_ui", "spark_worker", "spark_worker_ui", "ray_gcs",
-    "ray_dashboard", "ray_client", "ray_node_manager", "ray_object_manager",
-    "ray_dashboard_agent", "ray_dashboard_agent_grpc", "ray_runtime_env_agent",
-    "ray_metrics_export",
-]  # fmt: skip
 
 
 @dataclass
@@ -62,8 +58,7 @@ class BenchCluster:
 
 def bench_cluster(base_port: int) -> BenchCluster:
     work = Path(tempfile.mkdtemp(prefix="ck-bench-"))
-    ports = {name: base_port + i for i, name in enumerate(PORT_NAMES)}
-    ports.update(ray_min_worker=base_port + 100, ray_max_worker=base_port + 199)
+    ports = Ports.numbered_from(base_port).model_dump()
     spec = work / "clusterkit.yaml"
     spec.write_text(yaml.safe_dump({"name": "bench", "ports": ports}))
     return BenchCluster(work, spec, {**os.environ, "CLUSTERKIT_HOME": str(work / "home")})

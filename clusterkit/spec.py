@@ -82,6 +82,15 @@ class Ports(_Section):
             seen[port] = name
         return self
 
+    @classmethod
+    def numbered_from(cls, base: int) -> Ports:
+        """Every port from ``base`` on, in field order, the worker range at base+100..199:
+        a full set apart from the defaults, for a second cluster on one machine (tests,
+        benchmarks)."""
+        singles = [n for n in cls.model_fields if n not in ("ray_min_worker", "ray_max_worker")]
+        ports = {name: base + i for i, name in enumerate(singles)}
+        return cls(**ports, ray_min_worker=base + 100, ray_max_worker=base + 199)
+
     def fixed(self) -> dict[str, int]:
         """Every single port by field name (the Ray worker range excluded)."""
         return {

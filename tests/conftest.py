@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from clusterkit.spec import Ports
+
 FIXTURE_JOBS = Path(__file__).parent / "fixtures" / "jobs"
 
 
@@ -51,15 +53,7 @@ def run_cli(
 
 def test_ports(base: int) -> dict[str, int]:
     """A full set of spec ports starting at ``base`` (distinct from the defaults)."""
-    names = [
-        "spark_master", "spark_master_ui", "spark_worker", "spark_worker_ui", "ray_gcs",
-        "ray_dashboard", "ray_client", "ray_node_manager", "ray_object_manager",
-        "ray_dashboard_agent", "ray_dashboard_agent_grpc", "ray_runtime_env_agent",
-        "ray_metrics_export",
-    ]  # fmt: skip
-    ports = {name: base + i for i, name in enumerate(names)}
-    ports.update(ray_min_worker=base + 100, ray_max_worker=base + 199)
-    return ports
+    return Ports.numbered_from(base).model_dump()
 
 
 test_ports.__test__ = False  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@ import yaml
 
 from clusterkit import versions
 from clusterkit.errors import SpecError
-from clusterkit.spec import Spec, default_spec_text, load_spec, parse_size, parse_spec
+from clusterkit.spec import Ports, Spec, default_spec_text, load_spec, parse_size, parse_spec
 
 
 def test_defaults_follow_the_installed_pins():
@@ -72,3 +72,11 @@ def test_sizes():
     assert parse_size("1.5GiB") == int(1.5 * 1024**3)
     with pytest.raises(ValueError):
         parse_size("four gigs")
+
+
+def test_numbered_ports_are_a_valid_set_apart_from_the_defaults():
+    ports = Ports.numbered_from(27000)
+    assert ports.spark_master == 27000 and ports.spark_master_ui == 27001
+    assert set(ports.fixed().values()) == set(range(27000, 27000 + len(ports.fixed())))
+    assert (ports.ray_min_worker, ports.ray_max_worker) == (27100, 27199)
+    assert not set(ports.fixed().values()) & set(Ports().fixed().values())
