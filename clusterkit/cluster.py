@@ -12,7 +12,6 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +36,6 @@ Progress = Callable[[str], None]
 
 UP_TIMEOUT_S = 120.0
 PORTS_FREE_TIMEOUT_S = 15.0
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _quiet(_: str) -> None:
@@ -281,7 +276,7 @@ def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = UP_TIMEOUT_S) -
         "name": spec.name,
         "provider": provider.name,
         "spec": spec.model_dump(),
-        "started_at": _now(),
+        "started_at": runs.now_iso(),
         "state_dir": str(paths.root),
         "storage_root": str(storage_root),
         "java_home": str(java.home),

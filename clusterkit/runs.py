@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -290,29 +290,26 @@ def follow(
     offsets = {"stdout.log": 0, "stderr.log": 0}
     targets = {"stdout.log": stdout, "stderr.log": stderr}
     while True:
+        # read the record first: whatever the job wrote before it was final is drained below
         record = reap_if_orphaned(store, store.load(run_id))
-        for name in offsets:
-            for chunk in _read_new(run_dir / name, offsets, name):
-                targets[name].write(chunk)
-                targets[name].flush()
+        for name, target in targets.items():
+            chunk = _read_new(run_dir / name, offsets, name)
+            if chunk:
+                target.write(chunk)
+                target.flush()
         if not until_final or record.final:
-            # one more drain: the job may have written its last lines just before ending
-            for name in offsets:
-                for chunk in _read_new(run_dir / name, offsets, name):
-                    targets[name].write(chunk)
-                    targets[name].flush()
             return record
         if on_tick is not None:
             on_tick()
         time.sleep(0.2)
 
 
-def _read_new(path: Path, offsets: dict[str, int], name: str) -> Iterator[str]:
+def _read_new(path: Path, offsets: dict[str, int], name: str) -> str:
+    """What was appended to ``path`` since ``offsets[name]`` (advanced past it)."""
     if not path.exists():
-        return
+        return ""
     with open(path, "rb") as handle:
         handle.seek(offsets[name])
         data = handle.read()
-    if data:
-        offsets[name] += len(data)
-        yield data.decode(errors="replace")
+    offsets[name] += len(data)
+    return data.decode(errors="replace")

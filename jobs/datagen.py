@@ -30,6 +30,7 @@ from datetime import date
 from typing import Any
 
 from jobs._lib import Job, JobContext, JobInputError, Param
+from jobs._storage import META_FILE
 
 BLOCK_ROWS = 100_000
 ROWS_PER_FILE = 2_000_000
@@ -78,7 +79,6 @@ LAST = [
 FULL_NAMES = [f"{first} {last}" for first in FIRST for last in LAST]
 SEED_PAPER_NAMES = ["Alice", "Bob", "Charlie", "David", "Eve"]
 COLUMNS = ["id", "name", "age", "salary", "signup_date", "is_active"]
-META_FILE = "_clusterkit.json"
 #: Parquet dictionary encoding for the low-cardinality columns only: trying it on unique ids
 #: and salaries costs time for nothing (measured: 22 ms -> 10.5 ms a block, smaller files).
 DICTIONARY_COLUMNS = ["name", "age", "signup_date", "is_active"]
