@@ -127,21 +127,26 @@ class Sizing:
     ray_object_store_bytes: int
 
 
+def _cores(value: int | str, field: str, cores: int) -> int:
+    """``auto`` is every core; an explicit count must fit this machine."""
+    if value == "auto":
+        return cores
+    if int(value) > cores:
+        raise SpecError(
+            f"nodes.{field} = {value} is not allowed: this machine has {cores} cores; "
+            f"use at most {cores}, or auto"
+        )
+    return int(value)
+
+
 def size_services(spec: Spec) -> Sizing:
     """Resolve ``auto`` from this machine; refuse explicit sizes the machine cannot hold."""
     cores = psutil.cpu_count(logical=True) or 1
     total = psutil.virtual_memory().total
     gib = total / 1024**3
     nodes = spec.nodes
-    if nodes.worker_cores == "auto":
-        worker_cores = cores
-    else:
-        worker_cores = int(nodes.worker_cores)
-        if worker_cores > cores:
-            raise SpecError(
-                f"nodes.worker_cores = {worker_cores} is not allowed: this machine has {cores} "
-                f"cores; use at most {cores}, or auto"
-            )
+    worker_cores = _cores(nodes.worker_cores, "worker_cores", cores)
+    ray_cpus = _cores(nodes.ray_cpus, "ray_cpus", cores)
     worker_memory = (
         int(total * 0.4) if nodes.worker_memory == "auto" else parse_size(nodes.worker_memory)
     )
@@ -165,6 +170,6 @@ def size_services(spec: Spec) -> Sizing:
         worker_cores=worker_cores,
         worker_memory_mb=worker_memory // 1024**2,
         driver_memory_mb=driver // 1024**2,
-        ray_cpus=cores,
+        ray_cpus=ray_cpus,
         ray_object_store_bytes=object_store,
     )

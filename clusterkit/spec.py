@@ -105,11 +105,12 @@ class Nodes(_Section):
 
     workers: int = Field(1, ge=1, le=1, description="worker count (the local provider has one)")
     worker_cores: int | Literal["auto"] = "auto"
+    ray_cpus: int | Literal["auto"] = "auto"
     worker_memory: str = Field("auto", description="Spark worker memory, e.g. 4g, or auto")
     driver_memory: str = Field("1g", description="Spark driver memory")
     ray_object_store_memory: str = Field("auto", description="Ray object store, e.g. 2g, or auto")
 
-    @field_validator("worker_cores")
+    @field_validator("worker_cores", "ray_cpus")
     @classmethod
     def _cores(cls, value: int | str) -> int | str:
         if isinstance(value, int) and not 1 <= value <= 1024:
@@ -245,6 +246,7 @@ def default_spec_text() -> str:
         "nodes:",
         "  workers: 1                    # Spark workers (the local provider runs one)",
         "  worker_cores: auto            # auto = every core of this machine",
+        "  ray_cpus: auto                # CPUs Ray schedules tasks on; auto = every core",
         "  worker_memory: auto           # Spark worker memory; auto = 40% of this machine's RAM",
         f"  driver_memory: {spec.nodes.driver_memory}              # Spark driver memory",
         "  ray_object_store_memory: auto # auto = 20% of this machine's RAM",

@@ -5,6 +5,7 @@ import socket
 import stat
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import cli_env, run_cli, test_ports
@@ -74,6 +75,7 @@ def test_dry_run_checks_without_starting(home, tmp_path):
     plan = result.json()
     assert plan["java_major"] >= 17
     assert plan["sizing"]["worker_cores"] == os.cpu_count()
+    assert plan["sizing"]["ray_cpus"] == os.cpu_count()
     assert not (home / "contexts.json").exists()
 
 
@@ -85,14 +87,22 @@ def test_spec_field_out_of_range_exits_2(home, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_more_cores_than_the_machine_exits_2(home, tmp_path):
+@pytest.mark.parametrize("field", ["worker_cores", "ray_cpus"])
+def test_more_cores_than_the_machine_exits_2(home, tmp_path, field):
     cores = (os.cpu_count() or 1) + 1
     result = run_cli(
-        "up", "--dry-run", "--spec", str(_spec(tmp_path, nodes={"worker_cores": cores})),
+        "up", "--dry-run", "--spec", str(_spec(tmp_path, nodes={field: cores})),
         env=cli_env(home),
     )  # fmt: skip
     assert result.code == 2
-    assert f"nodes.worker_cores = {cores} is not allowed: this machine has" in result.stderr
+    assert f"nodes.{field} = {cores} is not allowed: this machine has" in result.stderr
+
+
+def test_ray_cpus_set_in_the_spec_reach_the_plan(home, tmp_path):
+    spec = _spec(tmp_path, nodes={"ray_cpus": 1})
+    result = run_cli("up", "--dry-run", "--json", "--spec", str(spec), env=cli_env(home))
+    assert result.code == 0, result.stderr
+    assert result.json()["sizing"]["ray_cpus"] == 1
 
 
 def test_run_with_no_cluster_up(home):
