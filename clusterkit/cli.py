@@ -180,9 +180,16 @@ def _print_record(data: dict[str, Any]) -> None:
     )
     if data["error"]:
         out.print(f"  error: {data['error']}")
+    long_items = []
     for key, value in (data["result"] or {}).items():
-        if key not in ("params", "peak_rss_by_role"):
+        if key in ("params", "peak_rss_by_role"):
+            continue
+        if isinstance(value, (list, dict)) and len(str(value)) > 200:
+            long_items.append(f"{key} ({len(value)})")  # too long for a line: see result.json
+        else:
             out.print(f"  {key}: {value}")
+    if long_items:
+        out.print(f"  in result.json: {', '.join(long_items)}")
     out.print(f"  artifacts: {data['artifacts']}")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import traceback
 
 from clusterkit.catalog import find_job
@@ -25,7 +24,6 @@ def main(argv: list[str] | None = None) -> int:
     job = find_job(args.name)
     params = {**job.defaults(), **json.loads(args.params_json)}
     ctx = JobContext.from_env(job, params)
-    started = time.perf_counter()
     try:
         fields = job.main(ctx) or {}
     except JobInputError as exc:
@@ -44,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         "engine": job.engine,
         "params": params,
         **fields,
-        "wall_s": round(time.perf_counter() - started, 3),
+        "wall_s": round(ctx.elapsed(), 3),
         "stages": ctx.stages,
     }
     write_json_atomic(ctx.run_dir / "result.json", result)

@@ -107,6 +107,7 @@ class JobContext:
     run_dir: Path
     storage_root: str
     stages: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
     _spark: Any = None
 
     @classmethod
@@ -119,6 +120,10 @@ class JobContext:
             run_dir=run_dir,
             storage_root=os.environ.get("CLUSTERKIT_STORAGE_ROOT", str(run_dir / "storage")),
         )
+
+    def elapsed(self) -> float:
+        """Seconds since the job started (what ``result.json`` reports as ``wall_s``)."""
+        return time.perf_counter() - self.started
 
     def storage_path(self, *parts: str) -> str:
         """A path under the storage root (a local folder, or an hdfs:// URL on AWS)."""
@@ -179,6 +184,7 @@ class JobContext:
                 .config(f"spark.executorEnv.{RUN_MARKER}", self.run_id)
                 .config("spark.pyspark.python", env.get("PYSPARK_PYTHON", "python3"))
                 .config("spark.sql.session.timeZone", "UTC")
+                .config("spark.ui.showConsoleProgress", "false")
             )
             for key, var in (
                 ("spark.executor.cores", "CLUSTERKIT_SPARK_EXECUTOR_CORES"),

@@ -14,7 +14,8 @@ import contextlib
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from jobs._lib import JobInputError
 
@@ -30,6 +31,25 @@ KINDS: dict[str, tuple[str, ...]] = {
     "date": ("date", "timestamp", "timestamp_ntz", "string"),
     "timestamp": ("timestamp", "timestamp_ntz"),
 }
+
+
+class FileStore(Protocol):
+    """What the jobs need of a storage: :class:`Storage` (Spark's JVM) or
+    :class:`ArrowStorage` (pyarrow), the same calls on the same paths."""
+
+    def exists(self, path: str) -> bool: ...
+    def delete(self, path: str) -> None: ...
+    def files(self, path: str, suffix: str = ".parquet") -> list[str]: ...
+    def read_bytes(self, path: str, *, offset: int, length: int) -> bytes: ...
+    def size(self, path: str) -> int: ...
+    def write_bytes(self, path: str, data: bytes) -> None: ...
+    def write_text(self, path: str, text: str) -> None: ...
+    def read_all(self, path: str) -> bytes: ...
+    def read_text(self, path: str) -> str | None: ...
+    def list_dirs(self, path: str) -> list[str]: ...
+    def rename(self, source: str, target: str) -> bool: ...
+    def commit(self, tmp: str, final: str) -> None: ...
+    def metadata(self, dataset: str) -> dict[str, Any]: ...
 
 
 class Storage:
@@ -76,17 +96,41 @@ class Storage:
     def size(self, path: str) -> int:
         return int(self._fs(path).getFileStatus(self._path(path)).getLen())
 
-    def write_text(self, path: str, text: str) -> None:
+    def write_bytes(self, path: str, data: bytes, *, chunk: int = 4 * 1024**2) -> None:
+        """Create (or replace) ``path`` holding ``data``, sent to the JVM in chunks."""
         out = self._fs(path).create(self._path(path), True)
         try:
-            out.write(bytearray(text.encode()))
+            for start in range(0, len(data), chunk):
+                out.write(bytearray(data[start : start + chunk]))
         finally:
             out.close()
+
+    def write_text(self, path: str, text: str) -> None:
+        self.write_bytes(path, text.encode())
+
+    def read_all(self, path: str) -> bytes:
+        """The whole file (for small artifacts such as a model, not for datasets)."""
+        return self.read_bytes(path, offset=0, length=self.size(path))
+
+    def list_dirs(self, path: str) -> list[str]:
+        """Names of the folders directly in ``path`` ([] if it does not exist)."""
+        if not self.exists(path):
+            return []
+        return sorted(
+            str(s.getPath().getName()) for s in self._fs(path).listStatus(self._path(path))
+            if s.isDirectory()
+        )  # fmt: skip
+
+    def rename(self, source: str, target: str) -> bool:
+        """Rename ``source`` to ``target``; False if ``target`` exists (nothing replaced)."""
+        if self.exists(target):
+            return False
+        return bool(self._fs(target).rename(self._path(source), self._path(target)))
 
     def read_text(self, path: str) -> str | None:
         if not self.exists(path):
             return None
-        return self.read_bytes(path, offset=0, length=self.size(path)).decode()
+        return self.read_all(path).decode()
 
     def commit(self, tmp: str, final: str) -> None:
         """Replace ``final`` by ``tmp`` (a rename on the same file system)."""
@@ -122,7 +166,7 @@ def write_dataset(
         raise
 
 
-def check_parquet_files(storage: Storage, path: str, *, made_by: str = "datagen") -> list[str]:
+def check_parquet_files(storage: FileStore, path: str, *, made_by: str = "datagen") -> list[str]:
     """Every Parquet file in ``path``, each checked for Parquet's magic bytes at both ends.
 
     ``made_by`` names the job that makes this input, for the hint when it is missing.
@@ -166,11 +210,27 @@ def open_dataset(
     except Exception as exc:  # e.g. a type Spark cannot read, such as nanosecond timestamps
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise JobInputError(f"{path}: Spark cannot read this dataset's schema: {reason}") from exc
-    found = {f.name: f.dataType.typeName() for f in df.schema.fields}
+    check_columns(spark_schema(df), path, columns)
+    rows = df.count()  # answered from Parquet footers, not a scan
+    if rows == 0:
+        raise JobInputError(f"{path}: the dataset is empty (0 rows)")
+    return (df.select(*select) if select else df), rows
+
+
+def spark_schema(df: Any) -> dict[str, str]:
+    """Column -> Spark type name (as KINDS lists them) of a DataFrame."""
+    return {f.name: f.dataType.typeName() for f in df.schema.fields}
+
+
+def check_columns(
+    found: Mapping[str, str], path: str, columns: Mapping[str, str], *, needed_by: str = ""
+) -> None:
+    """Refuse a schema (column -> Spark type name) that lacks one of ``columns`` or has one
+    of the wrong kind."""
     missing = [c for c in columns if c not in found]
     if missing:
         raise JobInputError(
-            f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(found)}"
+            f"{path}: missing column(s) {', '.join(missing)}{needed_by}; it has {', '.join(found)}"
         )
     for column, kind in columns.items():
         if found[column] not in KINDS[kind]:
@@ -178,10 +238,6 @@ def open_dataset(
                 f"{path}: column {column} is {found[column]}, expected {kind} "
                 f"({' or '.join(KINDS[kind])})"
             )
-    rows = df.count()  # answered from Parquet footers, not a scan
-    if rows == 0:
-        raise JobInputError(f"{path}: the dataset is empty (0 rows)")
-    return (df.select(*select) if select else df), rows
 
 
 _DATA_FILE = re.compile(r"((?:file|hdfs):[^\s,'\"\]]+?\.parquet)")
@@ -204,3 +260,157 @@ def raise_input_error_for(dataset: str) -> Iterator[None]:
                     f"corrupted: regenerate the dataset or remove that file"
                 ) from exc
         raise
+
+
+class ArrowStorage:
+    """The same file operations as :class:`Storage`, through pyarrow's file systems, for
+    jobs that run without Spark (local folders; hdfs:// needs libhdfs on the node)."""
+
+    def __init__(self) -> None:
+        self._systems: dict[str, Any] = {}
+
+    def file_system(self, path: str) -> tuple[Any, str]:
+        """(the pyarrow FileSystem, the path within it) of ``path``."""
+        return self._fs(path)
+
+    def _fs(self, path: str) -> tuple[Any, str]:
+        import pyarrow.fs as pafs
+
+        uri = path if "://" in path else f"file://{path}"
+        scheme = uri.split("://", 1)[0] + "://" + uri.split("://", 1)[1].split("/", 1)[0]
+        if scheme not in self._systems:
+            self._systems[scheme] = pafs.FileSystem.from_uri(uri)[0]
+        return self._systems[scheme], pafs.FileSystem.from_uri(uri)[1]
+
+    def _info(self, path: str) -> Any:
+        fs, local = self._fs(path)
+        return fs.get_file_info(local)
+
+    def uri(self, path: str) -> str:
+        """``path`` as a URI for pyarrow and Ray Data (``file://`` for a local path)."""
+        return path if "://" in path else f"file://{path}"
+
+    def exists(self, path: str) -> bool:
+        import pyarrow.fs as pafs
+
+        return bool(self._info(path).type != pafs.FileType.NotFound)
+
+    def delete(self, path: str) -> None:
+        import pyarrow.fs as pafs
+
+        fs, local = self._fs(path)
+        kind = fs.get_file_info(local).type
+        if kind == pafs.FileType.Directory:
+            fs.delete_dir(local)
+        elif kind == pafs.FileType.File:
+            fs.delete_file(local)
+
+    def files(self, path: str, suffix: str = ".parquet") -> list[str]:
+        import pyarrow.fs as pafs
+
+        fs, local = self._fs(path)
+        if fs.get_file_info(local).type == pafs.FileType.File:
+            return [path]
+        prefix = path[: len(path) - len(local)] if path.endswith(local) else ""
+        infos = fs.get_file_info(pafs.FileSelector(local))
+        return sorted(prefix + i.path for i in infos
+                      if i.type == pafs.FileType.File and i.base_name.endswith(suffix))  # fmt: skip
+
+    def read_bytes(self, path: str, *, offset: int, length: int) -> bytes:
+        fs, local = self._fs(path)
+        with fs.open_input_file(local) as stream:
+            stream.seek(offset)
+            return bytes(stream.read(length))
+
+    def size(self, path: str) -> int:
+        return int(self._info(path).size)
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        fs, local = self._fs(path)
+        with fs.open_output_stream(local) as out:
+            out.write(data)
+
+    def write_text(self, path: str, text: str) -> None:
+        self.write_bytes(path, text.encode())
+
+    def read_all(self, path: str) -> bytes:
+        return self.read_bytes(path, offset=0, length=self.size(path))
+
+    def read_text(self, path: str) -> str | None:
+        return self.read_all(path).decode() if self.exists(path) else None
+
+    def list_dirs(self, path: str) -> list[str]:
+        import pyarrow.fs as pafs
+
+        if not self.exists(path):
+            return []
+        fs, local = self._fs(path)
+        infos = fs.get_file_info(pafs.FileSelector(local))
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+    def rename(self, source: str, target: str) -> bool:
+        if self.exists(target):
+            return False
+        fs, local = self._fs(source)
+        fs.move(local, self._fs(target)[1])
+        return True
+
+    def commit(self, tmp: str, final: str) -> None:
+        if self.exists(final):
+            self.delete(final)
+        self.rename(tmp, final)
+
+    def metadata(self, dataset: str) -> dict[str, Any]:
+        text = self.read_text(f"{dataset}/{META_FILE}")
+        return json.loads(text) if text else {}
+
+
+def arrow_kind(arrow_type: Any) -> str:
+    """The Spark type name (as KINDS lists them) of an Arrow type."""
+    import pyarrow as pa
+
+    t = arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
+    checks = [
+        (pa.types.is_boolean, "boolean"), (pa.types.is_integer, "long"),
+        (pa.types.is_floating, "double"), (pa.types.is_decimal, "decimal"),
+        (lambda x: pa.types.is_string(x) or pa.types.is_large_string(x), "string"),
+        (pa.types.is_date, "date"), (pa.types.is_timestamp, "timestamp"),
+    ]  # fmt: skip
+    return next((name for check, name in checks if check(t)), str(t))
+
+
+@dataclass
+class ArrowDataset:
+    """A checked Parquet dataset read without Spark: its files, schema and row count."""
+
+    path: str
+    files: list[str]
+    schema: dict[str, str]  # column -> Spark type name
+    rows: int
+
+
+def inspect_parquet(storage: ArrowStorage, path: str, *, made_by: str = "datagen") -> ArrowDataset:
+    """Check ``path`` like :func:`open_dataset` does (files, magic bytes, schema, not empty),
+    from the Parquet footers alone."""
+    import pyarrow.parquet as pq
+
+    files = check_parquet_files(storage, path, made_by=made_by)
+    schema: dict[str, str] | None = None
+    rows = 0
+    for file in files:
+        fs, local = storage.file_system(file)
+        try:
+            with fs.open_input_file(local) as handle:
+                meta = pq.ParquetFile(handle).metadata
+                file_schema = meta.schema.to_arrow_schema()
+        except Exception as exc:
+            raise JobInputError(f"{file}: not a readable Parquet file ({exc})") from exc
+        kinds = {f.name: arrow_kind(f.type) for f in file_schema}
+        if schema is None:
+            schema = kinds
+        elif kinds != schema:
+            raise JobInputError(f"{file}: its columns differ from the other files of {path}")
+        rows += meta.num_rows
+    if rows == 0:
+        raise JobInputError(f"{path}: the dataset is empty (0 rows)")
+    return ArrowDataset(path, files, schema or {}, rows)

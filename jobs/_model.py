@@ -1,0 +1,260 @@
+"""The salary model: its inputs, its features, its search spaces and its artifact.
+
+``train`` and ``predict`` both go through this module, so they cannot disagree about what a
+model reads or how features are made.
+
+- Inputs: ``age``, ``is_active``, ``signup_date`` and ``name`` (``full_name`` after ``etl``),
+  plus ``id`` to key the predictions. :func:`select_inputs` resolves and checks them in Spark
+  and hands pandas a fixed layout (``signup_date`` as a timestamp).
+- Features (``jobs._features.SalaryFeatures``): age, is_active, tenure in years at the
+  reference date, first name and last name as categories (the most frequent
+  ``MAX_CATEGORIES``; others are "missing").
+- Searches: ``default`` tries Ridge and HistGradientBoosting on every feature; ``seed-paper``
+  is the source project's RandomForest grid on (age, is_active) with StandardScaler.
+- Artifact: ``<storage>/models/NAME/vN/`` holding ``model.joblib`` (features + estimator as
+  one scikit-learn Pipeline), ``model.json`` (format, input columns, features, training
+  dataset, metrics, versions) and ``holdout/`` (the held-out rows, to check the model later).
+  Versions are written to a temporary folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jobs._lib import JobInputError
+from jobs._storage import KINDS, FileStore
+
+FORMAT = 1
+TARGET = "salary"
+KEY = "id"
+#: Input column -> (accepted names, kind). ``etl`` renames ``name`` to ``full_name``.
+INPUTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "age": (("age",), "integer"),
+    "is_active": (("is_active",), "boolean"),
+    "signup_date": (("signup_date",), "date"),
+    "name": (("name", "full_name"), "string"),
+}
+FEATURES = ["age", "is_active", "tenure_years", "first_name", "last_name"]
+NUMERIC = [0, 1, 2]
+CATEGORICAL = [3, 4]
+#: HistGradientBoosting takes at most 255 categories a feature; the rarest become "missing".
+MAX_CATEGORIES = 250
+
+MODELS = ("ridge", "hist-gb", "random-forest")
+#: search -> model -> grid. ``auto`` means every model the search lists first.
+SEARCHES: dict[str, dict[str, dict[str, list[Any]]]] = {
+    "default": {
+        "ridge": {"alpha": [0.1, 1.0, 10.0]},
+        "hist-gb": {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31]},
+        "random-forest": {"n_estimators": [50], "max_depth": [12], "min_samples_leaf": [20]},
+    },
+    "seed-paper": {
+        "random-forest": {
+            "n_estimators": [50, 100], "max_depth": [10, None], "min_samples_split": [2, 5],
+        },
+    },
+}  # fmt: skip
+AUTO_MODELS = {"default": ("ridge", "hist-gb"), "seed-paper": ("random-forest",)}
+SEED_PAPER_FEATURES = [0, 1]  # age, is_active: the source project's features
+
+
+# ---------------------------------------------------------------- inputs, in Spark
+
+
+def resolve_inputs(found: Mapping[str, str], path: str, *, needed_by: str) -> dict[str, str]:
+    """Input column -> the input's own name for it, from a schema (column -> Spark type name).
+
+    A missing input is refused naming every missing column and the names accepted for it;
+    a column of the wrong kind is refused naming it.
+    """
+    chosen: dict[str, str] = {}
+    missing = []
+    for column, (names, kind) in INPUTS.items():
+        name = next((n for n in names if n in found), None)
+        if name is None:
+            missing.append(" or ".join(names))
+        elif found[name] not in KINDS[kind]:
+            raise JobInputError(
+                f"{path}: column {name} is {found[name]}, but {needed_by} needs {kind} "
+                f"({' or '.join(KINDS[kind])})"
+            )
+        else:
+            chosen[column] = name
+    if missing:
+        raise JobInputError(
+            f"{path}: missing column(s) {', '.join(missing)} that {needed_by} needs "
+            f"(it reads {', '.join(INPUTS)}); the input has {', '.join(found)}"
+        )
+    return chosen
+
+
+def select_inputs(df: Any, path: str, *, needed_by: str, extra: Sequence[str] = ()) -> Any:
+    """A Spark DataFrame reduced to the model's inputs (+ ``extra`` columns present), renamed
+    to the input names, ``signup_date`` as a timestamp."""
+    from pyspark.sql import functions as F
+
+    from jobs._storage import spark_schema
+
+    found = spark_schema(df)
+    chosen = resolve_inputs(found, path, needed_by=needed_by)
+    columns = [F.col(c).alias(c) for c in extra if c in found]
+    for column, name in chosen.items():
+        value = F.col(name)
+        if column == "signup_date":
+            value = value.cast("timestamp")
+        columns.append(value.alias(column))
+    return df.select(*columns)
+
+
+# ---------------------------------------------------------------- search spaces
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One point of a search: a model and its hyperparameters."""
+
+    number: int
+    search: str
+    model: str
+    params: dict[str, Any]
+
+    def label(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.model}({shown})"
+
+
+def trials_for(search: str, model: str) -> list[Trial]:
+    """Every trial of ``search`` for ``model`` (``auto``: the search's own models)."""
+    space = SEARCHES[search]
+    if model == "auto":
+        models: Sequence[str] = AUTO_MODELS[search]
+    elif model in space:
+        models = [model]
+    else:
+        raise JobInputError(
+            f"--search {search} has no grid for --model {model}; it covers "
+            f"{', '.join(space)} (or use --model auto)"
+        )
+    trials: list[Trial] = []
+    for name in models:
+        grid = space[name]
+        for values in itertools.product(*grid.values()):
+            trials.append(Trial(len(trials), search, name, dict(zip(grid, values, strict=True))))
+    return trials
+
+
+# ---------------------------------------------------------------- the artifact
+
+_REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_-]*)(?::v?(?P<version>\d+))?$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: int
+    path: str
+
+    def label(self) -> str:
+        return f"{self.name}:v{self.version}"
+
+
+def versions_of(storage: FileStore, models_root: str, name: str) -> list[int]:
+    return sorted(
+        int(d[1:]) for d in storage.list_dirs(f"{models_root}/{name}") if re.fullmatch(r"v\d+", d)
+    )
+
+
+def resolve_model(storage: FileStore, models_root: str, ref: str) -> ModelRef:
+    """``NAME`` (its latest version), ``NAME:vN``, or the path of a version folder."""
+    if "/" in ref:
+        card = _read_card(storage, ref)
+        return ModelRef(card["name"], int(card["version"]), ref.rstrip("/"))
+    match = _REF.match(ref)
+    if not match:
+        raise JobInputError(f"--model {ref!r} is not NAME, NAME:vN or a path to a model folder")
+    name = match["name"]
+    have = versions_of(storage, models_root, name)
+    if not have:
+        known = [d for d in storage.list_dirs(models_root) if not d.startswith(".")]
+        listing = f"models there: {', '.join(known)}" if known else "there are no models yet"
+        raise JobInputError(
+            f"no model {name!r} under {models_root} ({listing}); "
+            f"train one with `clusterkit run train --name {name}`"
+        )
+    version = int(match["version"]) if match["version"] else have[-1]
+    if version not in have:
+        raise JobInputError(
+            f"model {name} has no version v{version}; it has {', '.join(f'v{v}' for v in have)}"
+        )
+    return ModelRef(name, version, f"{models_root}/{name}/v{version}")
+
+
+def _read_card(storage: FileStore, path: str) -> dict[str, Any]:
+    text = storage.read_text(f"{path.rstrip('/')}/model.json")
+    if text is None:
+        raise JobInputError(
+            f"{path} is not a model folder (no model.json); train one with `clusterkit run train`"
+        )
+    card: dict[str, Any] = json.loads(text)
+    if card.get("format") != FORMAT:
+        raise JobInputError(
+            f"{path}: model format {card.get('format')} is not {FORMAT}; retrain it with "
+            f"`clusterkit run train`"
+        )
+    return card
+
+
+def load_model(storage: FileStore, ref: ModelRef) -> tuple[bytes, dict[str, Any]]:
+    """(the pickled pipeline, the model card) of a version."""
+    card = _read_card(storage, ref.path)
+    return storage.read_all(f"{ref.path}/model.joblib"), card
+
+
+def unpickle(blob: bytes) -> Any:
+    import joblib
+
+    return joblib.load(io.BytesIO(blob))
+
+
+def pickle_model(pipeline: Any) -> bytes:
+    import joblib
+
+    buffer = io.BytesIO()
+    joblib.dump(pipeline, buffer, compress=3)
+    return buffer.getvalue()
+
+
+def save_model(
+    storage: FileStore,
+    models_root: str,
+    name: str,
+    *,
+    blob: bytes,
+    card: Mapping[str, Any],
+    holdout: Any,
+    run_id: str,
+) -> ModelRef:
+    """Write a new version of ``name``: a temporary folder, then a rename to ``vN`` (the next
+    free number; a version written meanwhile by another run is never replaced)."""
+    tmp = f"{models_root}/{name}/.tmp-{run_id}"
+    try:
+        holdout.write.mode("overwrite").parquet(f"{tmp}/holdout")
+        storage.write_bytes(f"{tmp}/model.joblib", blob)
+        for _ in range(100):
+            have = versions_of(storage, models_root, name)
+            version = (have[-1] if have else 0) + 1
+            path = f"{models_root}/{name}/v{version}"
+            full_card = {**card, "name": name, "version": version, "path": path}
+            storage.write_text(f"{tmp}/model.json", json.dumps(full_card, indent=2))
+            if storage.rename(tmp, path):
+                return ModelRef(name, version, path)
+        raise RuntimeError(f"could not find a free version number for model {name}")
+    finally:
+        if storage.exists(tmp):
+            storage.delete(tmp)
