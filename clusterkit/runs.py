@@ -29,7 +29,7 @@ import psutil
 
 from clusterkit import daemons
 from clusterkit.errors import ClusterkitError, RunNotFound
-from clusterkit.metrics import RunProcessFinder
+from clusterkit.metrics import RUN_MARKER, RunProcessFinder
 from clusterkit.state import write_json_atomic
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ class RunRecord:
     peak_rss_bytes: int | None = None
     nodes: dict[str, Any] = field(default_factory=dict)  # per-node peaks
     cancel_requested: str | None = None
+    parent: str | None = None  # the run that submitted this one (a suite's steps)
 
     @property
     def final(self) -> bool:
@@ -161,9 +162,17 @@ def supervisor_process(record: RunRecord) -> psutil.Process | None:
 
 
 def submit(
-    cluster: Cluster, job: str, params: dict[str, Any], *, metrics_enabled: bool = True
+    cluster: Cluster,
+    job: str,
+    params: dict[str, Any],
+    *,
+    metrics_enabled: bool = True,
+    parent: str | None = None,
 ) -> RunRecord:
-    """Create the run record and start its supervisor, detached; return the queued record."""
+    """Create the run record and start its supervisor, detached; return the queued record.
+
+    ``parent`` is the run submitting this one (a suite): cancelling it cancels this run too.
+    """
     store = RunStore(cluster.paths.runs)
     record = store.create(
         job=job,
@@ -171,6 +180,7 @@ def submit(
         cluster=cluster.name,
         provider=cluster.provider,
         metrics_enabled=metrics_enabled,
+        parent=parent,
     )
     run_dir = store.dir(record.id)
     argv = [
@@ -189,7 +199,8 @@ def submit(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=dict(os.environ),
+            # a run submitted from inside a run must not carry that run's marker
+            env={k: v for k, v in os.environ.items() if k != RUN_MARKER},
         )
     record.supervisor = {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time()}
     # The supervisor may already have moved the record on; only add what we know.
@@ -252,9 +263,19 @@ def kill_run_processes(run_id: str, *, grace_s: float = 5.0) -> list[int]:
 
 
 def cancel(cluster: Cluster, ref: str, *, reason: str = "cancelled by the user") -> RunRecord:
-    """Stop a run and wait until its supervisor recorded it cancelled; a final run is left as is."""
+    """Stop a run and wait until its supervisor recorded it cancelled; a final run is left as is.
+
+    The runs it submitted (a suite's steps) are cancelled after it, so it cannot start more.
+    """
     store = RunStore(cluster.paths.runs)
-    record = store.get(ref)
+    record = _cancel_one(store, store.get(ref), reason)
+    for child in store.active():
+        if child.parent == record.id:
+            _cancel_one(store, child, f"{reason} (its parent run {record.id})")
+    return record
+
+
+def _cancel_one(store: RunStore, record: RunRecord, reason: str) -> RunRecord:
     if record.final:
         return record
     record.cancel_requested = reason

@@ -1,0 +1,106 @@
+"""suite: the whole project in order, each step a run of its own.
+
+``datagen -> etl -> top-earners -> age-extremes -> train -> predict`` with defaults that
+chain (each step reads what the one before wrote). Each step is submitted through the same
+core as ``clusterkit run`` and gets its own run record (its ``parent`` is the suite's run), so
+``clusterkit runs`` lists them and each has its own log, metrics and result. The suite stops
+at the first step that fails, and its own record says which step and why. Cancelling the
+suite cancels the step that is running. The summary table goes to the log and, as ``steps``,
+to ``result.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from jobs._lib import Job, JobContext, Param
+
+
+def steps(p: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(job, params) of each step, from the suite's parameters."""
+    return [
+        ("datagen", {"rows": p["rows"], "profile": p["profile"], "seed": p["seed"],
+                     "overwrite": True}),
+        ("etl", {}),
+        ("top-earners", {}),
+        ("age-extremes", {}),
+        ("train", {"sample": min(p["rows"], p["sample"]), "seed": p["seed"]}),
+        ("predict", {}),
+    ]  # fmt: skip
+
+
+#: the figure shown for each step in the summary: (result key, label)
+HEADLINE = {
+    "datagen": ("rows", "rows"),
+    "etl": ("rows", "rows"),
+    "top-earners": ("rows", "rows in"),
+    "age-extremes": ("rows", "rows in"),
+    "train": ("mse_over_noise_floor", "mse/noise floor"),
+    "predict": ("rows_per_s", "rows/s"),
+}
+
+
+def main(ctx: JobContext) -> dict[str, Any]:
+    from clusterkit import runs
+    from clusterkit.cluster import open_cluster
+    from clusterkit.fmt import human_bytes, human_seconds
+
+    cluster = open_cluster(os.environ.get("CLUSTERKIT_CLUSTER"))
+    store = runs.RunStore(cluster.paths.runs)
+    plan = steps(ctx.params)
+    rows: list[dict[str, Any]] = []
+    failed = None
+    for number, (job, params) in enumerate(plan):
+        ctx.progress(number, len(plan), "steps")
+        print(f"suite: step {number + 1}/{len(plan)}: {job} {params}", flush=True)
+        with ctx.stage(job):
+            record = runs.wait(store, runs.submit(cluster, job, params, parent=ctx.run_id).id)
+        result = store.result(record.id) or {}
+        key, label = HEADLINE[job]
+        rows.append({
+            "step": job, "run": record.id, "status": record.status, "wall_s": record.wall_s,
+            "peak_rss_bytes": record.peak_rss_bytes, "figure": result.get(key),
+            "figure_name": label, "error": record.error,
+        })  # fmt: skip
+        if record.status != "succeeded":
+            failed = record
+            break
+    ctx.progress(len(plan), len(plan), "steps")
+    for job, _ in plan[len(rows) :]:
+        rows.append({"step": job, "run": None, "status": "skipped", "wall_s": None,
+                     "peak_rss_bytes": None, "figure": None, "figure_name": "",
+                     "error": None})  # fmt: skip
+    print(f"\n{'step':<14} {'run':<22} {'status':<10} {'wall':>8} {'peak mem':>10}  figure")
+    for row in rows:
+        figure = row["figure"]
+        shown = _figure(figure)
+        print(
+            f"{row['step']:<14} {row['run'] or '-':<22} {row['status']:<10} "
+            f"{human_seconds(row['wall_s']) if row['wall_s'] is not None else '-':>8} "
+            f"{human_bytes(row['peak_rss_bytes']) if row['peak_rss_bytes'] else '-':>10}  "
+            f"{row['figure_name']} {shown}".rstrip()
+        )
+    if failed is not None:
+        raise RuntimeError(f"step {failed.job} (run {failed.id}) {failed.status}: {failed.error}")
+    return {"steps": rows}
+
+
+def _figure(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4f}"
+    return f"{value:,}" if isinstance(value, int) else ""
+
+
+JOB = Job(
+    name="suite",
+    summary="datagen -> etl -> top-earners -> age-extremes -> train -> predict, a run each",
+    engine="python",
+    main=main,
+    params=[
+        Param("rows", "count", 1_000_000, "rows datagen makes (the dataset is replaced)"),
+        Param("profile", "choice", "realistic", "datagen's profile", ("realistic", "seed-paper")),
+        Param("seed", "int", 42, "seed of the data and of the training"),
+        Param("sample", "count", 1_000_000, "train's sample (at most the rows)"),
+    ],
+)
