@@ -56,11 +56,12 @@ class BenchCluster:
         return Path(self.env["CLUSTERKIT_HOME"])
 
 
-def bench_cluster(base_port: int) -> BenchCluster:
+def bench_cluster(base_port: int, nodes: dict[str, Any] | None = None) -> BenchCluster:
+    """A cluster named ``bench`` on ports from ``base_port``; ``nodes`` overrides sizes."""
     work = Path(tempfile.mkdtemp(prefix="ck-bench-"))
     ports = Ports.numbered_from(base_port).model_dump()
     spec = work / "clusterkit.yaml"
-    spec.write_text(yaml.safe_dump({"name": "bench", "ports": ports}))
+    spec.write_text(yaml.safe_dump({"name": "bench", "ports": ports, "nodes": nodes or {}}))
     return BenchCluster(work, spec, {**os.environ, "CLUSTERKIT_HOME": str(work / "home")})
 
 
