@@ -67,8 +67,9 @@ def main() -> None:
             if cpus == 2:
                 cluster.run("datagen", "--rows", args.predict_rows, "--seed", "8",
                             "--name", "predict-input", "--overwrite")  # fmt: skip
-                predict = cluster.run("predict", "--model", by_cpus[2]["model"], "--input",
-                                      str(cluster.storage / "datasets" / "predict-input"))["result"]  # fmt: skip
+                source = str(cluster.storage / "datasets" / "predict-input")
+                predict = cluster.run("predict", "--model", by_cpus[2]["model"],
+                                      "--input", source)["result"]  # fmt: skip
     one, two = by_cpus[1], by_cpus[2]
     figures["train"] = two
     figures["train_1_cpu"] = one
@@ -80,10 +81,14 @@ def main() -> None:
     path = save("ml", figures)
     print(json.dumps({k: figures[k] for k in ("search_speedup_2_vs_1_cpu",
                                                "job_speedup_2_vs_1_cpu")}, indent=2))  # fmt: skip
-    print(f"train (2 CPUs): {two['wall_s']:.1f} s (target <= 90), mse/noise floor "
-          f"{two['mse_over_noise_floor']:.4f} (target <= 1.02), best {two['best_model']}")
-    print(f"predict: {predict['rows']:,} rows in {predict['wall_s']:.1f} s = "
-          f"{predict['rows_per_s']:,.0f} rows/s (target >= 500,000)")
+    print(
+        f"train (2 CPUs): {two['wall_s']:.1f} s (target <= 90), mse/noise floor "
+        f"{two['mse_over_noise_floor']:.4f} (target <= 1.02), best {two['best_model']}"
+    )
+    print(
+        f"predict: {predict['rows']:,} rows in {predict['wall_s']:.1f} s = "
+        f"{predict['rows_per_s']:,.0f} rows/s (target >= 500,000)"
+    )
     print(f"-> {path}")
 
 

@@ -230,6 +230,17 @@ def pickle_model(pipeline: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _parquet_bytes(frame: Any) -> bytes:
+    """A pandas DataFrame as one Parquet file (microsecond timestamps, which Spark reads)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = pa.BufferOutputStream()
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    pq.write_table(table, buffer, coerce_timestamps="us", allow_truncated_timestamps=True)
+    return bytes(buffer.getvalue().to_pybytes())
+
+
 def save_model(
     storage: FileStore,
     models_root: str,
@@ -237,14 +248,14 @@ def save_model(
     *,
     blob: bytes,
     card: Mapping[str, Any],
-    holdout: Any,
+    holdout: Any,  # a pandas DataFrame
     run_id: str,
 ) -> ModelRef:
     """Write a new version of ``name``: a temporary folder, then a rename to ``vN`` (the next
     free number; a version written meanwhile by another run is never replaced)."""
     tmp = f"{models_root}/{name}/.tmp-{run_id}"
     try:
-        holdout.write.mode("overwrite").parquet(f"{tmp}/holdout")
+        storage.write_bytes(f"{tmp}/holdout/part-00000.parquet", _parquet_bytes(holdout))
         storage.write_bytes(f"{tmp}/model.joblib", blob)
         for _ in range(100):
             have = versions_of(storage, models_root, name)

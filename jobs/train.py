@@ -137,10 +137,9 @@ def main(ctx: JobContext) -> dict[str, Any]:
         "versions": _versions(),
     }  # fmt: skip
     with ctx.stage("save"):
-        holdout = spark.createDataFrame(test.reset_index(drop=True))
         ref = save_model(
             storage, ctx.storage_path("models"), p["name"], blob=pickle_model(pipeline),
-            card=card, holdout=holdout, run_id=ctx.run_id,
+            card=card, holdout=test, run_id=ctx.run_id,
         )  # fmt: skip
     _report(summary, found["trials"], ref.label(), ref.path)
     return {

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,7 @@ def realistic(local_cluster: LocalCluster) -> dict[str, Any]:
 
 def test_train_reaches_the_noise_floor_on_the_realistic_profile(realistic):
     result = realistic["result"]
-    assert RESULT_KEYS <= set(result)
+    assert set(result) >= RESULT_KEYS
     assert result["noise_floor"] == SIGMA2
     assert result["mse_over_noise_floor"] == pytest.approx(result["mse"] / SIGMA2)
     assert result["mse_over_noise_floor"] <= 1.05
@@ -141,7 +143,7 @@ def test_seed_paper_profile_has_no_signal_and_says_so(local_cluster):
     for search, sample in (("default", "200k"), ("seed-paper", "30k")):
         result = _ok(local_cluster.run("train", "--input", source, "--name", f"paper-{search}",
                                        "--search", search, "--sample", sample))  # fmt: skip
-        assert RESULT_KEYS <= set(result)
+        assert set(result) >= RESULT_KEYS
         assert result["noise_floor"] == pytest.approx(UNIFORM_VARIANCE)
         assert abs(result["mse"] / UNIFORM_VARIANCE - 1) <= 0.03, (search, result["mse"])
         assert abs(result["r2"]) < 0.01, (search, result["r2"])
@@ -213,3 +215,51 @@ def test_a_model_the_search_has_no_grid_for_is_refused(local_cluster):
     record = _refused(local_cluster.run("train", "--search", "seed-paper", "--model", "ridge"))
     assert "--search seed-paper has no grid for --model ridge" in record["error"]
     assert record["wall_s"] < 30  # refused before Spark or Ray start
+
+
+def _runs(cluster: LocalCluster) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in cluster.cli("runs", "--json").json()}
+
+
+def test_suite_runs_the_six_jobs_in_order_a_record_each(local_cluster):
+    code, record = local_cluster.run("suite", "--rows", "200k", timeout=900)
+    assert code == 0, record["error"]
+    steps = record["result"]["steps"]
+    assert [s["step"] for s in steps] == ["datagen", "etl", "top-earners", "age-extremes",
+                                          "train", "predict"]  # fmt: skip
+    assert all(s["status"] == "succeeded" for s in steps), steps
+    runs = _runs(local_cluster)
+    children = [runs[s["run"]] for s in steps]
+    assert all(c["parent"] == record["id"] for c in children)
+    starts = [c["started"] for c in children]
+    assert starts == sorted(starts)
+    assert all(a["ended"] <= b["started"] for a, b in itertools.pairwise(children))
+    assert steps[4]["figure_name"] == "mse/noise floor" and steps[4]["figure"] <= 1.05
+    assert steps[5]["figure_name"] == "rows/s" and steps[5]["figure"] > 0
+    log = local_cluster.cli("logs", record["id"]).stdout
+    assert "step" in log and "predict" in log and "rows/s" in log
+
+
+def test_cancelling_a_suite_cancels_its_running_step(local_cluster):
+    from clusterkit.metrics import RunProcessFinder
+
+    started = local_cluster.cli("run", "suite", "--rows", "200k", "--detach")
+    assert started.code == 0, started.stderr
+    suite_id = started.stdout.strip()
+    step = None
+    for _ in range(300):  # wait for the second step (etl, a Spark job) to be running
+        step = next((r for r in _runs(local_cluster).values()
+                     if r["parent"] == suite_id and r["job"] == "etl"
+                     and r["status"] == "running"), None)  # fmt: skip
+        if step:
+            break
+        time.sleep(0.5)
+    assert step is not None, "the suite never started its etl step"
+    cancelled = local_cluster.cli("cancel", suite_id, "--json")
+    assert cancelled.code == 0, cancelled.stderr
+    assert cancelled.json()["status"] == "cancelled"
+    runs = _runs(local_cluster)
+    assert runs[step["id"]]["status"] == "cancelled"
+    assert f"its parent run {suite_id}" in runs[step["id"]]["error"]
+    assert not [r for r in runs.values() if r["parent"] == suite_id and r["job"] == "top-earners"]
+    assert RunProcessFinder(step["id"]).find() == [] and RunProcessFinder(suite_id).find() == []
