@@ -158,10 +158,12 @@ def list_jobs(as_json: JsonOpt = False) -> None:
     for job in described:
         out.print(f"[bold]{job['name']}[/bold] ({job['engine']}): {job['summary']}")
         for p in job["params"]:
-            choices = f" [{'|'.join(p['choices'])}]" if p["choices"] else ""
+            choices = f" {{{'|'.join(p['choices'])}}}" if p["choices"] else ""
+            default = f" (default {p['default']})" if p["default"] not in ("", None) else ""
             out.print(
-                f"    --{p['name'].replace('_', '-'):<14} {p['help']}{choices} "
-                f"(default {p['default']})"
+                f"    --{p['name'].replace('_', '-'):<14} {p['help']}{choices}{default}",
+                markup=False,
+                highlight=False,
             )
 
 

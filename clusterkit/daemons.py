@@ -11,7 +11,7 @@ import contextlib
 import os
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -73,26 +73,50 @@ def is_alive(daemon: Daemon) -> bool:
     return process_of(daemon) is not None
 
 
-def terminate_trees(roots: Sequence[psutil.Process], *, grace_s: float = 5.0) -> list[int]:
+def terminate_trees(
+    roots: Sequence[psutil.Process],
+    *,
+    grace_s: float = 5.0,
+    prune: Callable[[psutil.Process], bool] = lambda proc: False,
+) -> list[int]:
     """Stop process trees: SIGTERM each root, SIGKILL whatever of the trees is left after
     ``grace_s``.
 
     Only the roots are signalled first, so that a root that cleans up its own children (the
     ``ray start --block`` parent, a Spark worker with executors) does so in its own order;
-    descendants are snapshotted beforehand, so none escapes by being re-parented. Returns
+    descendants are snapshotted beforehand, so none escapes by being re-parented. A
+    descendant for which ``prune`` is true is left alone, with everything below it. Returns
     the pids of all processes in the trees; every one is gone when this returns.
     """
     procs: list[psutil.Process] = []
     for root in roots:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            procs += [root, *root.children(recursive=True)]
+        procs += _tree(root, prune)
     _signal(roots, "terminate")
     return _kill_after(procs, grace_s=grace_s)
 
 
-def terminate_tree(root: psutil.Process, *, grace_s: float = 5.0) -> list[int]:
+def _tree(root: psutil.Process, prune: Callable[[psutil.Process], bool]) -> list[psutil.Process]:
+    """``root`` and its descendants, less the pruned subtrees."""
+    try:
+        children = root.children()
+    except psutil.NoSuchProcess:
+        return []
+    found = [root]
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if not prune(child):
+                found += _tree(child, prune)
+    return found
+
+
+def terminate_tree(
+    root: psutil.Process,
+    *,
+    grace_s: float = 5.0,
+    prune: Callable[[psutil.Process], bool] = lambda proc: False,
+) -> list[int]:
     """Stop one process tree (see :func:`terminate_trees`)."""
-    return terminate_trees([root], grace_s=grace_s)
+    return terminate_trees([root], grace_s=grace_s, prune=prune)
 
 
 def terminate_all(procs: Sequence[psutil.Process], *, grace_s: float = 5.0) -> list[int]:

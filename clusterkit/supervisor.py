@@ -105,7 +105,7 @@ def supervise(cluster_name: str, run_id: str) -> int:
             sampler.start()
         while proc.poll() is None:
             if cancel.is_set():
-                daemons.terminate_tree(psutil.Process(proc.pid))
+                daemons.terminate_tree(psutil.Process(proc.pid), prune=is_supervisor)
                 proc.wait()
                 break
             time.sleep(0.1)
@@ -135,6 +135,15 @@ def supervise(cluster_name: str, run_id: str) -> int:
             write_json_atomic(result_file, result)
     store.save(record)
     return 0
+
+
+def is_supervisor(proc: psutil.Process) -> bool:
+    """A run supervisor: a run started from inside this one (a suite's step) is its own run,
+    stopped through its own record, not killed with this run's processes."""
+    try:
+        return "clusterkit.supervisor" in proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,8 @@ from jobs._lib import parse_count
 
 def test_catalog_lists_the_builtin_jobs():
     names = {j.name for j in list_jobs()}
-    assert {"datagen", "ray-pi"} <= names
+    assert {"datagen", "etl", "top-earners", "age-extremes", "train", "predict", "suite",
+            "ray-pi"} <= names  # fmt: skip
     assert describe(find_job("datagen"))["params"][0]["name"] == "rows"
 
 
@@ -48,3 +49,25 @@ def test_counts():
     assert parse_count("30M") == 30_000_000
     assert parse_count("1.5k") == 1500
     assert parse_count(7) == 7
+
+
+def test_jobs_command_shows_choices_and_defaults(tmp_path):
+    from tests.conftest import cli_env, run_cli
+
+    result = run_cli("jobs", env={**cli_env(tmp_path), "COLUMNS": "200"})
+    assert result.code == 0, result.stderr
+    assert "--model          model family; auto = every one the search lists " \
+           "{auto|ridge|hist-gb|random-forest} (default auto)" in result.stdout  # fmt: skip
+    assert "--profile        data profile {realistic|seed-paper} (default realistic)" in (
+        result.stdout
+    )
+    assert "(default )" not in result.stdout
+
+
+def test_listing_the_catalog_does_not_import_scikit_learn():
+    import subprocess
+    import sys
+
+    code = "import sys, clusterkit.catalog as c; c.list_jobs(); print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -214,6 +214,8 @@ def test_ctrl_c_during_run_cancels_it_and_leaves_no_process(local_cluster: Local
     proc = subprocess.Popen(
         [sys.executable, "-m", "clusterkit.cli", "run", "busy", "--json"],
         env=local_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a shell's background jobs start with SIGINT ignored, and Python keeps it so
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
