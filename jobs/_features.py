@@ -28,9 +28,9 @@ class SalaryFeatures(TransformerMixin, BaseEstimator):
         self.reference_date = reference_date
 
     def fit(self, frame: pd.DataFrame, y: Any = None) -> SalaryFeatures:
-        first, last = _split_names(frame["name"])
-        self.first_names_ = _vocabulary(first)
-        self.last_names_ = _vocabulary(last)
+        codes, first, last = _name_parts(frame["name"])
+        self.first_names_ = _vocabulary(first[codes])
+        self.last_names_ = _vocabulary(last[codes])
         days = _epoch_days(frame["signup_date"])
         self.reference_day_ = (
             int(np.datetime64(self.reference_date, "D").astype(np.int64))
@@ -40,36 +40,38 @@ class SalaryFeatures(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        first, last = _split_names(frame["name"])
+        codes, first, last = _name_parts(frame["name"])
         out = np.empty((len(frame), len(FEATURES)), dtype=np.float64)
         out[:, 0] = frame["age"].to_numpy(dtype=np.float64)
         out[:, 1] = frame["is_active"].to_numpy(dtype=np.float64)
         out[:, 2] = (self.reference_day_ - _epoch_days(frame["signup_date"])) / 365.25
-        out[:, 3] = _codes(first, self.first_names_)
-        out[:, 4] = _codes(last, self.last_names_)
+        out[:, 3] = _codes(first, self.first_names_)[codes]
+        out[:, 4] = _codes(last, self.last_names_)[codes]
         return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray(FEATURES, dtype=object)
 
 
-def _split_names(names: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """First and last name of each full name, splitting each distinct name only once."""
-    codes, uniques = pd.factorize(names.astype("string").fillna(""), sort=False)
-    parts = pd.Series(np.asarray(uniques, dtype=object)).str.split(" ", n=1)
-    first = parts.str[0].fillna("").to_numpy(dtype=object)
-    last = parts.str[1].fillna("").to_numpy(dtype=object)
-    return pd.Series(first[codes]), pd.Series(last[codes])
+def _name_parts(names: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(codes, first names, last names): each row's index into the distinct names, and the
+    first and last name of each distinct name, so each is split only once. A missing name
+    has code -1, which picks the extra "" at the end of both arrays. A Categorical column
+    (what Arrow dictionary arrays become) is not even hashed again."""
+    codes, uniques = pd.factorize(names, sort=False)
+    parts = pd.Series(np.asarray(uniques, dtype=object)).astype(str).str.split(" ", n=1)
+    first = np.append(parts.str[0].fillna("").to_numpy(dtype=object), "")
+    last = np.append(parts.str[1].fillna("").to_numpy(dtype=object), "")
+    return codes, first, last
 
 
-def _vocabulary(values: pd.Series) -> list[str]:
-    return sorted(values.value_counts().index[:MAX_CATEGORIES].tolist())
+def _vocabulary(values: np.ndarray) -> list[str]:
+    return sorted(pd.Series(values).value_counts().index[:MAX_CATEGORIES].tolist())
 
 
-def _codes(values: pd.Series, vocabulary: Sequence[str]) -> np.ndarray:
+def _codes(values: np.ndarray, vocabulary: Sequence[str]) -> np.ndarray:
     """Index of each value in ``vocabulary``; NaN (missing) for values not in it."""
-    index = pd.Index(vocabulary)
-    codes = index.get_indexer(values).astype(np.float64)
+    codes = pd.Index(vocabulary).get_indexer(values).astype(np.float64)
     codes[codes < 0] = np.nan
     return codes
 
@@ -115,17 +117,3 @@ class _FillMissing(TransformerMixin, BaseEstimator):
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         return np.nan_to_num(X, nan=-1.0)
-
-
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """mse, rmse, mae, r2 and the target's variance on these rows."""
-    error = np.asarray(y_pred, dtype=np.float64) - np.asarray(y_true, dtype=np.float64)
-    mse = float(np.mean(error**2))
-    variance = float(np.var(y_true))
-    return {
-        "mse": mse,
-        "rmse": float(np.sqrt(mse)),
-        "mae": float(np.mean(np.abs(error))),
-        "r2": 1.0 - mse / variance if variance > 0 else 0.0,
-        "target_variance": variance,
-    }

@@ -149,6 +149,23 @@ def trials_for(search: str, model: str) -> list[Trial]:
     return trials
 
 
+def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
+    """mse, rmse, mae, r2 and the target's variance on these rows (numpy arrays)."""
+    import numpy as np
+
+    truth = np.asarray(y_true, dtype=np.float64)
+    error = np.asarray(y_pred, dtype=np.float64) - truth
+    mse = float(np.dot(error, error) / len(error))
+    variance = float(np.var(truth))
+    return {
+        "mse": mse,
+        "rmse": mse**0.5,
+        "mae": float(np.mean(np.abs(error))),
+        "r2": 1.0 - mse / variance if variance > 0 else 0.0,
+        "target_variance": variance,
+    }
+
+
 # ---------------------------------------------------------------- the artifact
 
 _REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_-]*)(?::v?(?P<version>\d+))?$")

@@ -19,7 +19,15 @@ import json
 from typing import Any
 
 from jobs._lib import Job, JobContext, Param
-from jobs._model import KEY, TARGET, load_model, resolve_inputs, resolve_model, unpickle
+from jobs._model import (
+    KEY,
+    TARGET,
+    load_model,
+    regression_metrics,
+    resolve_inputs,
+    resolve_model,
+    unpickle,
+)
 from jobs._storage import META_FILE, ArrowStorage, check_columns, inspect_parquet
 
 BATCH_ROWS = 100_000
@@ -36,12 +44,16 @@ def predict_batch(
     ``columns`` maps each model input to the input's own column name.
     """
     import pyarrow as pa
+    import pyarrow.compute as pc
     import ray
 
     pipeline = _LOADED.get(key)
     if pipeline is None:
         pipeline = _LOADED[key] = unpickle(ray.get(model))
     inputs = pa.table({name: batch[actual] for name, actual in columns.items()})
+    if not pa.types.is_dictionary(inputs["name"].type):  # few distinct names: to pandas as a
+        index = inputs.schema.get_field_index("name")  # Categorical, not a Python str a row
+        inputs = inputs.set_column(index, "name", pc.dictionary_encode(inputs["name"]))
     predicted = pipeline.predict(inputs.to_pandas(date_as_object=False))
     out = {KEY: batch[KEY].cast(pa.int64()), PREDICTION: pa.array(predicted, pa.float64())}
     if scored:
@@ -123,8 +135,6 @@ def _verify(storage: ArrowStorage, folder: str, scored: bool) -> dict[str, Any]:
     rows = inspect_parquet(storage, folder, made_by="predict").rows if files else 0
     figures: dict[str, Any] = {"rows": rows}
     if scored and rows:
-        from jobs._features import regression_metrics
-
         parts = []
         for file in files:
             fs, local = storage.file_system(file)

@@ -28,6 +28,7 @@ from jobs._model import (
     SEARCHES,
     TARGET,
     pickle_model,
+    regression_metrics,
     save_model,
     select_inputs,
     trials_for,
@@ -69,7 +70,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
 
     import numpy as np
 
-    from jobs._features import SalaryFeatures, regression_metrics
+    from jobs._features import SalaryFeatures
 
     with ctx.stage("features"):
         order = np.random.default_rng(p["seed"]).permutation(len(frame))
