@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -113,6 +114,8 @@ def supervise(cluster_name: str, run_id: str) -> int:
         wall_s = round(time.perf_counter() - started, 3)
     _drain(run_id, proc.pid)
     peaks = sampler.stop() if sampler is not None else None
+    for path in sweep_temp_outputs(cluster.storage_root, run_id):
+        print(f"removed {path}: a temporary output the run left unfinished", flush=True)
 
     record = store.load(run_id)
     record.ended, record.wall_s, record.exit_code = now_iso(), wall_s, exit_code
@@ -135,6 +138,31 @@ def supervise(cluster_name: str, run_id: str) -> int:
             write_json_atomic(result_file, result)
     store.save(record)
     return 0
+
+
+def sweep_temp_outputs(root: str, run_id: str) -> list[str]:
+    """Remove what the run left half-written under a local storage root.
+
+    Every job writes an output to ``<target>.tmp-<run id>`` (a model to ``.tmp-<run id>``)
+    and renames it into place when it is complete, so once the run's processes are all gone,
+    whatever still carries that name is an unfinished output of a failed or cancelled run.
+    Remote storage (hdfs://) is left to the node-side cleanup of the remote providers.
+    """
+    if "://" in root and not root.startswith("file://"):
+        return []
+    base = Path(root.removeprefix("file://"))
+    if not base.is_dir():
+        return []
+    removed = []
+    for path in sorted(base.rglob(f"*tmp-{run_id}"), key=lambda p: len(p.parts)):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(str(path))
+    return removed
 
 
 def is_supervisor(proc: psutil.Process) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -190,3 +191,25 @@ def test_corrupted_parquet_body_is_named(local_cluster: LocalCluster, processed)
     record = _fails(local_cluster, "top-earners", "--input", path, "--output", path + "-out")
     assert f"{part}" in record["error"] and "could not be read" in record["error"]
     assert not Path(path + "-out").exists()
+
+
+def test_a_cancelled_job_leaves_no_temporary_output(local_cluster: LocalCluster):
+    """Cancelled mid-write, etl leaves neither its output nor its temporary folder."""
+    code, gen = local_cluster.run("datagen", "--rows", "5M", "--name", "cancel-src", "--overwrite")
+    assert code == 0, gen["error"]
+    out = _datasets(local_cluster) / "cancel-out"
+    source = str(_datasets(local_cluster) / "cancel-src")
+    started = local_cluster.cli("run", "etl", "--input", source, "--output", str(out), "--detach")
+    assert started.code == 0, started.stderr
+    run_id = started.stdout.strip()
+    tmp = Path(f"{out}.tmp-{run_id}")
+    deadline = time.monotonic() + 120
+    while not tmp.exists():
+        assert time.monotonic() < deadline, "etl never started writing"
+        time.sleep(0.1)
+    cancelled = local_cluster.cli("cancel", run_id, "--json")
+    assert cancelled.code == 0 and cancelled.json()["status"] == "cancelled", cancelled.stdout
+    assert not tmp.exists() and not out.exists()
+    log = (Path(local_cluster.up["state_dir"]) / "runs" / run_id / "supervisor.log").read_text()
+    assert f"removed {tmp}: a temporary output the run left unfinished" in log
+    assert _no_temp_folders(local_cluster) == []
