@@ -31,6 +31,7 @@ from jobs._model import (
 from jobs._storage import META_FILE, ArrowStorage, check_columns, inspect_parquet
 
 BATCH_ROWS = 100_000
+BLOCK_ROWS = 500_000
 PREDICTION = f"predicted_{TARGET}"
 _LOADED: dict[str, Any] = {}  # model key -> unpickled model, once per Ray worker process
 
@@ -80,14 +81,22 @@ def main(ctx: JobContext) -> dict[str, Any]:
     ray = ctx.ray()
     from ray import data as ray_data
 
-    ray_data.DataContext.get_current().enable_progress_bars = False
+    data_context = ray_data.DataContext.get_current()
+    data_context.enable_progress_bars = False
+    # Ray Data's V2 Parquet reader buckets whole files per task (5 files on 2 CPUs made
+    # tasks of 6.8M and 3.2M rows); V1 splits them into blocks of about BLOCK_ROWS that the
+    # CPUs share evenly (measured: 10M rows, 10.2 s -> 7.3 s).
+    data_context.use_datasource_v2 = False
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    blocks = max(4 * cpus, len(dataset.files), -(-dataset.rows // BLOCK_ROWS))
     tmp = f"{target}.tmp-{ctx.run_id}"
     try:
         with ctx.stage("predict_write"):
             kwargs = {"model": ray.put(blob), "key": f"{ref.path}@{card['run_id']}",
                       "columns": columns, "scored": scored}  # fmt: skip
+            uris = [storage.uri(f) for f in dataset.files]
             (
-                ray_data.read_parquet([storage.uri(f) for f in dataset.files])
+                ray_data.read_parquet(uris, override_num_blocks=blocks)
                 .select_columns(read)
                 .map_batches(
                     predict_batch,  # type: ignore[arg-type]
