@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlparse
 
 from jobs._lib import JobInputError
 
@@ -276,11 +277,12 @@ class ArrowStorage:
     def _fs(self, path: str) -> tuple[Any, str]:
         import pyarrow.fs as pafs
 
-        uri = path if "://" in path else f"file://{path}"
-        scheme = uri.split("://", 1)[0] + "://" + uri.split("://", 1)[1].split("/", 1)[0]
-        if scheme not in self._systems:
-            self._systems[scheme] = pafs.FileSystem.from_uri(uri)[0]
-        return self._systems[scheme], pafs.FileSystem.from_uri(uri)[1]
+        uri = self.uri(path)
+        parsed = urlparse(uri)
+        system = f"{parsed.scheme}://{parsed.netloc}"
+        if system not in self._systems:  # one connection per file system (HDFS connects)
+            self._systems[system] = pafs.FileSystem.from_uri(uri)[0]
+        return self._systems[system], parsed.path
 
     def _info(self, path: str) -> Any:
         fs, local = self._fs(path)
@@ -326,7 +328,9 @@ class ArrowStorage:
         return int(self._info(path).size)
 
     def write_bytes(self, path: str, data: bytes) -> None:
+        """Create (or replace) ``path`` holding ``data``; missing parent folders are made."""
         fs, local = self._fs(path)
+        fs.create_dir(local.rsplit("/", 1)[0] or "/", recursive=True)
         with fs.open_output_stream(local) as out:
             out.write(data)
 
