@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlparse
 
 from jobs._lib import JobInputError
@@ -34,27 +35,62 @@ KINDS: dict[str, tuple[str, ...]] = {
 }
 
 
-class FileStore(Protocol):
-    """What the jobs need of a storage: :class:`Storage` (Spark's JVM) or
-    :class:`ArrowStorage` (pyarrow), the same calls on the same paths."""
+class FileStore(ABC):
+    """File operations on the storage root: :class:`Storage` (Spark's JVM) or
+    :class:`ArrowStorage` (pyarrow), the same calls on the same paths. Subclasses give the
+    primitives; the rest is built on them here, once."""
 
+    @abstractmethod
     def exists(self, path: str) -> bool: ...
+    @abstractmethod
     def delete(self, path: str) -> None: ...
-    def files(self, path: str, suffix: str = ".parquet") -> list[str]: ...
-    def read_bytes(self, path: str, *, offset: int, length: int) -> bytes: ...
+    @abstractmethod
+    def files(self, path: str, suffix: str = ".parquet") -> list[str]:
+        """Data files directly in ``path`` (or ``path`` itself if it is a file)."""
+
+    @abstractmethod
+    def read_bytes(self, path: str, *, offset: int, length: int) -> bytes:
+        """``length`` bytes from ``offset`` (fewer at the end of the file)."""
+
+    @abstractmethod
     def size(self, path: str) -> int: ...
-    def write_bytes(self, path: str, data: bytes) -> None: ...
-    def write_text(self, path: str, text: str) -> None: ...
-    def read_all(self, path: str) -> bytes: ...
-    def read_text(self, path: str) -> str | None: ...
-    def list_dirs(self, path: str) -> list[str]: ...
-    def rename(self, source: str, target: str) -> bool: ...
-    def commit(self, tmp: str, final: str) -> None: ...
-    def metadata(self, dataset: str) -> dict[str, Any]: ...
+    @abstractmethod
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Create (or replace) ``path`` holding ``data``."""
+
+    @abstractmethod
+    def list_dirs(self, path: str) -> list[str]:
+        """Names of the folders directly in ``path`` ([] if it does not exist)."""
+
+    @abstractmethod
+    def rename(self, source: str, target: str) -> bool:
+        """Rename ``source`` to ``target``; False if ``target`` exists (nothing replaced)."""
+
+    def write_text(self, path: str, text: str) -> None:
+        self.write_bytes(path, text.encode())
+
+    def read_all(self, path: str) -> bytes:
+        """The whole file (for small artifacts such as a model, not for datasets)."""
+        return self.read_bytes(path, offset=0, length=self.size(path))
+
+    def read_text(self, path: str) -> str | None:
+        return self.read_all(path).decode() if self.exists(path) else None
+
+    def commit(self, tmp: str, final: str) -> None:
+        """Replace ``final`` by ``tmp`` (a rename on the same file system)."""
+        if self.exists(final):
+            self.delete(final)
+        if not self.rename(tmp, final):
+            raise RuntimeError(f"could not rename {tmp} to {final}")
+
+    def metadata(self, dataset: str) -> dict[str, Any]:
+        """The dataset's ``_clusterkit.json`` (written by the job that made it), or {}."""
+        text = self.read_text(f"{dataset}/{META_FILE}")
+        return json.loads(text) if text else {}
 
 
-class Storage:
-    """File operations on the storage root, for the job's SparkSession."""
+class Storage(FileStore):
+    """File operations through Hadoop's FileSystem API, for the job's SparkSession."""
 
     def __init__(self, spark: Any) -> None:
         self.spark = spark
@@ -106,15 +142,7 @@ class Storage:
         finally:
             out.close()
 
-    def write_text(self, path: str, text: str) -> None:
-        self.write_bytes(path, text.encode())
-
-    def read_all(self, path: str) -> bytes:
-        """The whole file (for small artifacts such as a model, not for datasets)."""
-        return self.read_bytes(path, offset=0, length=self.size(path))
-
     def list_dirs(self, path: str) -> list[str]:
-        """Names of the folders directly in ``path`` ([] if it does not exist)."""
         if not self.exists(path):
             return []
         return sorted(
@@ -127,23 +155,6 @@ class Storage:
         if self.exists(target):
             return False
         return bool(self._fs(target).rename(self._path(source), self._path(target)))
-
-    def read_text(self, path: str) -> str | None:
-        if not self.exists(path):
-            return None
-        return self.read_all(path).decode()
-
-    def commit(self, tmp: str, final: str) -> None:
-        """Replace ``final`` by ``tmp`` (a rename on the same file system)."""
-        if self.exists(final):
-            self.delete(final)
-        if not self._fs(final).rename(self._path(tmp), self._path(final)):
-            raise RuntimeError(f"could not rename {tmp} to {final}")
-
-    def metadata(self, dataset: str) -> dict[str, Any]:
-        """The dataset's ``_clusterkit.json`` (written by datagen), or {}."""
-        text = self.read_text(f"{dataset}/{META_FILE}")
-        return json.loads(text) if text else {}
 
 
 def write_dataset(
@@ -263,7 +274,7 @@ def raise_input_error_for(dataset: str) -> Iterator[None]:
         raise
 
 
-class ArrowStorage:
+class ArrowStorage(FileStore):
     """The same file operations as :class:`Storage`, through pyarrow's file systems, for
     jobs that run without Spark (local folders; hdfs:// needs libhdfs on the node)."""
 
@@ -272,9 +283,6 @@ class ArrowStorage:
 
     def file_system(self, path: str) -> tuple[Any, str]:
         """(the pyarrow FileSystem, the path within it) of ``path``."""
-        return self._fs(path)
-
-    def _fs(self, path: str) -> tuple[Any, str]:
         import pyarrow.fs as pafs
 
         uri = self.uri(path)
@@ -285,7 +293,7 @@ class ArrowStorage:
         return self._systems[system], parsed.path
 
     def _info(self, path: str) -> Any:
-        fs, local = self._fs(path)
+        fs, local = self.file_system(path)
         return fs.get_file_info(local)
 
     def uri(self, path: str) -> str:
@@ -300,7 +308,7 @@ class ArrowStorage:
     def delete(self, path: str) -> None:
         import pyarrow.fs as pafs
 
-        fs, local = self._fs(path)
+        fs, local = self.file_system(path)
         kind = fs.get_file_info(local).type
         if kind == pafs.FileType.Directory:
             fs.delete_dir(local)
@@ -310,7 +318,7 @@ class ArrowStorage:
     def files(self, path: str, suffix: str = ".parquet") -> list[str]:
         import pyarrow.fs as pafs
 
-        fs, local = self._fs(path)
+        fs, local = self.file_system(path)
         if fs.get_file_info(local).type == pafs.FileType.File:
             return [path]
         prefix = path[: len(path) - len(local)] if path.endswith(local) else ""
@@ -319,7 +327,7 @@ class ArrowStorage:
                       if i.type == pafs.FileType.File and i.base_name.endswith(suffix))  # fmt: skip
 
     def read_bytes(self, path: str, *, offset: int, length: int) -> bytes:
-        fs, local = self._fs(path)
+        fs, local = self.file_system(path)
         with fs.open_input_file(local) as stream:
             stream.seek(offset)
             return bytes(stream.read(length))
@@ -329,44 +337,26 @@ class ArrowStorage:
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Create (or replace) ``path`` holding ``data``; missing parent folders are made."""
-        fs, local = self._fs(path)
+        fs, local = self.file_system(path)
         fs.create_dir(local.rsplit("/", 1)[0] or "/", recursive=True)
         with fs.open_output_stream(local) as out:
             out.write(data)
-
-    def write_text(self, path: str, text: str) -> None:
-        self.write_bytes(path, text.encode())
-
-    def read_all(self, path: str) -> bytes:
-        return self.read_bytes(path, offset=0, length=self.size(path))
-
-    def read_text(self, path: str) -> str | None:
-        return self.read_all(path).decode() if self.exists(path) else None
 
     def list_dirs(self, path: str) -> list[str]:
         import pyarrow.fs as pafs
 
         if not self.exists(path):
             return []
-        fs, local = self._fs(path)
+        fs, local = self.file_system(path)
         infos = fs.get_file_info(pafs.FileSelector(local))
         return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
 
     def rename(self, source: str, target: str) -> bool:
         if self.exists(target):
             return False
-        fs, local = self._fs(source)
-        fs.move(local, self._fs(target)[1])
+        fs, local = self.file_system(source)
+        fs.move(local, self.file_system(target)[1])
         return True
-
-    def commit(self, tmp: str, final: str) -> None:
-        if self.exists(final):
-            self.delete(final)
-        self.rename(tmp, final)
-
-    def metadata(self, dataset: str) -> dict[str, Any]:
-        text = self.read_text(f"{dataset}/{META_FILE}")
-        return json.loads(text) if text else {}
 
 
 def arrow_kind(arrow_type: Any) -> str:
