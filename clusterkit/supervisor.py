@@ -114,8 +114,9 @@ def supervise(cluster_name: str, run_id: str) -> int:
         wall_s = round(time.perf_counter() - started, 3)
     _drain(run_id, proc.pid)
     peaks = sampler.stop() if sampler is not None else None
-    for path in sweep_temp_outputs(cluster.storage_root, run_id):
-        print(f"removed {path}: a temporary output the run left unfinished", flush=True)
+    if cancel.is_set() or exit_code != 0:  # a job that succeeded renamed its outputs
+        for path in sweep_temp_outputs(cluster.storage_root, run_id):
+            print(f"removed {path}: a temporary output the run left unfinished", flush=True)
 
     record = store.load(run_id)
     record.ended, record.wall_s, record.exit_code = now_iso(), wall_s, exit_code

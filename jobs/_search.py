@@ -18,7 +18,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -75,9 +75,23 @@ def refit(X: np.ndarray, y: np.ndarray, trial: Trial, seed: int, n_jobs: int) ->
     return {"estimator": estimator, "fit_s": round(time.perf_counter() - started, 3), **_where()}
 
 
+@dataclass(frozen=True)
+class Shared:
+    """The training matrix and target, put in Ray's object store once for every task."""
+
+    X: Any  # ObjectRef
+    y: Any  # ObjectRef
+
+
+def share(X: np.ndarray, y: np.ndarray) -> Shared:
+    """Put the training data in the object store (``ray`` must be initialised)."""
+    import ray
+
+    return Shared(ray.put(X), ray.put(y))
+
+
 def search(
-    X: np.ndarray,
-    y: np.ndarray,
+    data: Shared,
     trials: Sequence[Trial],
     *,
     folds: int,
@@ -86,15 +100,14 @@ def search(
 ) -> dict[str, Any]:
     """Run every (trial, fold) as a Ray task; the best trial and every fit's report.
 
-    ``ray`` must be initialised. Returns ``best`` (a Trial), ``trials`` (one summary per
-    trial: params, mean and per-fold MSE) and ``fits`` (where each fit ran, how long it took).
+    Returns ``best`` (a Trial), ``trials`` (one summary per trial: params, mean and per-fold
+    MSE) and ``fits`` (where each fit ran, how long it took), sorted by trial and fold.
     """
     import ray
 
-    x_ref, y_ref = ray.put(X), ray.put(y)
     task = ray.remote(num_cpus=1)(fit_fold)
     pending = [
-        task.remote(x_ref, y_ref, trial, fold, folds, seed)
+        task.remote(data.X, data.y, trial, fold, folds, seed)
         for trial in trials
         for fold in range(folds)
     ]
@@ -108,24 +121,23 @@ def search(
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
+    fits.sort(key=lambda f: (f["trial"], f["fold"]))
     summaries = []
     for trial in trials:
-        scores = [f["mse"] for f in sorted(fits, key=lambda f: f["fold"])
-                  if f["trial"] == trial.number]  # fmt: skip
+        scores = [f["mse"] for f in fits if f["trial"] == trial.number]
         summaries.append({**asdict(trial), "label": trial.label(),
                           "cv_mse": float(np.mean(scores)), "fold_mse": scores})  # fmt: skip
     best = min(summaries, key=lambda s: s["cv_mse"])
-    fits.sort(key=lambda f: (f["trial"], f["fold"]))
     return {"best": trials[best["number"]], "trials": summaries, "fits": fits}
 
 
-def refit_best(X: np.ndarray, y: np.ndarray, trial: Trial, *, seed: int) -> dict[str, Any]:
+def refit_best(data: Shared, trial: Trial, *, seed: int) -> dict[str, Any]:
     """Refit ``trial`` on every row in one Ray task that holds all of the cluster's CPUs."""
     import ray
 
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     task = ray.remote(num_cpus=cpus)(refit)
-    report: dict[str, Any] = ray.get(task.remote(ray.put(X), ray.put(y), trial, seed, cpus))
+    report: dict[str, Any] = ray.get(task.remote(data.X, data.y, trial, seed, cpus))
     report["cpus"] = cpus
     return report
 

@@ -84,13 +84,14 @@ def main(ctx: JobContext) -> dict[str, Any]:
 
     ctx.ray()
     with ctx.stage("search"):
+        data = _search.share(X_train, y_train)
         found = _search.search(
-            X_train, y_train, trials, folds=p["cv"], seed=p["seed"],
+            data, trials, folds=p["cv"], seed=p["seed"],
             on_fit=lambda done, total: ctx.progress(done, total, "fits"),
         )  # fmt: skip
     best = found["best"]
     with ctx.stage("refit"):
-        refitted = _search.refit_best(X_train, y_train, best, seed=p["seed"])
+        refitted = _search.refit_best(data, best, seed=p["seed"])
     from sklearn.pipeline import Pipeline
 
     pipeline = Pipeline([("features", features), ("model", refitted["estimator"])])
