@@ -11,7 +11,7 @@ reports medians and the ratio baseline / kit (above 1: the kit is faster):
   Kit time: the job's generate_and_write + commit stages (Ray connection excluded) and,
   beside it, the whole job process.
 - etl, top-earners, age-extremes vs the source project's scripts as it wrote them
-  (benchmarks/seed_paper/), Spark session start excluded on both sides: the kit's time is the
+  (jobs/_seed_paper/), Spark session start excluded on both sides: the kit's time is the
   sum of its stages; the scripts time themselves after the session exists. top-earners must
   give the same top 10 (target: ratio >= 5).
 
@@ -154,7 +154,7 @@ def main() -> int:
 
         def source(name: str, *paths: str) -> Callable[[], float]:
             def run() -> float:
-                report = script(HERE / "seed_paper" / name, *paths)
+                report = script(ROOT / "jobs" / "_seed_paper" / name, *paths)
                 source_reports.setdefault(name, []).append(report)
                 return float(report["seconds"])
 

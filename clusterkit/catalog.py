@@ -112,6 +112,7 @@ def describe(job: Job) -> dict[str, Any]:
         "name": job.name,
         "summary": job.summary,
         "engine": job.engine,
+        "engines": list(job.engines),
         "params": [
             {
                 "name": p.name,

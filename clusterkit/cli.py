@@ -156,10 +156,13 @@ def list_jobs(as_json: JsonOpt = False) -> None:
         _print_json(described)
         return
     for job in described:
-        out.print(f"[bold]{job['name']}[/bold] ({job['engine']}): {job['summary']}")
+        out.print(f"[bold]{job['name']}[/bold] ({'|'.join(job['engines'])}): {job['summary']}")
         for p in job["params"]:
             choices = f" {{{'|'.join(p['choices'])}}}" if p["choices"] else ""
-            default = f" (default {p['default']})" if p["default"] not in ("", None) else ""
+            shown = (
+                ",".join(map(str, p["default"])) if isinstance(p["default"], list) else p["default"]
+            )
+            default = f" (default {shown})" if shown not in ("", None) else ""
             out.print(
                 f"    --{p['name'].replace('_', '-'):<14} {p['help']}{choices}{default}",
                 markup=False,
@@ -245,11 +248,25 @@ def run(
     ] = False,
 ) -> None:
     """Run a job on the cluster's driver host, streaming its output; JOB --param value ..."""
+    _run_job(job, list(ctx.args), cluster_name=cluster_name, detach=detach, metrics=metrics,
+             as_json=as_json)  # fmt: skip
+
+
+def _run_job(
+    job: str,
+    args: list[str],
+    *,
+    cluster_name: str | None,
+    detach: bool,
+    metrics: bool,
+    as_json: bool,
+) -> None:
+    """Check the job's parameters (a refusal is recorded), submit it, follow it to the end."""
     definition = catalog.find_job(job)
     try:
-        params = catalog.parse_job_args(definition, ctx.args)
+        params = catalog.parse_job_args(definition, args)
     except UnknownJob as exc:
-        _record_refusal(cluster_name, definition.name, list(ctx.args), exc)
+        _record_refusal(cluster_name, definition.name, args, exc)
         raise
     target = cluster.open_cluster(cluster_name)
     store = runs.RunStore(target.paths.runs)
@@ -267,6 +284,31 @@ def run(
     _print_json(view) if as_json else _print_record(view)
     if record.status != "succeeded":
         raise ClusterkitError(f"run {record.id} {record.status}: {record.error}")
+
+
+@app.command()
+def bench(
+    jobs: Annotated[
+        str | None, typer.Option(help="comma-separated; default: etl and both queries")
+    ] = None,
+    engines: Annotated[
+        str | None, typer.Option(help="comma-separated; default spark,ray,duckdb,seed-paper")
+    ] = None,
+    sizes: Annotated[str | None, typer.Option(help="row counts; default 1M,30M")] = None,
+    repeats: Annotated[int | None, typer.Option(help="runs per cell; default 3")] = None,
+    profile: Annotated[str | None, typer.Option(help="datagen profile; default seed-paper")] = None,
+    cluster_name: ClusterOpt = None,
+    detach: Annotated[bool, typer.Option(help="return at once with the run id")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare engines: jobs x engines x sizes, each run recorded; Markdown + CSV table.
+
+    The same as `clusterkit run bench ...` (see `clusterkit jobs` for its parameters)."""
+    given = {"jobs": jobs, "engines": engines, "sizes": sizes, "repeats": repeats,
+             "profile": profile}  # fmt: skip
+    args = [a for k, v in given.items() if v is not None for a in (f"--{k}", str(v))]
+    _run_job("bench", args, cluster_name=cluster_name, detach=detach, metrics=True,
+             as_json=as_json)  # fmt: skip
 
 
 @app.command(name="runs")

@@ -129,16 +129,27 @@ def supervise(cluster_name: str, run_id: str) -> int:
         record.status = "failed"
         record.error = _error_from(run_dir, exit_code)
     if peaks is not None:
+        result_file = run_dir / "result.json"
+        result = json.loads(result_file.read_text()) if result_file.exists() else None
+        _add_driver_peak(peaks, (result or {}).get("driver_max_rss_bytes"))
         record.peak_rss_bytes = peaks["peak_rss_bytes"]
         record.nodes = {peaks["node"]: peaks}
-        result_file = run_dir / "result.json"
-        if result_file.exists():
-            result = json.loads(result_file.read_text())
+        if result is not None:
             result["peak_rss_bytes"] = peaks["peak_rss_bytes"]
             result["peak_rss_by_role"] = peaks["peak_rss_by_role"]
             write_json_atomic(result_file, result)
     store.save(record)
     return 0
+
+
+def _add_driver_peak(peaks: dict[str, Any], driver_max_rss: int | None) -> None:
+    """Fold in the job process's own peak (from the kernel): the sampler reads every
+    interval and can miss a short run's peak; the run's peak is at least the driver's."""
+    if not driver_max_rss:
+        return
+    roles = peaks["peak_rss_by_role"]
+    roles["driver"] = max(roles.get("driver", 0), driver_max_rss)
+    peaks["peak_rss_bytes"] = max(peaks["peak_rss_bytes"], driver_max_rss)
 
 
 def sweep_temp_outputs(root: str, run_id: str) -> list[str]:

@@ -39,14 +39,23 @@ def main(argv: list[str] | None = None) -> int:
         ctx.close()
     result = {
         "job": job.name,
-        "engine": job.engine,
+        "engine": params.get("engine", job.engine),
         "params": params,
         **fields,
         "wall_s": round(ctx.elapsed(), 3),
         "stages": ctx.stages,
+        "driver_max_rss_bytes": _max_rss_bytes(),
     }
     write_json_atomic(ctx.run_dir / "result.json", result)
     return 0
+
+
+def _max_rss_bytes() -> int:
+    """The job process's own peak resident memory, from the kernel (a short run can end
+    between two of the sampler's readings; this figure cannot miss its peak)."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ class Param:
     """One declared job parameter: ``--name VALUE`` (``--name``/``--no-name`` for flags)."""
 
     name: str
-    kind: str  # int | float | str | count | bool | choice
+    kind: str  # int | float | str | count | bool | choice | choices | counts
     default: Any
     help: str
     choices: tuple[str, ...] = ()
@@ -79,6 +79,17 @@ class Param:
             if raw not in self.choices:
                 raise ValueError(f"{raw!r} is not one of {', '.join(self.choices)}")
             return raw
+        if self.kind in ("choices", "counts"):  # a comma-separated list, e.g. spark,duckdb
+            items = [i.strip() for i in (raw.split(",") if isinstance(raw, str) else raw)]
+            if not items or "" in items:
+                raise ValueError(f"{raw!r}: give a comma-separated list without empty items")
+            if self.kind == "counts":
+                return [parse_count(i) for i in items]
+            unknown = [i for i in items if i not in self.choices]
+            if unknown:
+                raise ValueError(f"unknown {', '.join(map(repr, unknown))}; "
+                                 f"choose from {', '.join(self.choices)}")  # fmt: skip
+            return list(dict.fromkeys(items))
         return str(raw)
 
 
@@ -86,12 +97,18 @@ class Param:
 class Job:
     name: str
     summary: str
-    engine: str  # spark | ray | python
+    engine: str  # spark | ray | python: the default engine
     main: Callable[[JobContext], dict[str, Any]]
     params: Sequence[Param] = ()
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
+
+    @property
+    def engines(self) -> tuple[str, ...]:
+        """The engines the job runs on: its ``engine`` parameter's choices, or its one engine."""
+        choice = self.param("engine")
+        return choice.choices if choice is not None and choice.choices else (self.engine,)
 
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
@@ -184,6 +201,8 @@ class JobContext:
                 .config(f"spark.executorEnv.{RUN_MARKER}", self.run_id)
                 .config("spark.pyspark.python", env.get("PYSPARK_PYTHON", "python3"))
                 .config("spark.sql.session.timeZone", "UTC")
+                # int64 UTC microseconds, as DuckDB and Arrow write them (not legacy INT96)
+                .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
                 .config("spark.ui.showConsoleProgress", "false")
             )
             for key, var in (

@@ -1,15 +1,36 @@
-"""What the two queries share: their input, their output, and how they report rows."""
+"""What etl and the two queries share: the engine choice, the checked input, the output.
+
+Each of the three runs on Spark (the cluster, the default), on Ray Data (the cluster's Ray)
+or on DuckDB (one process on the driver host). Whatever the engine, the input is checked the
+same way before any work (files, Parquet magic bytes, columns, not empty), the result rows go
+through the same pandas post-processing, and the run's ``result.json`` has the same keys and
+the same stages, so runs of different engines compare side by side.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from jobs._lib import JobContext
-from jobs._storage import Storage, open_dataset, write_dataset
+from jobs._lib import JobContext, Param
+from jobs._storage import (
+    ArrowStorage,
+    FileStore,
+    Storage,
+    check_columns,
+    inspect_parquet,
+    open_dataset,
+    spark_schema,
+    write_table,
+)
 
+ENGINES = ("spark", "ray", "duckdb")
 PROCESSED = "people-processed"
+ENGINE_PARAM = Param(
+    "engine", "choice", "spark",
+    "Spark, Ray Data (both on the cluster) or DuckDB (one process)", ENGINES,
+)  # fmt: skip
 
 
 def query_paths(ctx: JobContext, name: str) -> tuple[str, str]:
@@ -20,36 +41,67 @@ def query_paths(ctx: JobContext, name: str) -> tuple[str, str]:
 
 
 @dataclass
-class QueryInput:
-    storage: Storage
-    df: Any  # the checked input DataFrame
+class Input:
+    """A checked input dataset, opened for the run's engine."""
+
+    engine: str
+    storage: FileStore  # Storage (Spark's JVM) for spark, ArrowStorage otherwise
+    path: str
     rows: int
-    source: str
-    target: str
+    schema: dict[str, str]  # column -> Spark type name
+    files: list[str] = field(default_factory=list)  # ray and duckdb
+    df: Any = None  # the Spark DataFrame (spark only)
+
+    @property
+    def arrow(self) -> ArrowStorage:
+        assert isinstance(self.storage, ArrowStorage), "only for the ray and duckdb engines"
+        return self.storage
 
 
-def open_query(ctx: JobContext, name: str, columns: Mapping[str, str]) -> QueryInput:
-    """The query's checked input (stage ``open``) and where its result goes."""
-    storage = Storage(ctx.spark())
-    source, target = query_paths(ctx, name)
+def open_input(ctx: JobContext, path: str, columns: Mapping[str, str], *, made_by: str) -> Input:
+    """Check ``path`` (stage ``open``) for the engine in ``ctx.params['engine']``."""
+    engine = ctx.params["engine"]
     with ctx.stage("open"):
-        df, rows = open_dataset(storage, source, columns, made_by="etl")
-    return QueryInput(storage, df, rows, source, target)
+        if engine == "spark":
+            storage = Storage(ctx.spark())
+            df, rows = open_dataset(storage, path, columns, made_by=made_by)
+            return Input(engine, storage, path, rows, spark_schema(df), df=df)
+        arrow = ArrowStorage()
+        dataset = inspect_parquet(arrow, path, made_by=made_by)
+        check_columns(dataset.schema, path, columns)
+        return Input(engine, arrow, path, dataset.rows, dataset.schema, files=dataset.files)
 
 
-def rows_out(frame: Any) -> list[dict[str, Any]]:
-    """A small pandas frame as JSON-ready rows (timestamps as ISO strings)."""
-    out = []
-    for record in frame.to_dict(orient="records"):
-        out.append(
-            {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in record.items()}
-        )
-    return out
+def open_query(ctx: JobContext, name: str, columns: Mapping[str, str]) -> tuple[Input, str]:
+    """A query's checked input (the processed dataset) and where its result goes."""
+    source, target = query_paths(ctx, name)
+    return open_input(ctx, source, columns, made_by="etl"), target
 
 
-def publish(ctx: JobContext, storage: Storage, frame: Any, target: str, title: str) -> None:
-    """Write the result rows to storage (temp + rename) and print them as a table."""
-    spark = storage.spark
-    write_dataset(spark.createDataFrame(frame).coalesce(1), storage, target, run_id=ctx.run_id)
+def result_table(frame: Any) -> Any:
+    """A small pandas frame as an Arrow table, timestamps as UTC microseconds whatever the
+    engine gave (Spark: naive UTC wall times; DuckDB and Arrow: UTC-aware)."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for i, column in enumerate(table.schema):
+        if pa.types.is_timestamp(column.type):
+            table = table.set_column(i, column.name, table[i].cast(pa.timestamp("us", tz="UTC")))
+    return table
+
+
+def rows_out(table: Any) -> list[dict[str, Any]]:
+    """An Arrow table's rows, JSON-ready (timestamps as ISO strings)."""
+    return [
+        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+        for row in table.to_pylist()
+    ]
+
+
+def publish(ctx: JobContext, query: Input, frame: Any, target: str, title: str) -> Any:
+    """Write the result rows to ``target`` (temp + rename), print them; the Arrow table."""
+    table = result_table(frame)
+    write_table(query.storage, table, target, run_id=ctx.run_id)
     print(title)
-    print(frame.to_string(index=False))
+    print(table.to_pandas().to_string(index=False))
+    return table

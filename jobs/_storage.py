@@ -157,6 +157,25 @@ class Storage(FileStore):
         return bool(self._fs(target).rename(self._path(source), self._path(target)))
 
 
+@contextlib.contextmanager
+def writing(
+    storage: FileStore, target: str, *, run_id: str, meta: Mapping[str, Any] | None = None
+) -> Iterator[str]:
+    """Yield a temporary folder beside ``target`` to write into; when the block ends without
+    an error, ``meta`` goes to its ``_clusterkit.json`` and the folder replaces ``target``.
+    On any error (a cancel included) the temporary folder is deleted and ``target`` is left
+    as it was."""
+    tmp = f"{target}.tmp-{run_id}"
+    try:
+        yield tmp
+        if meta is not None:
+            storage.write_text(f"{tmp}/{META_FILE}", json.dumps(dict(meta), indent=2))
+        storage.commit(tmp, target)
+    finally:
+        if storage.exists(tmp):
+            storage.delete(tmp)
+
+
 def write_dataset(
     df: Any,
     storage: Storage,
@@ -165,17 +184,21 @@ def write_dataset(
     run_id: str,
     meta: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write ``df`` as Parquet to ``path`` via a temporary folder and a rename."""
-    tmp = f"{path}.tmp-{run_id}"
-    try:
+    """Write a Spark DataFrame as Parquet to ``path`` via a temporary folder and a rename."""
+    with writing(storage, path, run_id=run_id, meta=meta) as tmp:
         df.write.mode("overwrite").parquet(tmp)
-        if meta is not None:
-            storage.write_text(f"{tmp}/{META_FILE}", json.dumps(dict(meta), indent=2))
-        storage.commit(tmp, path)
-    except BaseException:
-        if storage.exists(tmp):
-            storage.delete(tmp)
-        raise
+
+
+def write_table(storage: FileStore, table: Any, path: str, *, run_id: str) -> None:
+    """Write a small Arrow table as one Parquet file in the folder ``path`` (temp + rename),
+    through any engine's storage: how the queries publish their few result rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer, coerce_timestamps="us")
+    with writing(storage, path, run_id=run_id) as tmp:
+        storage.write_bytes(f"{tmp}/part-00000.parquet", buffer.getvalue().to_pybytes())
 
 
 def check_parquet_files(storage: FileStore, path: str, *, made_by: str = "datagen") -> list[str]:

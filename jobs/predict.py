@@ -15,7 +15,6 @@ over the job's whole wall time, connecting to Ray included.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from jobs._lib import Job, JobContext, Param
@@ -28,10 +27,10 @@ from jobs._model import (
     resolve_model,
     unpickle,
 )
-from jobs._storage import META_FILE, ArrowStorage, check_columns, inspect_parquet
+from jobs._ray_data import read_parquet
+from jobs._storage import ArrowStorage, check_columns, inspect_parquet, writing
 
 BATCH_ROWS = 100_000
-BLOCK_ROWS = 500_000
 PREDICTION = f"predicted_{TARGET}"
 _LOADED: dict[str, Any] = {}  # model key -> unpickled model, once per Ray worker process
 
@@ -79,44 +78,23 @@ def main(ctx: JobContext) -> dict[str, Any]:
     read = sorted({KEY, *columns.values(), *([TARGET] if scored else [])})
 
     ray = ctx.ray()
-    from ray import data as ray_data
-
-    data_context = ray_data.DataContext.get_current()
-    data_context.enable_progress_bars = False
-    # Ray Data's V2 Parquet reader buckets whole files per task (5 files on 2 CPUs made
-    # tasks of 6.8M and 3.2M rows); V1 splits them into blocks of about BLOCK_ROWS that the
-    # CPUs share evenly (measured: 10M rows, 10.2 s -> 7.3 s).
-    data_context.use_datasource_v2 = False
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    blocks = max(4 * cpus, len(dataset.files), -(-dataset.rows // BLOCK_ROWS))
-    tmp = f"{target}.tmp-{ctx.run_id}"
-    try:
+    dataset_in = read_parquet(ctx, storage, dataset.files, rows=dataset.rows, columns=read)
+    meta = {"made_by": "predict", "model": ref.label(), "model_path": ref.path,
+            "source": source, "rows": dataset.rows}  # fmt: skip
+    with writing(storage, target, run_id=ctx.run_id, meta=meta) as tmp:
         with ctx.stage("predict_write"):
             kwargs = {"model": ray.put(blob), "key": f"{ref.path}@{card['run_id']}",
                       "columns": columns, "scored": scored}  # fmt: skip
-            uris = [storage.uri(f) for f in dataset.files]
-            (
-                ray_data.read_parquet(uris, override_num_blocks=blocks)
-                .select_columns(read)
-                .map_batches(
-                    predict_batch,  # type: ignore[arg-type]
-                    fn_kwargs=kwargs,
-                    batch_size=BATCH_ROWS,
-                    batch_format="pyarrow",
-                )
-                .write_parquet(storage.uri(tmp))
-            )
-            meta = {"made_by": "predict", "model": ref.label(), "model_path": ref.path,
-                    "source": source, "rows": dataset.rows}  # fmt: skip
-            storage.write_text(f"{tmp}/{META_FILE}", json.dumps(meta, indent=2))
+            dataset_in.map_batches(
+                predict_batch,
+                fn_kwargs=kwargs,
+                batch_size=BATCH_ROWS,
+                batch_format="pyarrow",
+            ).write_parquet(storage.uri(tmp))
         with ctx.stage("verify"):
             figures = _verify(storage, tmp, scored)
         if figures["rows"] != dataset.rows:
             raise RuntimeError(f"wrote {figures['rows']} predictions for {dataset.rows} rows")
-        storage.commit(tmp, target)
-    finally:
-        if storage.exists(tmp):
-            storage.delete(tmp)
     rows = figures["rows"]
     elapsed = ctx.elapsed()
     result: dict[str, Any] = {

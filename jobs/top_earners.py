@@ -1,11 +1,12 @@
 """top-earners (query 1): drop duplicates on (full_name, salary), then the top N by salary.
 
 The source project de-duplicated and sorted the whole dataset. Here the work is in the
-algorithm: Spark takes the top K rows by salary (a bounded heap per partition, no shuffle
-and no sort of the dataset), the duplicates are dropped among those, and K grows until N
-distinct (full_name, salary) pairs are certain. Rows at the K-th salary may be incomplete, so
-only rows strictly above it count; pairs tied with the N-th salary are all kept. Of
-duplicate rows, the one with the smallest id is reported.
+algorithm, the same on every engine: take the top K rows by (salary descending, id) — Spark's
+bounded heap per partition, a top-K per Ray Data block, DuckDB's ``ORDER BY ... LIMIT`` — with
+no shuffle and no sort of the dataset; the duplicates are dropped among those, and K grows
+until N distinct (full_name, salary) pairs are certain. Rows at the K-th salary may be
+incomplete, so only rows strictly above it count; pairs tied with the N-th salary are all
+kept. Of duplicate rows, the one with the smallest id is reported.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from jobs._lib import Job, JobContext, Param
-from jobs._queries import open_query, publish, rows_out
+from jobs._queries import ENGINE_PARAM, Input, open_query, publish, rows_out
 from jobs._storage import raise_input_error_for
 
 COLUMNS = {"id": "integer", "full_name": "string", "salary": "number"}
@@ -36,25 +37,62 @@ def top_distinct(candidates: Any, n: int, *, complete: bool) -> Any | None:
 
 
 def main(ctx: JobContext) -> dict[str, Any]:
-    from pyspark.sql import functions as F
-
     n = int(ctx.params["top"])
-    query = open_query(ctx, "top-earners", COLUMNS)
-    df, source = query.df, query.source
+    query, target = open_query(ctx, "top-earners", COLUMNS)
+    top_k = {"spark": _spark, "ray": _ray, "duckdb": _duckdb}[query.engine]
     k, rounds = max(64, 8 * n), 0
-    with ctx.stage("top_k"), raise_input_error_for(source):
+    with ctx.stage("top_k"), raise_input_error_for(query.path):
         while True:
             rounds += 1
-            candidates = df.orderBy(F.desc("salary"), F.asc("id")).limit(k).toPandas()
+            candidates = top_k(ctx, query, k)
             top = top_distinct(candidates, n, complete=len(candidates) < k)
             if top is not None:
                 break
             k *= 8
     with ctx.stage("write"):
-        publish(ctx, query.storage, top, query.target,
-                f"top {n} earners (distinct full_name, salary):")  # fmt: skip
-    return {"rows": query.rows, "rows_out": rows_out(top), "candidates_k": k, "rounds": rounds,
-            "input": source, "output": query.target}  # fmt: skip
+        table = publish(ctx, query, top, target,
+                        f"top {n} earners (distinct full_name, salary):")  # fmt: skip
+    return {"rows": query.rows, "rows_out": rows_out(table), "candidates_k": k, "rounds": rounds,
+            "input": query.path, "output": target}  # fmt: skip
+
+
+def _spark(ctx: JobContext, query: Input, k: int) -> Any:
+    from pyspark.sql import functions as F
+
+    return query.df.orderBy(F.desc("salary"), F.asc("id")).limit(k).toPandas()
+
+
+ORDER = [("salary", "descending"), ("id", "ascending")]
+
+
+def block_top_k(batch: Any, *, k: int) -> Any:
+    """The top ``k`` rows of one Arrow batch by (salary descending, id) (in Ray workers)."""
+    import pyarrow.compute as pc
+
+    return batch.take(pc.select_k_unstable(batch, k, ORDER))
+
+
+def _ray(ctx: JobContext, query: Input, k: int) -> Any:
+    import pyarrow as pa
+
+    from jobs._ray_data import read_parquet
+
+    dataset = read_parquet(ctx, query.arrow, query.files, rows=query.rows)
+    blocks = dataset.map_batches(block_top_k, fn_kwargs={"k": k}, batch_format="pyarrow",
+                                 batch_size=None).to_arrow_refs()  # fmt: skip
+    merged = pa.concat_tables(ctx.ray().get(blocks))
+    return block_top_k(merged, k=k).to_pandas()
+
+
+def _duckdb(ctx: JobContext, query: Input, k: int) -> Any:
+    from jobs import _duckdb as duck
+
+    con = duck.connect(ctx)
+    source = duck.scan(con, query.arrow, query.files)
+    frame = con.execute(f"SELECT * FROM {source} "
+                        f"ORDER BY salary DESC, id LIMIT {int(k)}").df()  # fmt: skip
+    con.close()
+    return frame
 
 
 JOB = Job(
@@ -63,6 +101,7 @@ JOB = Job(
     engine="spark",
     main=main,
     params=[
+        ENGINE_PARAM,
         Param("top", "int", 10, "how many distinct (full_name, salary) pairs"),
         Param("input", "str", "", "input (default: <storage>/datasets/people-processed)"),
         Param("output", "str", "", "output (default: <storage>/results/top-earners)"),

@@ -1,0 +1,80 @@
+"""DuckDB, the one-machine engine: the job's own process on the driver host, every core.
+
+Local datasets are read and written by DuckDB itself (``read_parquet``, ``COPY``); other
+storage (``hdfs://``) goes through pyarrow's file systems: the files are scanned as a pyarrow
+dataset (projections and filters pushed down) and results written with pyarrow's Parquet
+writer. Timestamps are UTC (``TIMESTAMPTZ``), the type Spark reads as its ``timestamp``.
+DuckDB spills what does not fit its memory limit to a folder inside the run's folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from jobs._lib import JobContext
+from jobs._storage import ArrowStorage
+
+
+def connect(ctx: JobContext) -> Any:
+    """An in-memory DuckDB connection for this run (UTC, no progress bar)."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET temp_directory = {quote(str(ctx.run_dir / 'duckdb-spill'))}")
+    return con
+
+
+def quote(text: str) -> str:
+    """``text`` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def is_local(storage: ArrowStorage, path: str) -> bool:
+    return storage.uri(path).startswith("file://")
+
+
+def scan(
+    con: Any, storage: ArrowStorage, files: Sequence[str], *, native: bool | None = None
+) -> str:
+    """A table expression for SQL reading ``files``: DuckDB's own reader for local files,
+    else a pyarrow dataset registered on the connection. ``native`` forces one or the other."""
+    if native is None:
+        native = all(is_local(storage, f) for f in files)
+    if native:
+        paths = ", ".join(quote(storage.file_system(f)[1]) for f in files)
+        return f"read_parquet([{paths}])"
+    import pyarrow.dataset as pads
+
+    fs = storage.file_system(files[0])[0]
+    dataset = pads.dataset([storage.file_system(f)[1] for f in files], filesystem=fs,
+                           format="parquet")  # fmt: skip
+    con.register("clusterkit_input", dataset)
+    return "clusterkit_input"
+
+
+def copy_to(
+    con: Any, query: str, storage: ArrowStorage, folder: str, *, native: bool | None = None
+) -> int:
+    """Write the rows of ``query`` as Parquet files into ``folder``; the number of rows."""
+    if native is None:
+        native = is_local(storage, folder)
+    if native:
+        local = storage.file_system(folder)[1]
+        copied = con.execute(
+            f"COPY ({query}) TO {quote(local)} (FORMAT parquet, PER_THREAD_OUTPUT true)"
+        ).fetchone()
+        return int(copied[0])
+    import pyarrow.parquet as pq
+
+    reader = con.execute(query).fetch_record_batch()
+    fs, local = storage.file_system(f"{folder}/part-00000.parquet")
+    fs.create_dir(local.rsplit("/", 1)[0], recursive=True)
+    rows = 0
+    with fs.open_output_stream(local) as out, pq.ParquetWriter(out, reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    return rows
