@@ -4,11 +4,16 @@ Local datasets are read and written by DuckDB itself (``read_parquet``, ``COPY``
 storage (``hdfs://``) goes through pyarrow's file systems: the files are scanned as a pyarrow
 dataset (projections and filters pushed down) and results written with pyarrow's Parquet
 writer. Timestamps are UTC (``TIMESTAMPTZ``), the type Spark reads as its ``timestamp``.
-DuckDB spills what does not fit its memory limit to a folder inside the run's folder.
+DuckDB gets the memory of one Spark worker (``CLUSTERKIT_SPARK_EXECUTOR_MEMORY``), not its
+default 80% of the machine that the cluster's services share, so neither engine is given more
+than the other; it spills what does not fit to a folder inside the run's folder, and does not
+keep rows in insertion order (none of these jobs needs it; DuckDB's own advice to avoid
+running out of memory when writing large Parquet outputs).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +29,10 @@ def connect(ctx: JobContext) -> Any:
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     con.execute(f"SET temp_directory = {quote(str(ctx.run_dir / 'duckdb-spill'))}")
+    con.execute("SET preserve_insertion_order = false")
+    budget = os.environ.get("CLUSTERKIT_SPARK_EXECUTOR_MEMORY", "")
+    if budget.lower().endswith("m") and budget[:-1].isdigit():
+        con.execute(f"SET memory_limit = '{int(budget[:-1])}MiB'")
     return con
 
 

@@ -21,6 +21,7 @@ from jobs._storage import (
     check_columns,
     inspect_parquet,
     open_dataset,
+    raise_input_error_for,
     spark_schema,
     write_table,
 )
@@ -51,6 +52,13 @@ class Input:
     schema: dict[str, str]  # column -> Spark type name
     files: list[str] = field(default_factory=list)  # ray and duckdb
     df: Any = None  # the Spark DataFrame (spark only)
+
+    def errors(self) -> Any:
+        """A context that turns a failure reading one of this input's files into a
+        JobInputError naming the file (see raise_input_error_for)."""
+        if isinstance(self.storage, ArrowStorage):
+            return raise_input_error_for(self.path, storage=self.storage, files=self.files)
+        return raise_input_error_for(self.path)
 
     @property
     def arrow(self) -> ArrowStorage:

@@ -275,26 +275,53 @@ def check_columns(
             )
 
 
-_DATA_FILE = re.compile(r"((?:file|hdfs):[^\s,'\"\]]+?\.parquet)")
+_DATA_FILE = r"[^\s,'\"\]]+?\.parquet"
 
 
 @contextlib.contextmanager
-def raise_input_error_for(dataset: str) -> Iterator[None]:
-    """Turn a Spark failure that names one of ``dataset``'s files into a JobInputError."""
+def raise_input_error_for(
+    dataset: str, *, storage: ArrowStorage | None = None, files: Sequence[str] = ()
+) -> Iterator[None]:
+    """Turn an engine's failure that names one of ``dataset``'s files (Spark names them as
+    ``file:``/``hdfs:`` URIs, DuckDB and Arrow as paths) into a JobInputError. A failure that
+    names none (Ray Data's) is traced, when ``storage`` and ``files`` are given, by reading
+    each file through once: the first unreadable one is named."""
     try:
         yield
     except JobInputError:
         raise
     except Exception as exc:
-        text = str(exc)
+        culprit = unreadable_file(storage, files) if storage is not None else None
+        if culprit is not None:
+            raise JobInputError(
+                f"{culprit[0]} could not be read ({culprit[1]}); the file is corrupted: "
+                f"regenerate the dataset or remove that file"
+            ) from exc
         bare = dataset.split(":", 1)[-1] if dataset.startswith(("file:", "hdfs:")) else dataset
-        for match in _DATA_FILE.finditer(text):
-            if bare in match.group(1):
-                raise JobInputError(
-                    f"{match.group(1)} could not be read ({type(exc).__name__}); the file is "
-                    f"corrupted: regenerate the dataset or remove that file"
-                ) from exc
+        bare = bare.removeprefix("//") if dataset.startswith("file:") else bare
+        named = re.search(f"((?:file:|hdfs:)?[^\\s,'\"\\]]*{re.escape(bare)}/{_DATA_FILE})",
+                          str(exc))  # fmt: skip
+        if named:
+            raise JobInputError(
+                f"{named.group(1)} could not be read ({type(exc).__name__}); the file is "
+                f"corrupted: regenerate the dataset or remove that file"
+            ) from exc
         raise
+
+
+def unreadable_file(storage: ArrowStorage, files: Sequence[str]) -> tuple[str, str] | None:
+    """(file, reason) of the first of ``files`` that pyarrow cannot read through, or None."""
+    import pyarrow.parquet as pq
+
+    for file in files:
+        fs, local = storage.file_system(file)
+        try:
+            with fs.open_input_file(local) as handle:
+                for _ in pq.ParquetFile(handle).iter_batches(batch_size=65_536):
+                    pass
+        except Exception as exc:
+            return file, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+    return None
 
 
 class ArrowStorage(FileStore):

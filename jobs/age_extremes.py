@@ -16,7 +16,6 @@ from typing import Any
 
 from jobs._lib import Job, JobContext, Param
 from jobs._queries import ENGINE_PARAM, Input, open_query, publish, rows_out
-from jobs._storage import raise_input_error_for
 
 COLUMNS = {"id": "integer", "full_name": "string", "age": "integer", "is_active": "boolean"}
 
@@ -27,7 +26,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
     n = int(ctx.params["count"])
     query, target = open_query(ctx, "age-extremes", COLUMNS)
     extremes = {"spark": _spark, "ray": _ray, "duckdb": _duckdb}[query.engine]
-    with ctx.stage("top_n"), raise_input_error_for(query.path):
+    with ctx.stage("top_n"), query.errors():
         winners = extremes(ctx, query, n).drop_duplicates()  # a row can be both
     youngest = winners.sort_values(["age", "id"], kind="stable").head(n)
     oldest = winners.sort_values(["age", "id"], ascending=[False, True], kind="stable").head(n)

@@ -14,7 +14,7 @@ from typing import Any
 
 from jobs._lib import Job, JobContext, Param
 from jobs._queries import ENGINE_PARAM, Input, open_input
-from jobs._storage import inspect_parquet, raise_input_error_for, writing
+from jobs._storage import inspect_parquet, writing
 
 RAW_COLUMNS = {
     "id": "integer", "name": "string", "age": "integer", "salary": "number",
@@ -30,7 +30,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
     data = open_input(ctx, source, RAW_COLUMNS, made_by="datagen")
     meta = {**data.storage.metadata(source), "source": source, "made_by": "etl"}
     transform_write = {"spark": _spark, "ray": _ray, "duckdb": _duckdb}[data.engine]
-    with raise_input_error_for(source), \
+    with data.errors(), \
             writing(data.storage, target, run_id=ctx.run_id, meta=meta) as tmp:  # fmt: skip
         with ctx.stage("transform_write"):
             columns = transform_write(ctx, data, tmp)

@@ -15,7 +15,6 @@ from typing import Any
 
 from jobs._lib import Job, JobContext, Param
 from jobs._queries import ENGINE_PARAM, Input, open_query, publish, rows_out
-from jobs._storage import raise_input_error_for
 
 COLUMNS = {"id": "integer", "full_name": "string", "salary": "number"}
 
@@ -41,7 +40,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
     query, target = open_query(ctx, "top-earners", COLUMNS)
     top_k = {"spark": _spark, "ray": _ray, "duckdb": _duckdb}[query.engine]
     k, rounds = max(64, 8 * n), 0
-    with ctx.stage("top_k"), raise_input_error_for(query.path):
+    with ctx.stage("top_k"), query.errors():
         while True:
             rounds += 1
             candidates = top_k(ctx, query, k)

@@ -71,3 +71,24 @@ def test_listing_the_catalog_does_not_import_scikit_learn():
     code = "import sys, clusterkit.catalog as c; c.list_jobs(); print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_list_parameters_are_checked_item_by_item():
+    bench = find_job("bench")
+    assert parse_job_args(bench, ["--engines", "duckdb, spark,duckdb", "--sizes", "2k,1M"]) == {
+        "engines": ["duckdb", "spark"],
+        "sizes": [2000, 1_000_000],
+    }
+    for args, expected in (
+        (["--jobs", "etl,,age-extremes"], "without empty items"),
+        (["--sizes", "1M,lots"], "'lots' is not a count"),
+        (["--engines", "spark,polars,pandas"], "unknown 'polars', 'pandas'; choose from spark"),
+    ):
+        with pytest.raises(UnknownJob, match=expected):
+            parse_job_args(bench, args)
+
+
+def test_multi_engine_jobs_list_their_engines():
+    assert find_job("etl").engines == ("spark", "ray", "duckdb")
+    assert describe(find_job("top-earners"))["engines"] == ["spark", "ray", "duckdb"]
+    assert find_job("datagen").engines == ("ray",)

@@ -80,7 +80,8 @@ def test_top_earners_equals_pandas(local_cluster, processed):
     assert sorted(written["id"]) == sorted(want["id"])
 
 
-def test_top_earners_drops_duplicates_and_keeps_ties(local_cluster: LocalCluster):
+@pytest.mark.parametrize("engine", ["spark", "ray", "duckdb"])
+def test_top_earners_drops_duplicates_and_keeps_ties(local_cluster: LocalCluster, engine):
     rows = [  # the same (name, salary) many times, and a tie at the 3rd salary
         *[(i, "Ann", 900.0) for i in range(200)],
         (500, "Bob", 800.0), (501, "Bob", 800.0),
@@ -88,9 +89,9 @@ def test_top_earners_drops_duplicates_and_keeps_ties(local_cluster: LocalCluster
         *[(1000 + i, f"p{i}", 100.0 + i) for i in range(300)],
     ]  # fmt: skip
     frame = pd.DataFrame(rows, columns=["id", "full_name", "salary"])
-    path = _write(local_cluster, "dupes", frame)
-    code, record = local_cluster.run("top-earners", "--top", "3", "--input", path,
-                                     "--output", path + "-top")  # fmt: skip
+    path = _write(local_cluster, f"dupes-{engine}", frame)
+    code, record = local_cluster.run("top-earners", "--engine", engine, "--top", "3",
+                                     "--input", path, "--output", path + "-top")  # fmt: skip
     assert code == 0, record["error"]
     got = [(r["id"], r["full_name"], r["salary"]) for r in record["result"]["rows_out"]]
     assert got == [(0, "Ann", 900.0), (500, "Bob", 800.0), (502, "Cy", 700.0), (503, "Di", 700.0)]
