@@ -204,6 +204,7 @@ class JobContext:
                 # int64 UTC microseconds, as DuckDB and Arrow write them (not legacy INT96)
                 .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
                 .config("spark.ui.showConsoleProgress", "false")
+                .config("spark.ui.enabled", "false")
             )
             for key, var in (
                 ("spark.executor.cores", "CLUSTERKIT_SPARK_EXECUTOR_CORES"),

@@ -130,7 +130,7 @@ def test_spark_job_runs_and_its_record_has_the_measurements(local_cluster: Local
     assert record["provider"] == "local" and record["error"] is None
     assert record["wall_s"] > 0 and record["started"] and record["ended"]
     assert record["result"]["rows"] == 300_000
-    assert "etl: 300000 rows" in result.stderr  # the job's output went to stderr
+    assert "etl (spark): 300000 rows" in result.stderr  # the job's output went to stderr
     # memory was sampled while the job ran, executors included
     roles = record["result"]["peak_rss_by_role"]
     assert roles.get("spark-executor", 0) > 0 and roles.get("driver", 0) > 0
