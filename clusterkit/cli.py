@@ -288,22 +288,19 @@ def _run_job(
 
 @app.command()
 def bench(
-    jobs: Annotated[
-        str | None, typer.Option(help="comma-separated; default: etl and both queries")
-    ] = None,
-    engines: Annotated[
-        str | None, typer.Option(help="comma-separated; default spark,ray,duckdb,seed-paper")
-    ] = None,
-    sizes: Annotated[str | None, typer.Option(help="row counts; default 1M,30M")] = None,
-    repeats: Annotated[int | None, typer.Option(help="runs per cell; default 3")] = None,
-    profile: Annotated[str | None, typer.Option(help="datagen profile; default seed-paper")] = None,
+    jobs: Annotated[str | None, typer.Option(help="comma-separated jobs")] = None,
+    engines: Annotated[str | None, typer.Option(help="comma-separated engines")] = None,
+    sizes: Annotated[str | None, typer.Option(help="comma-separated row counts")] = None,
+    repeats: Annotated[int | None, typer.Option(help="runs per job, engine and size")] = None,
+    profile: Annotated[str | None, typer.Option(help="datagen's profile")] = None,
     cluster_name: ClusterOpt = None,
     detach: Annotated[bool, typer.Option(help="return at once with the run id")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compare engines: jobs x engines x sizes, each run recorded; Markdown + CSV table.
 
-    The same as `clusterkit run bench ...` (see `clusterkit jobs` for its parameters)."""
+    The same as `clusterkit run bench ...`; an option left out takes the bench job's default
+    (`clusterkit jobs` lists them)."""
     given = {"jobs": jobs, "engines": engines, "sizes": sizes, "repeats": repeats,
              "profile": profile}  # fmt: skip
     args = [a for k, v in given.items() if v is not None for a in (f"--{k}", str(v))]

@@ -13,6 +13,7 @@ running out of memory when writing large Parquet outputs).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +35,12 @@ def connect(ctx: JobContext) -> Any:
     if budget.lower().endswith("m") and budget[:-1].isdigit():
         con.execute(f"SET memory_limit = '{int(budget[:-1])}MiB'")
     return con
+
+
+def frame(ctx: JobContext, storage: ArrowStorage, files: Sequence[str], sql: str) -> Any:
+    """The result of ``sql`` as a pandas frame, ``{source}`` in it standing for ``files``."""
+    with contextlib.closing(connect(ctx)) as con:
+        return con.execute(sql.format(source=scan(con, storage, files))).df()
 
 
 def quote(text: str) -> str:

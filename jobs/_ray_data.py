@@ -7,7 +7,7 @@ the CPUs share evenly (measured on predict, 10M rows: 10.2 s -> 7.3 s).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from jobs._lib import JobContext
@@ -39,3 +39,23 @@ def read_parquet(
         columns=list(columns) or None,
         override_num_blocks=blocks,
     )
+
+
+def reduce_blocks(
+    ctx: JobContext,
+    storage: ArrowStorage,
+    files: Sequence[str],
+    reduce: Callable[..., Any],
+    *,
+    rows: int,
+    **kwargs: Any,
+) -> Any:
+    """``reduce(table, **kwargs)`` on every block in Ray's workers, then once more on the
+    concatenation of their results in the driver: an Arrow table. For reductions that
+    compose (a top-K of top-Ks is the top-K), so only the small results leave the workers."""
+    import pyarrow as pa
+
+    blocks = read_parquet(ctx, storage, files, rows=rows).map_batches(
+        reduce, fn_kwargs=kwargs, batch_format="pyarrow", batch_size=None
+    )
+    return reduce(pa.concat_tables(ctx.ray().get(blocks.to_arrow_refs())), **kwargs)

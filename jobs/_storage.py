@@ -176,19 +176,6 @@ def writing(
             storage.delete(tmp)
 
 
-def write_dataset(
-    df: Any,
-    storage: Storage,
-    path: str,
-    *,
-    run_id: str,
-    meta: Mapping[str, Any] | None = None,
-) -> None:
-    """Write a Spark DataFrame as Parquet to ``path`` via a temporary folder and a rename."""
-    with writing(storage, path, run_id=run_id, meta=meta) as tmp:
-        df.write.mode("overwrite").parquet(tmp)
-
-
 def write_table(storage: FileStore, table: Any, path: str, *, run_id: str) -> None:
     """Write a small Arrow table as one Parquet file in the folder ``path`` (temp + rename),
     through any engine's storage: how the queries publish their few result rows."""
@@ -275,9 +262,6 @@ def check_columns(
             )
 
 
-_DATA_FILE = r"[^\s,'\"\]]+?\.parquet"
-
-
 @contextlib.contextmanager
 def raise_input_error_for(
     dataset: str, *, storage: ArrowStorage | None = None, files: Sequence[str] = ()
@@ -291,22 +275,25 @@ def raise_input_error_for(
     except JobInputError:
         raise
     except Exception as exc:
-        culprit = unreadable_file(storage, files) if storage is not None else None
+        bare = dataset.split(":", 1)[-1] if dataset.startswith(("file:", "hdfs:")) else dataset
+        bare = bare.removeprefix("//") if dataset.startswith("file:") else bare
+        named = _named_file(bare).search(str(exc))
+        culprit = (named.group(1), type(exc).__name__) if named else None
+        if culprit is None and storage is not None:
+            culprit = unreadable_file(storage, files)
         if culprit is not None:
             raise JobInputError(
                 f"{culprit[0]} could not be read ({culprit[1]}); the file is corrupted: "
                 f"regenerate the dataset or remove that file"
             ) from exc
-        bare = dataset.split(":", 1)[-1] if dataset.startswith(("file:", "hdfs:")) else dataset
-        bare = bare.removeprefix("//") if dataset.startswith("file:") else bare
-        named = re.search(f"((?:file:|hdfs:)?[^\\s,'\"\\]]*{re.escape(bare)}/{_DATA_FILE})",
-                          str(exc))  # fmt: skip
-        if named:
-            raise JobInputError(
-                f"{named.group(1)} could not be read ({type(exc).__name__}); the file is "
-                f"corrupted: regenerate the dataset or remove that file"
-            ) from exc
         raise
+
+
+def _named_file(folder: str) -> re.Pattern[str]:
+    """A Parquet file of ``folder`` as an engine's message names it (with a ``file:`` or
+    ``hdfs:`` scheme from Spark, a bare path from DuckDB and Arrow)."""
+    unquoted = r"[^\s,'\"\]]"
+    return re.compile(rf"({unquoted}*{re.escape(folder)}/{unquoted}+?\.parquet)")
 
 
 def unreadable_file(storage: ArrowStorage, files: Sequence[str]) -> tuple[str, str] | None:

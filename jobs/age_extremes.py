@@ -67,27 +67,19 @@ def block_extremes(batch: Any, *, n: int) -> Any:
 
 
 def _ray(ctx: JobContext, query: Input, n: int) -> Any:
-    import pyarrow as pa
+    from jobs._ray_data import reduce_blocks
 
-    from jobs._ray_data import read_parquet
-
-    dataset = read_parquet(ctx, query.arrow, query.files, rows=query.rows)
-    blocks = dataset.map_batches(block_extremes, fn_kwargs={"n": n}, batch_format="pyarrow",
-                                 batch_size=None).to_arrow_refs()  # fmt: skip
-    return block_extremes(pa.concat_tables(ctx.ray().get(blocks)), n=n).to_pandas()
+    return reduce_blocks(ctx, query.arrow, query.files, block_extremes, rows=query.rows,
+                         n=n).to_pandas()  # fmt: skip
 
 
 def _duckdb(ctx: JobContext, query: Input, n: int) -> Any:
     from jobs import _duckdb as duck
 
-    con = duck.connect(ctx)
-    source = duck.scan(con, query.arrow, query.files)
-    frame = con.execute(
-        f"(SELECT * FROM {source} WHERE is_active ORDER BY age, id LIMIT {int(n)}) UNION ALL "
-        f"(SELECT * FROM {source} WHERE is_active ORDER BY age DESC, id LIMIT {int(n)})"
-    ).df()
-    con.close()
-    return frame
+    sql = (f"(SELECT * FROM {{source}} WHERE is_active ORDER BY age, id LIMIT {int(n)}) "
+           f"UNION ALL (SELECT * FROM {{source}} WHERE is_active ORDER BY age DESC, id "
+           f"LIMIT {int(n)})")  # fmt: skip
+    return duck.frame(ctx, query.arrow, query.files, sql)
 
 
 JOB = Job(

@@ -10,6 +10,7 @@ output's Parquet footers). Memory is sampled by the kit while the work runs.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from jobs._lib import Job, JobContext, Param
@@ -92,16 +93,15 @@ def _ray(ctx: JobContext, data: Input, folder: str) -> list[str]:
 def _duckdb(ctx: JobContext, data: Input, folder: str) -> list[str]:
     from jobs import _duckdb as duck
 
-    con = duck.connect(ctx)
     select = []
     for column in data.schema:
         value = f'"{column}"'
         if column == TIMESTAMP:
             value = f"CAST({value} AS TIMESTAMPTZ)"
         select.append(f'{value} AS "{RENAMED.get(column, column)}"')
-    query = f"SELECT {', '.join(select)} FROM {duck.scan(con, data.arrow, data.files)}"
-    duck.copy_to(con, query, data.arrow, folder)
-    con.close()
+    with contextlib.closing(duck.connect(ctx)) as con:
+        query = f"SELECT {', '.join(select)} FROM {duck.scan(con, data.arrow, data.files)}"
+        duck.copy_to(con, query, data.arrow, folder)
     return output_columns(data.schema)
 
 

@@ -72,26 +72,17 @@ def block_top_k(batch: Any, *, k: int) -> Any:
 
 
 def _ray(ctx: JobContext, query: Input, k: int) -> Any:
-    import pyarrow as pa
+    from jobs._ray_data import reduce_blocks
 
-    from jobs._ray_data import read_parquet
-
-    dataset = read_parquet(ctx, query.arrow, query.files, rows=query.rows)
-    blocks = dataset.map_batches(block_top_k, fn_kwargs={"k": k}, batch_format="pyarrow",
-                                 batch_size=None).to_arrow_refs()  # fmt: skip
-    merged = pa.concat_tables(ctx.ray().get(blocks))
-    return block_top_k(merged, k=k).to_pandas()
+    return reduce_blocks(ctx, query.arrow, query.files, block_top_k, rows=query.rows,
+                         k=k).to_pandas()  # fmt: skip
 
 
 def _duckdb(ctx: JobContext, query: Input, k: int) -> Any:
     from jobs import _duckdb as duck
 
-    con = duck.connect(ctx)
-    source = duck.scan(con, query.arrow, query.files)
-    frame = con.execute(f"SELECT * FROM {source} "
-                        f"ORDER BY salary DESC, id LIMIT {int(k)}").df()  # fmt: skip
-    con.close()
-    return frame
+    sql = f"SELECT * FROM {{source}} ORDER BY salary DESC, id LIMIT {int(k)}"
+    return duck.frame(ctx, query.arrow, query.files, sql)
 
 
 JOB = Job(
