@@ -25,8 +25,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from clusterkit import catalog, cluster, runs
-from clusterkit.errors import ClusterkitError, RunNotFound, UnknownJob
+from clusterkit import catalog, cluster, launch, runs
+from clusterkit.errors import ClusterkitError, RunNotFound
 from clusterkit.fmt import human_bytes, human_seconds
 from clusterkit.spec import SPEC_FILENAME, default_spec_text, load_spec, parse_spec
 from clusterkit.state import Contexts
@@ -223,16 +223,6 @@ def _follow_with_progress(store: runs.RunStore, run_id: str, *, as_json: bool) -
                            stderr=sys.stderr, on_tick=draw)  # fmt: skip
 
 
-def _record_refusal(cluster_name: str | None, job: str, args: list[str], exc: Exception) -> None:
-    """A refused parameter leaves a failed run record, when a cluster is up to hold it."""
-    try:
-        target = cluster.open_cluster(cluster_name)
-    except ClusterkitError:
-        return
-    record = runs.record_refused(target, job, args, str(exc))
-    err.print(f"[dim]recorded as run {record.id} (failed)[/dim]")
-
-
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     ctx: typer.Context,
@@ -262,19 +252,18 @@ def _run_job(
     as_json: bool,
 ) -> None:
     """Check the job's parameters (a refusal is recorded), submit it, follow it to the end."""
-    definition = catalog.find_job(job)
     try:
-        params = catalog.parse_job_args(definition, args)
-    except UnknownJob as exc:
-        _record_refusal(cluster_name, definition.name, args, exc)
+        target, record = launch.submit_job(job, args, cluster_name=cluster_name,
+                                           metrics_enabled=metrics)  # fmt: skip
+    except launch.ParamsRefused as exc:
+        if exc.run_id:
+            err.print(f"[dim]recorded as run {exc.run_id} (failed)[/dim]")
         raise
-    target = cluster.open_cluster(cluster_name)
     store = runs.RunStore(target.paths.runs)
-    record = runs.submit(target, definition.name, params, metrics_enabled=metrics)
     if detach:
         _print_json(_record_view(store, record)) if as_json else out.print(record.id)
         return
-    err.print(f"[dim]run {record.id} ({definition.name}) started; Ctrl-C cancels it[/dim]")
+    err.print(f"[dim]run {record.id} ({record.job}) started; Ctrl-C cancels it[/dim]")
     try:
         record = _follow_with_progress(store, record.id, as_json=as_json)
     except KeyboardInterrupt:
@@ -359,6 +348,14 @@ def cancel(
     _print_json(_record_view(store, record)) if as_json else out.print(
         f"run {record.id} {record.status}"
     )
+
+
+@app.command()
+def tui(cluster_name: ClusterOpt = None) -> None:
+    """A live console: nodes, services, jobs (submit, follow, cancel), runs compared."""
+    from clusterkit import tui as console
+
+    console.run(cluster_name)
 
 
 @app.command()

@@ -399,6 +399,32 @@ def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet
     return report
 
 
+def service_health(cluster: Cluster) -> list[services.ServiceHealth]:
+    """Every service of the cluster, each read through its own API; never raises."""
+    endpoints = cluster.endpoints
+    rows = services.spark_health(endpoints.spark_master_url, endpoints.spark_master_ui)
+    rows += services.ray_health(endpoints.ray_address, endpoints.ray_dashboard, cluster.ray_token)
+    rows.append(services.storage_health(cluster.storage_root))
+    return rows
+
+
+def node_metrics(cluster: Cluster, *, cpu_interval: float | None = None) -> list[dict[str, Any]]:
+    """Memory and CPU of every node now (name, address, roles and a metrics sample).
+
+    With ``cpu_interval`` None, CPU is the share since the previous call in this process,
+    which is what a console polling every second wants (the first call reads 0).
+    """
+    return [
+        {
+            "name": node.name,
+            "address": node.address,
+            "roles": list(node.roles),
+            **metrics.node_sample(node.name, cpu_interval=cpu_interval),
+        }
+        for node in cluster.inventory.nodes
+    ]
+
+
 def status(name: str | None = None) -> dict[str, Any]:
     """Provider, nodes (memory, CPU), services (state, address, URL) of a cluster.
 
@@ -414,19 +440,11 @@ def status(name: str | None = None) -> dict[str, Any]:
             "nodes": [],
             "services": [],
         }
-    endpoints = cluster.endpoints
-    rows = services.spark_health(endpoints.spark_master_url, endpoints.spark_master_ui)
-    rows += services.ray_health(endpoints.ray_address, endpoints.ray_dashboard, cluster.ray_token)
-    rows.append(services.storage_health(cluster.storage_root))
+    rows = service_health(cluster)
     processes = {
         d.name: {"pid": d.pid, "alive": daemons.is_alive(d), "log": d.log} for d in cluster.daemons
     }
-    nodes = []
-    for node in cluster.inventory.nodes:
-        sample = metrics.node_sample(node.name, cpu_interval=0.2)
-        nodes.append(
-            {"name": node.name, "address": node.address, "roles": list(node.roles), **sample}
-        )
+    nodes = node_metrics(cluster, cpu_interval=0.2)
     overall = "up" if all(r.state == "up" for r in rows) else "degraded"
     return {
         "cluster": name,
@@ -435,7 +453,7 @@ def status(name: str | None = None) -> dict[str, Any]:
         "started_at": cluster.state["started_at"],
         "state_dir": str(paths.root),
         "storage_root": cluster.storage_root,
-        "endpoints": asdict(endpoints),
+        "endpoints": asdict(cluster.endpoints),
         "nodes": nodes,
         "services": [r.to_dict() for r in rows],
         "processes": processes,

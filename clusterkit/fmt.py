@@ -1,4 +1,4 @@
-"""Small formatting helpers shared by the CLI (and later the TUI)."""
+"""Small formatting helpers shared by the CLI and the TUI."""
 
 from __future__ import annotations
 
@@ -16,9 +16,23 @@ def human_bytes(value: float | int | None) -> str:
 
 
 def human_seconds(value: float | None) -> str:
+    """12.3 -> '12.3 s'; 754 -> '12 min 34 s'; 7384 -> '2 h 03 min'; None -> '-'."""
     if value is None:
         return "-"
-    if value < 60:
+    if value < 59.95:
         return f"{value:.1f} s"
-    minutes, seconds = divmod(value, 60)
-    return f"{int(minutes)} min {seconds:.0f} s"
+    if round(value) < 3600:
+        minutes, seconds = divmod(round(value), 60)
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(round(value) // 60, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def human_count(value: int | None) -> str:
+    """30_000_000 -> '30M'; 200_000 -> '200k'; 1_500 -> '1.5k'; 999 -> '999'; None -> '-'."""
+    if value is None:
+        return "-"
+    for unit, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if abs(value) >= size:
+            return f"{value / size:.1f}".rstrip("0").rstrip(".") + unit
+    return str(value)

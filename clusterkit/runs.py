@@ -70,6 +70,14 @@ class RunRecord:
     def final(self) -> bool:
         return self.status in FINAL
 
+    def elapsed_s(self, now: float) -> float | None:
+        """Seconds it ran: ``wall_s`` once final, else since it started (None if it has not)."""
+        if self.final and self.wall_s is not None:
+            return self.wall_s
+        if self.started is None:
+            return None
+        return max(0.0, now - datetime.fromisoformat(self.started).timestamp())
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -307,22 +315,32 @@ def follow(
     With ``until_final`` it returns when the run is final and both logs are drained;
     otherwise after printing what is there now.
     """
-    run_dir = store.dir(run_id)
-    offsets = {"stdout.log": 0, "stderr.log": 0}
+    tail = LogTail(store, run_id)
     targets = {"stdout.log": stdout, "stderr.log": stderr}
     while True:
         # read the record first: whatever the job wrote before it was final is drained below
         record = reap_if_orphaned(store, store.load(run_id))
-        for name, target in targets.items():
-            chunk = _read_new(run_dir / name, offsets, name)
-            if chunk:
-                target.write(chunk)
-                target.flush()
+        for name, chunk in tail.read():
+            targets[name].write(chunk)
+            targets[name].flush()
         if not until_final or record.final:
             return record
         if on_tick is not None:
             on_tick()
         time.sleep(0.2)
+
+
+class LogTail:
+    """A run's ``stdout.log`` and ``stderr.log`` read incrementally: each :meth:`read` returns
+    what was appended since the previous one, as (file name, text) pairs."""
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self.dir = store.dir(run_id)
+        self.offsets = {"stdout.log": 0, "stderr.log": 0}
+
+    def read(self) -> list[tuple[str, str]]:
+        chunks = [(name, _read_new(self.dir / name, self.offsets, name)) for name in self.offsets]
+        return [(name, text) for name, text in chunks if text]
 
 
 def _read_new(path: Path, offsets: dict[str, int], name: str) -> str:
@@ -334,3 +352,109 @@ def _read_new(path: Path, offsets: dict[str, int], name: str) -> str:
         data = handle.read()
     offsets[name] += len(data)
     return data.decode(errors="replace")
+
+
+class MetricsTail:
+    """A run's ``metrics.jsonl`` read incrementally: per node, the run's memory over time.
+
+    ``series[node]`` is a list of (unix time, run RSS bytes); ``peak_rss_bytes`` the highest
+    run RSS of any one sample so far (on one node, the record's peak once the run is over).
+    Only complete lines are consumed, so a line being written is read next time.
+    """
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self.path = store.dir(run_id) / "metrics.jsonl"
+        self.offset = 0
+        self.series: dict[str, list[tuple[float, int]]] = {}
+        self.peak_rss_bytes = 0
+
+    def read(self) -> int:
+        """Take in the samples written since the last call; return how many."""
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except OSError:
+            return 0
+        complete = data[: data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        taken = 0
+        for line in complete.splitlines():
+            try:
+                sample = json.loads(line)
+                point = (float(sample["t"]), int(sample["run_rss_bytes"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn or foreign line is skipped, not fatal
+            self.series.setdefault(str(sample.get("node", "?")), []).append(point)
+            self.peak_rss_bytes = max(self.peak_rss_bytes, point[1])
+            taken += 1
+        return taken
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    seconds: float
+    running: bool = False
+
+
+def stages(store: RunStore, run_id: str, *, now: float | None = None) -> list[Stage]:
+    """The run's stages in order with their seconds; the one running now (if any) last.
+
+    From ``result.json`` once the job finished, else from the ``stages.json`` the job keeps
+    while it runs (a failed run keeps the stages it got through). Empty if the job has none.
+    """
+    result = store.result(run_id) or {}
+    if result.get("stages"):
+        return [Stage(name, float(sec)) for name, sec in result["stages"].items()]
+    try:
+        live = json.loads((store.dir(run_id) / "stages.json").read_text())
+    except (OSError, ValueError):
+        return []
+    done = [Stage(name, float(sec)) for name, sec in live.get("done", {}).items()]
+    if live.get("current"):
+        since = float(live.get("since") or 0.0)
+        running = max(0.0, (now if now is not None else time.time()) - since)
+        done.append(Stage(str(live["current"]), running, running=True))
+    return done
+
+
+class RunWatcher:
+    """The store's records, each re-read only when its file changed: cheap to poll each second.
+
+    Active runs whose supervisor died are reaped (marked failed) as in ``clusterkit runs``.
+    """
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self._cache: dict[str, tuple[tuple[int, int], RunRecord]] = {}
+
+    def poll(self) -> list[RunRecord]:
+        """Every run, oldest first."""
+        seen: dict[str, tuple[tuple[int, int], RunRecord]] = {}
+        try:
+            entries = sorted(os.scandir(self.store.root), key=lambda e: e.name)
+        except OSError:
+            entries = []
+        for entry in entries:
+            try:
+                info = os.stat(os.path.join(entry.path, "record.json"))
+            except OSError:
+                continue
+            stamp = (info.st_mtime_ns, info.st_size)
+            cached = self._cache.get(entry.name)
+            if cached is not None and cached[0] == stamp:
+                seen[entry.name] = cached
+                continue
+            try:
+                record = self.store.load(entry.name)
+            except (OSError, ValueError):
+                continue
+            seen[entry.name] = (stamp, record)
+        for name, (_, record) in list(seen.items()):
+            if not record.final:
+                reaped = reap_if_orphaned(self.store, record)
+                if reaped is not record:
+                    seen[name] = ((0, 0), reaped)  # re-read next time: the file was rewritten
+        self._cache = seen
+        return [record for _, record in seen.values()]

@@ -24,6 +24,17 @@ class ServiceHealth:
     url: str | None = None
     detail: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    answered: bool = True  # False: its API did not answer, so ``state`` is "down" by default
+
+    @property
+    def source(self) -> str:
+        """The API this row was read from: spark, ray, storage (hdfs later)."""
+        return self.name.split("-")[0]
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the row across readings (a table's row key)."""
+        return f"{self.name} {self.address}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,7 +59,7 @@ def spark_health(master_url: str, ui_url: str) -> list[ServiceHealth]:
         data = spark_master_json(ui_url)
     except (requests.RequestException, ValueError) as exc:
         reason = f"{ui_url}/json/ not answering: {type(exc).__name__}"
-        return [ServiceHealth("spark-master", "down", master_url, ui_url, reason)]
+        return [ServiceHealth("spark-master", "down", master_url, ui_url, reason, answered=False)]
     master = ServiceHealth(
         "spark-master",
         "up" if data.get("status") == "ALIVE" else "down",
@@ -120,7 +131,9 @@ def ray_health(gcs_address: str, dashboard_url: str, token: str) -> list[Service
         nodes = ray_nodes(dashboard_url, token)
     except (requests.RequestException, ValueError, KeyError) as exc:
         reason = f"{dashboard_url} not answering: {type(exc).__name__}"
-        return [ServiceHealth("ray-head", "down", gcs_address, dashboard_url, reason)]
+        return [
+            ServiceHealth("ray-head", "down", gcs_address, dashboard_url, reason, answered=False)
+        ]
     rows = [
         ServiceHealth(
             "ray-head", "up", gcs_address, dashboard_url, f"{len(nodes)} node(s), token auth on"
@@ -152,7 +165,7 @@ def storage_health(root: str) -> ServiceHealth:
     """A local storage root: present and writable, with free space."""
     path = Path(root)
     if not path.is_dir():
-        return ServiceHealth("storage", "down", root, None, "folder missing")
+        return ServiceHealth("storage", "down", root, None, "folder missing", answered=False)
     usage = shutil.disk_usage(path)
     return ServiceHealth(
         "storage",

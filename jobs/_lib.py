@@ -148,12 +148,26 @@ class JobContext:
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Time a stage of the job; the seconds go to ``result.json`` under ``stages``."""
+        """Time a stage of the job; the seconds go to ``result.json`` under ``stages``.
+
+        While the job runs, ``stages.json`` in the run folder says which stages are done and
+        which one is running since when (what consoles show live).
+        """
         started = time.perf_counter()
+        self._write_stages(current=name)
         try:
             yield
         finally:
             self.stages[name] = round(time.perf_counter() - started, 3)
+            self._write_stages(current=None)
+
+    def _write_stages(self, *, current: str | None) -> None:
+        from clusterkit.state import write_json_atomic
+
+        write_json_atomic(
+            self.run_dir / "stages.json",
+            {"done": self.stages, "current": current, "since": time.time()},
+        )
 
     def progress(self, done: float, total: float, unit: str) -> None:
         """Report progress: ``progress.json`` in the run folder, drawn as a bar by the CLI."""

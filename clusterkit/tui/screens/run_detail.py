@@ -1,0 +1,168 @@
+"""Run detail: the record, time per stage, memory over time per node, and the log, following
+while the run goes on (``f`` stops and resumes following; ``x`` cancels a running job)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import Footer, Header, Log, Static
+
+from clusterkit import runs
+from clusterkit.fmt import human_bytes, human_seconds
+from clusterkit.tui.screens.base import LiveScreen
+from clusterkit.tui.widgets import column_chart, state_text
+
+POLL_S = 0.5
+LOG_LINES = 5000
+
+
+@dataclass
+class RunReading:
+    record: runs.RunRecord
+    chunks: list[tuple[str, str]]
+    stages: list[runs.Stage]
+    series: dict[str, list[tuple[float, int]]]
+
+
+class RunDetailRead(Message):
+    def __init__(self, reading: RunReading | None, error: str | None = None) -> None:
+        super().__init__()
+        self.reading, self.error = reading, error
+
+
+def stages_text(stages: list[runs.Stage]) -> Text:
+    if not stages:
+        return Text("stages: none reported yet", style="dim")
+    text = Text("stages: ")
+    for i, stage in enumerate(stages):
+        if i:
+            text.append(" · ")
+        text.append(f"{stage.name} {human_seconds(stage.seconds)}")
+        if stage.running:
+            text.append(" (running)", style="bold")
+    return text
+
+
+def memory_chart(series: dict[str, list[tuple[float, int]]], *, width: int, rows: int) -> Text:
+    """Per node, the run's memory over time as a column chart on one scale (0 to the highest
+    peak of any node), with each node's peak and latest figure."""
+    if not series or not any(series.values()):
+        return Text("memory: no samples yet (taken once a second while the run goes on)",
+                    style="dim")  # fmt: skip
+    top = max(rss for points in series.values() for _, rss in points) or 1
+    start = min(points[0][0] for points in series.values() if points)
+    end = max(points[-1][0] for points in series.values() if points)
+    text = Text(f"memory of the run's processes per node, 0 to {human_bytes(top)}, "
+                f"over {human_seconds(end - start)}")  # fmt: skip
+    height = max(2, rows // max(1, len(series)) - 1)
+    for node, points in series.items():
+        values = [float(rss) for _, rss in points]
+        peak = max(values) if values else 0
+        now = values[-1] if values else 0
+        text.append(f"\n{node}: peak {human_bytes(peak)}, last {human_bytes(now)}", style="bold")
+        for line in column_chart(values, width=width, height=height, top=float(top)):
+            text.append("\n" + line)
+    return text
+
+
+class RunDetailScreen(LiveScreen):
+    BINDINGS = [
+        Binding("escape,backspace", "app.pop_screen", "Back"),
+        Binding("f", "toggle_follow", "Follow"),
+        Binding("x", "cancel_run", "Cancel"),
+    ]
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.record: runs.RunRecord | None = None
+        self.series: dict[str, list[tuple[float, int]]] = {}
+        self._log_tail: runs.LogTail | None = None
+        self._metrics: runs.MetricsTail | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="summary")
+        yield Static(id="stages")
+        yield Static(id="chart")
+        yield Log(id="log", max_lines=LOG_LINES, auto_scroll=True)
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.read()
+        self.set_interval(POLL_S, self.poll)
+
+    def poll(self) -> None:
+        busy = any(w.group == "run-detail" and not w.is_finished for w in self.workers)
+        if not self.console.paused and not busy:
+            self.read()
+
+    @work(thread=True, group="run-detail", exit_on_error=False)
+    def read(self) -> None:
+        try:
+            store = self.console.source.store()
+            if store is None:
+                raise LookupError("no cluster is known, so there is no run store")
+            if self._log_tail is None or self._metrics is None:
+                self._log_tail = runs.LogTail(store, self.run_id)
+                self._metrics = runs.MetricsTail(store, self.run_id)
+            record = store.load(self.run_id)
+            chunks = self._log_tail.read()
+            self._metrics.read()
+            reading = RunReading(
+                record=record,
+                chunks=chunks,
+                stages=runs.stages(store, self.run_id, now=self.now()),
+                series={node: list(points) for node, points in self._metrics.series.items()},
+            )
+        except Exception as exc:  # shown in place
+            self.post_message(RunDetailRead(None, f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(RunDetailRead(reading))
+
+    def on_run_detail_read(self, message: RunDetailRead) -> None:
+        if message.reading is None:
+            self.query_one("#summary", Static).update(
+                f"run {self.run_id}: cannot be read ({message.error})"
+            )
+            return
+        reading = message.reading
+        self.record, self.series = reading.record, reading.series
+        log = self.query_one("#log", Log)
+        for _, chunk in reading.chunks:
+            log.write(chunk)
+        self.query_one("#stages", Static).update(stages_text(reading.stages))
+        self.show_state()
+
+    def show_state(self) -> None:
+        record = self.record
+        if record is None:
+            return
+        summary = Text(f"run {record.id} · {record.job} · ")
+        summary.append(state_text(record.status))
+        elapsed = record.elapsed_s(self.now())
+        peak = record.peak_rss_bytes or (self._metrics.peak_rss_bytes if self._metrics else None)
+        summary.append(f" · {'wall' if record.final else 'elapsed'} {human_seconds(elapsed)}"
+                       f" · peak {human_bytes(peak or None)}")  # fmt: skip
+        params = " ".join(f"--{k.replace('_', '-')}={v}" for k, v in record.params.items())
+        summary.append(f"\n{params or 'default parameters'}", style="dim")
+        if record.error:
+            summary.append(f"\nerror: {record.error}", style="bold")
+        self.query_one("#summary", Static).update(summary)
+        chart = self.query_one("#chart", Static)
+        chart.update(memory_chart(self.series, width=max(20, chart.size.width or 78), rows=5))
+
+    def action_toggle_follow(self) -> None:
+        log = self.query_one("#log", Log)
+        log.auto_scroll = not log.auto_scroll
+        if log.auto_scroll:
+            log.scroll_end(animate=False)
+        self.notify("following the log" if log.auto_scroll else "not following the log")
+
+    def action_cancel_run(self) -> None:
+        self.console.confirm_cancel(self.record)

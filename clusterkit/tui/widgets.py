@@ -1,0 +1,98 @@
+"""Small drawing helpers and the keyed-table update the screens share.
+
+Bars and charts are plain block characters on an absolute scale (0 to a stated top), so they
+read the same without colour and a flat 3 % CPU does not look like a full bar (Textual's
+Sparkline scales each series between its own minimum and maximum).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def meter(fraction: float, width: int) -> str:
+    """``[████░░░░]``: a bar ``width`` cells wide inside brackets, filled to ``fraction``."""
+    inner = max(1, width - 2)
+    filled = round(max(0.0, min(1.0, fraction)) * inner)
+    return "[" + "█" * filled + "░" * (inner - filled) + "]"
+
+
+def spark(values: Sequence[float], width: int, *, top: float = 100.0) -> str:
+    """The last ``width`` values as one line of eighth-blocks, 0..``top`` (blank: no data)."""
+    shown = list(values)[-width:]
+    cells = [BLOCKS[max(1, min(8, round(v / top * 8)))] if top > 0 else BLOCKS[1] for v in shown]
+    return "".join(cells).rjust(width)
+
+
+def column_chart(values: Sequence[float], *, width: int, height: int, top: float) -> list[str]:
+    """A column chart ``height`` rows tall and ``width`` columns wide, 0..``top``. More values
+    than columns: each column shows the highest of its bucket (a peak is never averaged away);
+    fewer: each value is drawn as wide as its share of the width."""
+    if not values or top <= 0:
+        return [" " * width] * height
+    n = len(values)
+    if n >= width:
+        columns = [max(values[i * n // width : (i + 1) * n // width]) for i in range(width)]
+    else:
+        columns = [values[i * n // width] for i in range(width)]
+    eighths = [round(v / top * height * 8) for v in columns]
+    rows = []
+    for level in range(height - 1, -1, -1):
+        line = ""
+        for e in eighths:
+            part = e - level * 8
+            line += "█" if part >= 8 else (BLOCKS[part] if part > 0 else " ")
+        rows.append(line)
+    return rows
+
+
+def hbar(value: float, *, top: float, width: int, mark: float | None = None) -> str:
+    """A horizontal bar for ``value`` on 0..``top`` in ``width`` cells; ``mark`` (a reference
+    value on the same scale) is drawn as ``│`` at its position."""
+    filled = round(max(0.0, min(1.0, value / top)) * width) if top > 0 else 0
+    cells = ["█"] * filled + [" "] * (width - filled)
+    if mark is not None and top > 0:
+        at = min(width - 1, round(mark / top * width))
+        cells[at] = "┃" if cells[at] == "█" else "│"
+    return "".join(cells)
+
+
+def state_text(state: str, *, stale: bool = False) -> Text:
+    """A service or run state as a word that reads without colour (colour only adds to it)."""
+    styles = {"up": "green", "succeeded": "green", "running": "cyan", "queued": "cyan",
+              "down": "bold red", "failed": "bold red", "cancelled": "yellow"}  # fmt: skip
+    word = state.upper() if state in ("down", "failed") else state
+    return Text(word, style="dim" if stale else styles.get(state, ""))
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal as shown: rich's Text compares text and spans only, not its own style."""
+    if isinstance(a, Text) and isinstance(b, Text):
+        return (a.plain, a.style, a.spans) == (b.plain, b.style, b.spans)
+    return a == b
+
+
+def sync_table(table: DataTable[object], rows: Mapping[str, Sequence[object]]) -> bool:
+    """Make ``table`` show ``rows`` (row key → cells) by changing only what differs: cells are
+    updated in place, new keys added, vanished keys removed; the cursor stays on its row.
+
+    Returns True when rows were added (the caller may want to re-sort).
+    """
+    columns = list(table.columns)
+    for gone in [k for k in table.rows if k.value not in rows]:
+        table.remove_row(gone)
+    added = False
+    for key, cells in rows.items():
+        if key in table.rows:
+            for column, old, new in zip(columns, table.get_row(key), cells, strict=True):
+                if not _same(old, new):
+                    table.update_cell(key, column, new, update_width=True)
+        else:
+            table.add_row(*cells, key=key)
+            added = True
+    return added

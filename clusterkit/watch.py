@@ -1,0 +1,179 @@
+"""Live readings of a cluster, for consoles (the TUI now; an idle guard later).
+
+:class:`LiveSource` reads a cluster through the same core calls as ``clusterkit status`` and
+``clusterkit run``. :class:`HealthBoard` keeps every service's last reading with the time its
+source last answered, and keeps the rows of a source that stopped answering as stale (last
+known) rather than dropping them. :class:`NodeHistory` keeps recent CPU and memory per node.
+Nothing here imports a UI framework, and nothing here raises for a cluster that is down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from clusterkit import cluster as cluster_core
+from clusterkit import launch, runs
+from clusterkit.errors import NoCluster
+from clusterkit.services import ServiceHealth
+from clusterkit.state import Contexts
+
+#: a reading older than this is marked stale even if its source has not failed outright
+STALE_AFTER_S = 6.0
+HISTORY_POINTS = 60
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """Which cluster a console is looking at and whether it is up."""
+
+    name: str | None
+    state: str  # up | down | none (no cluster known at all)
+    provider: str | None = None
+    started_at: str | None = None
+    message: str = ""  # for down/none: what is the matter and what to do
+
+    def uptime_s(self, now: float) -> float | None:
+        if self.state != "up" or self.started_at is None:
+            return None
+        return max(0.0, now - datetime.fromisoformat(self.started_at).timestamp())
+
+
+class ClusterSource(Protocol):
+    """What a console reads: :class:`LiveSource` for a real cluster (tests give a fixed one)."""
+
+    def info(self) -> ClusterInfo: ...
+    def nodes(self) -> list[dict[str, Any]]: ...
+    def services(self) -> list[ServiceHealth]: ...
+    def store(self) -> runs.RunStore | None: ...
+    def submit(self, job: str, args: Sequence[str]) -> runs.RunRecord: ...
+    def cancel(self, run_id: str) -> runs.RunRecord: ...
+
+
+class LiveSource:
+    """A cluster (the named one, else the current one) read through the core.
+
+    Every method is safe to call from a worker thread and re-resolves the cluster, so a
+    cluster brought up or down while a console watches is seen as such.
+    """
+
+    def __init__(self, name: str | None = None) -> None:
+        self.requested = name
+        self._loaded: tuple[tuple[str, int], cluster_core.Cluster] | None = None
+
+    def _cluster(self) -> tuple[ClusterInfo, cluster_core.Cluster | None]:
+        try:
+            name, paths = Contexts().resolve(self.requested)
+        except NoCluster as exc:
+            return ClusterInfo(self.requested, "none", message=str(exc)), None
+        try:
+            stamp = (str(paths.state_file), os.stat(paths.state_file).st_mtime_ns)
+        except OSError:
+            self._loaded = None
+            fix = f"start it with `clusterkit up` (state in {paths.root})"
+            return ClusterInfo(name, "down", message=f"cluster {name!r} is down: {fix}"), None
+        if self._loaded is None or self._loaded[0] != stamp:
+            loaded = cluster_core.Cluster.load(name, paths)
+            if loaded is None:
+                return ClusterInfo(name, "down", message=f"cluster {name!r} is down"), None
+            self._loaded = (stamp, loaded)
+        found = self._loaded[1]
+        info = ClusterInfo(name, "up", found.provider, str(found.state["started_at"]))
+        return info, found
+
+    def info(self) -> ClusterInfo:
+        return self._cluster()[0]
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every node's CPU (since the previous call) and memory; [] when the cluster is down."""
+        found = self._cluster()[1]
+        return cluster_core.node_metrics(found) if found is not None else []
+
+    def services(self) -> list[ServiceHealth]:
+        """Every service read through its API (rows of a silent API say so); [] when down."""
+        found = self._cluster()[1]
+        return cluster_core.service_health(found) if found is not None else []
+
+    def store(self) -> runs.RunStore | None:
+        """The cluster's run store (also for a cluster that is down: its history stays)."""
+        try:
+            _, paths = Contexts().resolve(self.requested)
+        except NoCluster:
+            return None
+        return runs.RunStore(paths.runs)
+
+    def submit(self, job: str, args: Sequence[str]) -> runs.RunRecord:
+        """As ``clusterkit run --detach``: raises the same errors (ParamsRefused, NoCluster)."""
+        return launch.submit_job(job, args, cluster_name=self.requested)[1]
+
+    def cancel(self, run_id: str) -> runs.RunRecord:
+        """As ``clusterkit cancel``: waits until the run is recorded cancelled."""
+        return runs.cancel(cluster_core.open_cluster(self.requested), run_id)
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    health: ServiceHealth
+    read_at: float | None  # when its source last answered (None: never, while watched)
+    stale: bool  # its source did not answer at the last reading: this is the last known
+
+    def age_s(self, now: float) -> float | None:
+        return None if self.read_at is None else max(0.0, now - self.read_at)
+
+    def is_stale(self, now: float, *, after_s: float = STALE_AFTER_S) -> bool:
+        age = self.age_s(now)
+        return self.stale or age is None or age > after_s
+
+
+class HealthBoard:
+    """The services as last read, keyed by :attr:`ServiceHealth.key`, in reading order."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, ServiceRow] = {}
+
+    def update(self, readings: Iterable[ServiceHealth], now: float) -> None:
+        readings = list(readings)
+        silent = {r.source for r in readings if not r.answered}
+        fresh: dict[str, ServiceRow] = {}
+        for health in readings:
+            previous = self.rows.get(health.key)
+            if health.answered:
+                fresh[health.key] = ServiceRow(health, now, stale=False)
+            else:
+                fresh[health.key] = ServiceRow(
+                    health, previous.read_at if previous else None, stale=True
+                )
+        for key, row in self.rows.items():
+            if key not in fresh and row.health.source in silent:
+                fresh[key] = ServiceRow(row.health, row.read_at, stale=True)
+        self.rows = fresh
+
+
+class NodeHistory:
+    """The latest sample of every node and its recent CPU and memory percentages."""
+
+    def __init__(self, points: int = HISTORY_POINTS) -> None:
+        self.points = points
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.read_at: dict[str, float] = {}
+        self.cpu: dict[str, deque[float]] = {}
+        self.mem: dict[str, deque[float]] = {}
+
+    def update(self, samples: Iterable[dict[str, Any]], now: float) -> None:
+        for sample in samples:
+            name = str(sample["name"])
+            self.latest[name] = sample
+            self.read_at[name] = now
+            self.cpu.setdefault(name, deque(maxlen=self.points)).append(sample["cpu_percent"])
+            self.mem.setdefault(name, deque(maxlen=self.points)).append(sample["mem_percent"])
+
+    def forget_all(self) -> None:
+        """The cluster went down: its nodes are no longer there to show."""
+        self.latest.clear()
+        self.read_at.clear()
+        self.cpu.clear()
+        self.mem.clear()

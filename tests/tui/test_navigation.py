@@ -1,0 +1,162 @@
+"""The console on a fixed cluster, driven with Pilot: views, keys, filter, the down cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import DataTable, Input, Static
+
+from clusterkit.tui.screens.compare import CompareScreen
+from clusterkit.tui.screens.dialogs import JobFormScreen
+from clusterkit.tui.screens.help import HelpScreen
+from clusterkit.tui.screens.jobs import JobsScreen
+from clusterkit.tui.screens.overview import NodeCard, OverviewScreen
+from clusterkit.tui.screens.run_detail import RunDetailScreen
+from clusterkit.watch import ClusterInfo
+from tests.tui.conftest import FixedSource, fixed_app, ray_silent, settle
+
+
+def rows(table: DataTable) -> dict[str, list[str]]:
+    return {str(k.value): [str(c) for c in table.get_row(k)] for k in table.rows}
+
+
+async def test_keys_switch_views_and_help_and_quit(fixed_store: Path):
+    app = fixed_app(FixedSource(fixed_store))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, OverviewScreen)
+        shown: dict[str, set[str]] = {}  # the keys the footer shows on each view
+        for key, screen in (("j", JobsScreen), ("c", CompareScreen), ("o", OverviewScreen)):
+            await pilot.press(key)
+            assert isinstance(app.screen, screen), key
+            shown[key] = {k for k, b in app.screen.active_bindings.items() if b.binding.show}
+        assert {"slash", "x"} <= shown["j"] and "space" in shown["c"]
+        assert not {"slash", "x", "space"} & shown["o"]
+        assert {"o", "j", "c", "p", "question_mark", "q"} <= shown["o"]
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert isinstance(app.screen, OverviewScreen)
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+async def test_overview_shows_nodes_and_services_and_pause_holds_them(fixed_store: Path):
+    source = FixedSource(fixed_store)
+    app = fixed_app(source)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, polls=3)
+        cards = {c.node: c for c in app.screen.query(NodeCard)}
+        assert set(cards) == {"master", "worker"}
+        assert len(cards["master"].cpu) == 4  # mount + 3 polls, one point each
+        services = rows(app.screen.query_one("#services", DataTable))
+        assert services["spark-master spark://10.0.0.10:7077"][1] == "up"
+        assert "up 1 h 02 min" in str(app.screen.query_one("#cluster-line", Static).render())
+        await pilot.press("p")
+        calls = source.calls
+        await settle(pilot, polls=2)
+        assert source.calls == calls  # paused: nothing read
+        assert "PAUSED" in str(app.screen.query_one("#cluster-line", Static).render())
+        await pilot.press("p")
+        await settle(pilot)
+        assert source.calls == calls + 1
+
+
+async def test_a_service_that_stops_answering_is_shown_down_and_its_rows_stale(fixed_store: Path):
+    source = FixedSource(fixed_store)
+    app = fixed_app(source)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        source.readings = ray_silent
+        await settle(pilot, polls=2)  # services are read every other tick
+        services = rows(app.screen.query_one("#services", DataTable))
+        head = services["ray-head 10.0.0.10:6379"]
+        assert head[1] == "DOWN" and "STALE" in head[2] and "not answering" in head[3]
+        worker_node = services["ray-node 10.0.0.11:6380"]
+        assert (
+            worker_node[1] == "up" and worker_node[2] == "3.0 s STALE"
+        )  # last answered at mount, 3 ticks ago
+        assert "STALE" not in services["spark-master spark://10.0.0.10:7077"][2]
+
+
+async def test_a_cluster_that_is_down_is_said_in_place(fixed_store: Path):
+    source = FixedSource(fixed_store)
+    source.info_value = ClusterInfo("demo", "down", message="cluster 'demo' is down: start it")
+    source.readings = list
+    app = fixed_app(source)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert not list(app.screen.query(NodeCard))
+        assert "cluster 'demo' is down" in str(app.screen.query_one("#notice", Static).render())
+        await pilot.press("j")  # the history stays readable
+        assert "20261121-100000-aaaa" in rows(app.screen.query_one("#history", DataTable))
+
+
+async def test_a_reading_that_raises_is_shown_not_a_crash(fixed_store: Path):
+    source = FixedSource(fixed_store)
+
+    def broken():
+        raise ConnectionError("dashboard hung up")
+
+    source.readings = broken
+    app = fixed_app(source)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        notice = str(app.screen.query_one("#notice", Static).render())
+        assert "reading services failed: ConnectionError: dashboard hung up" in notice
+
+
+async def test_jobs_history_filter_and_running_job(fixed_store: Path):
+    app = fixed_app(FixedSource(fixed_store))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("j")
+        running = rows(app.screen.query_one("#running", DataTable))
+        assert list(running) == ["20261121-115920-eeee"]
+        _, job, elapsed, peak, progress = running["20261121-115920-eeee"]
+        # it started 40 s before the clock, which one tick moved on by 1 s
+        assert (job, elapsed, progress) == ("train", "41.0 s", "38% of 8 trials")
+        assert peak == "1.5 GiB"  # the highest sample in its metrics.jsonl: 1.46 GiB
+        history = app.screen.query_one("#history", DataTable)
+        assert len(rows(history)) == 4
+        await pilot.press("slash")
+        await pilot.press(*"spark")
+        assert list(rows(history)) == ["20261121-100200-cccc"]
+        await pilot.press("escape")
+        assert app.screen.query_one("#filter", Input).value == ""
+        assert len(rows(history)) == 4
+
+
+async def test_enter_opens_a_form_and_a_run(fixed_store: Path):
+    app = fixed_app(FixedSource(fixed_store))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("j")
+        catalog = app.screen.query_one("#catalog", DataTable)
+        catalog.move_cursor(row=catalog.get_row_index("etl"))
+        await pilot.press("enter")
+        assert isinstance(app.screen, JobFormScreen) and app.screen.job.name == "etl"
+        await pilot.press("escape")
+        app.screen.query_one("#running", DataTable).focus()
+        await pilot.press("enter")
+        assert isinstance(app.screen, RunDetailScreen)
+        await settle(pilot)
+        assert "search" in str(app.screen.query_one("#stages", Static).render())
+        await pilot.press("escape")
+        assert isinstance(app.screen, JobsScreen)
+
+
+async def test_compare_selects_runs_alike(fixed_store: Path):
+    app = fixed_app(FixedSource(fixed_store))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        table = app.screen.query_one("#runs", DataTable)
+        table.move_cursor(row=table.get_row_index("20261121-100000-aaaa"))
+        await pilot.press("a")
+        assert app.screen.selected == {"20261121-100000-aaaa", "20261121-100100-bbbb",
+                                       "20261121-100200-cccc"}  # fmt: skip
+        bars = str(app.screen.query_one("#bars", Static).render())
+        assert "etl 30M spark" in bars and "34.1 s median" in bars  # the published reference
+        await pilot.press("n")
+        assert not app.screen.selected
