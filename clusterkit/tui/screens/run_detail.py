@@ -17,7 +17,6 @@ from clusterkit.fmt import human_bytes, human_seconds
 from clusterkit.tui.screens.base import LiveScreen
 from clusterkit.tui.widgets import column_chart, state_text
 
-POLL_S = 0.5
 LOG_LINES = 5000
 
 
@@ -95,7 +94,7 @@ class RunDetailScreen(LiveScreen):
 
     def on_mount(self) -> None:
         self.read()
-        self.set_interval(POLL_S, self.poll)
+        self.set_interval(self.console.refresh_s / 2, self.poll)  # twice as often as the app
 
     def poll(self) -> None:
         busy = any(w.group == "run-detail" and not w.is_finished for w in self.workers)
@@ -154,8 +153,8 @@ class RunDetailScreen(LiveScreen):
         if record.error:
             summary.append(f"\nerror: {record.error}", style="bold")
         self.query_one("#summary", Static).update(summary)
-        chart = self.query_one("#chart", Static)
-        chart.update(memory_chart(self.series, width=max(20, chart.size.width or 78), rows=5))
+        width = max(20, (self.size.width or 80) - 2)
+        self.query_one("#chart", Static).update(memory_chart(self.series, width=width, rows=5))
 
     def action_toggle_follow(self) -> None:
         log = self.query_one("#log", Log)
