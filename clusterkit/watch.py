@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+import psutil
+
 from clusterkit import cluster as cluster_core
 from clusterkit import launch, runs
 from clusterkit.errors import NoCluster
@@ -63,6 +65,7 @@ class LiveSource:
 
     def __init__(self, name: str | None = None) -> None:
         self.requested = name
+        psutil.cpu_percent(interval=None)  # so the first reading is CPU since now, not 0
         self._loaded: tuple[tuple[str, int], cluster_core.Cluster] | None = None
 
     def _cluster(self) -> tuple[ClusterInfo, cluster_core.Cluster | None]:

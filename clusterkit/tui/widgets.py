@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from rich.text import Text
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 
@@ -70,6 +70,18 @@ def state_text(state: str, *, stale: bool = False) -> Text:
     return Text(word, style="dim" if stale else styles.get(state, ""))
 
 
+def show_text(widget: Static, content: str | Text) -> None:
+    """Update a Static only if what it shows changes, and ask for a layout pass only if its
+    number of lines changes (a layout pass of the whole screen is what an idle console would
+    otherwise spend its CPU on, once a second)."""
+    previous = getattr(widget, "_clusterkit_shown", None)
+    if previous is not None and _same(previous, content):
+        return
+    lines = str(content).count("\n")
+    widget.update(content, layout=previous is None or str(previous).count("\n") != lines)
+    widget._clusterkit_shown = content  # type: ignore[attr-defined]
+
+
 def _same(a: object, b: object) -> bool:
     """Equal as shown: rich's Text compares text and spans only, not its own style."""
     if isinstance(a, Text) and isinstance(b, Text):
@@ -91,7 +103,8 @@ def sync_table(table: DataTable[object], rows: Mapping[str, Sequence[object]]) -
         if key in table.rows:
             for column, old, new in zip(columns, table.get_row(key), cells, strict=True):
                 if not _same(old, new):
-                    table.update_cell(key, column, new, update_width=True)
+                    wider = len(str(new)) > table.columns[column].content_width
+                    table.update_cell(key, column, new, update_width=wider)
         else:
             table.add_row(*cells, key=key)
             added = True

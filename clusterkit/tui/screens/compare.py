@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from clusterkit import compare
 from clusterkit.fmt import human_bytes, human_count, human_seconds
 from clusterkit.tui.screens.base import LiveScreen
-from clusterkit.tui.widgets import hbar, state_text, sync_table
+from clusterkit.tui.widgets import hbar, show_text, state_text, sync_table
 
 LABEL_WIDTH = 26
 FIGURE_WIDTH = 11
@@ -97,7 +97,7 @@ class CompareScreen(LiveScreen):
             table.sort("run", reverse=True)
         chosen = [measured[i] for i in sorted(self.selected) if i in measured]
         width = self.query_one("#bars", Static).size.width or 78
-        self.query_one("#bars", Static).update(bars(compare.summarise(chosen), width=width))
+        show_text(self.query_one("#bars", Static), bars(compare.summarise(chosen), width=width))
 
     def _cursor_run(self) -> str | None:
         table = self.query_one("#runs", DataTable)

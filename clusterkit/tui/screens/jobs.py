@@ -17,7 +17,7 @@ from clusterkit import catalog
 from clusterkit.fmt import human_bytes, human_count, human_seconds
 from clusterkit.runs import RunRecord
 from clusterkit.tui.screens.base import LiveScreen
-from clusterkit.tui.widgets import state_text, sync_table
+from clusterkit.tui.widgets import show_text, state_text, sync_table
 
 
 def _table(table_id: str, *columns: str) -> DataTable[object]:
@@ -91,7 +91,7 @@ class JobsScreen(LiveScreen):
         if sync_table(table, history):
             table.sort("run", reverse=True)
         shown = f" (filter: {needle!r}, {len(history)} shown)" if needle else ""
-        self.query_one("#history-title", Static).update(f"History{shown}")
+        show_text(self.query_one("#history-title", Static), f"History{shown}")
 
     # --- actions ------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from clusterkit.fmt import human_bytes, human_seconds
 from clusterkit.tui.screens.base import LiveScreen
-from clusterkit.tui.widgets import meter, spark, state_text, sync_table
+from clusterkit.tui.widgets import meter, show_text, spark, state_text, sync_table
 from clusterkit.watch import STALE_AFTER_S
 
 METER_WIDTH = 20
@@ -90,12 +90,12 @@ class OverviewScreen(LiveScreen):
         line += f"up {human_seconds(uptime)}" if uptime is not None else info.state.upper()
         if self.console.paused:
             line += " · refresh PAUSED (p resumes)"
-        self.query_one("#cluster-line", Static).update(line)
+        show_text(self.query_one("#cluster-line", Static), line)
         self._show_nodes(now)
         self._show_services(now)
         problems = [info.message] if info.state != "up" else []
         problems += [f"reading {what} failed: {why}" for what, why in state.errors.items()]
-        self.query_one("#notice", Static).update("\n".join(problems))
+        show_text(self.query_one("#notice", Static), "\n".join(problems))
 
     def _show_nodes(self, now: float) -> None:
         history = self.state.nodes

@@ -15,7 +15,7 @@ from textual.widgets import Footer, Header, Log, Static
 from clusterkit import runs
 from clusterkit.fmt import human_bytes, human_seconds
 from clusterkit.tui.screens.base import LiveScreen
-from clusterkit.tui.widgets import column_chart, state_text
+from clusterkit.tui.widgets import column_chart, show_text, state_text
 
 LOG_LINES = 5000
 
@@ -135,7 +135,7 @@ class RunDetailScreen(LiveScreen):
         log = self.query_one("#log", Log)
         for _, chunk in reading.chunks:
             log.write(chunk)
-        self.query_one("#stages", Static).update(stages_text(reading.stages))
+        show_text(self.query_one("#stages", Static), stages_text(reading.stages))
         self.show_state()
 
     def show_state(self) -> None:
@@ -152,9 +152,9 @@ class RunDetailScreen(LiveScreen):
         summary.append(f"\n{params or 'default parameters'}", style="dim")
         if record.error:
             summary.append(f"\nerror: {record.error}", style="bold")
-        self.query_one("#summary", Static).update(summary)
+        show_text(self.query_one("#summary", Static), summary)
         width = max(20, (self.size.width or 80) - 2)
-        self.query_one("#chart", Static).update(memory_chart(self.series, width=width, rows=5))
+        show_text(self.query_one("#chart", Static), memory_chart(self.series, width=width, rows=8))
 
     def action_toggle_follow(self) -> None:
         log = self.query_one("#log", Log)
