@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CODE = ["clusterkit", "jobs", "tests", "benchmarks"]
+CODE = ["clusterkit", "jobs", "tests", "benchmarks", "scripts"]
 
 
 def _run(*args: str) -> None:

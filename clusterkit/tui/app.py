@@ -192,6 +192,9 @@ class ClusterkitApp(App[None]):
                 tail.read()
                 peaks[record.id] = tail.peak_rss_bytes
                 report = runs.progress(store, record.id)
+                stages = runs.stages(store, record.id, now=now)
+                if report is None and stages and stages[-1].running:
+                    report = {"stage": stages[-1].name, "seconds": stages[-1].seconds}
                 if report is not None:
                     reports[record.id] = report
             self.post_message(RunsRead(records, peaks, reports, dict(self._measured), now))

@@ -25,7 +25,8 @@ class ConsoleState:
     nodes: NodeHistory = field(default_factory=NodeHistory)
     records: list[RunRecord] = field(default_factory=list)
     live_peaks: dict[str, int] = field(default_factory=dict)  # active run id -> peak RSS so far
-    progress: dict[str, dict[str, Any]] = field(default_factory=dict)  # active run id -> report
+    # active run id -> its progress.json, or else the stage it is in ({"stage", "seconds"})
+    progress: dict[str, dict[str, Any]] = field(default_factory=dict)
     measured: dict[str, Measurement] = field(default_factory=dict)  # final runs, for compare
     errors: dict[str, str] = field(default_factory=dict)  # what failed to read: nodes, services…
     read_at: dict[str, float] = field(default_factory=dict)  # when each source was last read

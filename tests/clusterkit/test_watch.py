@@ -99,7 +99,12 @@ def test_run_watcher_rereads_only_records_that_changed(tmp_path, monkeypatch):
     assert sorted(r.job for r in watcher.poll()) == ["a", "b"]
     loads: list[str] = []
     real_load = store.load
-    monkeypatch.setattr(store, "load", lambda run_id: loads.append(run_id) or real_load(run_id))
+
+    def counting_load(run_id):
+        loads.append(run_id)
+        return real_load(run_id)
+
+    monkeypatch.setattr(store, "load", counting_load)
     watcher.poll()
     assert loads == []  # nothing changed, nothing read
     time.sleep(0.01)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
 from pathlib import Path
 
 from textual.widgets import DataTable, Input, Static
 
+from clusterkit import services
 from clusterkit.tui.screens.compare import CompareScreen
 from clusterkit.tui.screens.dialogs import JobFormScreen
 from clusterkit.tui.screens.help import HelpScreen
@@ -154,9 +158,60 @@ async def test_compare_selects_runs_alike(fixed_store: Path):
         table = app.screen.query_one("#runs", DataTable)
         table.move_cursor(row=table.get_row_index("20261121-100000-aaaa"))
         await pilot.press("a")
-        assert app.screen.selected == {"20261121-100000-aaaa", "20261121-100100-bbbb",
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        assert screen.selected == {"20261121-100000-aaaa", "20261121-100100-bbbb",
                                        "20261121-100200-cccc"}  # fmt: skip
         bars = str(app.screen.query_one("#bars", Static).render())
         assert "etl 30M spark" in bars and "34.1 s median" in bars  # the published reference
         await pilot.press("n")
-        assert not app.screen.selected
+        assert not screen.selected
+
+
+async def test_a_real_api_that_goes_away_is_shown_down(fixed_store: Path):
+    """The Spark master's /json/ served over real HTTP, read by the real reader, then stopped."""
+    worker = {"id": "w1", "host": "127.0.0.1", "port": 7078, "state": "ALIVE", "cores": 2,
+              "memory": 2048, "webuiaddress": "http://127.0.0.1:8081"}  # fmt: skip
+    master = {"url": "spark://127.0.0.1:7077", "status": "ALIVE", "aliveworkers": 1,
+              "workers": [worker]}  # fmt: skip
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps(master).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ui_url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    source = FixedSource(fixed_store)
+    source.readings = lambda: services.spark_health("spark://127.0.0.1:7077", ui_url)
+    app = fixed_app(source)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            shown = rows(app.screen.query_one("#services", DataTable))
+            assert shown["spark-master spark://127.0.0.1:7077"][1] == "up"
+            assert shown["spark-worker 127.0.0.1:7078"][1] == "up"
+            server.shutdown()
+            server.server_close()
+            await settle(pilot, polls=2)
+            shown = rows(app.screen.query_one("#services", DataTable))
+            head = shown["spark-master spark://127.0.0.1:7077"]
+            assert head[1] == "DOWN" and "not answering: ConnectionError" in head[3]
+            assert "STALE" in shown["spark-worker 127.0.0.1:7078"][2]
+    finally:
+        server.server_close()
+
+
+def test_the_command_palette_offers_the_views_and_every_job(fixed_store: Path):
+    app = fixed_app(FixedSource(fixed_store))
+    titles = {c.title for c in app.get_system_commands(OverviewScreen())}
+    assert {"Overview", "Jobs", "Compare", "Pause or resume refresh"} <= titles
+    assert {"Submit etl", "Submit top-earners", "Submit train"} <= titles

@@ -71,6 +71,8 @@ class JobsScreen(LiveScreen):
             if report and report.get("total"):
                 share = report["done"] / report["total"]
                 progress = f"{share:.0%} of {human_count(report['total'])} {report['unit']}"
+            elif report and report.get("stage"):
+                progress = f"{report['stage']} for {human_seconds(report['seconds'])}"
             running[r.id] = (r.id, r.job, human_seconds(r.elapsed_s(now)),
                              human_bytes(state.live_peaks.get(r.id) or None), progress)  # fmt: skip
         sync_table(self.query_one("#running", DataTable), running)
