@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 from textual import work
@@ -22,6 +21,12 @@ from textual.worker import WorkerState
 
 from clusterkit import catalog, compare, runs
 from clusterkit.fmt import human_seconds
+from clusterkit.tui.screens.compare import CompareScreen
+from clusterkit.tui.screens.dialogs import ConfirmScreen, JobFormScreen
+from clusterkit.tui.screens.help import HelpScreen
+from clusterkit.tui.screens.jobs import JobsScreen
+from clusterkit.tui.screens.overview import OverviewScreen
+from clusterkit.tui.screens.run_detail import RunDetailScreen
 from clusterkit.tui.state import ConsoleState, NodesRead, RunsRead, ServicesRead
 from clusterkit.watch import ClusterSource, LiveSource
 
@@ -62,15 +67,12 @@ class ClusterkitApp(App[None]):
         self.paused = False
         self._ticks = 0
         self._tails: dict[str, runs.MetricsTail] = {}  # active runs' metrics, read as written
-        self._measured: dict[str, compare.Measurement] = {}
+        self._measured: dict[str, compare.Measurement] = {}  # final runs do not change
+        self._run_watcher: runs.RunWatcher | None = None
 
     # --- modes (one screen per view) --------------------------------------------------
 
     def on_mount(self) -> None:
-        from clusterkit.tui.screens.compare import CompareScreen
-        from clusterkit.tui.screens.jobs import JobsScreen
-        from clusterkit.tui.screens.overview import OverviewScreen
-
         self.add_mode("overview", OverviewScreen)
         self.add_mode("jobs", JobsScreen)
         self.add_mode("compare", CompareScreen)
@@ -79,8 +81,6 @@ class ClusterkitApp(App[None]):
         self.set_interval(self.refresh_s, self.poll)
 
     def action_help(self) -> None:
-        from clusterkit.tui.screens.help import HelpScreen
-
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
@@ -101,19 +101,13 @@ class ClusterkitApp(App[None]):
                                 lambda name=job.name: self.open_job_form(name))  # fmt: skip
 
     def open_job_form(self, job: str) -> None:
-        from clusterkit.tui.screens.dialogs import JobFormScreen
-
         self.push_screen(JobFormScreen(job))
 
     def open_run(self, run_id: str) -> None:
-        from clusterkit.tui.screens.run_detail import RunDetailScreen
-
         self.push_screen(RunDetailScreen(run_id))
 
     def confirm_cancel(self, record: runs.RunRecord | None) -> None:
         """Ask, then cancel ``record`` in a worker (cancel waits until the run has stopped)."""
-        from clusterkit.tui.screens.dialogs import ConfirmScreen
-
         if record is None or record.final:
             self.notify("no running job selected", severity="warning")
             return
@@ -203,11 +197,9 @@ class ClusterkitApp(App[None]):
             self.post_message(RunsRead(model.records, {}, {}, model.measured, now, _error(exc)))
 
     def _watcher(self, store: runs.RunStore) -> runs.RunWatcher:
-        current: runs.RunWatcher | None = getattr(self, "_run_watcher", None)
-        if current is None or Path(current.store.root) != Path(store.root):
-            current = runs.RunWatcher(store)
-            self._run_watcher = current
-        return current
+        if self._run_watcher is None or self._run_watcher.store.root != store.root:
+            self._run_watcher = runs.RunWatcher(store)
+        return self._run_watcher
 
     # --- readings into state ----------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -12,6 +12,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from clusterkit import catalog, launch
+
+if TYPE_CHECKING:
+    from clusterkit.tui.app import ClusterkitApp
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -92,9 +95,7 @@ class JobFormScreen(ModalScreen[str | None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False)
     def submit(self, args: list[str]) -> None:
-        from clusterkit.tui.app import ClusterkitApp
-
-        source = cast(ClusterkitApp, self.app).source
+        source = cast("ClusterkitApp", self.app).source
         try:
             record = source.submit(self.job.name, args)
         except Exception as exc:  # shown in the form, which stays open to fix it
