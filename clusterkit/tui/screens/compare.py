@@ -58,7 +58,7 @@ def bars(rows: list[compare.Row], *, width: int) -> Text:
 class CompareScreen(LiveScreen):
     BINDINGS = [
         Binding("space", "toggle_run", "Select"),
-        Binding("a", "select_alike", "Same job+size"),
+        Binding("a", "select_alike", "Alike"),
         Binding("n", "select_none", "None"),
     ]
 
