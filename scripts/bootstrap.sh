@@ -52,6 +52,16 @@ if [[ -z "$major" || "$major" -lt 17 ]]; then
   fi
 fi
 
+# --- the netns rehearsal's host tools (tests, --dev only) ---------------------
+# iproute2 and iptables build the rehearsal's network; without root the tests that need
+# them are skipped with that reason, so nothing is installed then.
+if [[ -n "$extras" ]] && is_root && command -v apt-get >/dev/null; then
+  missing=()
+  command -v ip >/dev/null || missing+=(iproute2)
+  command -v iptables >/dev/null || missing+=(iptables)
+  if (( ${#missing[@]} )); then apt_install "${missing[@]}"; fi
+fi
+
 # --- the virtual environment --------------------------------------------------
 if [[ ! -x .venv/bin/python ]]; then
   say "creating .venv with $python"

@@ -1,0 +1,1 @@
+"""The two-node rehearsal of the AWS topology in Linux namespaces (``--provider netns``)."""
