@@ -53,12 +53,15 @@ if [[ -z "$major" || "$major" -lt 17 ]]; then
 fi
 
 # --- the netns rehearsal's host tools (tests, --dev only) ---------------------
-# iproute2 and iptables build the rehearsal's network; without root the tests that need
-# them are skipped with that reason, so nothing is installed then.
+# iproute2 and iptables build the rehearsal's network, openssh-server runs in its nodes;
+# without root the tests that need them are skipped with that reason, so nothing is
+# installed then.
 if [[ -n "$extras" ]] && is_root && command -v apt-get >/dev/null; then
   missing=()
   command -v ip >/dev/null || missing+=(iproute2)
   command -v iptables >/dev/null || missing+=(iptables)
+  [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
+  command -v ssh-keygen >/dev/null || missing+=(openssh-client)
   if (( ${#missing[@]} )); then apt_install "${missing[@]}"; fi
 fi
 

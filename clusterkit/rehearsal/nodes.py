@@ -1,0 +1,134 @@
+"""The rehearsal's nodes: machines made of namespaces, reached over SSH like cloud instances.
+
+A node is its network namespace (:mod:`clusterkit.rehearsal.topology`) plus mount, UTS and
+PID namespaces of its own (``unshare``), a copy-on-write root (overlayfs over this machine's
+``/``: what the host has installed is there, what the node installs stays in its ``upper``
+folder) and an sshd chrooted into that root, listening on the node's address only. Its
+hostname is the node's name. Mounts live in the node's private mount namespace, so they end
+with it; its processes end when :func:`topology.destroy` ends the namespace's processes.
+
+Before a node starts, :func:`prepare` writes into its upper folder what a cloud image would
+have on first boot: fresh SSH host keys, the operator's key authorized for root, and no DNS
+resolver (the rehearsal has no DNS; lookups then fail at once instead of timing out).
+
+Run as ``python -m clusterkit.rehearsal.nodes init NAME ADDRESS FOLDER`` inside the node's
+namespaces, this module is the node's first process: it mounts the root and execs sshd.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from clusterkit.rehearsal.topology import NODES, Layout, RehearsalError, in_ns, run
+
+__all__ = ["NODES", "Node", "init", "node", "prepare", "start"]
+
+SSHD = "/usr/sbin/sshd"
+START_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str  # master | worker
+    address: str
+    folder: Path  # upper/, work/, root/ and the node's log
+
+    @property
+    def upper(self) -> Path:
+        return self.folder / "upper"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "node.log"
+
+
+def node(layout: Layout, name: str, state_dir: Path) -> Node:
+    return Node(name, layout.address_of(name), state_dir / "nodes" / name)
+
+
+def prepare(target: Node, *, authorized_key: str) -> None:
+    """Write the node's first-boot files into its upper folder (idempotent; keeps host keys)."""
+    if not Path(SSHD).exists():
+        raise RehearsalError(
+            f"{SSHD} is missing: install openssh-server (apt-get install -y openssh-server)"
+        )
+    ssh_dir = target.upper / "etc" / "ssh"
+    ssh_dir.mkdir(parents=True, exist_ok=True)
+    for kind in ("ed25519", "rsa"):
+        key = ssh_dir / f"ssh_host_{kind}_key"
+        if not key.exists():
+            # this node's own host keys, not the machine's (a copy would make nodes alike)
+            run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", target.name, "-f", str(key)])
+    root_ssh = target.upper / "root" / ".ssh"
+    root_ssh.mkdir(parents=True, exist_ok=True)
+    os.chmod(root_ssh, 0o700)
+    authorized = root_ssh / "authorized_keys"
+    authorized.write_text(authorized_key.strip() + "\n")
+    os.chmod(authorized, 0o600)
+    (target.upper / "etc" / "hostname").write_text(target.name + "\n")
+    (target.upper / "etc" / "resolv.conf").write_text("# the rehearsal has no DNS\n")
+    (target.upper / "run" / "sshd").mkdir(parents=True, exist_ok=True)
+
+
+def start(layout: Layout, target: Node) -> int:
+    """Start the node (its namespaces, root and sshd) detached; return once sshd listens.
+
+    Returns the pid of the node's first process as seen from here.
+    """
+    target.folder.mkdir(parents=True, exist_ok=True)
+    argv = in_ns(
+        layout.ns(target.name),
+        "unshare", "--mount", "--uts", "--pid", "--fork", "--propagation", "private",
+        sys.executable, "-m", "clusterkit.rehearsal.nodes", "init",
+        target.name, target.address, str(target.folder),
+    )  # fmt: skip
+    with open(target.log, "ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + START_TIMEOUT_S
+    listening = in_ns(layout.ns(target.name), "ss", "-Hltn", f"src {target.address}:22")
+    while not run(listening, check=False).strip():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = target.log.read_text(errors="replace").strip().splitlines()[-3:]
+            raise RehearsalError(
+                f"node {target.name}: sshd did not start on {target.address}:22; "
+                f"{target.log} ends: {' | '.join(tail)}"
+            )
+        time.sleep(0.1)
+    return proc.pid
+
+
+def init(name: str, address: str, folder: str) -> None:
+    """The node's first process: mount its root, then become its sshd (never returns)."""
+    base = Path(folder)
+    root = base / "root"
+    for sub in ("upper", "work", "root"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(base / "work" / "work", ignore_errors=True)  # overlayfs' own, per mount
+    subprocess.run(["hostname", name], check=True)
+    options = f"lowerdir=/,upperdir={base / 'upper'},workdir={base / 'work'}"
+    mounts = [
+        ["mount", "-t", "overlay", "overlay", "-o", options, str(root)],
+        ["mount", "-t", "proc", "proc", str(root / "proc")],
+        ["mount", "-t", "sysfs", "sysfs", str(root / "sys")],
+        ["mount", "--rbind", "/dev", str(root / "dev")],
+        ["mount", "-t", "tmpfs", "tmpfs", str(root / "tmp")],
+    ]
+    for argv in mounts:
+        subprocess.run(argv, check=True)
+    os.chroot(root)
+    os.chdir("/")
+    os.execv(SSHD, [SSHD, "-D", "-e", "-o", f"ListenAddress={address}",
+                    "-o", "PidFile=/run/sshd.pid"])  # fmt: skip
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 5 or sys.argv[1] != "init":
+        raise SystemExit("usage: python -m clusterkit.rehearsal.nodes init NAME ADDRESS FOLDER")
+    init(*sys.argv[2:])

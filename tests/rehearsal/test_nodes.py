@@ -1,0 +1,107 @@
+"""Rehearsal nodes for real: namespaces, an overlay root and sshd each, reached over SSH
+(the worker only through the master), each with its own host keys; nothing left after."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import paramiko
+import pytest
+from fabric import Connection
+
+from clusterkit.rehearsal import nodes, topology
+from clusterkit.rehearsal.topology import Layout, run
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
+
+
+class Rehearsal:
+    def __init__(self, layout: Layout, state: Path, key: Path) -> None:
+        self.layout, self.state, self.key = layout, state, key
+        self.known_hosts = state / "known_hosts"
+
+    def connect(self, name: str) -> Connection:
+        """SSH as root; the worker through the master; host keys checked against the nodes'."""
+        kwargs = {"key_filename": str(self.key), "look_for_keys": False, "allow_agent": False}
+
+        def conn(address: str, gateway: Connection | None = None) -> Connection:
+            c = Connection(address, user="root", connect_kwargs=kwargs, gateway=gateway,
+                           connect_timeout=10)  # fmt: skip
+            c.client.load_host_keys(str(self.known_hosts))
+            c.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            return c
+
+        master = conn(self.layout.master)
+        return master if name == "master" else conn(self.layout.worker, gateway=master)
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
+    state = tmp_path_factory.mktemp("rehearsal")
+    key = state / "operator_key"
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
+    layout = Layout(cluster="tnode")
+    topology.destroy(layout)
+    topology.build(layout)
+    try:
+        lines = []
+        for name in nodes.NODES:
+            target = nodes.node(layout, name, state)
+            nodes.prepare(target, authorized_key=(state / "operator_key.pub").read_text())
+            nodes.start(layout, target)
+            host_key = (target.upper / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
+            lines.append(f"{target.address} {host_key[0]} {host_key[1]}")
+        (state / "known_hosts").write_text("\n".join(lines) + "\n")
+        yield Rehearsal(layout, state, key)
+    finally:
+        topology.destroy(layout)
+
+
+def test_each_node_is_its_own_machine(rehearsal: Rehearsal):
+    for name in nodes.NODES:
+        with rehearsal.connect(name) as c:
+            assert c.run("hostname", hide=True, in_stream=False).stdout.strip() == name
+            addresses = c.run("ip -4 -o addr show scope global", hide=True, in_stream=False).stdout
+            assert rehearsal.layout.address_of(name) in addresses and addresses.count("inet ") == 1
+            assert (
+                "sshd" in c.run("cat /proc/1/cmdline", hide=True, in_stream=False).stdout
+            )  # its own PID 1
+            c.run(f"echo {name} > /root/marker", hide=True, in_stream=False)
+    with rehearsal.connect("worker") as c:
+        assert c.run("cat /root/marker", hide=True, in_stream=False).stdout.strip() == "worker"
+    assert not Path("/root/marker").exists()  # what a node writes stays in the node
+
+
+def test_the_nodes_host_keys_are_their_own(rehearsal: Rehearsal):
+    keys = {
+        (rehearsal.state / "nodes" / n / "upper/etc/ssh/ssh_host_ed25519_key.pub").read_text()
+        for n in nodes.NODES
+    }
+    assert len(keys) == 2
+    host = Path("/etc/ssh/ssh_host_ed25519_key.pub")
+    assert not host.exists() or host.read_text() not in keys
+
+
+def test_a_node_that_cannot_start_is_named(tmp_path: Path, rehearsal: Rehearsal):
+    broken = nodes.Node("worker", "10.99.0.1", tmp_path / "broken")  # not its address
+    with pytest.raises(topology.RehearsalError, match=r"node worker: sshd did not start on"):
+        nodes.start(rehearsal.layout, broken)
+
+
+def test_down_ends_the_nodes_and_their_mounts(tmp_path: Path):
+    layout = Layout(cluster="tnode2", operator_link="172.30.2.0/30", master="10.40.1.20")
+    topology.build(layout)
+    key = tmp_path / "k"
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
+    target = nodes.node(layout, "master", tmp_path)
+    nodes.prepare(target, authorized_key=(tmp_path / "k.pub").read_text())
+    nodes.start(layout, target)
+    pids = run(["ip", "netns", "pids", layout.ns("master")]).split()
+    assert pids
+    topology.destroy(layout)
+    assert not any(Path(f"/proc/{p}").exists() for p in pids)
+    mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True)
+    assert str(target.folder) not in mounts.stdout
