@@ -63,7 +63,7 @@ def default_text(param: Param) -> str:
 
 
 def args_from_form(job: str, texts: dict[str, str]) -> list[str]:
-    """``--name value`` arguments for the fields whose text differs from the default.
+    """``--name=value`` arguments for the fields whose text differs from the default.
 
     Values are checked by :func:`submit_job` as typed ones are; an emptied field takes the
     default.
