@@ -13,6 +13,12 @@ from textual.widgets import DataTable
 from tests.tui.conftest import FixedSource, fixed_app, ray_silent, settle
 
 
+def drawn(snap_compare, source: FixedSource, before=None, press=()) -> bool:
+    """The screen ``before`` (a Pilot coroutine) and ``press`` lead to, as its saved SVG."""
+    return snap_compare(fixed_app(source), terminal_size=(80, 24), run_before=before,
+                        press=list(press))  # fmt: skip
+
+
 def test_overview(snap_compare, fixed_store: Path):
     source = FixedSource(fixed_store)
 
@@ -21,7 +27,7 @@ def test_overview(snap_compare, fixed_store: Path):
         source.readings = ray_silent  # the Ray dashboard stops answering
         await settle(pilot, polls=2)
 
-    assert snap_compare(fixed_app(source), terminal_size=(80, 24), run_before=before)
+    assert drawn(snap_compare, source, before)
 
 
 def test_jobs(snap_compare, fixed_store: Path):
@@ -29,8 +35,7 @@ def test_jobs(snap_compare, fixed_store: Path):
         await settle(pilot)
         await pilot.press("j")
 
-    assert snap_compare(fixed_app(FixedSource(fixed_store)), terminal_size=(80, 24),
-                        run_before=before)  # fmt: skip
+    assert drawn(snap_compare, FixedSource(fixed_store), before)
 
 
 def test_run_detail(snap_compare, fixed_store: Path):
@@ -41,8 +46,7 @@ def test_run_detail(snap_compare, fixed_store: Path):
         await pilot.press("enter")
         await settle(pilot)
 
-    assert snap_compare(fixed_app(FixedSource(fixed_store)), terminal_size=(80, 24),
-                        run_before=before)  # fmt: skip
+    assert drawn(snap_compare, FixedSource(fixed_store), before)
 
 
 def test_compare(snap_compare, fixed_store: Path):
@@ -53,10 +57,8 @@ def test_compare(snap_compare, fixed_store: Path):
         table.move_cursor(row=table.get_row_index("20261121-100000-aaaa"))
         await pilot.press("a")
 
-    assert snap_compare(fixed_app(FixedSource(fixed_store)), terminal_size=(80, 24),
-                        run_before=before)  # fmt: skip
+    assert drawn(snap_compare, FixedSource(fixed_store), before)
 
 
 def test_help(snap_compare, fixed_store: Path):
-    assert snap_compare(fixed_app(FixedSource(fixed_store)), terminal_size=(80, 24),
-                        press=["question_mark"])  # fmt: skip
+    assert drawn(snap_compare, FixedSource(fixed_store), press=["question_mark"])
