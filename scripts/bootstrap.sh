@@ -53,15 +53,16 @@ if [[ -z "$major" || "$major" -lt 17 ]]; then
 fi
 
 # --- the netns rehearsal's host tools (tests, --dev only) ---------------------
-# iproute2 and iptables build the rehearsal's network, openssh-server runs in its nodes;
-# without root the tests that need them are skipped with that reason, so nothing is
-# installed then.
+# iproute2 and iptables build the rehearsal's network and openssh-server runs in its nodes;
+# the nodes' roots are overlays of this machine's, so the packages the playbooks install
+# must be here already (the rehearsal has no internet). Without root the tests that need
+# them are skipped with that reason, so nothing is installed then.
 if [[ -n "$extras" ]] && is_root && command -v apt-get >/dev/null; then
   missing=()
-  command -v ip >/dev/null || missing+=(iproute2)
-  command -v iptables >/dev/null || missing+=(iptables)
-  [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
-  command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+  for package in iproute2 iptables iptables-persistent openssh-server openssh-client \
+                 python3-apt python3-venv rsync; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+  done
   if (( ${#missing[@]} )); then apt_install "${missing[@]}"; fi
 fi
 

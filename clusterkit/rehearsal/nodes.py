@@ -132,3 +132,48 @@ if __name__ == "__main__":
     if len(sys.argv) != 5 or sys.argv[1] != "init":
         raise SystemExit("usage: python -m clusterkit.rehearsal.nodes init NAME ADDRESS FOLDER")
     init(*sys.argv[2:])
+
+
+def write_known_hosts(layout: Layout, state_dir: Path) -> Path:
+    """A known_hosts file of the nodes' own host keys (the kit made them, so it knows them)."""
+    lines = []
+    for name in NODES:
+        target = node(layout, name, state_dir)
+        kind, key = (target.upper / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2]
+        lines.append(f"{target.address} {kind} {key}")
+    path = state_dir / "known_hosts"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def ansible_inventory(layout: Layout, state_dir: Path, *, key: Path) -> dict[str, object]:
+    """The rehearsal's nodes as an Ansible inventory (the shape of inventory/example.yml):
+    the master by its address, the worker through the master; nothing is downloaded."""
+    from clusterkit.provision import ssh_args
+
+    known_hosts = write_known_hosts(layout, state_dir)
+
+    def host(name: str, jump: str | None) -> dict[str, object]:
+        address = layout.address_of(name)
+        return {
+            "ansible_host": address,
+            "clusterkit_node": name,
+            "clusterkit_private_ip": address,
+            "ansible_ssh_common_args": ssh_args(key=key, known_hosts=known_hosts, jump=jump),
+        }
+
+    return {
+        "all": {
+            "vars": {
+                "ansible_user": "root",
+                "ansible_ssh_private_key_file": str(key),
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "clusterkit_private_subnet": layout.private_subnet,
+                "common_apt_update_cache": False,  # no internet: the host's packages are there
+            },
+            "children": {
+                "masters": {"hosts": {"master": host("master", None)}},
+                "workers": {"hosts": {"worker": host("worker", f"root@{layout.master}")}},
+            },
+        }
+    }
