@@ -27,7 +27,16 @@ from pathlib import Path
 
 from clusterkit.rehearsal.topology import NODES, Layout, RehearsalError, in_ns, run
 
-__all__ = ["NODES", "Node", "init", "node", "prepare", "start"]
+__all__ = [
+    "NODES",
+    "Node",
+    "ansible_inventory",
+    "init",
+    "node",
+    "prepare",
+    "start",
+    "write_known_hosts",
+]
 
 SSHD = "/usr/sbin/sshd"
 START_TIMEOUT_S = 15.0
