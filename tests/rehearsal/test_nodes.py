@@ -14,6 +14,7 @@ from fabric import Connection
 
 from clusterkit.rehearsal import nodes, topology
 from clusterkit.rehearsal.topology import Layout, run
+from tests.rehearsal.conftest import nodes_up
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
 
@@ -41,23 +42,9 @@ class Rehearsal:
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
     state = tmp_path_factory.mktemp("rehearsal")
-    key = state / "operator_key"
-    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
     layout = Layout(cluster="tnode")
-    topology.destroy(layout)
-    topology.build(layout)
-    try:
-        lines = []
-        for name in nodes.NODES:
-            target = nodes.node(layout, name, state)
-            nodes.prepare(target, authorized_key=(state / "operator_key.pub").read_text())
-            nodes.start(layout, target)
-            host_key = (target.upper / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
-            lines.append(f"{target.address} {host_key[0]} {host_key[1]}")
-        (state / "known_hosts").write_text("\n".join(lines) + "\n")
+    with nodes_up(layout, state) as key:
         yield Rehearsal(layout, state, key)
-    finally:
-        topology.destroy(layout)
 
 
 def test_each_node_is_its_own_machine(rehearsal: Rehearsal):

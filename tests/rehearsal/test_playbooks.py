@@ -14,8 +14,9 @@ import pytest
 from fabric import Connection
 
 from clusterkit import provision
-from clusterkit.rehearsal import nodes, topology
-from clusterkit.rehearsal.topology import Layout, in_ns, run
+from clusterkit.rehearsal import nodes
+from clusterkit.rehearsal.topology import Layout, in_ns
+from tests.rehearsal.conftest import nodes_up
 from tests.rehearsal.test_topology import PORT, SERVE
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
@@ -28,23 +29,13 @@ def sh(c: Connection, command: str) -> str:
 @pytest.fixture(scope="module")
 def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Layout, Path, dict]]:
     state = tmp_path_factory.mktemp("provisioned")
-    key = state / "operator_key"
-    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
     layout = Layout(cluster="tplay")
-    topology.destroy(layout)
-    topology.build(layout)
-    try:
-        for name in nodes.NODES:
-            target = nodes.node(layout, name, state)
-            nodes.prepare(target, authorized_key=(state / "operator_key.pub").read_text())
-            nodes.start(layout, target)
+    with nodes_up(layout, state) as key:
         inventory = nodes.ansible_inventory(layout, state, key=key)
         said: list[str] = []
         report = provision.run_playbook(inventory, work_dir=state / "ansible", say=said.append)
         assert report.tasks and said and report.total_changed > 0
         yield layout, state, inventory
-    finally:
-        topology.destroy(layout)
 
 
 def connect(layout: Layout, state: Path, name: str) -> Connection:
