@@ -343,13 +343,19 @@ class LogTail:
         return [(name, text) for name, text in chunks if text]
 
 
+def _read_from(path: Path, offset: int) -> bytes:
+    """The bytes of ``path`` from ``offset`` on (none if the file is not there yet)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read()
+    except FileNotFoundError:
+        return b""
+
+
 def _read_new(path: Path, offsets: dict[str, int], name: str) -> str:
     """What was appended to ``path`` since ``offsets[name]`` (advanced past it)."""
-    if not path.exists():
-        return ""
-    with open(path, "rb") as handle:
-        handle.seek(offsets[name])
-        data = handle.read()
+    data = _read_from(path, offsets[name])
     offsets[name] += len(data)
     return data.decode(errors="replace")
 
@@ -370,12 +376,7 @@ class MetricsTail:
 
     def read(self) -> int:
         """Take in the samples written since the last call; return how many."""
-        try:
-            with open(self.path, "rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-        except OSError:
-            return 0
+        data = _read_from(self.path, self.offset)
         complete = data[: data.rfind(b"\n") + 1]
         self.offset += len(complete)
         taken = 0

@@ -165,7 +165,7 @@ def storage_health(root: str) -> ServiceHealth:
     """A local storage root: present and writable, with free space."""
     path = Path(root)
     if not path.is_dir():
-        return ServiceHealth("storage", "down", root, None, "folder missing", answered=False)
+        return ServiceHealth("storage", "down", root, None, "folder missing")
     usage = shutil.disk_usage(path)
     return ServiceHealth(
         "storage",

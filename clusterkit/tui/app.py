@@ -203,8 +203,7 @@ class ClusterkitApp(App[None]):
 
     # --- readings into state ----------------------------------------------------------
 
-    def _note(self, source: str, at: float, error: str | None) -> None:
-        self.model.read_at[source] = at
+    def _note(self, source: str, error: str | None) -> None:
         if error:
             self.model.errors[source] = error
         else:
@@ -215,13 +214,13 @@ class ClusterkitApp(App[None]):
         if message.info.state != "up":
             self.model.nodes.forget_all()
         self.model.nodes.update(message.samples, message.at)
-        self._note("nodes", message.at, message.error)
+        self._note("nodes", message.error)
         self.show_state()
 
     def on_services_read(self, message: ServicesRead) -> None:
         if message.error is None:
             self.model.board.update(message.readings, message.at)
-        self._note("services", message.at, message.error)
+        self._note("services", message.error)
         self.show_state()
 
     def on_runs_read(self, message: RunsRead) -> None:
@@ -229,18 +228,22 @@ class ClusterkitApp(App[None]):
         self.model.live_peaks = message.live_peaks
         self.model.progress = message.progress
         self.model.measured = message.measured
-        self._note("runs", message.at, message.error)
+        self._note("runs", message.error)
         self.show_state()
+
+    def cluster_line(self) -> str:
+        """Cluster, provider, uptime (or state) and whether refresh is paused."""
+        info = self.model.info
+        uptime = info.uptime_s(self.clock())
+        parts = [f"cluster {info.name or '-'}", f"provider {info.provider or '-'}"]
+        parts.append(f"up {human_seconds(uptime)}" if uptime is not None else info.state.upper())
+        if self.paused:
+            parts.append("refresh PAUSED (p resumes)")
+        return " · ".join(parts)
 
     def show_state(self) -> None:
         """Redraw the active screen from the state, and the header's cluster line."""
-        info = self.model.info
-        uptime = info.uptime_s(self.clock())
-        parts = [f"cluster {info.name or '-'}", info.provider or info.state]
-        parts.append(f"up {human_seconds(uptime)}" if uptime is not None else info.state)
-        if self.paused:
-            parts.append("PAUSED")
-        self.sub_title = " · ".join(parts)
+        self.sub_title = self.cluster_line()
         show = getattr(self.screen, "show_state", None)
         if show is not None:
             show()

@@ -29,7 +29,6 @@ class ConsoleState:
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)
     measured: dict[str, Measurement] = field(default_factory=dict)  # final runs, for compare
     errors: dict[str, str] = field(default_factory=dict)  # what failed to read: nodes, services…
-    read_at: dict[str, float] = field(default_factory=dict)  # when each source was last read
 
 
 class NodesRead(Message):

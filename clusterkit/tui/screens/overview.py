@@ -85,12 +85,7 @@ class OverviewScreen(LiveScreen):
         now = self.now()
         state = self.state
         info = state.info
-        uptime = info.uptime_s(now)
-        line = f"cluster {info.name or '-'} · provider {info.provider or '-'} · "
-        line += f"up {human_seconds(uptime)}" if uptime is not None else info.state.upper()
-        if self.console.paused:
-            line += " · refresh PAUSED (p resumes)"
-        show_text(self.query_one("#cluster-line", Static), line)
+        show_text(self.query_one("#cluster-line", Static), self.console.cluster_line())
         self._show_nodes(now)
         self._show_services(now)
         problems = [info.message] if info.state != "up" else []
