@@ -113,6 +113,20 @@ def down(
 
 
 @app.command()
+def provision(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
+    """Run the playbooks again on a remote cluster (idempotent: 0 changed when nothing drifted)."""
+    report = cluster.provision(cluster_name, say=_say)
+    if as_json:
+        _print_json(report)
+        return
+    per_host = ", ".join(f"{h} {n}" for h, n in sorted(report["changed"].items()))
+    out.print(
+        f"cluster {report['cluster']!r} provisioned: {report['tasks']} tasks, "
+        f"{report['total_changed']} changed ({per_host or 'none'}) in {report['elapsed_s']:.0f} s"
+    )
+
+
+@app.command()
 def status(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
     """Provider, nodes (memory, CPU) and services (state, address, URL)."""
     data = cluster.status(cluster_name)
@@ -130,6 +144,9 @@ def status(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
         "node", "address", "roles", "CPU", "memory used", title="nodes", title_justify="left"
     )
     for n in data["nodes"]:
+        if "error" in n:  # a remote node that did not answer
+            nodes.add_row(n["name"], n["address"], ",".join(n["roles"]), "-", n["error"])
+            continue
         nodes.add_row(
             n["name"],
             n["address"],
@@ -143,7 +160,10 @@ def status(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
     for s in data["services"]:
         table.add_row(s["name"], s["state"], s["address"], s["detail"])
     out.print(table)
-    out.print("endpoints (loopback only; from another machine, use an SSH tunnel):")
+    if data["provider"] == "local":
+        out.print("endpoints (loopback only; from another machine, use an SSH tunnel):")
+    else:
+        out.print("endpoints (private addresses: reached through the master over SSH):")
     for key, url in data["endpoints"].items():
         out.print(f"  {key:<17} {url}")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from clusterkit import daemons, local_services, metrics, preflight, runs, services
+from clusterkit import daemons, local_services, metrics, preflight, remote_cluster, runs, services
 from clusterkit.daemons import Daemon
 from clusterkit.errors import ClusterkitError, NoCluster, ServiceError
 from clusterkit.inventory import Inventory
@@ -83,12 +83,25 @@ class Cluster:
     def ray_token(self) -> str:
         return self.paths.ray_token.read_text().strip()
 
+    @property
+    def is_remote(self) -> bool:
+        """True when the nodes are other machines, reached over SSH (not the local provider)."""
+        return self.provider != "local"
+
     def job_env(self) -> dict[str, str]:
-        """What a job's driver needs to reach this cluster (added to the run's environment)."""
+        """What a job's driver needs to reach this cluster (added to the run's environment;
+        on a remote cluster, the driver runs on the master)."""
         sizing = self.state["sizing"]
+        node_env = (
+            remote_cluster.job_env(self.state)
+            if self.is_remote
+            else {
+                **local_services.spark_env(self.paths, Path(self.state["java_home"])),
+                **local_services.ray_client_env(self.paths),
+            }
+        )
         return {
-            **local_services.spark_env(self.paths, Path(self.state["java_home"])),
-            **local_services.ray_client_env(self.paths),
+            **node_env,
             "CLUSTERKIT_CLUSTER": self.name,
             "CLUSTERKIT_STORAGE_ROOT": self.storage_root,
             "CLUSTERKIT_SPARK_MASTER": self.endpoints.spark_master_url,
@@ -241,6 +254,8 @@ def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = UP_TIMEOUT_S) -
                 f"{', '.join(changes)}); run `clusterkit down` first, then `clusterkit up`"
             )
         running = Cluster(spec.name, paths, spec, existing)
+        if running.is_remote:
+            return _up_remote_again(running, t0=t0, say=say)
         problems = _healthy(running)
         if not problems:
             contexts.add(spec.name, paths.root)
@@ -253,6 +268,14 @@ def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = UP_TIMEOUT_S) -
         say(f"cluster {spec.name!r} was unhealthy ({'; '.join(problems)}): restarting it")
         daemons.stop_all(running.daemons)
         note = f" (restarted: {'; '.join(problems)})"
+
+    if spec.provider != "local":
+        paths.spec_file.parent.mkdir(parents=True, exist_ok=True)
+        paths.spec_file.write_text(yaml.safe_dump(spec.model_dump(), sort_keys=False))
+        state = remote_cluster.up(spec, paths, say=say)
+        contexts.add(spec.name, paths.root)
+        cluster = Cluster(spec.name, paths, spec, state)
+        return _report(cluster, changed=True, t0=t0, message=f"cluster {spec.name!r} is up")
 
     plan = up_check(spec)
     java, sizing = plan.java, plan.sizing
@@ -325,6 +348,44 @@ def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = UP_TIMEOUT_S) -
     return _report(cluster, changed=True, t0=t0, message=f"cluster {spec.name!r} is up{note}")
 
 
+def _up_remote_again(cluster: Cluster, *, t0: float, say: Progress) -> UpReport:
+    """``up`` on a remote cluster that is up: nothing when healthy, else the playbooks again
+    (they start what is stopped and change nothing else)."""
+    Contexts().add(cluster.name, cluster.paths.root)
+    found = remote_cluster.problems(cluster.state, cluster.paths)
+    if not found:
+        return _report(cluster, changed=False, t0=t0,
+                       message=f"cluster {cluster.name!r} is already up and healthy; "
+                               "nothing changed")  # fmt: skip
+    say(f"cluster {cluster.name!r} was unhealthy ({'; '.join(found)}): provisioning again")
+    remote_cluster.provision(cluster.state, cluster.paths, say=say)
+    remote_cluster.wait_healthy(cluster.state, cluster.paths, say=say)
+    return _report(cluster, changed=True, t0=t0,
+                   message=f"cluster {cluster.name!r} is up (provisioned again: "
+                           f"{'; '.join(found)})")  # fmt: skip
+
+
+def provision(name: str | None = None, *, say: Progress = _quiet) -> dict[str, Any]:
+    """Run the playbooks again on a remote cluster that is up; the counts of tasks changed
+    per host (all zero when nothing had drifted)."""
+    cluster = open_cluster(name)
+    if not cluster.is_remote:
+        raise ClusterkitError(
+            f"cluster {cluster.name!r} is local: there is nothing to provision (its services "
+            f"are this machine's processes; `clusterkit up` restarts them)"
+        )
+    t0 = time.monotonic()
+    report = remote_cluster.provision(cluster.state, cluster.paths, say=say)
+    remote_cluster.wait_healthy(cluster.state, cluster.paths, say=say)
+    return {
+        "cluster": cluster.name,
+        "tasks": report.tasks,
+        "changed": {host: report.changed.get(host, 0) for host in sorted(report.ok)},
+        "total_changed": report.total_changed,
+        "elapsed_s": round(time.monotonic() - t0, 2),
+    }
+
+
 def _report(cluster: Cluster, *, changed: bool, t0: float, message: str) -> UpReport:
     return UpReport(
         cluster=cluster.name,
@@ -378,6 +439,13 @@ def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet
     cluster = Cluster.load(name, paths)
     if cluster is None:
         report.message = f"cluster {name!r} is not up; nothing to stop"
+    elif cluster.is_remote:
+        for record in runs.RunStore(cluster.paths.runs).active():
+            say(f"cancelling run {record.id} ({record.job})")
+            runs.cancel(cluster, record.id, reason="the cluster was taken down")
+        removed = remote_cluster.down(cluster.state, cluster.paths)
+        report.changed = True
+        report.message = f"cluster {name!r} is down: removed {', '.join(removed)}"
     else:
         report.stopped_pids, report.ports_checked = _stop(cluster, say=say)
         report.changed = True
@@ -401,6 +469,16 @@ def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet
 
 def service_health(cluster: Cluster) -> list[services.ServiceHealth]:
     """Every service of the cluster, each read through its own API; never raises."""
+    if cluster.is_remote:
+        try:
+            rows: list[services.ServiceHealth] = remote_cluster.read_health(
+                cluster.state, cluster.paths
+            )["rows"]
+        except ClusterkitError as exc:
+            master = cluster.inventory.driver()
+            return [services.ServiceHealth("spark-master", "down", master.address, None,
+                                           str(exc), answered=False)]  # fmt: skip
+        return rows
     endpoints = cluster.endpoints
     rows = services.spark_health(endpoints.spark_master_url, endpoints.spark_master_ui)
     rows += services.ray_health(endpoints.ray_address, endpoints.ray_dashboard, cluster.ray_token)
@@ -414,6 +492,8 @@ def node_metrics(cluster: Cluster, *, cpu_interval: float | None = None) -> list
     With ``cpu_interval`` None, CPU is the share since the previous call in this process,
     which is what a console polling every second wants (the first call reads 0).
     """
+    if cluster.is_remote:
+        return remote_cluster.node_metrics(cluster.state, cpu_interval=cpu_interval or 0.2)
     return [
         {
             "name": node.name,
@@ -443,7 +523,7 @@ def status(name: str | None = None) -> dict[str, Any]:
     rows = service_health(cluster)
     processes = {
         d.name: {"pid": d.pid, "alive": daemons.is_alive(d), "log": d.log} for d in cluster.daemons
-    }
+    }  # the local provider's; a remote cluster's services are the nodes' systemd units
     nodes = node_metrics(cluster, cpu_interval=0.2)
     overall = "up" if all(r.state == "up" for r in rows) else "degraded"
     return {

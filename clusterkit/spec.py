@@ -166,7 +166,7 @@ class Spec(_Section):
     """A cluster, as the user wants it."""
 
     name: str = Field("local", pattern=r"^[a-z][a-z0-9-]{0,30}$")
-    provider: Literal["local"] = "local"
+    provider: Literal["local", "netns"] = "local"
     state_dir: str | None = Field(
         None, description="where this cluster's state, logs and runs live; default ~/.clusterkit"
     )
@@ -240,7 +240,8 @@ def default_spec_text() -> str:
         "# Docs: README.md, 'The cluster spec'. Validate with `clusterkit up --dry-run`.",
         "",
         f"name: {spec.name}            # the cluster's name: lowercase letters, digits, '-'",
-        "provider: local        # local: a real Spark + Ray cluster on this machine",
+        "provider: local        # local: a real Spark + Ray cluster on this machine;",
+        "                       # netns: the two-node AWS topology rehearsed in namespaces (root)",
         "state_dir: null        # state, logs and runs; null = ~/.clusterkit (or $CLUSTERKIT_HOME)",
         "",
         "nodes:",

@@ -76,8 +76,11 @@ def supervise(cluster_name: str, run_id: str) -> int:
         "PYTHONUNBUFFERED": "1",
     }
     argv = [sys.executable, "-m", "jobs", record.job, "--params-json", json.dumps(record.params)]
+    if cluster.is_remote:  # the driver runs on the master; this process streams and fetches
+        argv = [sys.executable, "-m", "clusterkit.remote_job", cluster_name, run_id]
     sampler = None
-    if record.metrics_enabled:
+    # the sampler reads this machine's processes: a remote run's are on the nodes (issue 8)
+    if record.metrics_enabled and not cluster.is_remote:
         metrics_file = open(run_dir / "metrics.jsonl", "a")  # noqa: SIM115
         driver = cluster.inventory.driver().name
 

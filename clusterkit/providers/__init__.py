@@ -5,8 +5,9 @@ from __future__ import annotations
 from clusterkit.errors import SpecError
 from clusterkit.providers.base import Provider
 from clusterkit.providers.local import LocalProvider
+from clusterkit.providers.netns import NetnsProvider
 
-PROVIDERS: dict[str, type[Provider]] = {"local": LocalProvider}
+PROVIDERS: dict[str, type[Provider]] = {"local": LocalProvider, "netns": NetnsProvider}
 
 
 def get_provider(name: str) -> Provider:

@@ -8,11 +8,15 @@ hostname is the node's name. Mounts live in the node's private mount namespace, 
 with it; its processes end when :func:`topology.destroy` ends the namespace's processes.
 
 Before a node starts, :func:`prepare` writes into its upper folder what a cloud image would
-have on first boot: fresh SSH host keys, the operator's key authorized for root, and no DNS
-resolver (the rehearsal has no DNS; lookups then fail at once instead of timing out).
+have on first boot: fresh SSH host keys, the operator's key authorized for root, no DNS
+resolver (the rehearsal has no DNS; lookups then fail at once instead of timing out), and
+docker-systemctl-replacement as ``systemctl`` (a node has no systemd; this one starts, stops
+and enables the playbooks' units from their unit files).
 
-Run as ``python -m clusterkit.rehearsal.nodes init NAME ADDRESS FOLDER`` inside the node's
-namespaces, this module is the node's first process: it mounts the root and execs sshd.
+Run as ``python -m clusterkit.rehearsal.nodes init NAME ADDRESS FOLDER [SHARED ...]`` inside
+the node's namespaces, this module is the node's first process: it mounts the root, binds
+each SHARED folder of the host at the same path (the rehearsal's storage, which stands for
+HDFS), and execs sshd.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,19 +88,31 @@ def prepare(target: Node, *, authorized_key: str) -> None:
     (target.upper / "etc" / "hostname").write_text(target.name + "\n")
     (target.upper / "etc" / "resolv.conf").write_text("# the rehearsal has no DNS\n")
     (target.upper / "run" / "sshd").mkdir(parents=True, exist_ok=True)
+    systemctl = target.upper / "usr" / "bin" / "systemctl"
+    systemctl.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_systemctl_replacement(), systemctl)
+    os.chmod(systemctl, 0o755)
 
 
-def start(layout: Layout, target: Node) -> int:
+def _systemctl_replacement() -> Path:
+    """docker-systemctl-replacement's one-file systemctl (standard library only)."""
+    from importlib.resources import files
+
+    return Path(str(files("systemctl2") / "systemctl3.py"))
+
+
+def start(layout: Layout, target: Node, *, shared: Sequence[Path] = ()) -> int:
     """Start the node (its namespaces, root and sshd) detached; return once sshd listens.
 
-    Returns the pid of the node's first process as seen from here.
+    ``shared``: folders of this machine the node sees at the same path, read and written
+    through (the rehearsal's storage). Returns the pid of the node's first process.
     """
     target.folder.mkdir(parents=True, exist_ok=True)
     argv = in_ns(
         layout.ns(target.name),
         "unshare", "--mount", "--uts", "--pid", "--fork", "--propagation", "private",
         sys.executable, "-m", "clusterkit.rehearsal.nodes", "init",
-        target.name, target.address, str(target.folder),
+        target.name, target.address, str(target.folder), *(str(p) for p in shared),
     )  # fmt: skip
     with open(target.log, "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -113,8 +130,10 @@ def start(layout: Layout, target: Node) -> int:
     return proc.pid
 
 
-def init(name: str, address: str, folder: str) -> None:
-    """The node's first process: mount its root, then become its sshd (never returns)."""
+def init(name: str, address: str, folder: str, *shared: str) -> None:
+    """The node's first process: mount its root and the shared folders, then become its sshd
+    (never returns). /tmp is the overlay's too: what the host keeps there is seen, what the
+    node writes there stays in the node."""
     base = Path(folder)
     root = base / "root"
     for sub in ("upper", "work", "root"):
@@ -127,10 +146,12 @@ def init(name: str, address: str, folder: str) -> None:
         ["mount", "-t", "proc", "proc", str(root / "proc")],
         ["mount", "-t", "sysfs", "sysfs", str(root / "sys")],
         ["mount", "--rbind", "/dev", str(root / "dev")],
-        ["mount", "-t", "tmpfs", "tmpfs", str(root / "tmp")],
     ]
     for argv in mounts:
         subprocess.run(argv, check=True)
+    for path in shared:  # inside the mounted root, where the host's folder already shows
+        (root / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "--bind", path, str(root / path.lstrip("/"))], check=True)
     os.chroot(root)
     os.chdir("/")
     os.execv(SSHD, [SSHD, "-D", "-e", "-o", f"ListenAddress={address}",
@@ -138,8 +159,10 @@ def init(name: str, address: str, folder: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 5 or sys.argv[1] != "init":
-        raise SystemExit("usage: python -m clusterkit.rehearsal.nodes init NAME ADDRESS FOLDER")
+    if len(sys.argv) < 5 or sys.argv[1] != "init":
+        raise SystemExit(
+            "usage: python -m clusterkit.rehearsal.nodes init NAME ADDRESS FOLDER [SHARED ...]"
+        )
     init(*sys.argv[2:])
 
 
@@ -155,9 +178,15 @@ def write_known_hosts(layout: Layout, state_dir: Path) -> Path:
     return path
 
 
+#: What each rehearsal node is given to budget from: a t2.large's memory, as on AWS (the
+#: nodes share this machine, whose whole memory each would otherwise assume).
+NODE_MEMORY_MB = 8192
+
+
 def ansible_inventory(layout: Layout, state_dir: Path, *, key: Path) -> dict[str, object]:
     """The rehearsal's nodes as an Ansible inventory (the shape of inventory/example.yml):
-    the master by its address, the worker through the master; nothing is downloaded."""
+    the master by its address, the worker through the master; nothing is downloaded, and
+    HDFS is left out (Hadoop cannot be downloaded here)."""
     from clusterkit.provision import ssh_args
 
     known_hosts = write_known_hosts(layout, state_dir)
@@ -168,6 +197,7 @@ def ansible_inventory(layout: Layout, state_dir: Path, *, key: Path) -> dict[str
             "ansible_host": address,
             "clusterkit_node": name,
             "clusterkit_private_ip": address,
+            "clusterkit_node_memory_mb": NODE_MEMORY_MB,
             "ansible_ssh_common_args": ssh_args(key=key, known_hosts=known_hosts, jump=jump),
         }
 
@@ -177,7 +207,10 @@ def ansible_inventory(layout: Layout, state_dir: Path, *, key: Path) -> dict[str
                 "ansible_user": "root",
                 "ansible_ssh_private_key_file": str(key),
                 "ansible_python_interpreter": "/usr/bin/python3",
+                "clusterkit_cluster": layout.cluster,
+                "clusterkit_cluster_cidr": layout.vpc,
                 "clusterkit_private_subnet": layout.private_subnet,
+                "clusterkit_hdfs": False,
                 "common_apt_update_cache": False,  # no internet: the host's packages are there
             },
             "children": {

@@ -1,0 +1,120 @@
+"""SSH to a cluster's nodes (fabric/paramiko): connections, commands, and local tunnels.
+
+A node with a ``jump_host`` (a private worker) is reached through that host, the way
+``ssh -J`` does. Host keys are checked against the cluster's known_hosts file; an unknown or
+changed key is refused (paramiko's RejectPolicy), never silently accepted. Errors name the
+node and its address and say what to do.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clusterkit.errors import ClusterkitError
+from clusterkit.inventory import Inventory, Node
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+class NodeUnreachable(ClusterkitError):
+    """A node's SSH did not answer or refused the kit's key."""
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    """How the kit logs in: the user, its private key, and the nodes' known host keys."""
+
+    user: str
+    key: Path
+    known_hosts: Path
+
+    def to_dict(self) -> dict[str, str]:
+        return {"user": self.user, "key": str(self.key), "known_hosts": str(self.known_hosts)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> SshSettings:
+        return cls(data["user"], Path(data["key"]), Path(data["known_hosts"]))
+
+
+def connection(inventory: Inventory, node: Node, ssh: SshSettings) -> Any:
+    """A fabric Connection to ``node`` (not yet opened), through its jump host if it has one."""
+    from fabric import Connection
+    from paramiko import RejectPolicy
+
+    def make(host: str, gateway: Any = None) -> Any:
+        conn = Connection(
+            host,
+            user=ssh.user,
+            gateway=gateway,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            connect_kwargs={"key_filename": str(ssh.key), "look_for_keys": False,
+                            "allow_agent": False},
+        )  # fmt: skip
+        conn.client.load_host_keys(str(ssh.known_hosts))
+        conn.client.set_missing_host_key_policy(RejectPolicy())
+        return conn
+
+    gateway = make(node.jump_host) if node.jump_host else None
+    return make(node.ssh_host or node.address, gateway)
+
+
+@contextmanager
+def connect(inventory: Inventory, name: str, ssh: SshSettings) -> Iterator[Any]:
+    """An open connection to the node called ``name``; NodeUnreachable names it otherwise."""
+    node = next((n for n in inventory.nodes if n.name == name), None)
+    if node is None:
+        known = ", ".join(n.name for n in inventory.nodes)
+        raise ClusterkitError(f"cluster {inventory.cluster!r} has no node {name!r}: {known}")
+    conn = connection(inventory, node, ssh)
+    try:
+        conn.open()
+    except Exception as exc:
+        conn.close()
+        via = f" through {node.jump_host}" if node.jump_host else ""
+        raise NodeUnreachable(
+            f"node {name} ({node.ssh_host or node.address}{via}) of cluster "
+            f"{inventory.cluster!r} did not answer over SSH: {exc}; check that it is up "
+            f"(`clusterkit status`)"
+        ) from exc
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def run(conn: Any, command: str, *, check: bool = True, timeout: float | None = 60) -> Any:
+    """Run ``command`` on an open connection; the result has stdout, stderr and exited."""
+    result = conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+    if check and result.exited != 0:
+        raise ClusterkitError(
+            f"`{command}` failed on {conn.host} (exit {result.exited}): "
+            f"{(result.stderr or result.stdout).strip()[-300:]}"
+        )
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def tunnels(conn: Any, targets: list[tuple[str, int]]) -> Iterator[list[str]]:
+    """Local forwards through ``conn`` to each (host, port): yields ``127.0.0.1:PORT`` each,
+    in order. The far ends are reached from the node, so they may be private addresses."""
+    with ExitStack() as stack:
+        local = []
+        for host, port in targets:
+            here = free_port()
+            stack.enter_context(
+                conn.forward_local(local_port=here, remote_port=port, remote_host=host)
+            )
+            local.append(f"127.0.0.1:{here}")
+        yield local

@@ -1,0 +1,301 @@
+"""A cluster of remote nodes (the netns rehearsal now, AWS later): up, provision, health, down.
+
+The provider makes the nodes and says how to reach them; the playbooks install and start
+every service on them (systemd units); this module joins the two and checks the result
+through the services' own APIs, read over SSH tunnels through the master (the only node the
+operator reaches, and only on port 22). :mod:`clusterkit.cluster` calls it for every provider
+but ``local``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import Requirement
+
+from clusterkit import local_services, runs, services
+from clusterkit.errors import ClusterkitError, ServiceError
+from clusterkit.inventory import Inventory
+from clusterkit.local_services import Endpoints
+from clusterkit.providers.netns import NetnsProvider
+from clusterkit.provision import ProvisionReport, run_playbook
+from clusterkit.remote import SshSettings, connect, run, tunnels
+from clusterkit.spec import Spec
+from clusterkit.state import ClusterPaths, write_json_atomic
+
+Progress = Callable[[str], None]
+
+HEALTH_TIMEOUT_S = 180.0
+#: Where the playbooks put what drivers on the master need (python, spark and ray roles).
+NODE_SPARK_CONF_DIR = "/etc/clusterkit/spark"
+NODE_RAY_TOKEN = "/etc/clusterkit/ray-token"
+NODE_RUNS_DIR = "/var/lib/clusterkit/runs"
+#: The control side's packages the nodes do not need (the laptop's tools).
+CONTROL_ONLY = {
+    "textual", "fabric", "ansible", "ansible-runner", "docker-systemctl-replacement", "setuptools",
+}
+
+
+def node_requirements() -> list[str]:
+    """The kit's runtime requirements, pinned to the versions installed here: the nodes run
+    the same Spark, Ray and libraries as the control side."""
+    pins = []
+    for text in metadata.requires("clusterkit") or []:
+        req = Requirement(text)
+        if req.marker is not None or req.name in CONTROL_ONLY:
+            continue
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        pins.append(f"{req.name}{extras}=={metadata.version(req.name)}")
+    return pins
+
+
+def build_wheel(out_dir: Path) -> Path:
+    """The kit's own wheel (it carries the jobs), built reproducibly: the same sources give
+    the same bytes, so provisioning again installs nothing."""
+    project = Path(__file__).resolve().parent.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("clusterkit-*.whl"):
+        old.unlink()
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(out_dir), str(project)],
+        capture_output=True, text=True, env=env, cwd=out_dir,
+    )  # fmt: skip
+    wheels = sorted(out_dir.glob("clusterkit-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        raise ClusterkitError(f"building the kit's wheel failed: {proc.stderr.strip()[-300:]}")
+    return wheels[0]
+
+
+def playbook_vars(spec: Spec, paths: ClusterPaths, *, venv: str, wheel: Path) -> dict[str, Any]:
+    """Extra variables for the playbooks: the spec's ports, the pins and the cluster's token."""
+    ports = spec.ports
+    return {
+        "ray_auth_token": local_services.ensure_ray_token(paths),
+        "python_venv": venv,
+        "python_requirements": node_requirements(),
+        "python_project_wheel": str(wheel),
+        "spark_conf_dir": NODE_SPARK_CONF_DIR,
+        "ray_token_file": NODE_RAY_TOKEN,
+        "spark_master_port": ports.spark_master,
+        "spark_master_ui_port": ports.spark_master_ui,
+        "spark_worker_port": ports.spark_worker,
+        "spark_worker_ui_port": ports.spark_worker_ui,
+        "ray_gcs_port": ports.ray_gcs,
+        "ray_dashboard_port": ports.ray_dashboard,
+        "ray_client_port": ports.ray_client,
+        "ray_node_manager_port": ports.ray_node_manager,
+        "ray_object_manager_port": ports.ray_object_manager,
+        "ray_dashboard_agent_port": ports.ray_dashboard_agent,
+        "ray_dashboard_agent_grpc_port": ports.ray_dashboard_agent_grpc,
+        "ray_runtime_env_agent_port": ports.ray_runtime_env_agent,
+        "ray_metrics_export_port": ports.ray_metrics_export,
+        "ray_min_worker_port": ports.ray_min_worker,
+        "ray_max_worker_port": ports.ray_max_worker,
+    }
+
+
+def provider_for(name: str) -> NetnsProvider:
+    if name == "netns":
+        return NetnsProvider()
+    raise ClusterkitError(f"provider {name!r} has no remote nodes")
+
+
+def provision(state: dict[str, Any], paths: ClusterPaths, *, say: Progress) -> ProvisionReport:
+    """Run the playbooks on the cluster's nodes; the report counts tasks changed per host."""
+    spec = Spec.model_validate(state["spec"])
+    provider = provider_for(state["provider"])
+    wheel = build_wheel(paths.root / "dist")
+    extra = playbook_vars(spec, paths, venv=state["node_venv"], wheel=wheel)
+    inventory = provider.ansible_inventory(spec.name, paths)
+    return run_playbook(inventory, work_dir=paths.root / "ansible", extravars=extra, say=say)
+
+
+def read_health(state: dict[str, Any], paths: ClusterPaths) -> dict[str, Any]:
+    """Spark's and Ray's own status, read through tunnels to the master's private address.
+
+    Returns ``{"spark": /json/ or None, "ray_nodes": [...] or None, "rows": [ServiceHealth]}``;
+    raises NodeUnreachable when the master does not answer SSH.
+    """
+    inventory = Inventory.from_dict(state["inventory"])
+    endpoints = Endpoints(**state["endpoints"])
+    ssh = SshSettings.from_dict(state["ssh"])
+    token = paths.ray_token.read_text().strip()
+    master = inventory.driver()
+    spark_port = int(endpoints.spark_master_ui.rsplit(":", 1)[1])
+    ray_port = int(endpoints.ray_dashboard.rsplit(":", 1)[1])
+    with (
+        connect(inventory, master.name, ssh) as conn,
+        tunnels(conn, [(master.address, spark_port), (master.address, ray_port)]) as local,
+    ):
+        spark_rows = services.spark_health(endpoints.spark_master_url, f"http://{local[0]}")
+        ray_rows = services.ray_health(endpoints.ray_address, f"http://{local[1]}", token)
+        try:
+            spark = services.spark_master_json(f"http://{local[0]}")
+        except Exception:
+            spark = None
+        try:
+            ray_nodes = services.ray_nodes(f"http://{local[1]}", token)
+        except Exception:
+            ray_nodes = None
+    for row in spark_rows + ray_rows:  # the services' own addresses, not the tunnels'
+        if row.url and row.url.startswith("http://127.0.0.1:"):
+            row.url = (endpoints.spark_master_ui if row.name.startswith("spark")
+                       else endpoints.ray_dashboard)  # fmt: skip
+    storage = services.storage_health(state["storage_root"])
+    return {"spark": spark, "ray_nodes": ray_nodes, "rows": [*spark_rows, *ray_rows, storage]}
+
+
+def problems(state: dict[str, Any], paths: ClusterPaths) -> list[str]:
+    """What keeps the cluster from being healthy (empty: healthy): every worker node's Spark
+    worker ALIVE and registered by its address, and every node in Ray."""
+    health = read_health(state, paths)
+    inventory = Inventory.from_dict(state["inventory"])
+    workers = {n.address for n in inventory.nodes if "worker" in n.roles}
+    found: list[str] = []
+    spark = health["spark"]
+    alive = {w.get("host") for w in (spark or {}).get("workers", []) if w.get("state") == "ALIVE"}
+    if spark is None or spark.get("status") != "ALIVE":
+        found.append("the Spark master does not answer ALIVE")
+    elif not workers <= alive:
+        found.append(f"Spark lists ALIVE workers {sorted(alive)}, not {sorted(workers)}")
+    ray_nodes = health["ray_nodes"] or []
+    ray_alive = {n.get("raylet", {}).get("nodeManagerAddress") for n in ray_nodes
+                 if n.get("raylet", {}).get("state") == "ALIVE"}  # fmt: skip
+    expected = {n.address for n in inventory.nodes}
+    if not expected <= ray_alive:
+        found.append(f"Ray lists ALIVE nodes {sorted(ray_alive)}, not {sorted(expected)}")
+    return found
+
+
+def wait_healthy(state: dict[str, Any], paths: ClusterPaths, *, say: Progress,
+                 timeout_s: float = HEALTH_TIMEOUT_S) -> None:  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = problems(state, paths)
+        if not found:
+            say("Spark lists the worker ALIVE by its address; Ray lists every node")
+            return
+        if time.monotonic() > deadline:
+            raise ServiceError(f"cluster {state['name']!r} not healthy: {'; '.join(found)}")
+        time.sleep(2)
+
+
+def sizing(state: dict[str, Any], paths: ClusterPaths, spec: Spec) -> dict[str, int]:
+    """What jobs are given, read from the running Spark master (the playbooks' budget)."""
+    spark = read_health(state, paths)["spark"] or {}
+    workers = [w for w in spark.get("workers", []) if w.get("state") == "ALIVE"]
+    if not workers:
+        raise ServiceError(f"cluster {state['name']!r}: the Spark master lists no ALIVE worker")
+    from clusterkit.spec import parse_size
+
+    return {
+        "worker_cores": int(workers[0]["cores"]),
+        "worker_memory_mb": int(workers[0]["memory"]),
+        "driver_memory_mb": parse_size(spec.nodes.driver_memory) // 1024**2,
+    }
+
+
+def up(spec: Spec, paths: ClusterPaths, *, say: Progress) -> dict[str, Any]:
+    """Make the nodes, provision them, wait until healthy; returns the saved state."""
+    provider = provider_for(spec.provider)
+    storage_root = (Path(spec.storage.root).expanduser().resolve() if spec.storage.root
+                    else paths.data)  # fmt: skip
+    storage_root.mkdir(parents=True, exist_ok=True)
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    inventory = provider.up(spec, paths, shared=[storage_root], say=say)
+    master = inventory.driver()
+    endpoints = Endpoints.for_spec(spec, host=master.address)
+    state: dict[str, Any] = {
+        "name": spec.name,
+        "provider": provider.name,
+        "spec": spec.model_dump(),
+        "started_at": runs.now_iso(),
+        "state_dir": str(paths.root),
+        "storage_root": str(storage_root),
+        "inventory": inventory.to_dict(),
+        "endpoints": asdict(endpoints),
+        "ssh": provider.ssh(paths).to_dict(),
+        # the rehearsal's nodes see this machine's environment through their overlay root,
+        # so the python role finds every pinned package present; AWS nodes get /opt/...
+        "node_venv": sys.prefix,
+        "daemons": [],
+    }
+    write_json_atomic(paths.state_file, state)  # from here on, `down` can clean up
+    try:
+        started = time.monotonic()
+        report = provision(state, paths, say=say)
+        say(f"provisioned in {time.monotonic() - started:.0f} s: "
+            f"{report.tasks} tasks, {report.total_changed} changed")  # fmt: skip
+        wait_healthy(state, paths, say=say)
+        state["sizing"] = sizing(state, paths, spec)
+        state["provisioned"] = {"tasks": report.tasks, "changed": report.changed}
+    except BaseException:
+        down(state, paths)
+        raise
+    write_json_atomic(paths.state_file, state)
+    return state
+
+
+def down(state: dict[str, Any], paths: ClusterPaths) -> list[str]:
+    """Remove the nodes and everything on them; verified: no namespace, link or node process
+    of the cluster is left. Returns what was removed."""
+    provider = provider_for(state["provider"])
+    removed = provider.down(paths, state["name"])
+    left = provider.describe(Spec.model_validate(state["spec"]), paths)
+    if left is not None:
+        raise ServiceError(f"cluster {state['name']!r}: nodes still exist after down")
+    paths.state_file.unlink(missing_ok=True)
+    return removed
+
+
+def job_env(state: dict[str, Any]) -> dict[str, str]:
+    """What a job's driver on the master needs: the node's Spark settings (spark-env.sh sets
+    JAVA_HOME and SPARK_LOCAL_IP), the node's Ray token, and the cluster's addresses."""
+    venv = state["node_venv"]
+    return {
+        "SPARK_CONF_DIR": NODE_SPARK_CONF_DIR,
+        "PYSPARK_PYTHON": f"{venv}/bin/python",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": NODE_RAY_TOKEN,
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+
+
+def remote_python(state: dict[str, Any]) -> str:
+    return f"{state['node_venv']}/bin/python"
+
+
+_SAMPLE = (
+    "import json,sys; from clusterkit.metrics import node_sample; "
+    "print(json.dumps(node_sample(sys.argv[1], cpu_interval=float(sys.argv[2]))))"
+)
+
+
+def node_metrics(state: dict[str, Any], *, cpu_interval: float) -> list[dict[str, Any]]:
+    """Memory and CPU of every node, sampled on the node itself (psutil) over SSH. A node
+    that does not answer is listed with ``error`` instead of figures."""
+    inventory = Inventory.from_dict(state["inventory"])
+    ssh = SshSettings.from_dict(state["ssh"])
+    rows = []
+    for node in inventory.nodes:
+        row: dict[str, Any] = {"name": node.name, "address": node.address,
+                               "roles": list(node.roles)}  # fmt: skip
+        try:
+            with connect(inventory, node.name, ssh) as conn:
+                command = f"{remote_python(state)} -c '{_SAMPLE}' {node.name} {cpu_interval}"
+                row.update(json.loads(run(conn, command).stdout))
+        except ClusterkitError as exc:
+            row["error"] = str(exc)
+        rows.append(row)
+    return rows
