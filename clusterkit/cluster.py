@@ -270,6 +270,7 @@ def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = UP_TIMEOUT_S) -
         note = f" (restarted: {'; '.join(problems)})"
 
     if spec.provider != "local":
+        remote_cluster.provider_for(spec.provider).preflight()
         paths.spec_file.parent.mkdir(parents=True, exist_ok=True)
         paths.spec_file.write_text(yaml.safe_dump(spec.model_dump(), sort_keys=False))
         state = remote_cluster.up(spec, paths, say=say)

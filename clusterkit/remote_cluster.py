@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,12 @@ NODE_RAY_TOKEN = "/etc/clusterkit/ray-token"
 NODE_RUNS_DIR = "/var/lib/clusterkit/runs"
 #: The control side's packages the nodes do not need (the laptop's tools).
 CONTROL_ONLY = {
-    "textual", "fabric", "ansible", "ansible-runner", "docker-systemctl-replacement", "setuptools",
+    "textual",
+    "fabric",
+    "ansible",
+    "ansible-runner",
+    "docker-systemctl-replacement",
+    "setuptools",
 }
 
 
@@ -215,7 +220,11 @@ def up(spec: Spec, paths: ClusterPaths, *, say: Progress) -> dict[str, Any]:
     paths.logs.mkdir(parents=True, exist_ok=True)
     inventory = provider.up(spec, paths, shared=[storage_root], say=say)
     master = inventory.driver()
-    endpoints = Endpoints.for_spec(spec, host=master.address)
+    worker = next(n for n in inventory.nodes if "worker" in n.roles)
+    endpoints = replace(  # each UI on its own node's private address
+        Endpoints.for_spec(spec, host=master.address),
+        spark_worker_ui=f"http://{worker.address}:{spec.ports.spark_worker_ui}",
+    )
     state: dict[str, Any] = {
         "name": spec.name,
         "provider": provider.name,

@@ -72,16 +72,21 @@ class NetnsProvider:
     def ssh(paths: ClusterPaths) -> SshSettings:
         return SshSettings("root", paths.root / "ssh" / "id_ed25519", paths.root / "known_hosts")
 
-    def up(self, spec: Spec, paths: ClusterPaths, *, shared: list[Path] | None = None,
-           say: Any = print) -> Inventory:  # fmt: skip
-        """Build the topology and start both nodes; ``shared`` folders are seen by both at the
-        same path. Not idempotent on its own: ``clusterkit up`` calls it only when the
-        cluster is down (namespaces left by a crash are named and refused)."""
+    @staticmethod
+    def preflight() -> None:
+        """One clear error when this machine cannot hold a rehearsal."""
         if sys.platform != "linux" or os.geteuid() != 0:
             raise ClusterkitError(
                 "the netns provider needs Linux and root (network namespaces); run as root, "
                 "or use `--provider local`"
             )
+
+    def up(self, spec: Spec, paths: ClusterPaths, *, shared: list[Path] | None = None,
+           say: Any = print) -> Inventory:  # fmt: skip
+        """Build the topology and start both nodes; ``shared`` folders are seen by both at the
+        same path. Not idempotent on its own: ``clusterkit up`` calls it only when the
+        cluster is down (namespaces left by a crash are named and refused)."""
+        self.preflight()
         ensure_host_tools(say)
         others = sorted({ns.rsplit("-", 1)[0] for ns in topology.existing_namespaces()
                          if ns.startswith("ck-")})  # fmt: skip

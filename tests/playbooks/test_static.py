@@ -1,12 +1,18 @@
 """The playbooks checked without running them: syntax, ansible-lint's production profile,
-and the /etc/hosts template rendered for the example two-node inventory."""
+every template rendered by Ansible for the example two-node inventory and parsed (Hadoop's
+XML, Spark's and Ray's settings with the private addresses), the rendered systemd units
+verified by systemd-analyze, and the memory budget of a t2.large."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -32,7 +38,17 @@ def test_ansible_lint_production_profile():
 
 def test_every_role_has_defaults_argument_specs_and_metadata():
     roles = sorted((ROOT / "playbooks" / "roles").iterdir())
-    assert {r.name for r in roles} >= {"common", "ssh", "nat"}
+    assert {r.name for r in roles} == {
+        "common",
+        "ssh",
+        "nat",
+        "firewall",
+        "java",
+        "python",
+        "hadoop",
+        "spark",
+        "ray",
+    }
     for role in roles:
         specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())
         defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text()) or {}
@@ -41,7 +57,7 @@ def test_every_role_has_defaults_argument_specs_and_metadata():
         assert all(o.get("description") for o in options.values()), role.name
 
 
-def test_hosts_template_for_the_example_inventory():
+def test_hosts_template_for_the_example_inventory():  # plain Jinja2, no Ansible
     inventory = yaml.safe_load((ROOT / "inventory" / "example.yml").read_text())["all"]
     hostvars = {h: v for group in inventory["children"].values()
                 for h, v in group["hosts"].items()}  # fmt: skip
@@ -53,3 +69,91 @@ def test_hosts_template_for_the_example_inventory():
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert "10.0.1.10 master" in lines and "10.0.2.10 worker" in lines
     assert not [line for line in lines if line.startswith("127.0.1.1")]
+
+
+T2_LARGE_MB = 7982  # what a t2.large reports as ansible_memtotal_mb (8 GiB less the kernel's)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("rendered")
+    hadoop_home = out / "hadoop"  # systemd-analyze wants every ExecStart to exist
+    (hadoop_home / "bin").mkdir(parents=True)
+    (hadoop_home / "bin" / "hdfs").write_text("#!/bin/sh\n")
+    (hadoop_home / "bin" / "hdfs").chmod(0o755)
+    facts = {
+        "out_dir": str(out), "roles_dir": str(ROOT / "playbooks" / "roles"),
+        "ansible_memtotal_mb": T2_LARGE_MB, "ansible_processor_vcpus": 2,
+        "ansible_architecture": "x86_64",
+        "ansible_python": {"version": {"major": sys.version_info.major,
+                                       "minor": sys.version_info.minor}},
+        "python_venv": sys.prefix, "hadoop_home": str(hadoop_home),
+    }  # fmt: skip
+    proc = _run(str(BIN / "ansible-playbook"), "-i", "inventory/example.yml",
+                "tests/playbooks/render_templates.yml", "-e", json.dumps(facts))  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return out
+
+
+def _xml(path: Path) -> dict[str, str]:
+    root = ET.parse(path).getroot()
+    return {p.findtext("name"): p.findtext("value") for p in root.iter("property")}  # type: ignore[misc]
+
+
+def test_hadoop_xml_is_valid_and_binds_to_the_private_addresses(rendered):
+    for host, address in (("master", "10.0.1.10"), ("worker", "10.0.2.10")):
+        core = _xml(rendered / host / "core-site.xml")
+        hdfs = _xml(rendered / host / "hdfs-site.xml")
+        assert core["fs.defaultFS"] == "hdfs://10.0.1.10:9000"
+        assert hdfs["dfs.namenode.rpc-bind-host"] == address
+        assert hdfs["dfs.datanode.address"] == f"{address}:9866"
+        assert hdfs["dfs.namenode.http-address"] == "10.0.1.10:9870"
+    assert "ExecStart=" in (rendered / "master" / "hdfs.service").read_text()
+    assert "hdfs namenode" in (rendered / "master" / "hdfs.service").read_text()
+    assert "hdfs datanode" in (rendered / "worker" / "hdfs.service").read_text()
+
+
+def test_spark_and_ray_settings_carry_the_private_addresses(rendered):
+    for host, address in (("master", "10.0.1.10"), ("worker", "10.0.2.10")):
+        env = (rendered / host / "spark-env.sh").read_text()
+        assert f"export SPARK_LOCAL_IP={address}" in env
+        assert "export SPARK_MASTER_HOST=10.0.1.10" in env
+        assert "JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64" in env
+        defaults = (rendered / host / "spark-defaults.conf").read_text()
+        assert "spark.master.rest.enabled      false" in defaults
+        assert "spark.eventLog.enabled         true" in defaults
+        ray = (rendered / host / "ray.service").read_text()
+        assert f"--node-ip-address {address}" in ray
+        assert "RAY_AUTH_MODE=token" in ray
+    head = (rendered / "master" / "ray.service").read_text()
+    assert "--head" in head and "--dashboard-host 10.0.1.10" in head
+    assert "--address 10.0.1.10:6379" in (rendered / "worker" / "ray.service").read_text()
+    worker = (rendered / "worker" / "spark-worker.service").read_text()
+    assert "--host 10.0.2.10" in worker and "spark://10.0.1.10:7077" in worker
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+def test_systemd_analyze_verifies_the_rendered_units(rendered):
+    units = sorted(rendered.glob("*/*.service"))
+    assert len(units) == 8  # hdfs, spark-master, spark-worker and ray, for each host
+    for unit in units:
+        proc = _run("systemd-analyze", "verify", str(unit))
+        assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), (
+            unit,
+            proc.stdout + proc.stderr,
+        )
+
+
+def test_the_memory_budget_fits_a_t2_large(rendered):
+    master = json.loads((rendered / "master" / "budget.json").read_text())
+    worker = json.loads((rendered / "worker" / "budget.json").read_text())
+    reserve = 1024  # the OS, sshd, and the Python processes of Ray and the jobs
+    driver = 1024  # spec.nodes.driver_memory: a job's driver on the master
+    on_master = (master["hadoop_namenode_heap_mb"] + master["spark_daemon_memory_mb"]
+                 + master["ray_object_store_mb"] + driver)  # fmt: skip
+    on_worker = (worker["hadoop_datanode_heap_mb"] + worker["spark_daemon_memory_mb"]
+                 + worker["spark_worker_memory_mb"] + worker["ray_object_store_mb"])  # fmt: skip
+    assert on_master + reserve <= T2_LARGE_MB, master
+    assert on_worker + reserve <= T2_LARGE_MB, worker
+    # Spark's and Ray's defaults alone (the whole machine less 1 GiB, and 30% of it) do not
+    assert (T2_LARGE_MB - 1024) + 0.3 * T2_LARGE_MB + 1024 + 1024 > T2_LARGE_MB
