@@ -29,6 +29,8 @@ from clusterkit.state import (
     Contexts,
     default_state_dir,
     load_cluster_state,
+    new_cluster_state,
+    storage_root_for,
     write_json_atomic,
 )
 
@@ -281,9 +283,7 @@ def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = UP_TIMEOUT_S) -
     plan = up_check(spec)
     java, sizing = plan.java, plan.sizing
     inventory = provider.up(spec, paths)
-    storage_root = (
-        Path(spec.storage.root).expanduser().resolve() if spec.storage.root else paths.data
-    )
+    storage_root = storage_root_for(spec.storage.root, paths)
     storage_root.mkdir(parents=True, exist_ok=True)
     paths.logs.mkdir(parents=True, exist_ok=True)
     paths.spec_file.write_text(yaml.safe_dump(spec.model_dump(), sort_keys=False))
@@ -296,16 +296,13 @@ def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = UP_TIMEOUT_S) -
     launcher = local_services.Launcher(spec, paths, java=java, sizing=sizing, base_env=os.environ)
     token = paths.ray_token.read_text().strip()
     started = [launcher.spark_master(), launcher.ray_head()]
-    state = {
-        "name": spec.name,
-        "provider": provider.name,
-        "spec": spec.model_dump(),
-        "started_at": runs.now_iso(),
-        "state_dir": str(paths.root),
-        "storage_root": str(storage_root),
+    state = new_cluster_state(
+        name=spec.name, provider=provider.name, spec=spec.model_dump(),
+        started_at=runs.now_iso(), paths=paths, storage_root=storage_root,
+        inventory=inventory.to_dict(), endpoints=asdict(endpoints),
+    )  # fmt: skip
+    state |= {
         "java_home": str(java.home),
-        "inventory": inventory.to_dict(),
-        "endpoints": asdict(endpoints),
         "sizing": asdict(sizing),
         "ray_temp_dir": str(local_services.ray_temp_dir(paths)),
         "daemons": [d.to_dict() for d in started],

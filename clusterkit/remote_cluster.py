@@ -30,7 +30,7 @@ from clusterkit.providers.netns import NetnsProvider
 from clusterkit.provision import ProvisionReport, run_playbook
 from clusterkit.remote import SshSettings, connect, run, tunnels
 from clusterkit.spec import Spec
-from clusterkit.state import ClusterPaths, write_json_atomic
+from clusterkit.state import ClusterPaths, new_cluster_state, storage_root_for, write_json_atomic
 
 Progress = Callable[[str], None]
 
@@ -214,8 +214,7 @@ def sizing(state: dict[str, Any], paths: ClusterPaths, spec: Spec) -> dict[str, 
 def up(spec: Spec, paths: ClusterPaths, *, say: Progress) -> dict[str, Any]:
     """Make the nodes, provision them, wait until healthy; returns the saved state."""
     provider = provider_for(spec.provider)
-    storage_root = (Path(spec.storage.root).expanduser().resolve() if spec.storage.root
-                    else paths.data)  # fmt: skip
+    storage_root = storage_root_for(spec.storage.root, paths)
     storage_root.mkdir(parents=True, exist_ok=True)
     paths.logs.mkdir(parents=True, exist_ok=True)
     inventory = provider.up(spec, paths, shared=[storage_root], say=say)
@@ -225,15 +224,12 @@ def up(spec: Spec, paths: ClusterPaths, *, say: Progress) -> dict[str, Any]:
         Endpoints.for_spec(spec, host=master.address),
         spark_worker_ui=f"http://{worker.address}:{spec.ports.spark_worker_ui}",
     )
-    state: dict[str, Any] = {
-        "name": spec.name,
-        "provider": provider.name,
-        "spec": spec.model_dump(),
-        "started_at": runs.now_iso(),
-        "state_dir": str(paths.root),
-        "storage_root": str(storage_root),
-        "inventory": inventory.to_dict(),
-        "endpoints": asdict(endpoints),
+    state = new_cluster_state(
+        name=spec.name, provider=provider.name, spec=spec.model_dump(),
+        started_at=runs.now_iso(), paths=paths, storage_root=storage_root,
+        inventory=inventory.to_dict(), endpoints=asdict(endpoints),
+    )  # fmt: skip
+    state |= {
         "ssh": provider.ssh(paths).to_dict(),
         # the rehearsal's nodes see this machine's environment through their overlay root,
         # so the python role finds every pinned package present; AWS nodes get /opt/...

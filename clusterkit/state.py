@@ -142,3 +142,25 @@ def load_cluster_state(paths: ClusterPaths) -> dict[str, Any] | None:
         return None
     data: dict[str, Any] = json.loads(paths.state_file.read_text())
     return data
+
+
+def storage_root_for(storage_root: str | None, paths: ClusterPaths) -> Path:
+    """The cluster's storage root: the spec's ``storage.root``, else the state folder's data/."""
+    return Path(storage_root).expanduser().resolve() if storage_root else paths.data
+
+
+def new_cluster_state(
+    *, name: str, provider: str, spec: dict[str, Any], started_at: str, paths: ClusterPaths,
+    storage_root: Path, inventory: dict[str, Any], endpoints: dict[str, str],
+) -> dict[str, Any]:  # fmt: skip
+    """The keys every ``cluster.json`` has; each provider's path adds its own."""
+    return {
+        "name": name,
+        "provider": provider,
+        "spec": spec,
+        "started_at": started_at,
+        "state_dir": str(paths.root),
+        "storage_root": str(storage_root),
+        "inventory": inventory,
+        "endpoints": endpoints,
+    }

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -246,10 +248,8 @@ def test_down_removes_every_namespace_link_process_and_node_folder(rehearsal):
     assert rehearsal.ck_json("status")["state"] == "down"
 
 
-def test_without_root_up_says_so_in_one_line(tmp_path: Path):
-    home = tmp_path / "home"
-    home.mkdir()
-    os.chmod(tmp_path, 0o755)
+def test_without_root_up_says_so_in_one_line():
+    home = Path(tempfile.mkdtemp(prefix="ck-nonroot-"))  # pytest's own folders are root's only
     os.chmod(home, 0o777)
     proc = subprocess.run(
         ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
@@ -260,3 +260,4 @@ def test_without_root_up_says_so_in_one_line(tmp_path: Path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "needs Linux and root" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+    shutil.rmtree(home)
