@@ -81,6 +81,13 @@ def up(
         spec = parse_spec({**spec.model_dump(), **overrides}, source="command line")
     if dry_run:
         plan = cluster.up_check(spec).to_dict()
+        if spec.provider != "local" and not as_json:
+            out.print(
+                f"spec OK; provider {spec.provider} can run here; Java {plan['java_major']} at "
+                f"{plan['java_home']}; the playbooks size the services from each node's "
+                f"memory; nothing started"
+            )
+            return
         _print_json(plan) if as_json else out.print(
             f"spec OK; Java {plan['java_major']} at {plan['java_home']}; ports free; "
             f"Spark worker {plan['sizing']['worker_cores']} cores "

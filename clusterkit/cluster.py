@@ -234,9 +234,12 @@ def up_check(spec: Spec) -> Plan:
     Raises the error ``up`` would raise; returns the plan otherwise.
     """
     get_provider(spec.provider)
+    if spec.provider != "local":  # the services' ports are the nodes', not this machine's
+        remote_cluster.provider_for(spec.provider).preflight()
     java = preflight.find_java(spec.versions.java_min)
     sizing = preflight.size_services(spec)
-    preflight.check_ports(spec)
+    if spec.provider == "local":
+        preflight.check_ports(spec)
     return Plan(spec=spec, java=java, sizing=sizing)
 
 

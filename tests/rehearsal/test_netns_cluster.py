@@ -261,3 +261,13 @@ def test_without_root_up_says_so_in_one_line():
     assert "needs Linux and root" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     shutil.rmtree(home)
+
+
+def test_dry_run_checks_the_machine_and_starts_nothing(tmp_path: Path):
+    env = {**os.environ, "CLUSTERKIT_HOME": str(tmp_path)}
+    before = topology.existing_namespaces()
+    proc = subprocess.run([CLUSTERKIT, "up", "--provider", "netns", "--name", "dry", "--dry-run"],
+                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "provider netns can run here" in proc.stdout and "nothing started" in proc.stdout
+    assert topology.existing_namespaces() == before
