@@ -353,7 +353,9 @@ def _up_remote_again(cluster: Cluster, *, t0: float, say: Progress) -> UpReport:
     """``up`` on a remote cluster that is up: nothing when healthy, else the playbooks again
     (they start what is stopped and change nothing else)."""
     Contexts().add(cluster.name, cluster.paths.root)
-    found = remote_cluster.problems(cluster.state, cluster.paths)
+    found = remote_cluster.problems(
+        cluster.state, remote_cluster.read_health(cluster.state, cluster.paths)
+    )
     if not found:
         return _report(cluster, changed=False, t0=t0,
                        message=f"cluster {cluster.name!r} is already up and healthy; "
@@ -400,14 +402,19 @@ def _report(cluster: Cluster, *, changed: bool, t0: float, message: str) -> UpRe
     )
 
 
+def _cancel_active_runs(cluster: Cluster, *, say: Progress) -> None:
+    """Cancel the cluster's runs still going, each record saying why (before ``down``)."""
+    for record in runs.RunStore(cluster.paths.runs).active():
+        say(f"cancelling run {record.id} ({record.job})")
+        runs.cancel(cluster, record.id, reason="the cluster was taken down")
+
+
 def _stop(cluster: Cluster, *, say: Progress) -> tuple[list[int], list[int]]:
     """Cancel the cluster's active runs, stop its daemons, verify its ports are free.
 
     Returns (pids stopped, ports checked); raises ServiceError naming any port still held.
     """
-    for record in runs.RunStore(cluster.paths.runs).active():
-        say(f"cancelling run {record.id} ({record.job})")
-        runs.cancel(cluster, record.id, reason="the cluster was taken down")
+    _cancel_active_runs(cluster, say=say)
     pids = daemons.stop_all(cluster.daemons)
     ports = sorted(cluster.spec.ports.fixed().values())
     if not daemons.wait_until(
@@ -441,9 +448,7 @@ def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet
     if cluster is None:
         report.message = f"cluster {name!r} is not up; nothing to stop"
     elif cluster.is_remote:
-        for record in runs.RunStore(cluster.paths.runs).active():
-            say(f"cancelling run {record.id} ({record.job})")
-            runs.cancel(cluster, record.id, reason="the cluster was taken down")
+        _cancel_active_runs(cluster, say=say)
         removed = remote_cluster.down(cluster.state, cluster.paths)
         report.changed = True
         report.message = f"cluster {name!r} is down: removed {', '.join(removed)}"
@@ -472,14 +477,11 @@ def service_health(cluster: Cluster) -> list[services.ServiceHealth]:
     """Every service of the cluster, each read through its own API; never raises."""
     if cluster.is_remote:
         try:
-            rows: list[services.ServiceHealth] = remote_cluster.read_health(
-                cluster.state, cluster.paths
-            )["rows"]
+            return remote_cluster.read_health(cluster.state, cluster.paths)
         except ClusterkitError as exc:
             master = cluster.inventory.driver()
             return [services.ServiceHealth("spark-master", "down", master.address, None,
                                            str(exc), answered=False)]  # fmt: skip
-        return rows
     endpoints = cluster.endpoints
     rows = services.spark_health(endpoints.spark_master_url, endpoints.spark_master_ui)
     rows += services.ray_health(endpoints.ray_address, endpoints.ray_dashboard, cluster.ray_token)

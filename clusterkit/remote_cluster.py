@@ -26,10 +26,11 @@ from clusterkit import local_services, runs, services
 from clusterkit.errors import ClusterkitError, ServiceError
 from clusterkit.inventory import Inventory
 from clusterkit.local_services import Endpoints
+from clusterkit.providers import get_provider
 from clusterkit.providers.netns import NetnsProvider
 from clusterkit.provision import ProvisionReport, run_playbook
 from clusterkit.remote import SshSettings, connect, run, tunnels
-from clusterkit.spec import Spec
+from clusterkit.spec import Spec, parse_size
 from clusterkit.state import ClusterPaths, new_cluster_state, storage_root_for, write_json_atomic
 
 Progress = Callable[[str], None]
@@ -111,9 +112,11 @@ def playbook_vars(spec: Spec, paths: ClusterPaths, *, venv: str, wheel: Path) ->
 
 
 def provider_for(name: str) -> NetnsProvider:
-    if name == "netns":
-        return NetnsProvider()
-    raise ClusterkitError(f"provider {name!r} has no remote nodes")
+    """The provider called ``name``, which must make remote nodes (reached over SSH)."""
+    provider = get_provider(name)
+    if not isinstance(provider, NetnsProvider):
+        raise ClusterkitError(f"provider {name!r} has no remote nodes")
+    return provider
 
 
 def provision(state: dict[str, Any], paths: ClusterPaths, *, say: Progress) -> ProvisionReport:
@@ -126,12 +129,10 @@ def provision(state: dict[str, Any], paths: ClusterPaths, *, say: Progress) -> P
     return run_playbook(inventory, work_dir=paths.root / "ansible", extravars=extra, say=say)
 
 
-def read_health(state: dict[str, Any], paths: ClusterPaths) -> dict[str, Any]:
-    """Spark's and Ray's own status, read through tunnels to the master's private address.
-
-    Returns ``{"spark": /json/ or None, "ray_nodes": [...] or None, "rows": [ServiceHealth]}``;
-    raises NodeUnreachable when the master does not answer SSH.
-    """
+def read_health(state: dict[str, Any], paths: ClusterPaths) -> list[services.ServiceHealth]:
+    """Spark's and Ray's own status, read once each through tunnels to the master's private
+    address, and the storage folder. Raises NodeUnreachable when the master does not answer
+    SSH."""
     inventory = Inventory.from_dict(state["inventory"])
     endpoints = Endpoints(**state["endpoints"])
     ssh = SshSettings.from_dict(state["ssh"])
@@ -145,68 +146,59 @@ def read_health(state: dict[str, Any], paths: ClusterPaths) -> dict[str, Any]:
     ):
         spark_rows = services.spark_health(endpoints.spark_master_url, f"http://{local[0]}")
         ray_rows = services.ray_health(endpoints.ray_address, f"http://{local[1]}", token)
-        try:
-            spark = services.spark_master_json(f"http://{local[0]}")
-        except Exception:
-            spark = None
-        try:
-            ray_nodes = services.ray_nodes(f"http://{local[1]}", token)
-        except Exception:
-            ray_nodes = None
     for row in spark_rows + ray_rows:  # the services' own addresses, not the tunnels'
         if row.url and row.url.startswith("http://127.0.0.1:"):
             row.url = (endpoints.spark_master_ui if row.name.startswith("spark")
                        else endpoints.ray_dashboard)  # fmt: skip
-    storage = services.storage_health(state["storage_root"])
-    return {"spark": spark, "ray_nodes": ray_nodes, "rows": [*spark_rows, *ray_rows, storage]}
+    return [*spark_rows, *ray_rows, services.storage_health(state["storage_root"])]
 
 
-def problems(state: dict[str, Any], paths: ClusterPaths) -> list[str]:
-    """What keeps the cluster from being healthy (empty: healthy): every worker node's Spark
-    worker ALIVE and registered by its address, and every node in Ray."""
-    health = read_health(state, paths)
+def _alive(rows: list[services.ServiceHealth], name: str) -> set[str]:
+    """The hosts of the ``name`` rows that are up (addresses are host:port)."""
+    return {r.address.rsplit(":", 1)[0] for r in rows if r.name == name and r.state == "up"}
+
+
+def problems(state: dict[str, Any], rows: list[services.ServiceHealth]) -> list[str]:
+    """What keeps the cluster from being healthy (empty: healthy), from ``read_health``'s
+    rows: the Spark master ALIVE with every worker node's worker registered by its address,
+    and every node in Ray."""
     inventory = Inventory.from_dict(state["inventory"])
-    workers = {n.address for n in inventory.nodes if "worker" in n.roles}
     found: list[str] = []
-    spark = health["spark"]
-    alive = {w.get("host") for w in (spark or {}).get("workers", []) if w.get("state") == "ALIVE"}
-    if spark is None or spark.get("status") != "ALIVE":
+    workers = {n.address for n in inventory.nodes if "worker" in n.roles}
+    alive = _alive(rows, "spark-worker")
+    if not _alive(rows, "spark-master"):
         found.append("the Spark master does not answer ALIVE")
     elif not workers <= alive:
         found.append(f"Spark lists ALIVE workers {sorted(alive)}, not {sorted(workers)}")
-    ray_nodes = health["ray_nodes"] or []
-    ray_alive = {n.get("raylet", {}).get("nodeManagerAddress") for n in ray_nodes
-                 if n.get("raylet", {}).get("state") == "ALIVE"}  # fmt: skip
     expected = {n.address for n in inventory.nodes}
+    ray_alive = _alive(rows, "ray-node")
     if not expected <= ray_alive:
         found.append(f"Ray lists ALIVE nodes {sorted(ray_alive)}, not {sorted(expected)}")
     return found
 
 
 def wait_healthy(state: dict[str, Any], paths: ClusterPaths, *, say: Progress,
-                 timeout_s: float = HEALTH_TIMEOUT_S) -> None:  # fmt: skip
+                 timeout_s: float = HEALTH_TIMEOUT_S) -> list[services.ServiceHealth]:  # fmt: skip
+    """Poll until :func:`problems` finds none; the healthy reading's rows."""
     deadline = time.monotonic() + timeout_s
     while True:
-        found = problems(state, paths)
+        rows = read_health(state, paths)
+        found = problems(state, rows)
         if not found:
             say("Spark lists the worker ALIVE by its address; Ray lists every node")
-            return
+            return rows
         if time.monotonic() > deadline:
             raise ServiceError(f"cluster {state['name']!r} not healthy: {'; '.join(found)}")
         time.sleep(2)
 
 
-def sizing(state: dict[str, Any], paths: ClusterPaths, spec: Spec) -> dict[str, int]:
-    """What jobs are given, read from the running Spark master (the playbooks' budget)."""
-    spark = read_health(state, paths)["spark"] or {}
-    workers = [w for w in spark.get("workers", []) if w.get("state") == "ALIVE"]
-    if not workers:
-        raise ServiceError(f"cluster {state['name']!r}: the Spark master lists no ALIVE worker")
-    from clusterkit.spec import parse_size
-
+def sizing(rows: list[services.ServiceHealth], spec: Spec) -> dict[str, int]:
+    """What jobs are given: a worker's cores and memory as its Spark master lists them (the
+    playbooks' budget), and the spec's driver memory."""
+    worker = next(r for r in rows if r.name == "spark-worker" and r.state == "up")
     return {
-        "worker_cores": int(workers[0]["cores"]),
-        "worker_memory_mb": int(workers[0]["memory"]),
+        "worker_cores": int(worker.info["cores"]),
+        "worker_memory_mb": int(worker.info["memory_mb"]),
         "driver_memory_mb": parse_size(spec.nodes.driver_memory) // 1024**2,
     }
 
@@ -242,8 +234,7 @@ def up(spec: Spec, paths: ClusterPaths, *, say: Progress) -> dict[str, Any]:
         report = provision(state, paths, say=say)
         say(f"provisioned in {time.monotonic() - started:.0f} s: "
             f"{report.tasks} tasks, {report.total_changed} changed")  # fmt: skip
-        wait_healthy(state, paths, say=say)
-        state["sizing"] = sizing(state, paths, spec)
+        state["sizing"] = sizing(wait_healthy(state, paths, say=say), spec)
         state["provisioned"] = {"tasks": report.tasks, "changed": report.changed}
     except BaseException:
         down(state, paths)

@@ -70,7 +70,8 @@ class NetnsProvider:
 
     @staticmethod
     def ssh(paths: ClusterPaths) -> SshSettings:
-        return SshSettings("root", paths.root / "ssh" / "id_ed25519", paths.root / "known_hosts")
+        key = paths.root / "ssh" / "id_ed25519"
+        return SshSettings("root", key, nodes.known_hosts_file(paths.root))
 
     @staticmethod
     def preflight() -> None:
@@ -127,7 +128,7 @@ class NetnsProvider:
         (their roots, with everything the playbooks installed). Idempotent."""
         name = cluster or paths.root.name
         removed = topology.destroy(self.layout(name))
-        node_dir = paths.root / "nodes"
+        node_dir = nodes.nodes_dir(paths.root)
         if node_dir.exists():
             shutil.rmtree(node_dir)
             removed.append(f"folder {node_dir}")

@@ -37,7 +37,9 @@ __all__ = [
     "Node",
     "ansible_inventory",
     "init",
+    "known_hosts_file",
     "node",
+    "nodes_dir",
     "prepare",
     "start",
     "write_known_hosts",
@@ -62,8 +64,18 @@ class Node:
         return self.folder / "node.log"
 
 
+def nodes_dir(state_dir: Path) -> Path:
+    """Where a cluster's nodes keep their roots (one folder each)."""
+    return state_dir / "nodes"
+
+
+def known_hosts_file(state_dir: Path) -> Path:
+    """The nodes' host keys, as :func:`write_known_hosts` writes them."""
+    return state_dir / "known_hosts"
+
+
 def node(layout: Layout, name: str, state_dir: Path) -> Node:
-    return Node(name, layout.address_of(name), state_dir / "nodes" / name)
+    return Node(name, layout.address_of(name), nodes_dir(state_dir) / name)
 
 
 def prepare(target: Node, *, authorized_key: str) -> None:
@@ -173,7 +185,7 @@ def write_known_hosts(layout: Layout, state_dir: Path) -> Path:
         target = node(layout, name, state_dir)
         kind, key = (target.upper / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2]
         lines.append(f"{target.address} {kind} {key}")
-    path = state_dir / "known_hosts"
+    path = known_hosts_file(state_dir)
     path.write_text("\n".join(lines) + "\n")
     return path
 

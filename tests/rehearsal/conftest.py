@@ -1,4 +1,4 @@
-"""Helpers of the rehearsal tests: a topology with both nodes started, torn down after."""
+"""Helpers of the rehearsal tests: both nodes up through the netns provider, down after."""
 
 from __future__ import annotations
 
@@ -6,24 +6,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from clusterkit.rehearsal import nodes, topology
-from clusterkit.rehearsal.topology import Layout, run
+from clusterkit.inventory import Inventory
+from clusterkit.providers.netns import NetnsProvider
+from clusterkit.remote import SshSettings
+from clusterkit.spec import Spec
+from clusterkit.state import ClusterPaths
 
 
 @contextmanager
-def nodes_up(layout: Layout, state: Path) -> Iterator[Path]:
-    """Build ``layout`` and start both nodes, authorizing a fresh operator key (its path is
-    yielded; known_hosts beside it holds the nodes' host keys); everything is removed after."""
-    key = state / "operator_key"
-    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
-    topology.destroy(layout)  # what a run killed half-way left
-    topology.build(layout)
+def nodes_up(cluster: str, state: Path) -> Iterator[tuple[Inventory, SshSettings]]:
+    """The topology of ``cluster`` built and both nodes started by the provider (its key
+    authorized, known_hosts holding the nodes' own host keys); everything removed after."""
+    provider, paths = NetnsProvider(), ClusterPaths(state)
+    provider.down(paths, cluster)  # what a run killed half-way left
+    inventory = provider.up(Spec(name=cluster), paths, say=lambda _: None)
     try:
-        for name in nodes.NODES:
-            target = nodes.node(layout, name, state)
-            nodes.prepare(target, authorized_key=(state / "operator_key.pub").read_text())
-            nodes.start(layout, target)
-        nodes.write_known_hosts(layout, state)
-        yield key
+        yield inventory, provider.ssh(paths)
     finally:
-        topology.destroy(layout)
+        provider.down(paths, cluster)

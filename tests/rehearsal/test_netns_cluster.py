@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,12 @@ import psutil
 import pytest
 from fabric import Connection
 
-from clusterkit import provision
+from clusterkit import provision, remote
+from clusterkit.inventory import Inventory
 from clusterkit.providers.netns import NetnsProvider
 from clusterkit.rehearsal import nodes, topology
 from clusterkit.rehearsal.topology import Layout, in_ns
+from clusterkit.remote import SshSettings
 from clusterkit.state import ClusterPaths
 from tests.rehearsal.test_topology import PORT, SERVE
 
@@ -58,13 +61,11 @@ class Rehearsal:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return json.loads(proc.stdout)
 
-    def connect(self, name: str) -> Connection:
-        kwargs = {"key_filename": str(self.paths.root / "ssh" / "id_ed25519"),
-                  "look_for_keys": False}  # fmt: skip
-        master = Connection(self.layout.master, user="root", connect_kwargs=kwargs)
-        if name == "master":
-            return master
-        return Connection(self.layout.worker, user="root", connect_kwargs=kwargs, gateway=master)
+    def connect(self, name: str) -> AbstractContextManager[Connection]:
+        """The kit's own SSH to a node (the worker through the master, host keys checked)."""
+        state = json.loads(self.paths.state_file.read_text())
+        return remote.connect(Inventory.from_dict(state["inventory"]), name,
+                              SshSettings.from_dict(state["ssh"]))  # fmt: skip
 
 
 def sh(c: Connection, command: str) -> str:

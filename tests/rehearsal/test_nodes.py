@@ -6,45 +6,41 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
-import paramiko
 import pytest
 from fabric import Connection
 
+from clusterkit import remote
+from clusterkit.inventory import Inventory
 from clusterkit.rehearsal import nodes, topology
 from clusterkit.rehearsal.topology import Layout, run
+from clusterkit.remote import SshSettings
 from tests.rehearsal.conftest import nodes_up
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
 
 
+@dataclass
 class Rehearsal:
-    def __init__(self, layout: Layout, state: Path, key: Path) -> None:
-        self.layout, self.state, self.key = layout, state, key
-        self.known_hosts = state / "known_hosts"
+    layout: Layout
+    state: Path
+    inventory: Inventory
+    ssh: SshSettings
 
-    def connect(self, name: str) -> Connection:
-        """SSH as root; the worker through the master; host keys checked against the nodes'."""
-        kwargs = {"key_filename": str(self.key), "look_for_keys": False, "allow_agent": False}
-
-        def conn(address: str, gateway: Connection | None = None) -> Connection:
-            c = Connection(address, user="root", connect_kwargs=kwargs, gateway=gateway,
-                           connect_timeout=10)  # fmt: skip
-            c.client.load_host_keys(str(self.known_hosts))
-            c.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-            return c
-
-        master = conn(self.layout.master)
-        return master if name == "master" else conn(self.layout.worker, gateway=master)
+    def connect(self, name: str) -> AbstractContextManager[Connection]:
+        """SSH as root, the worker through the master, host keys checked against the nodes'
+        (the kit's own connection)."""
+        return remote.connect(self.inventory, name, self.ssh)
 
 
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
     state = tmp_path_factory.mktemp("rehearsal")
-    layout = Layout(cluster="tnode")
-    with nodes_up(layout, state) as key:
-        yield Rehearsal(layout, state, key)
+    with nodes_up("tnode", state) as (inventory, ssh):
+        yield Rehearsal(Layout(cluster="tnode"), state, inventory, ssh)
 
 
 def test_each_node_is_its_own_machine(rehearsal: Rehearsal):
