@@ -300,10 +300,14 @@ def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = UP_TIMEOUT_S) -
     token = paths.ray_token.read_text().strip()
     started = [launcher.spark_master(), launcher.ray_head()]
     state = new_cluster_state(
-        name=spec.name, provider=provider.name, spec=spec.model_dump(),
-        started_at=runs.now_iso(), paths=paths, storage_root=storage_root,
-        inventory=inventory.to_dict(), endpoints=asdict(endpoints),
-    )  # fmt: skip
+        spec,
+        provider.name,
+        paths,
+        storage_root=storage_root,
+        inventory=inventory,
+        endpoints=asdict(endpoints),
+        started_at=runs.now_iso(),
+    )
     state |= {
         "java_home": str(java.home),
         "sizing": asdict(sizing),

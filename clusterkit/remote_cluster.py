@@ -217,10 +217,14 @@ def up(spec: Spec, paths: ClusterPaths, *, say: Progress) -> dict[str, Any]:
         spark_worker_ui=f"http://{worker.address}:{spec.ports.spark_worker_ui}",
     )
     state = new_cluster_state(
-        name=spec.name, provider=provider.name, spec=spec.model_dump(),
-        started_at=runs.now_iso(), paths=paths, storage_root=storage_root,
-        inventory=inventory.to_dict(), endpoints=asdict(endpoints),
-    )  # fmt: skip
+        spec,
+        provider.name,
+        paths,
+        storage_root=storage_root,
+        inventory=inventory,
+        endpoints=asdict(endpoints),
+        started_at=runs.now_iso(),
+    )
     state |= {
         "ssh": provider.ssh(paths).to_dict(),
         # the rehearsal's nodes see this machine's environment through their overlay root,

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from clusterkit.errors import NoCluster
+from clusterkit.inventory import Inventory
+from clusterkit.spec import Spec
 
 
 def home() -> Path:
@@ -150,17 +152,17 @@ def storage_root_for(storage_root: str | None, paths: ClusterPaths) -> Path:
 
 
 def new_cluster_state(
-    *, name: str, provider: str, spec: dict[str, Any], started_at: str, paths: ClusterPaths,
-    storage_root: Path, inventory: dict[str, Any], endpoints: dict[str, str],
+    spec: Spec, provider: str, paths: ClusterPaths, *, storage_root: Path,
+    inventory: Inventory, endpoints: dict[str, str], started_at: str,
 ) -> dict[str, Any]:  # fmt: skip
     """The keys every ``cluster.json`` has; each provider's path adds its own."""
     return {
-        "name": name,
+        "name": spec.name,
         "provider": provider,
-        "spec": spec,
+        "spec": spec.model_dump(),
         "started_at": started_at,
         "state_dir": str(paths.root),
         "storage_root": str(storage_root),
-        "inventory": inventory,
+        "inventory": inventory.to_dict(),
         "endpoints": endpoints,
     }
