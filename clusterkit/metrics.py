@@ -6,7 +6,9 @@ workers through the runtime environment. So the same sampler finds the driver, e
 Ray workers of a run on any node it runs on, with no knowledge of Spark or Ray.
 
 Run on a node as ``python -m clusterkit.metrics --run-id ID`` it prints one JSON sample per
-interval on stdout: the form in which remote nodes report back (two-node clusters, later).
+interval on stdout: the form in which the other nodes report to the run's supervisor on the
+driver node (:mod:`clusterkit.peer_sampling`). ``--stop-processes`` ends the run's processes
+on that node instead.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from clusterkit.daemons import terminate_all
 
 RUN_MARKER = "CLUSTERKIT_RUN_ID"
 
@@ -80,7 +84,7 @@ class RunProcessFinder:
         return found
 
 
-def _role(cmdline: list[str]) -> str:
+def _role(cmdline: list[str], default: str = "driver") -> str:
     text = " ".join(cmdline)
     if "CoarseGrainedExecutorBackend" in text:
         return "spark-executor"
@@ -92,11 +96,13 @@ def _role(cmdline: list[str]) -> str:
         return "ray-worker"
     if "default_worker.py" in text:
         return "ray-worker"
-    return "driver"
+    return default
 
 
-def run_sample(finder: RunProcessFinder, cpu_state: dict[int, psutil.Process]) -> dict[str, Any]:
-    """Memory (RSS) and CPU of the run's processes on this node, summed and by role."""
+def run_sample(finder: RunProcessFinder, cpu_state: dict[int, psutil.Process], *,
+               default_role: str = "driver") -> dict[str, Any]:  # fmt: skip
+    """Memory (RSS) and CPU of the run's processes on this node, summed and by role (a
+    process of no known role is ``default_role``: the driver on the driver's node)."""
     procs = finder.find()
     rss_total = 0
     cpu_total = 0.0
@@ -108,7 +114,7 @@ def run_sample(finder: RunProcessFinder, cpu_state: dict[int, psutil.Process]) -
             with cached.oneshot():
                 rss = cached.memory_info().rss
                 cpu = cached.cpu_percent(interval=None)
-                role = _role(cached.cmdline())
+                role = _role(cached.cmdline(), default_role)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
         alive[proc.pid] = cached
@@ -125,6 +131,61 @@ def run_sample(finder: RunProcessFinder, cpu_state: dict[int, psutil.Process]) -
     }
 
 
+class Peaks:
+    """The peaks of a run's samples, from one node or several (thread-safe).
+
+    Per node: the highest run RSS, run RSS by role and node memory used of any one sample.
+    For the run as a whole: the highest sum, over nodes, of each node's latest sample (the
+    nodes sample on their own clocks, so a node's figure counts until its next sample).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest: dict[str, dict[str, Any]] = {}
+        self._nodes: dict[str, dict[str, Any]] = {}
+        self.peak_rss_bytes = 0
+        self.peak_rss_by_role: dict[str, int] = {}
+
+    def add(self, sample: dict[str, Any]) -> None:
+        node = str(sample["node"])
+        with self._lock:
+            peaks = self._nodes.setdefault(node, {"node": node, "samples": 0,
+                                                  "peak_rss_bytes": 0, "peak_rss_by_role": {},
+                                                  "peak_node_mem_used_bytes": 0})  # fmt: skip
+            peaks["samples"] += 1
+            peaks["peak_rss_bytes"] = max(peaks["peak_rss_bytes"], sample["run_rss_bytes"])
+            peaks["peak_node_mem_used_bytes"] = max(peaks["peak_node_mem_used_bytes"],
+                                                    sample["mem_used_bytes"])  # fmt: skip
+            _raise_to(peaks["peak_rss_by_role"], sample["run_rss_by_role"])
+            self._latest[node] = sample
+            latest = self._latest.values()
+            self.peak_rss_bytes = max(self.peak_rss_bytes,
+                                      sum(s["run_rss_bytes"] for s in latest))  # fmt: skip
+            by_role: dict[str, int] = {}
+            for other in latest:
+                for role, rss in other["run_rss_by_role"].items():
+                    by_role[role] = by_role.get(role, 0) + rss
+            _raise_to(self.peak_rss_by_role, by_role)
+
+    def node(self, name: str) -> dict[str, Any]:
+        """One node's peaks (zeros when it sent no sample)."""
+        with self._lock:
+            found = self._nodes.get(name)
+            if found is None:
+                return {"node": name, "samples": 0, "peak_rss_bytes": 0, "peak_rss_by_role": {},
+                        "peak_node_mem_used_bytes": 0}  # fmt: skip
+            return {**found, "peak_rss_by_role": dict(found["peak_rss_by_role"])}
+
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        """Every node's peaks, by node name."""
+        return {name: self.node(name) for name in sorted(self._nodes)}
+
+
+def _raise_to(peaks: dict[str, int], values: dict[str, int]) -> None:
+    for key, value in values.items():
+        peaks[key] = max(peaks.get(key, 0), value)
+
+
 class Sampler:
     """Samples node and run figures every ``interval_s`` in a thread; keeps peaks.
 
@@ -139,15 +200,14 @@ class Sampler:
         node: str,
         interval_s: float = 1.0,
         on_sample: Callable[[dict[str, Any]], None] | None = None,
+        default_role: str = "driver",
     ) -> None:
         self.run_id = run_id
+        self.default_role = default_role
         self.node = node
         self.interval_s = interval_s
         self.on_sample = on_sample
-        self.samples = 0
-        self.peak_rss_bytes = 0
-        self.peak_node_mem_used_bytes = 0
-        self.peak_rss_by_role: dict[str, int] = {}
+        self.peaks = Peaks()
         self.cpu_s = 0.0  # CPU time the sampling itself used (its thread's)
         self._finder = RunProcessFinder(run_id)
         self._cpu_state: dict[int, psutil.Process] = {}
@@ -157,13 +217,9 @@ class Sampler:
     def sample(self) -> dict[str, Any]:
         cpu_started = time.thread_time()
         sample = {"t": time.time(), **node_sample(self.node)}
-        sample.update(run_sample(self._finder, self._cpu_state))
+        sample.update(run_sample(self._finder, self._cpu_state, default_role=self.default_role))
         self.cpu_s += time.thread_time() - cpu_started
-        self.samples += 1
-        self.peak_rss_bytes = max(self.peak_rss_bytes, sample["run_rss_bytes"])
-        self.peak_node_mem_used_bytes = max(self.peak_node_mem_used_bytes, sample["mem_used_bytes"])
-        for role, rss in sample["run_rss_by_role"].items():
-            self.peak_rss_by_role[role] = max(self.peak_rss_by_role.get(role, 0), rss)
+        self.peaks.add(sample)
         if self.on_sample is not None:
             self.on_sample(sample)
         return sample
@@ -183,37 +239,57 @@ class Sampler:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        return {
-            "node": self.node,
-            "samples": self.samples,
-            "peak_rss_bytes": self.peak_rss_bytes,
-            "peak_rss_by_role": dict(self.peak_rss_by_role),
-            "peak_node_mem_used_bytes": self.peak_node_mem_used_bytes,
-            "sampler_cpu_s": round(self.cpu_s, 4),
-        }
+        return {**self.peaks.node(self.node), "sampler_cpu_s": round(self.cpu_s, 4)}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Node-side entry point: print a JSON sample per interval until killed or --count."""
+    """Node-side entry point: print a JSON sample per interval until killed, --count, or (with
+    --until-stdin-closes) the end of stdin; or, with --stop-processes, end the run's processes
+    here and print their pids."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--node", default=socket.gethostname())
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--count", type=int, default=0, help="stop after N samples (0: never)")
     parser.add_argument("--out", type=Path, default=None, help="append to a file, not stdout")
+    parser.add_argument(
+        "--until-stdin-closes",
+        action="store_true",
+        help="stop when stdin ends (the SSH channel that started it closed)",
+    )
+    parser.add_argument("--default-role", default="driver",
+                        help="a run process of no known kind (on other nodes: other)")  # fmt: skip
+    parser.add_argument(
+        "--stop-processes",
+        action="store_true",
+        help="end the run's processes on this node; print their pids",
+    )
     args = parser.parse_args(argv)
+    if args.stop_processes:
+        procs = RunProcessFinder(args.run_id).find()
+        print(json.dumps(terminate_all(procs, grace_s=5.0) if procs else []), flush=True)
+        return 0
     out = open(args.out, "a") if args.out else sys.stdout  # noqa: SIM115
-    sampler = Sampler(args.run_id, node=args.node, interval_s=args.interval)
+    stop = threading.Event()
+    if args.until_stdin_closes:
+
+        def wait_for_eof() -> None:
+            sys.stdin.read()
+            stop.set()
+
+        threading.Thread(target=wait_for_eof, daemon=True).start()
+    sampler = Sampler(args.run_id, node=args.node, interval_s=args.interval,
+                      default_role=args.default_role)  # fmt: skip
     taken = 0
     try:
-        while args.count == 0 or taken < args.count:
+        while (args.count == 0 or taken < args.count) and not stop.is_set():
             started = time.monotonic()
             out.write(json.dumps(sampler.sample()) + "\n")
             out.flush()
             taken += 1
-            time.sleep(max(0.0, args.interval - (time.monotonic() - started)))
-    except KeyboardInterrupt:
-        pass
+            stop.wait(max(0.0, args.interval - (time.monotonic() - started)))
+    except (KeyboardInterrupt, BrokenPipeError):
+        pass  # interrupted, or whoever read the samples has gone
     return 0
 
 
