@@ -23,6 +23,7 @@ from clusterkit.errors import ClusterkitError, NoCluster, ServiceError
 from clusterkit.inventory import Inventory
 from clusterkit.local_services import Endpoints
 from clusterkit.providers import get_provider
+from clusterkit.remote_runs import RunMirror
 from clusterkit.spec import Spec, parse_spec
 from clusterkit.state import (
     ClusterPaths,
@@ -89,6 +90,12 @@ class Cluster:
     def is_remote(self) -> bool:
         """True when the nodes are other machines, reached over SSH (not the local provider)."""
         return self.provider != "local"
+
+    def run_store(self) -> runs.RunStore:
+        """The cluster's runs: local folders, copies of the master's on a remote cluster."""
+        if self.is_remote:
+            return runs.RunStore(self.paths.runs, mirror=RunMirror(self))
+        return runs.RunStore(self.paths.runs)
 
     def job_env(self) -> dict[str, str]:
         """What a job's driver needs to reach this cluster (added to the run's environment;
@@ -408,7 +415,9 @@ def _report(cluster: Cluster, *, changed: bool, t0: float, message: str) -> UpRe
 
 def _cancel_active_runs(cluster: Cluster, *, say: Progress) -> None:
     """Cancel the cluster's runs still going, each record saying why (before ``down``)."""
-    for record in runs.RunStore(cluster.paths.runs).active():
+    store = cluster.run_store()
+    store.refresh()
+    for record in store.active():
         say(f"cancelling run {record.id} ({record.job})")
         runs.cancel(cluster, record.id, reason="the cluster was taken down")
 

@@ -11,6 +11,9 @@ from clusterkit.cluster import Cluster, open_cluster
 from clusterkit.errors import ClusterkitError, UnknownJob
 from jobs._lib import Param
 
+#: Jobs whose driver submits other runs through this machine's run store.
+SUBMITS_RUNS = {"suite", "bench"}
+
 
 class ParamsRefused(UnknownJob):
     """A parameter was refused before anything ran; ``run_id`` is the failed record kept for it
@@ -46,6 +49,12 @@ def submit_job(
             run_id = runs.record_refused(target, definition.name, list(args), str(exc)).id
         raise ParamsRefused(str(exc), run_id) from exc
     target = open_cluster(cluster_name)
+    if target.is_remote and definition.name in SUBMITS_RUNS:
+        raise UnknownJob(
+            f"job {definition.name!r} submits runs of its own, which needs the local provider "
+            f"for now; on cluster {target.name!r} run its steps one by one "
+            f"(`clusterkit jobs` lists them)"
+        )
     record = runs.submit(target, definition.name, params, metrics_enabled=metrics_enabled)
     return target, record
 

@@ -8,10 +8,15 @@ The CLI, the TUI and reports read this store; nothing else keeps run history.
 ``submit`` creates the record and starts a detached supervisor (:mod:`clusterkit.supervisor`)
 that runs the job, samples it and finishes the record, so a run outlives the command that
 started it. ``cancel`` asks the supervisor to stop the run and waits until it has.
+
+On a remote cluster the supervisor runs on the master and the run folder there is the truth:
+the store has a ``mirror`` (:class:`clusterkit.remote_runs.RunMirror`) and ``refresh`` copies
+the master's folders in before anything here reads them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -30,14 +35,18 @@ import psutil
 from clusterkit import daemons
 from clusterkit.errors import ClusterkitError, RunNotFound
 from clusterkit.metrics import RUN_MARKER, RunProcessFinder
+from clusterkit.remote import NodeUnreachable
 from clusterkit.state import write_json_atomic
 
 if TYPE_CHECKING:
     from clusterkit.cluster import Cluster
+    from clusterkit.remote_runs import RunMirror
 
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "cancelled")
 CANCEL_TIMEOUT_S = 60.0
+#: How long ``follow`` keeps trying to reach a remote cluster's master after a drop.
+REATTACH_TIMEOUT_S = 120.0
 
 
 def now_iso() -> str:
@@ -93,10 +102,31 @@ def new_run_id() -> str:
 
 
 class RunStore:
-    """Run folders under ``root``; every write is atomic (temp file + rename)."""
+    """Run folders under ``root``; every write is atomic (temp file + rename).
 
-    def __init__(self, root: Path) -> None:
+    With a ``mirror`` (a remote cluster's runs), the folders are copies of the master's and
+    :meth:`refresh` brings them up to date; without one, ``refresh`` does nothing.
+    """
+
+    def __init__(self, root: Path, mirror: RunMirror | None = None) -> None:
         self.root = root
+        self.mirror = mirror
+
+    @property
+    def poll_s(self) -> float:
+        """How often to look again while waiting on a run (a remote look is an SSH trip)."""
+        return 0.2 if self.mirror is None else 1.0
+
+    def refresh(self, run_id: str | None = None) -> None:
+        """Copy the cluster's run folders (one run's, or every run's) into this store.
+
+        Raises NodeUnreachable when the master does not answer."""
+        if self.mirror is None:
+            return
+        if run_id is None:
+            self.mirror.sync_all(self)
+        else:
+            self.mirror.sync(self, run_id)
 
     def dir(self, run_id: str) -> Path:
         return self.root / run_id
@@ -181,7 +211,7 @@ def submit(
 
     ``parent`` is the run submitting this one (a suite): cancelling it cancels this run too.
     """
-    store = RunStore(cluster.paths.runs)
+    store = cluster.run_store()
     record = store.create(
         job=job,
         params=params,
@@ -190,6 +220,8 @@ def submit(
         metrics_enabled=metrics_enabled,
         parent=parent,
     )
+    if store.mirror is not None:  # the supervisor runs on the master
+        return store.mirror.start(store, record)
     run_dir = store.dir(record.id)
     argv = [
         sys.executable,
@@ -237,17 +269,19 @@ def wait(store: RunStore, run_id: str, *, timeout_s: float | None = None) -> Run
     """Block until the run is final (or its supervisor is gone); return the record."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
+        store.refresh(run_id)
         record = reap_if_orphaned(store, store.load(run_id))
         if record.final:
             return record
         if deadline is not None and time.monotonic() > deadline:
             return record
-        time.sleep(0.2)
+        time.sleep(store.poll_s)
 
 
 def reap_if_orphaned(store: RunStore, record: RunRecord) -> RunRecord:
-    """An active run whose supervisor died is marked failed, with that reason."""
-    if record.final or record.supervisor is None:
+    """An active run whose supervisor died is marked failed, with that reason (a remote run's
+    supervisor is checked on the master when the store is refreshed)."""
+    if record.final or record.supervisor is None or store.mirror is not None:
         return record
     if supervisor_process(record) is not None:
         return record
@@ -275,7 +309,8 @@ def cancel(cluster: Cluster, ref: str, *, reason: str = "cancelled by the user")
 
     The runs it submitted (a suite's steps) are cancelled after it, so it cannot start more.
     """
-    store = RunStore(cluster.paths.runs)
+    store = cluster.run_store()
+    store.refresh()
     record = _cancel_one(store, store.get(ref), reason)
     for child in store.active():
         if child.parent == record.id:
@@ -286,13 +321,20 @@ def cancel(cluster: Cluster, ref: str, *, reason: str = "cancelled by the user")
 def _cancel_one(store: RunStore, record: RunRecord, reason: str) -> RunRecord:
     if record.final:
         return record
+    if store.mirror is not None:
+        store.mirror.cancel(store, record, reason)
+        return _wait_cancelled(store, record.id)
     record.cancel_requested = reason
     store.save(record)
     proc = supervisor_process(record)
     if proc is None:
         return reap_if_orphaned(store, record)
     proc.send_signal(signal.SIGTERM)
-    record = wait(store, record.id, timeout_s=CANCEL_TIMEOUT_S)
+    return _wait_cancelled(store, record.id)
+
+
+def _wait_cancelled(store: RunStore, run_id: str) -> RunRecord:
+    record = wait(store, run_id, timeout_s=CANCEL_TIMEOUT_S)
     if not record.final:
         raise ClusterkitError(
             f"run {record.id} did not stop within {CANCEL_TIMEOUT_S:.0f} s; see "
@@ -317,7 +359,24 @@ def follow(
     """
     tail = LogTail(store, run_id)
     targets = {"stdout.log": stdout, "stderr.log": stderr}
+    lost_since: float | None = None
     while True:
+        try:
+            store.refresh(run_id)
+        except NodeUnreachable as exc:  # the run goes on on the cluster; try again
+            if lost_since is None:
+                lost_since = time.monotonic()
+                stderr.write(f"{exc}; the run goes on there; reattaching ...\n")
+            elif time.monotonic() - lost_since > REATTACH_TIMEOUT_S:
+                raise NodeUnreachable(
+                    f"{exc}; run {run_id} goes on on the cluster: "
+                    f"`clusterkit logs {run_id} --follow` reattaches"
+                ) from exc
+            time.sleep(2.0)
+            continue
+        if lost_since is not None:
+            stderr.write(f"reattached to run {run_id}\n")
+            lost_since = None
         # read the record first: whatever the job wrote before it was final is drained below
         record = reap_if_orphaned(store, store.load(run_id))
         for name, chunk in tail.read():
@@ -327,7 +386,7 @@ def follow(
             return record
         if on_tick is not None:
             on_tick()
-        time.sleep(0.2)
+        time.sleep(store.poll_s)
 
 
 class LogTail:
@@ -426,12 +485,18 @@ class RunWatcher:
     Active runs whose supervisor died are reaped (marked failed) as in ``clusterkit runs``.
     """
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: RunStore, *, refresh_s: float = 2.0) -> None:
         self.store = store
+        self.refresh_s = refresh_s
+        self._refreshed = 0.0
         self._cache: dict[str, tuple[tuple[int, int], RunRecord]] = {}
 
     def poll(self) -> list[RunRecord]:
-        """Every run, oldest first."""
+        """Every run, oldest first (a remote cluster's copied in every ``refresh_s``)."""
+        if self.store.mirror is not None and time.monotonic() - self._refreshed > self.refresh_s:
+            self._refreshed = time.monotonic()
+            with contextlib.suppress(ClusterkitError):  # else the copies here are what there is
+                self.store.refresh()
         seen: dict[str, tuple[tuple[int, int], RunRecord]] = {}
         try:
             entries = sorted(os.scandir(self.store.root), key=lambda e: e.name)

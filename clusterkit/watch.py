@@ -67,6 +67,7 @@ class LiveSource:
         self.requested = name
         psutil.cpu_percent(interval=None)  # so the first reading is CPU since now, not 0
         self._loaded: tuple[tuple[str, int], cluster_core.Cluster] | None = None
+        self._store: tuple[cluster_core.Cluster, runs.RunStore] | None = None
 
     def _cluster(self) -> tuple[ClusterInfo, cluster_core.Cluster | None]:
         try:
@@ -102,12 +103,18 @@ class LiveSource:
         return cluster_core.service_health(found) if found is not None else []
 
     def store(self) -> runs.RunStore | None:
-        """The cluster's run store (also for a cluster that is down: its history stays)."""
+        """The cluster's run store (also for a cluster that is down: its history stays); a
+        remote cluster's copies the master's runs in when polled (one SSH connection kept)."""
         try:
             _, paths = Contexts().resolve(self.requested)
         except NoCluster:
             return None
-        return runs.RunStore(paths.runs)
+        found = self._cluster()[1]
+        if found is None:
+            return runs.RunStore(paths.runs)
+        if self._store is None or self._store[0] is not found:  # a cluster loaded anew
+            self._store = (found, found.run_store())
+        return self._store[1]
 
     def submit(self, job: str, args: Sequence[str]) -> runs.RunRecord:
         """As ``clusterkit run --detach``: raises the same errors (ParamsRefused, NoCluster)."""
