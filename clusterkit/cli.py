@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,7 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from clusterkit import catalog, cluster, launch, runs
+from clusterkit import catalog, cluster, launch, operate, runs
 from clusterkit.errors import ClusterkitError, RunNotFound
 from clusterkit.fmt import human_bytes, human_seconds
 from clusterkit.spec import SPEC_FILENAME, default_spec_text, load_spec, parse_spec
@@ -38,7 +39,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# soft_wrap: an error is one line, and a node's output line keeps its prefix, at any width
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ClusterOpt = Annotated[
     str | None, typer.Option("--cluster", help="act on this cluster, not the current one")
@@ -286,7 +288,7 @@ def _run_job(
         if exc.run_id:
             err.print(f"[dim]recorded as run {exc.run_id} (failed)[/dim]")
         raise
-    store = runs.RunStore(target.paths.runs)
+    store = target.run_store()
     if detach:
         _print_json(_record_view(store, record)) if as_json else out.print(record.id)
         return
@@ -324,11 +326,32 @@ def bench(
              as_json=as_json)  # fmt: skip
 
 
+def _run_store(cluster_name: str | None, *, cached: bool = False) -> runs.RunStore:
+    """The cluster's run store, brought up to date from the cluster unless ``cached`` (a
+    remote cluster's runs are the master's; a cluster that is down has its copies here)."""
+    name, paths = Contexts().resolve(cluster_name)
+    target = cluster.Cluster.load(name, paths)
+    if target is None or cached:
+        return runs.RunStore(paths.runs)
+    store = target.run_store()
+    try:
+        store.refresh()
+    except ClusterkitError as exc:
+        raise ClusterkitError(f"{exc}; the copies kept here: add --cached") from exc
+    return store
+
+
+CachedOpt = Annotated[
+    bool, typer.Option("--cached", help="do not ask a remote cluster; use the copies here")
+]
+
+
 @app.command(name="runs")
-def list_runs(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
+def list_runs(
+    cluster_name: ClusterOpt = None, cached: CachedOpt = False, as_json: JsonOpt = False
+) -> None:
     """The runs of the cluster, oldest first."""
-    _, paths = Contexts().resolve(cluster_name)
-    store = runs.RunStore(paths.runs)
+    store = _run_store(cluster_name, cached=cached)
     records = [runs.reap_if_orphaned(store, r) for r in store.all()]
     if as_json:
         _print_json([r.to_dict() for r in records])
@@ -351,10 +374,11 @@ def logs(
     run_id: Annotated[str, typer.Argument(help="run id, a unique prefix, or latest")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing")] = False,
     cluster_name: ClusterOpt = None,
+    cached: CachedOpt = False,
 ) -> None:
-    """Print a run's output (stdout, then stderr as it was written)."""
-    _, paths = Contexts().resolve(cluster_name)
-    store = runs.RunStore(paths.runs)
+    """Print a run's output (stdout, then stderr as it was written); with --follow, until
+    the run ends (on a remote cluster this reattaches to a run started anywhere)."""
+    store = _run_store(cluster_name, cached=cached)
     record = store.get(run_id)
     runs.follow(store, record.id, stdout=sys.stdout, stderr=sys.stderr, until_final=follow)
 
@@ -367,7 +391,8 @@ def cancel(
 ) -> None:
     """Stop a running job; its processes on every node are ended."""
     target = cluster.open_cluster(cluster_name)
-    store = runs.RunStore(target.paths.runs)
+    store = target.run_store()
+    store.refresh()
     before = store.get(run_id)
     if before.final:
         raise RunNotFound(f"run {before.id} is already {before.status}; nothing to cancel")
@@ -375,6 +400,96 @@ def cancel(
     _print_json(_record_view(store, record)) if as_json else out.print(
         f"run {record.id} {record.status}"
     )
+
+
+NodeOpt = Annotated[str | None, typer.Option("--node", help="only this node (default: all)")]
+
+
+@app.command(name="ssh", context_settings={"allow_extra_args": True,
+                                          "ignore_unknown_options": True})  # fmt: skip
+def ssh_command(
+    ctx: typer.Context,
+    node: Annotated[str, typer.Argument(help="master or worker")] = "master",
+    cluster_name: ClusterOpt = None,
+) -> None:
+    """A shell on a node (the worker through the master); NODE -- CMD runs CMD on a terminal."""
+    code = operate.shell(cluster.open_cluster(cluster_name), node, list(ctx.args) or None)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command(name="exec")
+def exec_command(
+    command: Annotated[list[str], typer.Argument(help="the shell command (quote it, or after --)")],
+    node: NodeOpt = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds before a node is given up")] = None,
+    cluster_name: ClusterOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a command on every node at once, each line prefixed by its node; exit 1 if any
+    node fails."""
+    target = cluster.open_cluster(cluster_name)
+    width = max(len(n.name) for n in operate.remote_nodes(target, node))
+    lines: list[dict[str, str]] = []
+
+    def show(name: str, stream: str, line: str) -> None:
+        if as_json:
+            lines.append({"node": name, "stream": stream, "line": line})
+            return
+        (out if stream == "out" else err).print(f"[{name:<{width}}] {line}", markup=False,
+                                                soft_wrap=True)  # fmt: skip
+
+    results = operate.exec_on_nodes(target, " ".join(command), on_line=show, node=node,
+                                    timeout_s=timeout)  # fmt: skip
+    if as_json:
+        _print_json({"results": [asdict(r) for r in results], "output": lines})
+    failed = [r for r in results if r.exit_code != 0]
+    for r in failed:
+        if r.error:
+            err.print(f"error: {r.error}", markup=False)
+    if failed:
+        what = ", ".join(
+            f"{r.node} ({'unreachable' if r.exit_code is None else f'exit {r.exit_code}'})"
+            for r in failed
+        )
+        raise ClusterkitError(f"the command failed on {what}")
+
+
+@app.command()
+def copy(
+    source: Annotated[Path, typer.Argument(help="a file or folder on this machine")],
+    destination: Annotated[str, typer.Argument(help="where on the nodes")],
+    node: NodeOpt = None,
+    cluster_name: ClusterOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy a file or folder to every node (into DESTINATION when it is a folder there)."""
+    written = operate.copy_to_nodes(cluster.open_cluster(cluster_name), source, destination,
+                                    node=node)  # fmt: skip
+    if as_json:
+        _print_json(written)
+        return
+    for name, paths in written.items():
+        out.print(f"[{name}] {len(paths)} file(s): {', '.join(paths[:3])}"
+                  f"{' ...' if len(paths) > 3 else ''}", markup=False)  # fmt: skip
+
+
+@app.command()
+def tunnel(cluster_name: ClusterOpt = None) -> None:
+    """Forward the dashboards to 127.0.0.1 through the master until Ctrl-C."""
+    target = cluster.open_cluster(cluster_name)
+    with operate.tunnels(target) as opened:
+        for t in opened:
+            out.print(f"  {t.name:<17} {t.local_url}   (-> {t.remote})", markup=False,
+                      soft_wrap=True)  # fmt: skip
+        out.print(f"the Ray dashboard asks for the cluster's token: {target.paths.ray_token}",
+                  soft_wrap=True)  # fmt: skip
+        out.print("forwarding; Ctrl-C to stop")
+        sys.stdout.flush()
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            out.print("tunnels closed")
 
 
 @app.command()
@@ -419,20 +534,22 @@ def use(name: Annotated[str, typer.Argument(help="a cluster from `clusterkit clu
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and map errors to exit codes (0 ok, 1 failed, 2 bad input)."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except ClusterkitError as exc:
         err.print(f"error: {exc}", markup=False)
         return exc.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         err.print("aborted")
         return 1
-    except click.ClickException as exc:
-        exc.show()
-        return 2
+    # typer (0.29+) carries its own copy of click: its usage errors are TyperExceptions
+    except (click.ClickException, typer.TyperException) as exc:
+        show = getattr(exc, "show", None)
+        show() if show is not None else err.print(f"error: {exc}", markup=False)
+        return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         err.print("interrupted")
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

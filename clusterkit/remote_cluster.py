@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from importlib import metadata
 from pathlib import Path
@@ -24,7 +25,7 @@ from packaging.requirements import Requirement
 
 from clusterkit import local_services, runs, services
 from clusterkit.errors import ClusterkitError, ServiceError
-from clusterkit.inventory import Inventory
+from clusterkit.inventory import Inventory, Node
 from clusterkit.local_services import Endpoints
 from clusterkit.providers import get_provider
 from clusterkit.providers.netns import NetnsProvider
@@ -283,12 +284,12 @@ _SAMPLE = (
 
 
 def node_metrics(state: dict[str, Any], *, cpu_interval: float) -> list[dict[str, Any]]:
-    """Memory and CPU of every node, sampled on the node itself (psutil) over SSH. A node
-    that does not answer is listed with ``error`` instead of figures."""
+    """Memory and CPU of every node, sampled on the node itself (psutil) over SSH, all nodes
+    at once. A node that does not answer is listed with ``error`` instead of figures."""
     inventory = Inventory.from_dict(state["inventory"])
     ssh = SshSettings.from_dict(state["ssh"])
-    rows = []
-    for node in inventory.nodes:
+
+    def sample(node: Node) -> dict[str, Any]:
         row: dict[str, Any] = {"name": node.name, "address": node.address,
                                "roles": list(node.roles)}  # fmt: skip
         try:
@@ -297,5 +298,7 @@ def node_metrics(state: dict[str, Any], *, cpu_interval: float) -> list[dict[str
                 row.update(json.loads(run(conn, command).stdout))
         except ClusterkitError as exc:
             row["error"] = str(exc)
-        rows.append(row)
-    return rows
+        return row
+
+    with ThreadPoolExecutor(max_workers=len(inventory.nodes)) as pool:
+        return list(pool.map(sample, inventory.nodes))
