@@ -8,6 +8,7 @@ node and its address and say what to do.
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -19,6 +20,8 @@ from clusterkit.errors import ClusterkitError
 from clusterkit.inventory import Inventory, Node
 
 CONNECT_TIMEOUT_S = 10.0
+# paramiko logs a refused channel on its own as well; the kit's error names the node instead
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 class NodeUnreachable(ClusterkitError):
@@ -75,7 +78,9 @@ def connect(inventory: Inventory, name: str, ssh: SshSettings) -> Iterator[Any]:
         conn.open()
     except Exception as exc:
         conn.close()
-        via = f" through {node.jump_host}" if node.jump_host else ""
+        jump = next((n.name for n in inventory.nodes
+                     if node.jump_host in (n.address, n.ssh_host)), node.jump_host)  # fmt: skip
+        via = f" through {jump}" if node.jump_host else ""
         raise NodeUnreachable(
             f"node {name} ({node.ssh_host or node.address}{via}) of cluster "
             f"{inventory.cluster!r} did not answer over SSH: {exc}; check that it is up "

@@ -76,3 +76,29 @@ def test_a_process_that_gets_the_marker_by_exec_after_fork_is_found():
     finally:
         proc.kill()
         proc.wait()
+
+
+def _sample(node, t, rss, roles, used=1000):
+    return {"node": node, "t": t, "run_rss_bytes": rss, "run_rss_by_role": roles,
+            "mem_used_bytes": used}  # fmt: skip
+
+
+def test_peaks_per_node_and_for_the_run_as_the_sum_of_each_nodes_latest_sample():
+    peaks = metrics.Peaks()
+    peaks.add(_sample("master", 1.0, 100, {"driver": 100}))
+    peaks.add(_sample("worker", 1.1, 500, {"spark-executor": 500}))  # 100 + 500 together
+    peaks.add(_sample("master", 2.0, 300, {"driver": 300}))  # 300 + 500: the run's peak
+    peaks.add(_sample("worker", 2.1, 50, {"spark-executor": 50}, used=4000))  # 300 + 50
+    assert peaks.peak_rss_bytes == 800
+    assert peaks.peak_rss_by_role == {"driver": 300, "spark-executor": 500}
+    nodes = peaks.nodes()
+    assert nodes["master"]["peak_rss_bytes"] == 300 and nodes["master"]["samples"] == 2
+    assert nodes["worker"]["peak_rss_by_role"] == {"spark-executor": 500}
+    assert nodes["worker"]["peak_node_mem_used_bytes"] == 4000
+    assert peaks.node("absent")["samples"] == 0
+
+
+def test_a_process_of_no_known_role_is_the_default_role():
+    assert metrics._role(["python", "-m", "jobs", "etl"]) == "driver"
+    assert metrics._role(["sh", "-c", "x"], "other") == "other"
+    assert metrics._role(["ray::throw"], "other") == "ray-worker"

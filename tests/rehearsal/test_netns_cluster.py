@@ -1,7 +1,8 @@
 """`clusterkit up --provider netns`: the playbooks on the rehearsal's two nodes, proven.
 
-One cluster for the module, brought up through the CLI as a user would; every check reads the
-nodes over SSH or the services through their own APIs. The last test takes it down.
+One cluster for the module (conftest's ``rehearsal``), brought up through the CLI as a user
+would; every check reads the nodes over SSH or the services through their own APIs. The last
+cluster test takes it down.
 """
 
 from __future__ import annotations
@@ -14,79 +15,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
-from fabric import Connection
 
-from clusterkit import provision, remote
-from clusterkit.inventory import Inventory
+from clusterkit import provision
 from clusterkit.providers.netns import NetnsProvider
 from clusterkit.rehearsal import nodes, topology
-from clusterkit.rehearsal.topology import Layout, in_ns
-from clusterkit.remote import SshSettings
-from clusterkit.state import ClusterPaths
+from clusterkit.rehearsal.topology import in_ns
+from tests.rehearsal.conftest import CLUSTERKIT, NAME, Rehearsal, sh
 from tests.rehearsal.test_topology import PORT, SERVE
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
-
-NAME = "tnet"
-CLUSTERKIT = str(Path(sys.executable).parent / "clusterkit")
 #: every service port of the default spec, plus HDFS's (absent here, and closed either way)
 SERVICE_PORTS = [7077, 8080, 6379, 8265, 10001, 6380, 6381, 9000, 9870]
 
-
-@dataclass
-class Rehearsal:
-    home: Path
-    env: dict[str, str]
-    layout: Layout
-    up_s: float
-
-    @property
-    def paths(self) -> ClusterPaths:
-        return ClusterPaths(self.home / "clusters" / NAME)
-
-    def ck(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([CLUSTERKIT, *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
-
-    def ck_json(self, *args: str) -> Any:
-        proc = self.ck(*args, "--json")
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return json.loads(proc.stdout)
-
-    def connect(self, name: str) -> AbstractContextManager[Connection]:
-        """The kit's own SSH to a node (the worker through the master, host keys checked)."""
-        state = json.loads(self.paths.state_file.read_text())
-        return remote.connect(Inventory.from_dict(state["inventory"]), name,
-                              SshSettings.from_dict(state["ssh"]))  # fmt: skip
-
-
-def sh(c: Connection, command: str) -> str:
-    return c.run(command, hide=True, in_stream=False).stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
-    home = tmp_path_factory.mktemp("netns-home")
-    env = {**os.environ, "CLUSTERKIT_HOME": str(home)}
-    topology.destroy(Layout(cluster=NAME))  # what a run killed half-way left
-    r = Rehearsal(home, env, Layout(cluster=NAME), 0.0)
-    started = time.monotonic()
-    proc = r.ck("up", "--provider", "netns", "--name", NAME)
-    r.up_s = time.monotonic() - started
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    try:
-        yield r
-    finally:
-        r.ck("down", "--cluster", NAME)
-        topology.destroy(r.layout)
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
 
 
 def test_up_reports_progress_and_the_private_endpoints(rehearsal):

@@ -1,0 +1,306 @@
+"""Operating the rehearsal's two-node cluster from this machine, as a laptop would: exec,
+copy, ssh and tunnels; runs detached on the master that survive their SSH connection and are
+reattached, cancelled, and sampled on both nodes; and every error a user can run into.
+
+One cluster for the module (conftest's ``rehearsal``), driven through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from clusterkit.rehearsal.topology import in_ns
+from clusterkit.state import Contexts
+from tests.rehearsal.conftest import CLUSTERKIT, NAME, Rehearsal
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
+
+RUNS_ON_NODE = "/var/lib/clusterkit/runs"
+
+
+def _error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The one line a failed command printed; fails on a traceback or more lines."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def _run_processes(rehearsal: Rehearsal, run_id: str) -> dict[str, int]:
+    """How many processes carry the run's marker on each node, sampled there by the node's
+    own Python (the venv the playbooks made)."""
+    python = json.loads(rehearsal.paths.state_file.read_text())["node_venv"] + "/bin/python"
+    proc = rehearsal.ck("exec", "--json",
+                        f"{python} -m clusterkit.metrics --run-id {run_id} --count 1")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {
+        item["node"]: json.loads(item["line"])["run_processes"]
+        for item in json.loads(proc.stdout)["output"]
+        if item["stream"] == "out" and item["line"].startswith("{")
+    }
+
+
+def test_exec_runs_on_every_node_with_output_prefixed(rehearsal: Rehearsal):
+    proc = rehearsal.ck("exec", "hostname; echo to-stderr >&2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(proc.stdout.splitlines()) == ["[master] master", "[worker] worker"]
+    assert sorted(proc.stderr.splitlines()) == ["[master] to-stderr", "[worker] to-stderr"]
+    only = rehearsal.ck("exec", "--node", "worker", "hostname")
+    assert only.stdout.splitlines() == ["[worker] worker"], only.stdout + only.stderr
+
+
+def test_exec_fails_when_one_node_fails(rehearsal: Rehearsal):
+    proc = rehearsal.ck("exec", "echo on $(hostname); test $(hostname) = master || exit 3")
+    assert proc.returncode == 1
+    assert sorted(proc.stdout.splitlines()) == ["[master] on master", "[worker] on worker"]
+    assert _error_line(proc) == "error: the command failed on worker (exit 3)"
+
+
+def test_copy_a_file_and_a_folder_then_read_them_on_every_node(rehearsal, tmp_path: Path):
+    note = tmp_path / "note.txt"
+    note.write_text("copied by clusterkit\n")
+    note.chmod(0o640)
+    proc = rehearsal.ck("copy", str(note), "/tmp/")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shown = rehearsal.ck("exec", "cat /tmp/note.txt; stat -c %a /tmp/note.txt")
+    assert sorted(shown.stdout.splitlines()) == sorted(
+        ["[master] copied by clusterkit", "[master] 640",
+         "[worker] copied by clusterkit", "[worker] 640"]
+    )  # fmt: skip
+    folder = tmp_path / "conf"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.txt").write_text("A")
+    proc = rehearsal.ck("copy", str(folder), "/tmp/conf-copy", "--node", "worker")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    read = rehearsal.ck("exec", "cat /tmp/conf-copy/sub/a.txt", "--node", "worker")
+    assert read.stdout.strip() == "[worker] A"
+    absent = rehearsal.ck("exec", "test ! -e /tmp/conf-copy", "--node", "master")
+    assert absent.returncode == 0, absent.stdout + absent.stderr
+
+
+def test_tunnel_serves_the_spark_masters_json_and_the_ray_dashboard_locally(rehearsal):
+    proc = subprocess.Popen([CLUSTERKIT, "tunnel"], env=rehearsal.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        urls = {}
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("forwarding"):
+                break
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].startswith("http://127.0.0.1:"):
+                urls[parts[0]] = parts[1]
+        assert set(urls) == {"spark_master_ui", "spark_worker_ui", "ray_dashboard"}, urls
+        master = requests.get(f"{urls['spark_master_ui']}/json/", timeout=10).json()
+        assert master["status"] == "ALIVE"
+        assert [w["host"] for w in master["workers"]] == [rehearsal.layout.worker]
+        worker = requests.get(f"{urls['spark_worker_ui']}/json/", timeout=10).json()
+        assert worker["masterurl"] == f"spark://{rehearsal.layout.master}:7077"
+        token = rehearsal.paths.ray_token.read_text().strip()
+        nodes = requests.get(f"{urls['ray_dashboard']}/nodes?view=summary", timeout=10,
+                             headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert nodes.status_code == 200
+        refused = requests.get(f"{urls['ray_dashboard']}/nodes?view=summary", timeout=10)
+        assert refused.status_code in (401, 403)  # the token is still needed
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+
+
+def test_ssh_runs_a_command_and_an_interactive_shell_on_the_worker(rehearsal):
+    proc = rehearsal.ck("ssh", "worker", "--", "hostname")
+    assert proc.returncode == 0 and proc.stdout.strip() == "worker", proc.stdout + proc.stderr
+    assert rehearsal.ck("ssh", "worker", "--", "exit", "7").returncode == 7
+    # an interactive shell on a terminal (its controlling one), the way a user types into it
+    pid, leader = pty.fork()
+    if pid == 0:
+        os.execve(CLUSTERKIT, [CLUSTERKIT, "ssh", "worker"], rehearsal.env)
+    seen = b""
+
+    def read_until(marker: bytes, timeout: float) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while marker not in seen and time.monotonic() < deadline:
+            if select.select([leader], [], [], 0.5)[0]:
+                try:
+                    seen += os.read(leader, 4096)
+                except OSError:  # the terminal closed: the shell ended
+                    return
+
+    exit_code = None
+    try:
+        # type once the remote prompt shows: the terminal's pending input is flushed when
+        # the client puts it in raw mode
+        read_until(b"# ", 30)
+        os.write(leader, b"echo on-$(hostname)-via-shell; exit 0\n")
+        deadline = time.monotonic() + 30
+        while exit_code is None and time.monotonic() < deadline:
+            read_until(b"logout", 0.5)
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                exit_code = os.waitstatus_to_exitcode(status)
+    finally:
+        if exit_code is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(leader)
+    assert exit_code == 0, seen
+    assert b"on-worker-via-shell" in seen, seen
+
+
+def _wait_running(rehearsal: Rehearsal, run_id: str | None = None) -> dict:
+    """The newest run (or ``run_id``) once the master's supervisor says it is running."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        listed = rehearsal.ck_json("runs")
+        record = next((r for r in listed if r["id"] == run_id), None) if run_id else listed[-1]
+        if record and record["status"] == "running":
+            return record
+        time.sleep(1)
+    raise AssertionError(f"no run went running: {listed[-3:]}")
+
+
+def test_a_run_survives_its_ssh_connection_and_is_reattached(rehearsal, tmp_path: Path):
+    made = rehearsal.ck_json("run", "datagen", "--rows", "1M")
+    assert made["status"] == "succeeded", made
+    client = subprocess.Popen([CLUSTERKIT, "run", "etl"], env=rehearsal.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              start_new_session=True)  # fmt: skip
+    record = _wait_running(rehearsal)
+    assert record["job"] == "etl" and record["supervisor"]["node"] == "master"
+    os.killpg(client.pid, signal.SIGKILL)  # the laptop closes: its SSH connection drops
+    client.wait(timeout=10)
+    time.sleep(3)
+    alive = rehearsal.ck("exec", "--node", "master", f"kill -0 {record['supervisor']['pid']}")
+    assert alive.returncode == 0, "the run's supervisor died with the connection"
+    assert rehearsal.ck_json("runs")[-1]["status"] == "running"
+
+    follow = rehearsal.ck("logs", record["id"], "--follow")  # reattach, to the end
+    assert follow.returncode == 0, follow.stderr[-2000:]
+    assert "etl" in follow.stdout + follow.stderr
+    final = rehearsal.ck_json("runs")[-1]
+    assert final["status"] == "succeeded", final
+    local = rehearsal.paths.runs / record["id"]
+    result = json.loads((local / "result.json").read_text())
+    assert result["rows"] == 1_000_000
+
+    # sampled on both nodes: the driver on the master, Spark's executor on the worker
+    nodes = final["nodes"]
+    assert set(nodes) == {"master", "worker"}, nodes
+    assert nodes["worker"]["peak_rss_by_role"].get("spark-executor", 0) > 100 * 2**20, nodes
+    assert nodes["master"]["peak_rss_by_role"].get("driver", 0) > 0
+    assert nodes["master"]["samples"] >= 5 and nodes["worker"]["samples"] >= 5
+    samples = [json.loads(line) for line in (local / "metrics.jsonl").read_text().splitlines()]
+    executor_on_worker = [s for s in samples if s["node"] == "worker"
+                          and s["run_rss_by_role"].get("spark-executor", 0) > 0]  # fmt: skip
+    assert executor_on_worker, "no worker sample saw the executor"
+    assert final["peak_rss_bytes"] >= nodes["worker"]["peak_rss_by_role"]["spark-executor"]
+    assert result["peak_rss_by_node"] == {n: v["peak_rss_bytes"] for n, v in nodes.items()}
+
+    # a second laptop with the cluster's state but none of its run copies sees the same runs
+    other = tmp_path / "laptop2"
+    state = other / "clusters" / NAME
+    shutil.copytree(rehearsal.paths.root, state, ignore=shutil.ignore_patterns("runs", "nodes"))
+    Contexts(other).add(NAME, state)
+    env = {**rehearsal.env, "CLUSTERKIT_HOME": str(other)}
+    second = subprocess.run([CLUSTERKIT, "runs", "--json"], capture_output=True, text=True,
+                            env=env, timeout=120)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    mine = {r["id"]: r["status"] for r in rehearsal.ck_json("runs")}
+    theirs = {r["id"]: r["status"] for r in json.loads(second.stdout)}
+    assert theirs == mine
+    assert (state / "runs" / record["id"] / "stdout.log").read_bytes() == (
+        local / "stdout.log"
+    ).read_bytes()
+
+
+def test_a_cancelled_run_leaves_no_process_on_either_node(rehearsal: Rehearsal):
+    # minutes of Monte Carlo tasks, spread over both nodes' Ray workers
+    run_id = rehearsal.ck("run", "ray-pi", "--samples", "3000000000", "--tasks", "8",
+                          "--detach").stdout.strip()  # fmt: skip
+    assert run_id, "no run id printed"
+    _wait_running(rehearsal, run_id)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until Ray workers of the run run on both nodes
+        counts = _run_processes(rehearsal, run_id)
+        if counts.get("worker", 0) > 0 and counts.get("master", 0) > 0:
+            break
+        time.sleep(2)
+    assert counts.get("worker", 0) > 0, counts
+    cancelled = rehearsal.ck_json("cancel", run_id)
+    assert cancelled["status"] == "cancelled" and cancelled["error"] == "cancelled by the user"
+    assert _run_processes(rehearsal, run_id) == {"master": 0, "worker": 0}
+    left = rehearsal.ck("exec", f"pgrep -af {run_id} | grep -v pgrep || true")
+    assert left.stdout.strip() == "", left.stdout
+    on_master = rehearsal.ck("exec", "--node", "master", f"cat {RUNS_ON_NODE}/{run_id}/record.json")
+    assert '"status": "cancelled"' in on_master.stdout
+
+
+def test_a_run_whose_supervisor_dies_is_recorded_failed_and_its_processes_stopped(rehearsal):
+    run_id = rehearsal.ck("run", "ray-pi", "--samples", "3000000000", "--tasks", "8",
+                          "--detach").stdout.strip()  # fmt: skip
+    record = _wait_running(rehearsal, run_id)
+    killed = rehearsal.ck("exec", "--node", "master", f"kill -9 {record['supervisor']['pid']}")
+    assert killed.returncode == 0, killed.stderr
+    listed = {r["id"]: r for r in rehearsal.ck_json("runs")}
+    assert listed[run_id]["status"] == "failed"
+    assert (
+        listed[run_id]["error"]
+        == "the run's supervisor on master is gone; its processes were stopped"
+    )
+    assert _run_processes(rehearsal, run_id) == {"master": 0, "worker": 0}
+
+
+def test_jobs_that_submit_runs_are_refused_on_a_remote_cluster(rehearsal: Rehearsal):
+    proc = rehearsal.ck("run", "suite")
+    assert proc.returncode == 2
+    assert "run its steps one by one" in _error_line(proc)
+
+
+def test_errors_name_the_cluster_or_node_and_exit_1_or_2(rehearsal, tmp_path: Path):
+    unknown = rehearsal.ck("exec", "--cluster", "nosuch", "hostname")
+    assert unknown.returncode == 1
+    assert "no cluster named 'nosuch'" in _error_line(unknown)
+    Contexts(rehearsal.home).add("gone", tmp_path / "gone", make_current=False)
+    down = rehearsal.ck("tunnel", "--cluster", "gone")
+    assert down.returncode == 1 and "cluster 'gone' is down" in _error_line(down)
+    for usage in (["exec"], ["copy", "only-one-arg"], ["tunnel", "--bogus"], ["exec", "--node"]):
+        proc = rehearsal.ck(*usage)
+        assert proc.returncode == 2, (usage, proc.stderr)
+    bad_node = rehearsal.ck("ssh", "nosuch")
+    assert bad_node.returncode == 2
+    assert "has no node 'nosuch'; its nodes: master, worker" in _error_line(bad_node)
+    missing = rehearsal.ck("copy", str(tmp_path / "absent.txt"), "/tmp/")
+    assert missing.returncode == 2 and "absent.txt: no such file" in _error_line(missing)
+
+    # the worker stops answering SSH: named, with what to do; the master still works
+    worker_ns = rehearsal.layout.ns("worker")
+    rule = ["INPUT", "-p", "tcp", "--dport", "22", "-j", "REJECT"]
+    subprocess.run(in_ns(worker_ns, "iptables", "-I", *rule), check=True)
+    try:
+        proc = rehearsal.ck("ssh", "worker", "--", "hostname")
+        assert proc.returncode == 1
+        line = _error_line(proc)
+        assert f"node worker ({rehearsal.layout.worker} through master)" in line, line
+        assert "clusterkit status" in line
+        both = rehearsal.ck("exec", "hostname")
+        assert both.returncode == 1 and "[master] master" in both.stdout
+        assert "the command failed on worker (unreachable)" in both.stderr
+        status = rehearsal.ck_json("status")
+        rows = {n["name"]: n for n in status["nodes"]}
+        assert "error" in rows["worker"] and "error" not in rows["master"]
+    finally:
+        subprocess.run(in_ns(worker_ns, "iptables", "-D", *rule), check=True)
+    assert rehearsal.ck("exec", "hostname").returncode == 0
