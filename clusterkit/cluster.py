@@ -23,6 +23,7 @@ from clusterkit.errors import ClusterkitError, NoCluster, ServiceError
 from clusterkit.inventory import Inventory
 from clusterkit.local_services import Endpoints
 from clusterkit.providers import get_provider
+from clusterkit.remote import NodeUnreachable
 from clusterkit.remote_runs import RunMirror
 from clusterkit.spec import Spec, parse_spec
 from clusterkit.state import (
@@ -414,9 +415,20 @@ def _report(cluster: Cluster, *, changed: bool, t0: float, message: str) -> UpRe
 
 
 def _cancel_active_runs(cluster: Cluster, *, say: Progress) -> None:
-    """Cancel the cluster's runs still going, each record saying why (before ``down``)."""
+    """Cancel the cluster's runs still going, each record saying why (before ``down``).
+
+    When a remote cluster's master does not answer, its runs' copies here are recorded failed
+    with that reason (the nodes are removed all the same)."""
     store = cluster.run_store()
-    store.refresh()
+    try:
+        store.refresh()
+    except NodeUnreachable as exc:
+        for record in store.active():
+            say(f"run {record.id} ({record.job}) could not be cancelled: {exc}")
+            record.status, record.ended = "failed", runs.now_iso()
+            record.error = f"the cluster was taken down; its master did not answer: {exc}"
+            store.save(record)
+        return
     for record in store.active():
         say(f"cancelling run {record.id} ({record.job})")
         runs.cancel(cluster, record.id, reason="the cluster was taken down")

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from clusterkit.rehearsal import topology
 from clusterkit.rehearsal.topology import in_ns
 from clusterkit.state import Contexts
 from tests.rehearsal.conftest import CLUSTERKIT, NAME, Rehearsal
@@ -304,3 +305,20 @@ def test_errors_name_the_cluster_or_node_and_exit_1_or_2(rehearsal, tmp_path: Pa
     finally:
         subprocess.run(in_ns(worker_ns, "iptables", "-D", *rule), check=True)
     assert rehearsal.ck("exec", "hostname").returncode == 0
+
+
+def test_down_with_the_master_unreachable_still_removes_everything(rehearsal: Rehearsal):
+    """The last test: the master stops answering SSH while a run goes on; `down` records the
+    run failed with the reason and removes the nodes all the same."""
+    run_id = rehearsal.ck("run", "ray-pi", "--samples", "3000000000", "--tasks", "8",
+                          "--detach").stdout.strip()  # fmt: skip
+    _wait_running(rehearsal, run_id)
+    rule = ["INPUT", "-p", "tcp", "--dport", "22", "-j", "REJECT"]
+    subprocess.run(in_ns(rehearsal.layout.ns("master"), "iptables", "-I", *rule), check=True)
+    proc = rehearsal.ck("down")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"run {run_id} (ray-pi) could not be cancelled" in proc.stderr
+    record = rehearsal.ck_json("runs", "--cached")[-1]
+    assert record["id"] == run_id and record["status"] == "failed", record
+    assert record["error"].startswith("the cluster was taken down; its master did not answer")
+    assert not topology.existing_namespaces() & set(rehearsal.layout.namespaces)
