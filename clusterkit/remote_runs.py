@@ -144,7 +144,9 @@ class RunMirror:
             return record
         if self._do(f"checking run {run_id}'s supervisor", lambda c: _alive(c, record)):
             return record
-        return self._reap(store, record)
+        # it may have written the final record just before it exited: read it once more
+        record = self._do(f"reading run {run_id}", lambda c: self._copy(c, store, run_id))
+        return record if record.final else self._reap(store, record)
 
     def _copy(self, conn: Any, store: RunStore, run_id: str) -> RunRecord:
         sftp = conn.sftp()

@@ -34,7 +34,7 @@ import psutil
 from clusterkit import daemons
 from clusterkit.metrics import RUN_MARKER, Peaks, RunProcessFinder, Sampler
 from clusterkit.peer_sampling import PeerSampler
-from clusterkit.runs import RunStore, kill_run_processes, now_iso
+from clusterkit.runs import RunRecord, RunStore, kill_run_processes, now_iso
 from clusterkit.state import write_json_atomic
 
 #: After the driver exits, how long its executors and Ray workers get to end on their own.
@@ -200,15 +200,15 @@ def supervise_run(store: RunStore, run_id: str, setup: RunSetup) -> int:
     return 0
 
 
-def _record_peaks(record: Any, run_dir: Path, peaks: Peaks, driver: dict[str, Any],
+def _record_peaks(record: RunRecord, run_dir: Path, peaks: Peaks, driver: dict[str, Any],
                   unsampled: list[PeerSampler]) -> None:  # fmt: skip
     """Each node's peaks and the run's into the record, and the run's into result.json."""
     result_file = run_dir / "result.json"
     result = json.loads(result_file.read_text()) if result_file.exists() else None
     nodes = peaks.nodes()
     nodes[driver["node"]] = driver  # with the sampler's own CPU cost
-    summary = {"peak_rss_bytes": peaks.peak_rss_bytes,
-               "peak_rss_by_role": dict(peaks.peak_rss_by_role)}  # fmt: skip
+    summary: dict[str, Any] = {"peak_rss_bytes": peaks.peak_rss_bytes,
+                               "peak_rss_by_role": dict(peaks.peak_rss_by_role)}  # fmt: skip
     driver_max_rss = (result or {}).get("driver_max_rss_bytes")
     _add_driver_peak(summary, driver_max_rss)
     _add_driver_peak(driver, driver_max_rss)
