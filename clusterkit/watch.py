@@ -105,16 +105,16 @@ class LiveSource:
     def store(self) -> runs.RunStore | None:
         """The cluster's run store (also for a cluster that is down: its history stays); a
         remote cluster's copies the master's runs in when polled (one SSH connection kept)."""
+        found = self._cluster()[1]
+        if found is not None:
+            if self._store is None or self._store[0] is not found:  # a cluster loaded anew
+                self._store = (found, found.run_store())
+            return self._store[1]
         try:
             _, paths = Contexts().resolve(self.requested)
         except NoCluster:
             return None
-        found = self._cluster()[1]
-        if found is None:
-            return runs.RunStore(paths.runs)
-        if self._store is None or self._store[0] is not found:  # a cluster loaded anew
-            self._store = (found, found.run_store())
-        return self._store[1]
+        return runs.RunStore(paths.runs)
 
     def submit(self, job: str, args: Sequence[str]) -> runs.RunRecord:
         """As ``clusterkit run --detach``: raises the same errors (ParamsRefused, NoCluster)."""
