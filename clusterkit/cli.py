@@ -297,7 +297,7 @@ def _run_job(
         record = _follow_with_progress(store, record.id, as_json=as_json)
     except KeyboardInterrupt:
         err.print(f"cancelling run {record.id} ...")
-        record = runs.cancel(target, record.id, reason="interrupted (Ctrl-C)")
+        record = runs.cancel(target, record.id, reason="interrupted (Ctrl-C)", store=store)
     view = _record_view(store, record)
     _print_json(view) if as_json else _print_record(view)
     if record.status != "succeeded":
@@ -396,7 +396,7 @@ def cancel(
     before = store.get(run_id)
     if before.final:
         raise RunNotFound(f"run {before.id} is already {before.status}; nothing to cancel")
-    record = runs.cancel(target, before.id)
+    record = runs.cancel(target, before.id, store=store)
     _print_json(_record_view(store, record)) if as_json else out.print(
         f"run {record.id} {record.status}"
     )

@@ -431,7 +431,7 @@ def _cancel_active_runs(cluster: Cluster, *, say: Progress) -> None:
         return
     for record in store.active():
         say(f"cancelling run {record.id} ({record.job})")
-        runs.cancel(cluster, record.id, reason="the cluster was taken down")
+        runs.cancel(cluster, record.id, reason="the cluster was taken down", store=store)
 
 
 def _stop(cluster: Cluster, *, say: Progress) -> tuple[list[int], list[int]]:

@@ -9,6 +9,7 @@ channel ends the sampler on the worker (it stops when its stdin closes).
 
 from __future__ import annotations
 
+import getpass
 import json
 import shlex
 import threading
@@ -21,9 +22,7 @@ CONNECT_TIMEOUT_S = 10.0
 
 def _client(address: str) -> Any:
     """An SSH client logged in to ``address`` as this user, its host key checked."""
-    import getpass
-
-    import paramiko
+    import paramiko  # only a remote run's supervisor needs it
 
     client = paramiko.SSHClient()
     client.load_host_keys(str(Path.home() / ".ssh" / "known_hosts"))

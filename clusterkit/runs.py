@@ -304,13 +304,16 @@ def kill_run_processes(run_id: str, *, grace_s: float = 5.0) -> list[int]:
     return daemons.terminate_all(procs, grace_s=grace_s) if procs else []
 
 
-def cancel(cluster: Cluster, ref: str, *, reason: str = "cancelled by the user") -> RunRecord:
+def cancel(cluster: Cluster, ref: str, *, reason: str = "cancelled by the user",
+           store: RunStore | None = None) -> RunRecord:  # fmt: skip
     """Stop a run and wait until its supervisor recorded it cancelled; a final run is left as is.
 
     The runs it submitted (a suite's steps) are cancelled after it, so it cannot start more.
+    ``store``: the cluster's store, already refreshed (else one is made and refreshed here).
     """
-    store = cluster.run_store()
-    store.refresh()
+    if store is None:
+        store = cluster.run_store()
+        store.refresh()
     record = _cancel_one(store, store.get(ref), reason)
     for child in store.active():
         if child.parent == record.id:
