@@ -76,4 +76,12 @@ fi
 say "installing clusterkit${extras} into .venv (versions pinned in pyproject.toml)"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
+
+# --- isolated tools (--dev): pins that clash with the kit's, in .venv-tools -------------
+if [[ -n "$extras" ]]; then
+  mapfile -t tools < <(.venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["tool"]["clusterkit"]["isolated-tools"]))')
+  [[ -x .venv-tools/bin/python ]] || "$python" -m venv .venv-tools
+  say "installing ${tools[*]} into .venv-tools (pinned in pyproject.toml, [tool.clusterkit])"
+  .venv-tools/bin/python -m pip install -q --disable-pip-version-check "${tools[@]}"
+fi
 say "ready: .venv/bin/clusterkit"

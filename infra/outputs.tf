@@ -1,0 +1,49 @@
+output "cluster_name" {
+  description = "The cluster's name, as tagged on every resource (tag clusterkit:cluster)."
+  value       = var.cluster_name
+}
+
+output "region" {
+  description = "The AWS region the cluster is in."
+  value       = var.region
+}
+
+output "master_public_ip" {
+  description = "The master's public address: the only one, SSH from operator_cidr only."
+  value       = aws_instance.master.public_ip
+}
+
+output "master_private_ip" {
+  description = "The master's address inside the VPC (Spark, Ray and HDFS listen here)."
+  value       = aws_instance.master.private_ip
+}
+
+output "worker_private_ips" {
+  description = "The workers' addresses (private only, reached through the master)."
+  value       = aws_instance.worker[*].private_ip
+}
+
+output "ssh_user" {
+  description = "The user clusterkit logs in as (root, with the operator's key; cloud-init allows it)."
+  value       = "root"
+}
+
+output "image_user" {
+  description = "The image's own login user, which accepts the same key (admin on Debian, ubuntu on Ubuntu)."
+  value       = local.image.user
+}
+
+output "ami_id" {
+  description = "The image both nodes boot, found by the aws_ami data source."
+  value       = data.aws_ami.node.id
+}
+
+output "master_security_group_id" {
+  description = "The group holding the SSH rule that `clusterkit allow-ip` updates."
+  value       = aws_security_group.master.id
+}
+
+output "vpc_id" {
+  description = "The cluster's VPC."
+  value       = aws_vpc.cluster.id
+}
