@@ -125,6 +125,11 @@ def test_spark_and_ray_settings_carry_the_private_addresses(rendered):
         ray = (rendered / host / "ray.service").read_text()
         assert f"--node-ip-address {address}" in ray
         assert "RAY_AUTH_MODE=token" in ray
+        # HDFS is on in the example inventory (AWS): Ray's pyarrow finds libhdfs and the jars
+        hadoop = rendered / "hadoop"  # the fixture's hadoop_home
+        assert f"Environment=HADOOP_HOME={hadoop}\n" in ray
+        assert f"Environment=ARROW_LIBHDFS_DIR={hadoop}/lib/native\n" in ray
+        assert "Environment=JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64\n" in ray
     head = (rendered / "master" / "ray.service").read_text()
     assert "--head" in head and "--dashboard-host 10.0.1.10" in head
     assert "--address 10.0.1.10:6379" in (rendered / "worker" / "ray.service").read_text()
