@@ -26,8 +26,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from clusterkit import catalog, cluster, launch, operate, runs
-from clusterkit.errors import ClusterkitError, RunNotFound
+from clusterkit import catalog, cloud, cluster, launch, operate, runs
+from clusterkit.errors import BadInput, ClusterkitError, RunNotFound
 from clusterkit.fmt import human_bytes, human_seconds
 from clusterkit.spec import SPEC_FILENAME, default_spec_text, load_spec, parse_spec
 from clusterkit.state import Contexts
@@ -52,6 +52,11 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def _line(text: str) -> None:
+    """One line on stdout, never wrapped (it holds addresses, rule ids, formulas)."""
+    out.print(text, soft_wrap=True, markup=False)
+
+
 def _say(message: str) -> None:
     err.print(f"[dim]·[/dim] {message}")
 
@@ -74,6 +79,9 @@ def up(
     provider: Annotated[str | None, typer.Option(help="override the spec's provider")] = None,
     name: Annotated[str | None, typer.Option(help="override the spec's cluster name")] = None,
     dry_run: Annotated[bool, typer.Option(help="check the spec and this machine only")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="a failed cloud up removes what it made, unasked")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Start the cluster (default: a real Spark + Ray cluster on this machine)."""
@@ -96,7 +104,7 @@ def up(
             f"{plan['sizing']['worker_memory_mb']} MiB; nothing started"
         )
         return
-    report = cluster.up(spec, say=_say)
+    report = cluster.up(spec, say=_say, confirm=_remove_after_failure(yes))
     if as_json:
         _print_json(asdict(report))
         return
@@ -105,20 +113,82 @@ def up(
         out.print(f"  {key:<17} {url}")
 
 
+def _remove_after_failure(yes: bool) -> Any:
+    """What a failed or interrupted cloud ``up`` asks: with --yes or no terminal, remove."""
+
+    def confirm(question: str) -> bool:
+        if yes or not sys.stdin.isatty():
+            return True
+        return bool(typer.confirm(question, default=True))
+
+    return confirm
+
+
 @app.command()
 def down(
     cluster_name: ClusterOpt = None,
     purge: Annotated[bool, typer.Option(help="also delete state, logs, runs and data")] = False,
+    provider: Annotated[
+        str | None,
+        typer.Option(help="aws: remove by tag, with no state here (needs --cluster)"),
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="with --provider aws: the region")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Stop everything the cluster started (verified by pid and port)."""
+    """Stop everything the cluster started (verified by pid and port; on AWS, by tag)."""
     if purge and not yes:
         typer.confirm(
             "--purge deletes the cluster's data, logs and run history. Go on?", abort=True
         )
+    if provider is not None:
+        if provider != "aws" or not cluster_name:
+            raise BadInput("--provider aws --cluster NAME [--region R] removes an AWS "
+                             "cluster by its tag; other providers need no --provider")  # fmt: skip
+        report = cluster.down_by_tag(cluster_name, region=region, say=_say)
+        _print_json(asdict(report)) if as_json else out.print(report.message)
+        return
     report = cluster.down(cluster_name, purge=purge, say=_say)
     _print_json(asdict(report)) if as_json else out.print(report.message)
+
+
+@app.command(name="allow-ip")
+def allow_ip(
+    cidr: Annotated[
+        str | None,
+        typer.Argument(help="the new CIDR, e.g. 203.0.113.7/32; default: this machine's IP"),
+    ] = None,
+    cluster_name: ClusterOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move an AWS cluster's SSH rule to your address now (after a network change)."""
+    change = cloud.allow_ip(cluster_name, cidr)
+    if as_json:
+        _print_json(change)
+        return
+    name, new, old = change["cluster"], change["new_cidr"], change["old_cidr"]
+    if change["changed"]:
+        _line(f"SSH to cluster {name!r} now open to {new} only (was {old}; "
+              f"rule {change['rule_id']})")  # fmt: skip
+    else:
+        _line(f"SSH to cluster {name!r} is already open to {new} only; nothing changed")
+
+
+@app.command()
+def cost(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
+    """The list price per hour of an AWS cluster's running resources (not a bill)."""
+    data = cloud.cost(cluster_name)
+    if as_json:
+        _print_json(data)
+        return
+    _line(f"cluster {data['cluster']!r} in {data['region']}: "
+          f"${data['hourly_usd']:.4f} per hour at list prices")  # fmt: skip
+    for line in data["lines"]:
+        each = f"${line['unit_price']:g}{line['unit']}"
+        _line(f"  {line['count']:g} {line['what']} at {each} = ${line['hourly']:.4f}/h")
+    _line(f"  {data['formula']}")
+    _line(f"AWS on-demand list prices of {data['price_table_date']} (Linux); taxes, data "
+          f"transfer and credits not included: {', '.join(data['sources'])}")  # fmt: skip
 
 
 @app.command()

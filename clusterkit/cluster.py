@@ -23,6 +23,7 @@ from clusterkit.errors import ClusterkitError, NoCluster, ServiceError
 from clusterkit.inventory import Inventory
 from clusterkit.local_services import Endpoints
 from clusterkit.providers import get_provider
+from clusterkit.providers.aws import AwsProvider
 from clusterkit.remote import NodeUnreachable
 from clusterkit.remote_runs import RunMirror
 from clusterkit.spec import Spec, parse_spec
@@ -251,8 +252,11 @@ def up_check(spec: Spec) -> Plan:
     return Plan(spec=spec, java=java, sizing=sizing)
 
 
-def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = UP_TIMEOUT_S) -> UpReport:
-    """Start the cluster ``spec`` describes and return once every service is healthy."""
+def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = UP_TIMEOUT_S,
+       confirm: Callable[[str], bool] | None = None) -> UpReport:  # fmt: skip
+    """Start the cluster ``spec`` describes and return once every service is healthy. When a
+    cloud ``up`` fails or is interrupted, ``confirm`` is asked whether to remove what it made
+    (None: remove it)."""
     t0 = time.monotonic()
     provider = get_provider(spec.provider)
     paths = ClusterPaths(default_state_dir(spec.name, spec.state_dir))
@@ -286,7 +290,9 @@ def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = UP_TIMEOUT_S) -
         remote_cluster.provider_for(spec.provider).preflight()
         paths.spec_file.parent.mkdir(parents=True, exist_ok=True)
         paths.spec_file.write_text(yaml.safe_dump(spec.model_dump(), sort_keys=False))
-        state = remote_cluster.up(spec, paths, say=say)
+        if spec.provider == "aws":  # `down --name` finds a cloud cluster whose `up` failed
+            contexts.add(spec.name, paths.root)
+        state = remote_cluster.up(spec, paths, say=say, confirm=confirm)
         contexts.add(spec.name, paths.root)
         cluster = Cluster(spec.name, paths, spec, state)
         return _report(cluster, changed=True, t0=t0, message=f"cluster {spec.name!r} is up")
@@ -456,6 +462,18 @@ def _stop(cluster: Cluster, *, say: Progress) -> tuple[list[int], list[int]]:
     return pids, ports
 
 
+def down_by_tag(name: str, *, region: str | None, say: Progress = _quiet) -> DownReport:
+    """Remove every AWS resource tagged with cluster ``name`` in ``region``, with no state
+    needed (it was lost, or is on another machine); ClusterkitError names what is left."""
+    t0 = time.monotonic()
+    paths = ClusterPaths(default_state_dir(name, None))
+    removed = AwsProvider().down(paths, name, region=region, say=say)
+    paths.state_file.unlink(missing_ok=True)
+    message = f"cluster {name!r} is down: removed {', '.join(removed)}"
+    elapsed = round(time.monotonic() - t0, 2)
+    return DownReport(cluster=name, changed=True, message=message, elapsed_s=elapsed)
+
+
 def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet) -> DownReport:
     """Stop everything the cluster started, verified by pid and port; ``purge`` deletes data.
 
@@ -470,11 +488,16 @@ def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet
         return DownReport(cluster=name, changed=False, message=f"nothing is up: {exc}")
     report = DownReport(cluster=name, changed=False, message="")
     cluster = Cluster.load(name, paths)
-    if cluster is None:
+    if cluster is None and (paths.root / "terraform").is_dir():
+        # an AWS `up` that failed before its state was saved, or resources kept after one
+        removed = AwsProvider().down(paths, name, say=say)
+        report.changed = True
+        report.message = f"cluster {name!r} is down: removed {', '.join(removed)}"
+    elif cluster is None:
         report.message = f"cluster {name!r} is not up; nothing to stop"
     elif cluster.is_remote:
         _cancel_active_runs(cluster, say=say)
-        removed = remote_cluster.down(cluster.state, cluster.paths)
+        removed = remote_cluster.down(cluster.state, cluster.paths, say=say)
         report.changed = True
         report.message = f"cluster {name!r} is down: removed {', '.join(removed)}"
     else:

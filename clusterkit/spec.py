@@ -158,6 +158,21 @@ class Storage(_Section):
     )
 
 
+class Aws(_Section):
+    """The AWS provider's settings (Terraform variables of infra/); unused by the others."""
+
+    region: str | None = Field(
+        None, pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$",
+        description="null = the AWS profile's region (or AWS_REGION)",
+    )  # fmt: skip
+    instance_type: str = Field("t2.large", pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+    ami_family: Literal["debian-12", "ubuntu-24.04"] = "debian-12"
+    volume_gb: int = Field(15, ge=10, le=1024, description="each node's gp3 root volume, GB")
+    operator_cidr: str | None = Field(
+        None, description="SSH is open to this CIDR only; null = this machine's public IP/32"
+    )
+
+
 class Metrics(_Section):
     interval_s: float = Field(1.0, ge=0.1, le=60, description="sampling interval in seconds")
 
@@ -166,7 +181,7 @@ class Spec(_Section):
     """A cluster, as the user wants it."""
 
     name: str = Field("local", pattern=r"^[a-z][a-z0-9-]{0,30}$")
-    provider: Literal["local", "netns"] = "local"
+    provider: Literal["local", "netns", "aws"] = "local"
     state_dir: str | None = Field(
         None, description="where this cluster's state, logs and runs live; default ~/.clusterkit"
     )
@@ -175,6 +190,7 @@ class Spec(_Section):
     ports: Ports = Field(default_factory=Ports)
     storage: Storage = Field(default_factory=Storage)
     metrics: Metrics = Field(default_factory=Metrics)
+    aws: Aws = Field(default_factory=Aws)
 
 
 def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -242,6 +258,7 @@ def default_spec_text() -> str:
         f"name: {spec.name}            # the cluster's name: lowercase letters, digits, '-'",
         "provider: local        # local: a real Spark + Ray cluster on this machine;",
         "                       # netns: the two-node AWS topology rehearsed in namespaces (root)",
+        "                       # aws: two EC2 nodes made by Terraform (infra/), see aws: below",
         "state_dir: null        # state, logs and runs; null = ~/.clusterkit (or $CLUSTERKIT_HOME)",
         "",
         "nodes:",
@@ -270,6 +287,13 @@ def default_spec_text() -> str:
         "",
         "metrics:",
         f"  interval_s: {spec.metrics.interval_s}               # memory/CPU sampling period",
+        "",
+        "aws:                            # provider aws only",
+        "  region: null                  # null = the AWS profile's region (or AWS_REGION)",
+        f"  {'instance_type: ' + spec.aws.instance_type:<30}# both nodes (the source project's)",
+        f"  {'ami_family: ' + spec.aws.ami_family:<30}# or ubuntu-24.04",
+        f"  {'volume_gb: ' + str(spec.aws.volume_gb):<30}# each node's gp3 root volume (encrypted)",
+        "  operator_cidr: null           # SSH open to this only; null = this machine's IP/32",
         "",
     ]
     return "\n".join(lines)

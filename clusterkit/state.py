@@ -152,7 +152,7 @@ def storage_root_for(storage_root: str | None, paths: ClusterPaths) -> Path:
 
 
 def new_cluster_state(
-    spec: Spec, provider: str, paths: ClusterPaths, *, storage_root: Path,
+    spec: Spec, provider: str, paths: ClusterPaths, *, storage_root: Path | str,
     inventory: Inventory, endpoints: dict[str, str], started_at: str,
 ) -> dict[str, Any]:  # fmt: skip
     """The keys every ``cluster.json`` has; each provider's path adds its own."""

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from clusterkit.errors import SpecError
+from clusterkit.providers.aws import AwsProvider
 from clusterkit.providers.base import Provider
 from clusterkit.providers.local import LocalProvider
 from clusterkit.providers.netns import NetnsProvider
 
-PROVIDERS: dict[str, type[Provider]] = {"local": LocalProvider, "netns": NetnsProvider}
+PROVIDERS: dict[str, type[Provider]] = {
+    "local": LocalProvider,
+    "netns": NetnsProvider,
+    "aws": AwsProvider,
+}
 
 
 def get_provider(name: str) -> Provider:

@@ -35,7 +35,10 @@ def test_init_text_loads_back_to_the_defaults(tmp_path: Path):
         ({"nodes": {"worker_memory": "lots"}}, "nodes.worker_memory = 'lots'"),
         ({"nodes": {"worker_memory": "100m"}}, "at least 256m"),
         ({"nodes": {"worker_cores": 0}}, "from 1 to 1024"),
-        ({"provider": "gcp"}, "provider = 'gcp' is not allowed: Input should be 'local' or"),
+        (
+            {"provider": "gcp"},
+            "provider = 'gcp' is not allowed: Input should be 'local', 'netns' or 'aws'",
+        ),
         ({"name": "My Cluster"}, "name = 'My Cluster'"),
         ({"versions": {"spark": "3.5.1"}}, "versions.spark = '3.5.1'"),
         ({"metrics": {"interval_s": 0}}, "metrics.interval_s = 0"),

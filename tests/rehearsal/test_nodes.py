@@ -68,6 +68,42 @@ def test_the_nodes_host_keys_are_their_own(rehearsal: Rehearsal):
     assert not host.exists() or host.read_text() not in keys
 
 
+def test_host_keys_recorded_on_first_contact_are_the_nodes_own(rehearsal, tmp_path: Path):
+    """What `up --provider aws` does once the instances exist: read each node's host key (the
+    worker's through the master, whose key is then checked) into a new known_hosts; the
+    keys are the ones the nodes really have, and the kit's strict connections then work."""
+    from paramiko import HostKeys
+
+    fresh = SshSettings(rehearsal.ssh.user, rehearsal.ssh.key, tmp_path / "known_hosts")
+    said: list[str] = []
+    found = remote.record_host_keys(rehearsal.inventory, fresh, timeout_s=30, say=said.append)
+    assert [line.split(":")[0] for line in found] == ["master", "worker"]
+    recorded, truth = HostKeys(str(fresh.known_hosts)), HostKeys(str(rehearsal.ssh.known_hosts))
+    for node in rehearsal.inventory.nodes:
+        host = node.ssh_host or node.address
+        assert recorded.lookup(host), host
+        for key_type, key in recorded.lookup(host).items():
+            assert truth.lookup(host)[key_type] == key, (node.name, key_type)
+    with remote.connect(rehearsal.inventory, "worker", fresh) as conn:
+        assert conn.run("hostname", hide=True, in_stream=False).stdout.strip() == "worker"
+    assert said[1].startswith("node worker answers SSH on ")
+
+
+def test_host_keys_of_a_node_that_never_answers_are_named(rehearsal, tmp_path: Path):
+    fresh = SshSettings(rehearsal.ssh.user, rehearsal.ssh.key, tmp_path / "known_hosts")
+    gone = Inventory(
+        cluster="tnode",
+        provider="aws",
+        nodes=(remote.Node("master", "10.99.0.9", ("master",), ssh_host="10.99.0.9"),),
+    )
+    with pytest.raises(
+        remote.NodeUnreachable,
+        match=r"node master \(10.99.0.9\) did not answer "
+        r"SSH within 6 s",
+    ):
+        remote.record_host_keys(gone, fresh, timeout_s=6, say=lambda _: None)
+
+
 def test_a_node_that_cannot_start_is_named(tmp_path: Path, rehearsal: Rehearsal):
     broken = nodes.Node("worker", "10.99.0.1", tmp_path / "broken")  # not its address
     with pytest.raises(topology.RehearsalError, match=r"node worker: sshd did not start on"):

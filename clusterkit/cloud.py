@@ -1,0 +1,61 @@
+"""Cloud-only verbs on a cluster the aws provider made: ``allow-ip`` and ``cost``.
+
+Both find the cluster through its state folder (its Terraform variables hold the region) and
+talk to EC2 with boto3; the CLI and the TUI call these, never boto3 themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from clusterkit.aws import access, pricing
+from clusterkit.aws import preflight as aws_preflight
+from clusterkit.errors import ClusterkitError
+from clusterkit.providers.aws import AwsProvider
+from clusterkit.state import ClusterPaths, Contexts
+
+Progress = Callable[[str], None]
+
+
+def _aws_cluster(name: str | None) -> tuple[str, ClusterPaths, dict[str, Any]]:
+    """(name, paths, the Terraform variables of its last apply); ClusterkitError when the
+    cluster is not an AWS one."""
+    name, paths = Contexts().resolve(name)
+    variables = AwsProvider.terraform(paths).read_vars()
+    if not variables:
+        raise ClusterkitError(
+            f"cluster {name!r} was not made by the aws provider (no Terraform variables in "
+            f"{paths.root / 'terraform'}); allow-ip and cost are for AWS clusters"
+        )
+    return name, paths, variables
+
+
+def allow_ip(name: str | None, cidr: str | None, *, fetch: Any = None) -> dict[str, Any]:
+    """Point the cluster's SSH rule at ``cidr`` (checked), or at this machine's address now;
+    the Terraform variables follow, so the next apply keeps it."""
+    name, paths, variables = _aws_cluster(name)
+    new = aws_preflight.operator_cidr(cidr, fetch=fetch)
+    ec2 = aws_preflight.session(variables["region"]).client("ec2")
+    change = access.allow_ip(ec2, name, new)
+    AwsProvider.terraform(paths).write_vars({**variables, "operator_cidr": new})
+    return {"cluster": name, **asdict(change), "changed": change.changed}
+
+
+def cost(name: str | None) -> dict[str, Any]:
+    """The list price per hour of what the cluster runs now, with the formula and the price
+    table's date."""
+    name, _, variables = _aws_cluster(name)
+    region = variables["region"]
+    ec2 = aws_preflight.session(region).client("ec2")
+    found = pricing.running(ec2, name, region)
+    return {
+        "cluster": name,
+        "region": region,
+        "lines": [asdict(line) for line in found.lines],
+        "hourly_usd": round(found.hourly, 4),
+        "formula": found.formula(),
+        "price_table_date": pricing.PRICE_TABLE_DATE,
+        "sources": list(pricing.PRICE_SOURCES),
+    }
