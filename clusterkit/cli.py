@@ -89,6 +89,20 @@ def up(
     overrides = {k: v for k, v in (("provider", provider), ("name", name)) if v is not None}
     if overrides:
         spec = parse_spec({**spec.model_dump(), **overrides}, source="command line")
+    if dry_run and spec.provider == "aws":
+        check = cloud.up_check(spec)
+        if as_json:
+            _print_json(check)
+            return
+        _line(
+            f"spec OK; AWS account {check['account']} in {check['region']}; SSH would be open "
+            f"to {check['operator_cidr']} only; Terraform: {check['terraform']}"
+        )
+        _line(
+            f"list price: {check['formula']} (AWS on-demand, {check['price_table_date']}); "
+            f"nothing made"
+        )
+        return
     if dry_run:
         plan = cluster.up_check(spec).to_dict()
         if spec.provider != "local" and not as_json:
@@ -144,7 +158,10 @@ def down(
     if provider is not None:
         if provider != "aws" or not cluster_name:
             raise BadInput("--provider aws --cluster NAME [--region R] removes an AWS "
-                             "cluster by its tag; other providers need no --provider")  # fmt: skip
+                           "cluster by its tag; other providers need no --provider")  # fmt: skip
+        if not yes:
+            typer.confirm(f"Remove everything tagged clusterkit:cluster={cluster_name} in "
+                          f"{region or 'the default region'}?", abort=True)  # fmt: skip
         report = cluster.down_by_tag(cluster_name, region=region, say=_say)
         _print_json(asdict(report)) if as_json else out.print(report.message)
         return
@@ -156,7 +173,7 @@ def down(
 def allow_ip(
     cidr: Annotated[
         str | None,
-        typer.Argument(help="the new CIDR, e.g. 203.0.113.7/32; default: this machine's IP"),
+        typer.Argument(help="the new CIDR, e.g. 81.2.69.160/32; default: this machine's IP"),
     ] = None,
     cluster_name: ClusterOpt = None,
     as_json: JsonOpt = False,

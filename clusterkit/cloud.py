@@ -14,7 +14,9 @@ from clusterkit.aws import access, pricing
 from clusterkit.aws import preflight as aws_preflight
 from clusterkit.errors import ClusterkitError
 from clusterkit.providers.aws import AwsProvider
-from clusterkit.state import ClusterPaths, Contexts
+from clusterkit.remote import ensure_key
+from clusterkit.spec import Spec
+from clusterkit.state import ClusterPaths, Contexts, default_state_dir
 
 Progress = Callable[[str], None]
 
@@ -30,6 +32,36 @@ def _aws_cluster(name: str | None) -> tuple[str, ClusterPaths, dict[str, Any]]:
             f"{paths.root / 'terraform'}); allow-ip and cost are for AWS clusters"
         )
     return name, paths, variables
+
+
+def up_check(spec: Spec, *, fetch: Any = None) -> dict[str, Any]:
+    """What `up --provider aws --dry-run` shows: every preflight check run (nothing is made in
+    AWS; the cluster's SSH key is made here if missing) and the list price per hour."""
+    paths = ClusterPaths(default_state_dir(spec.name, spec.state_dir))
+    ssh = AwsProvider.ssh(paths)
+    ensure_key(ssh.key)
+    ctx = aws_preflight.check(
+        region=spec.aws.region,
+        key_name=f"clusterkit-{spec.name}",
+        public_key=ssh.key.with_name(ssh.key.name + ".pub"),
+        managed=AwsProvider.terraform(paths).has_resources(),
+        operator=spec.aws.operator_cidr,
+        ami_family=spec.aws.ami_family,
+        control_python=spec.versions.python,
+        fetch=fetch,
+    )
+    price = pricing.estimate(
+        region=ctx.region,
+        instance_type=spec.aws.instance_type,
+        nodes=1 + spec.nodes.workers,
+        volume_gb=spec.aws.volume_gb,
+    )
+    return {
+        **asdict(ctx),
+        "hourly_usd": round(price.hourly, 4),
+        "formula": price.formula(),
+        "price_table_date": pricing.PRICE_TABLE_DATE,
+    }
 
 
 def allow_ip(name: str | None, cidr: str | None, *, fetch: Any = None) -> dict[str, Any]:

@@ -199,6 +199,7 @@ def record_host_keys(inventory: Inventory, ssh: SshSettings, *, timeout_s: float
                     ) from exc
                 time.sleep(5)
         keys = HostKeys(str(ssh.known_hosts))
+        keys.pop(host, None)  # a node made again at the same address has new keys
         keys.add(host, key.get_name(), key)
         keys.save(str(ssh.known_hosts))
         found.append(f"{node.name}: {key.get_name()}")

@@ -95,6 +95,7 @@ def playbook_vars(spec: Spec, paths: ClusterPaths, *, venv: str, wheel: Path) ->
     return {
         "ray_auth_token": local_services.ensure_ray_token(paths),
         "python_venv": venv,
+        "python_expected_version": spec.versions.python,
         "python_requirements": node_requirements(),
         "python_project_wheel": str(wheel),
         "spark_conf_dir": NODE_SPARK_CONF_DIR,

@@ -90,7 +90,7 @@ variable "operator_cidr" {
 
   validation {
     condition     = can(cidrnetmask(var.operator_cidr)) && tonumber(split("/", var.operator_cidr)[1]) >= 16
-    error_message = "operator_cidr: an IPv4 CIDR block of /16 or narrower, e.g. 203.0.113.7/32; never 0.0.0.0/0."
+    error_message = "operator_cidr: an IPv4 CIDR block of /16 or narrower, e.g. 81.2.69.160/32; never 0.0.0.0/0."
   }
 }
 

@@ -19,6 +19,8 @@ from clusterkit.errors import ClusterkitError
 
 #: Answers with the caller's public IPv4 address (AWS's own service).
 CHECKIP_URL = "https://checkip.amazonaws.com"
+#: The python3 each image family ships (infra/main.tf's images).
+IMAGE_PYTHON = {"debian-12": "3.11", "ubuntu-24.04": "3.12"}
 
 
 class AwsPreflightError(ClusterkitError):
@@ -124,7 +126,7 @@ def detect_operator_ip(fetch: Callable[[str], str] | None = None) -> str:
     except Exception as exc:
         raise AwsPreflightError(
             f"could not detect this machine's public IP from {CHECKIP_URL} ({exc}); give it: "
-            f"aws.operator_cidr: 203.0.113.7/32 in the spec, or --operator-cidr"
+            f"aws.operator_cidr: 81.2.69.160/32 in the spec (allow-ip: the CIDR argument)"
         ) from exc
 
 
@@ -136,7 +138,7 @@ def operator_cidr(given: str | None, *, fetch: Callable[[str], str] | None = Non
         net = ipaddress.IPv4Network(given, strict=False)
     except ValueError as exc:
         raise AwsPreflightError(
-            f"aws.operator_cidr = {given!r} is not an IPv4 CIDR block (e.g. 203.0.113.7/32)"
+            f"aws.operator_cidr = {given!r} is not an IPv4 CIDR block (e.g. 81.2.69.160/32)"
         ) from exc
     if net.prefixlen < 16:
         raise AwsPreflightError(
@@ -151,6 +153,18 @@ def operator_cidr(given: str | None, *, fetch: Callable[[str], str] | None = Non
     return str(net)
 
 
+def check_image_python(ami_family: str, control_python: str) -> None:
+    """Ray needs the same Python on the nodes as here: the image's python3 must match."""
+    theirs = IMAGE_PYTHON[ami_family]
+    if theirs != control_python:
+        other = [f for f, v in IMAGE_PYTHON.items() if v == control_python]
+        fix = f"set aws.ami_family: {other[0]}" if other else f"run clusterkit from Python {theirs}"
+        raise AwsPreflightError(
+            f"aws.ami_family = {ami_family!r} runs Python {theirs} and this machine runs "
+            f"{control_python}; Ray needs the same on every node: {fix}"
+        )
+
+
 def check(
     *,
     region: str | None,
@@ -158,9 +172,12 @@ def check(
     public_key: Path,
     managed: bool,
     operator: str | None,
+    ami_family: str,
+    control_python: str,
     fetch: Callable[[str], str] | None = None,
 ) -> AwsContext:
     """Every check in order, the first failure raised; the context for Terraform."""
+    check_image_python(ami_family, control_python)
     tf = terraform.engine()
     sess = session(region)
     account, arn = check_credentials(sess)

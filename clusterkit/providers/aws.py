@@ -101,6 +101,8 @@ class AwsProvider:
             public_key=Path(f"{ssh.key}.pub"),
             managed=tf.has_resources(),
             operator=spec.aws.operator_cidr,
+            ami_family=spec.aws.ami_family,
+            control_python=spec.versions.python,
         )
         say(
             f"AWS account {ctx.account} ({ctx.arn}), region {ctx.region}; SSH open to "

