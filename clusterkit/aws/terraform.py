@@ -24,6 +24,8 @@ from clusterkit.errors import ClusterkitError
 #: The Terraform configuration (the repository's infra/ folder).
 INFRA_DIR = Path(__file__).resolve().parents[2] / "infra"
 _ENV_LOCK = threading.Lock()
+#: Never a prompt, never colour codes in what the kit parses and shows.
+_UNATTENDED = ("-input=false", "-no-color")
 
 
 class TerraformError(ClusterkitError):
@@ -128,40 +130,16 @@ class Terraform:
         """Providers into ``work/.terraform``, the local backend's state at ``state_file``."""
         self.work.mkdir(parents=True, exist_ok=True)
         os.chmod(self.work, 0o700)  # the state holds the nodes' addresses and the key's name
-        self.run(
-            [
-                "init",
-                "-input=false",
-                "-no-color",
-                "-reconfigure",
-                f"-backend-config=path={self.state_file}",
-            ],
-            check=True,
-        )
+        backend = f"-backend-config=path={self.state_file}"
+        self.run(["init", *_UNATTENDED, "-reconfigure", backend], check=True)
 
     def apply(self, variables: Mapping[str, Any]) -> None:
-        self.run(
-            [
-                "apply",
-                "-input=false",
-                "-no-color",
-                "-auto-approve",
-                f"-var-file={self.write_vars(variables)}",
-            ],
-            check=True,
-        )
+        var_file = f"-var-file={self.write_vars(variables)}"
+        self.run(["apply", *_UNATTENDED, "-auto-approve", var_file], check=True)
 
     def destroy(self, variables: Mapping[str, Any]) -> None:
-        self.run(
-            [
-                "destroy",
-                "-input=false",
-                "-no-color",
-                "-auto-approve",
-                f"-var-file={self.write_vars(variables)}",
-            ],
-            check=True,
-        )
+        var_file = f"-var-file={self.write_vars(variables)}"
+        self.run(["destroy", *_UNATTENDED, "-auto-approve", var_file], check=True)
 
     def outputs(self) -> dict[str, Any]:
         """``terraform output -json``, as {name: value}."""
