@@ -290,7 +290,10 @@ def up(spec: Spec, paths: ClusterPaths, *, say: Progress,
         what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         question = f"`up` {what} after the nodes were made; remove them (cluster {spec.name!r})?"
         if isinstance(provider, NetnsProvider) or confirm is None or confirm(question):
-            down(state, paths, say=say)
+            try:
+                down(state, paths, say=say)
+            except ClusterkitError as cleanup:  # the first error is the one raised
+                say(f"could not remove everything: {cleanup}")
         else:
             say("kept; `clusterkit provision` retries, `clusterkit down` removes them")
         raise

@@ -116,7 +116,7 @@ class AwsProvider:
             tf.init()
             say(
                 "terraform apply: the VPC, subnets, NAT route, security groups and "
-                f"{1 + spec.nodes.workers} {spec.aws.instance_type} nodes (about 2 minutes)"
+                f"{1 + spec.nodes.workers} {spec.aws.instance_type} nodes"
             )
             tf.apply(variables)
             outputs = tf.outputs()
@@ -132,7 +132,10 @@ class AwsProvider:
                 )
                 if confirm is None or confirm(question):
                     say("destroying what this `up` made")
-                    self.down(paths, spec.name)
+                    try:
+                        self.down(paths, spec.name, region=ctx.region, say=say)
+                    except ClusterkitError as cleanup:  # the first error is the one raised
+                        say(f"could not remove everything: {cleanup}")
                 else:
                     say(f"kept; remove it later with `clusterkit down --cluster {spec.name}`")
             raise
