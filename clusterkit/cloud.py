@@ -1,12 +1,12 @@
-"""Cloud-only verbs on a cluster the aws provider made: ``allow-ip`` and ``cost``.
+"""Cloud-only verbs on a cluster the aws provider made: ``allow-ip``, ``cost``, and the
+``up --dry-run`` checks.
 
 Both find the cluster through its state folder (its Terraform variables hold the region) and
-talk to EC2 with boto3; the CLI and the TUI call these, never boto3 themselves.
+talk to EC2 with boto3; the CLI calls these, never boto3 itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -14,11 +14,8 @@ from clusterkit.aws import access, pricing
 from clusterkit.aws import preflight as aws_preflight
 from clusterkit.errors import ClusterkitError
 from clusterkit.providers.aws import AwsProvider
-from clusterkit.remote import ensure_key
 from clusterkit.spec import Spec
 from clusterkit.state import ClusterPaths, Contexts, default_state_dir
-
-Progress = Callable[[str], None]
 
 
 def _aws_cluster(name: str | None) -> tuple[str, ClusterPaths, dict[str, Any]]:
@@ -38,18 +35,7 @@ def up_check(spec: Spec, *, fetch: Any = None) -> dict[str, Any]:
     """What `up --provider aws --dry-run` shows: every preflight check run (nothing is made in
     AWS; the cluster's SSH key is made here if missing) and the list price per hour."""
     paths = ClusterPaths(default_state_dir(spec.name, spec.state_dir))
-    ssh = AwsProvider.ssh(paths)
-    ensure_key(ssh.key)
-    ctx = aws_preflight.check(
-        region=spec.aws.region,
-        key_name=f"clusterkit-{spec.name}",
-        public_key=ssh.key.with_name(ssh.key.name + ".pub"),
-        managed=AwsProvider.terraform(paths).has_resources(),
-        operator=spec.aws.operator_cidr,
-        ami_family=spec.aws.ami_family,
-        control_python=spec.versions.python,
-        fetch=fetch,
-    )
+    ctx, _ = AwsProvider().check(spec, paths, fetch=fetch)
     price = pricing.estimate(
         region=ctx.region,
         instance_type=spec.aws.instance_type,

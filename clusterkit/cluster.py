@@ -469,9 +469,16 @@ def down_by_tag(name: str, *, region: str | None, say: Progress = _quiet) -> Dow
     paths = ClusterPaths(default_state_dir(name, None))
     removed = AwsProvider().down(paths, name, region=region, say=say)
     paths.state_file.unlink(missing_ok=True)
-    message = f"cluster {name!r} is down: removed {', '.join(removed)}"
     elapsed = round(time.monotonic() - t0, 2)
-    return DownReport(cluster=name, changed=True, message=message, elapsed_s=elapsed)
+    return DownReport(cluster=name, changed=bool(removed), message=_removed(name, removed),
+                      elapsed_s=elapsed)  # fmt: skip
+
+
+def _removed(name: str, removed: list[str]) -> str:
+    """What a remote ``down`` says: what it removed, or that nothing of the cluster was left."""
+    if not removed:
+        return f"cluster {name!r} is down: nothing tagged clusterkit:cluster={name} was left"
+    return f"cluster {name!r} is down: removed {', '.join(removed)}"
 
 
 def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet) -> DownReport:
@@ -491,15 +498,15 @@ def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet
     if cluster is None and (paths.root / "terraform").is_dir():
         # an AWS `up` that failed before its state was saved, or resources kept after one
         removed = AwsProvider().down(paths, name, say=say)
-        report.changed = True
-        report.message = f"cluster {name!r} is down: removed {', '.join(removed)}"
+        report.changed = bool(removed)
+        report.message = _removed(name, removed)
     elif cluster is None:
         report.message = f"cluster {name!r} is not up; nothing to stop"
     elif cluster.is_remote:
         _cancel_active_runs(cluster, say=say)
         removed = remote_cluster.down(cluster.state, cluster.paths, say=say)
         report.changed = True
-        report.message = f"cluster {name!r} is down: removed {', '.join(removed)}"
+        report.message = _removed(name, removed)
     else:
         report.stopped_pids, report.ports_checked = _stop(cluster, say=say)
         report.changed = True

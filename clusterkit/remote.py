@@ -9,6 +9,7 @@ node and its address and say what to do.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -136,11 +137,14 @@ def ensure_key(key: Path) -> str:
         key.parent.mkdir(parents=True, exist_ok=True)
         key.parent.chmod(0o700)
         private = Ed25519PrivateKey.generate()
-        key.write_bytes(private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+        pem = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
             serialization.NoEncryption(),
-        ))  # fmt: skip
-        key.chmod(0o600)
+        )
+        # mode 600 from the start: the private key is never readable by others, even briefly
+        with os.fdopen(os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            f.write(pem)
         line = private.public_key().public_bytes(
             serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
         )
@@ -161,7 +165,7 @@ def _server_key(sock: Any, timeout: float) -> Any:
 
 
 def record_host_keys(inventory: Inventory, ssh: SshSettings, *, timeout_s: float = 300.0,
-                     say: Any = print) -> list[str]:  # fmt: skip
+                     say: Any = lambda _: None) -> list[str]:  # fmt: skip
     """Wait until every node answers SSH and write their host keys to ``ssh.known_hosts``
     (trust on first use, right after the nodes were made). Nodes with a jump host are read
     through it, with the jump host's key already checked. Returns lines 'node: key type'."""

@@ -88,7 +88,7 @@ def check_key_pair(sess: Any, *, key_name: str, public_key: Path, managed: bool)
     except (OSError, ValueError) as exc:
         raise AwsPreflightError(
             f"cannot read the cluster's SSH public key {public_key}: {exc}; delete it and its "
-            f"private key to have a new pair made, or set aws.ssh_key to your own"
+            f"private key ({public_key.with_suffix('')}) to have a new pair made"
         ) from exc
     from botocore.exceptions import ClientError
 

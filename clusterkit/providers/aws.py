@@ -79,35 +79,42 @@ class AwsProvider:
             "public_key": public_key,
         }
 
+    def check(
+        self, spec: Spec, paths: ClusterPaths, *, fetch: Callable[[str], str] | None = None
+    ) -> tuple[aws_preflight.AwsContext, str]:
+        """Every preflight check of ``spec`` (the cluster's SSH key is made here when missing);
+        the context and the public key line. Nothing is made in AWS."""
+        ssh = self.ssh(paths)
+        public_key = ensure_key(ssh.key)
+        ctx = aws_preflight.check(
+            region=spec.aws.region,
+            key_name=f"clusterkit-{spec.name}",
+            public_key=Path(f"{ssh.key}.pub"),
+            managed=self.terraform(paths).has_resources(),
+            operator=spec.aws.operator_cidr,
+            ami_family=spec.aws.ami_family,
+            control_python=spec.versions.python,
+            fetch=fetch,
+        )
+        return ctx, public_key
+
     def up(
         self,
         spec: Spec,
         paths: ClusterPaths,
         *,
-        shared: list[Path] | None = None,
         say: Any = lambda _: None,
         confirm: Confirm | None = None,
     ) -> Inventory:
         """Check, apply, record host keys; the nodes' inventory. When apply fails or is
         interrupted, ``confirm`` is asked whether to destroy what it made (None: destroy)."""
-        del shared  # the nodes share HDFS, not a folder of this machine
-        ssh = self.ssh(paths)
-        public_key = ensure_key(ssh.key)
-        tf = self.terraform(paths)
         say("checking AWS: credentials, region, key pair, your address, Terraform")
-        ctx = aws_preflight.check(
-            region=spec.aws.region,
-            key_name=f"clusterkit-{spec.name}",
-            public_key=Path(f"{ssh.key}.pub"),
-            managed=tf.has_resources(),
-            operator=spec.aws.operator_cidr,
-            ami_family=spec.aws.ami_family,
-            control_python=spec.versions.python,
-        )
+        ctx, public_key = self.check(spec, paths)
         say(
             f"AWS account {ctx.account} ({ctx.arn}), region {ctx.region}; SSH open to "
             f"{ctx.operator_cidr} only; Terraform: {ctx.terraform}"
         )
+        tf = self.terraform(paths)
         variables = self.variables(
             spec, region=ctx.region, operator_cidr=ctx.operator_cidr, public_key=public_key
         )
@@ -122,7 +129,7 @@ class AwsProvider:
             outputs = tf.outputs()
             self._save_outputs(paths, outputs)
             inventory = self.inventory(spec.name, paths)
-            record_host_keys(inventory, ssh, say=say)
+            record_host_keys(inventory, self.ssh(paths), say=say)
             self.write_ansible_inventory(spec.name, paths)
         except BaseException as exc:
             what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -183,7 +190,8 @@ class AwsProvider:
         say: Any = lambda _: None,
     ) -> list[str]:
         """``terraform destroy`` when there is a state, then the sweep: anything still tagged
-        with the cluster's name is named and removed. ClusterkitError names what is left."""
+        with the cluster's name is named and removed. Returns what was removed (empty: nothing
+        was there); ClusterkitError names what is left."""
         name = cluster or paths.root.name
         tf = self.terraform(paths)
         variables = tf.read_vars()
@@ -208,7 +216,7 @@ class AwsProvider:
                 f"remove them in the EC2 console, or run `clusterkit down` again"
             )
         self._outputs_file(paths).unlink(missing_ok=True)
-        return removed or [f"nothing tagged clusterkit:cluster={name} in {ec2.meta.region_name}"]
+        return removed
 
     def describe(self, spec: Spec, paths: ClusterPaths) -> Inventory | None:
         """The nodes, when the Terraform state holds any."""

@@ -21,7 +21,7 @@ from clusterkit.errors import ClusterkitError
 from clusterkit.inventory import Inventory, Node
 from clusterkit.rehearsal import nodes, topology
 from clusterkit.rehearsal.topology import Layout, RehearsalError
-from clusterkit.remote import SshSettings
+from clusterkit.remote import SshSettings, ensure_key
 from clusterkit.spec import Spec
 from clusterkit.state import ClusterPaths
 
@@ -98,7 +98,7 @@ class NetnsProvider:
             )
         layout = self.layout(spec.name)
         ssh = self.ssh(paths)
-        _ensure_key(ssh.key)
+        ensure_key(ssh.key)
         say(f"building the topology: {', '.join(layout.namespaces)}")
         topology.build(layout)
         try:
@@ -137,12 +137,3 @@ class NetnsProvider:
     def describe(self, spec: Spec, paths: ClusterPaths) -> Inventory | None:
         present = topology.existing_namespaces() & set(self.layout(spec.name).namespaces)
         return self.inventory(spec.name) if present else None
-
-
-def _ensure_key(key: Path) -> None:
-    if key.exists():
-        return
-    key.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(key.parent, 0o700)
-    topology.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "clusterkit",
-                  "-f", str(key)])  # fmt: skip

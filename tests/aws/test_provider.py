@@ -159,8 +159,13 @@ def test_up_offline_fails_at_terraform_init_with_its_error(aws, home, tmp_path, 
     assert code == 1, err
     assert "error: `terraform init` failed" in err and "hashicorp/aws" in err
     assert "Traceback" not in err
-    assert main(["down", "--cluster", "alpha"]) == 0
-    assert "nothing tagged clusterkit:cluster=alpha" in capsys.readouterr().out
+    assert main(["down", "--cluster", "alpha", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (
+        report["message"]
+        == "cluster 'alpha' is down: nothing tagged clusterkit:cluster=alpha was left"
+    )
+    assert report["changed"] is False
 
 
 @pytest.mark.parametrize("answer", [True, False])
