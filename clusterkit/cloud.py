@@ -54,7 +54,7 @@ def allow_ip(name: str | None, cidr: str | None, *, fetch: Any = None) -> dict[s
     """Point the cluster's SSH rule at ``cidr`` (checked), or at this machine's address now;
     the Terraform variables follow, so the next apply keeps it."""
     name, paths, variables = _aws_cluster(name)
-    new = aws_preflight.operator_cidr(cidr, fetch=fetch)
+    new = aws_preflight.operator_cidr(cidr, fetch=fetch, field="allow-ip's CIDR")
     ec2 = aws_preflight.session(variables["region"]).client("ec2")
     change = access.allow_ip(ec2, name, new)
     AwsProvider.terraform(paths).write_vars({**variables, "operator_cidr": new})

@@ -130,24 +130,30 @@ def detect_operator_ip(fetch: Callable[[str], str] | None = None) -> str:
         ) from exc
 
 
-def operator_cidr(given: str | None, *, fetch: Callable[[str], str] | None = None) -> str:
-    """The CIDR SSH is opened to: ``given`` (checked), else the detected address as /32."""
+def operator_cidr(
+    given: str | None,
+    *,
+    fetch: Callable[[str], str] | None = None,
+    field: str = "aws.operator_cidr",
+) -> str:
+    """The CIDR SSH is opened to: ``given`` (checked; errors name ``field``, where it came
+    from), else the detected address as /32."""
     if not given:
         return f"{detect_operator_ip(fetch)}/32"
     try:
         net = ipaddress.IPv4Network(given, strict=False)
     except ValueError as exc:
         raise AwsPreflightError(
-            f"aws.operator_cidr = {given!r} is not an IPv4 CIDR block (e.g. 81.2.69.160/32)"
+            f"{field} = {given!r} is not an IPv4 CIDR block (e.g. 81.2.69.160/32)"
         ) from exc
     if net.prefixlen < 16:
         raise AwsPreflightError(
-            f"aws.operator_cidr = {given!r} opens SSH to {net.num_addresses:,} addresses; give "
+            f"{field} = {given!r} opens SSH to {net.num_addresses:,} addresses; give "
             f"your own address as /32 (or your campus range, /16 at the widest)"
         )
     if not net.is_global:
         raise AwsPreflightError(
-            f"aws.operator_cidr = {given!r} is not a public address; AWS sees your public IP "
+            f"{field} = {given!r} is not a public address; AWS sees your public IP "
             f"(`curl {CHECKIP_URL}`)"
         )
     return str(net)

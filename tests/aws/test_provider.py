@@ -244,7 +244,9 @@ def test_allow_ip_cli(ec2, home, capsys):
     assert main(["allow-ip", "81.2.69.160/32", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["changed"] is False
     assert main(["allow-ip", "0.0.0.0/0"]) == 1
-    assert "opens SSH to 4,294,967,296 addresses" in capsys.readouterr().err
+    assert "error: allow-ip's CIDR = '0.0.0.0/0' opens SSH to 4,294,967,296 addresses" in (
+        capsys.readouterr().err
+    )
 
 
 def test_cost_cli(ec2, home, capsys):
