@@ -102,6 +102,7 @@ class NetnsProvider:
         say(f"building the topology: {', '.join(layout.namespaces)}")
         topology.build(layout)
         try:
+            topology.verify_routes(layout)  # nothing of the rehearsal leaves this machine
             for name in nodes.NODES:
                 target = nodes.node(layout, name, paths.root)
                 nodes.prepare(target, authorized_key=Path(f"{ssh.key}.pub").read_text())

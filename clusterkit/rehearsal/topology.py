@@ -13,12 +13,19 @@ Four named namespaces stand for the cloud (``ip netns list`` shows them, prefixe
 - ``ck-NAME-outside``: the internet, a namespace with one address.
 
 This shell, the operator's side, gets one link to the router and one route: to the master's
-address. Every address is in a private range; no namespace has a route to a real network.
-Nothing here makes the master a NAT: the playbooks' ``nat`` role does that, as on AWS.
+address. Every other range the rehearsal uses (the VPC, the outside) gets an ``unreachable``
+route here, so a packet to any rehearsal address but the master's is refused by this
+machine's own kernel ("No route to host") instead of following its default route off the
+machine. Each rehearsal owns its own unreachable routes (a metric of its own), so a range
+stays guarded while any rehearsal that uses it exists. Every address is in a private range;
+no namespace has a route to a real network. Nothing here makes the master a NAT: the
+playbooks' ``nat`` role does that, as on AWS.
 
 Contract: :func:`build` creates everything or, on any failure, removes what it created and
-raises ``RehearsalError`` naming the command; :func:`destroy` is idempotent, ends every
-process left in the namespaces first, and returns what it removed.
+raises ``RehearsalError`` naming the command; :func:`verify_routes` raises ``RehearsalError``
+naming every address this shell would send elsewhere than the rehearsal's link or the
+unreachable routes; :func:`destroy` is idempotent, ends every process left in the namespaces
+first, and returns what it removed.
 """
 
 from __future__ import annotations
@@ -91,6 +98,34 @@ class Layout:
 
     def address_of(self, node: str) -> str:
         return {"master": self.master, "worker": self.worker, "outside": self.outside}[node]
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        """Every address of the rehearsal, by what holds it."""
+        return {
+            "master": self.master,
+            "worker": self.worker,
+            "outside": self.outside,
+            "router (public subnet)": self.router_public,
+            "router (private subnet)": self.router_private,
+            "router (outside)": self.router_outside_ip,
+            "router (operator link)": self.router_operator_ip,
+            "this shell (operator link)": self.operator_ip,
+        }
+
+    @property
+    def guarded_ranges(self) -> list[str]:
+        """The ranges this shell must never route off the machine: every range the rehearsal
+        uses but the operator link (which is this shell's own link to the router)."""
+        used = [self.vpc, self.public_subnet, self.private_subnet, self.outside_subnet]
+        networks = [ipaddress.IPv4Network(cidr) for cidr in used]
+        return [str(n) for n in ipaddress.collapse_addresses(networks)]
+
+    @property
+    def route_metric(self) -> int:
+        """The metric of this rehearsal's unreachable routes: its own, so that two rehearsals
+        over the same ranges each hold (and remove) their own route."""
+        return 1_000_000 + int(hashlib.sha1(self.cluster.encode()).hexdigest()[:5], 16)
 
 
 def _prefix(cidr: str) -> int:
@@ -169,8 +204,11 @@ def _build(layout: Layout) -> None:
     run(["ip", "-n", master, "route", "add", "default", "via", L.router_public])
     run(["ip", "-n", worker, "route", "add", "default", "via", L.router_private])
     run(["ip", "-n", outside, "route", "add", "default", "via", L.router_outside_ip])
-    # the operator side reaches the master's address and nothing else of the cluster
+    # the operator side reaches the master's address and nothing else of the cluster: the
+    # rest of the rehearsal's ranges is refused here, never sent out by the default route
     run(["ip", "route", "add", f"{L.master}/32", "via", L.router_operator_ip])
+    for cidr in L.guarded_ranges:
+        run(["ip", "route", "add", *_unreachable(L, cidr)])
     # the router: forwards, never redirects, and keeps the route tables of the VPC
     for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
                 "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"):  # fmt: skip
@@ -185,6 +223,63 @@ def _build(layout: Layout) -> None:
     for device in ("op", "out"):
         run(["ip", "-n", router, "rule", "add", "iif", device, "to", L.private_subnet,
              "prohibit", "priority", "100"])  # fmt: skip
+
+
+def _unreachable(layout: Layout, cidr: str) -> list[str]:
+    return ["unreachable", cidr, "metric", str(layout.route_metric)]
+
+
+def route_of(address: str) -> str:
+    """What this shell's kernel would do with a packet to ``address`` (``ip -4 route get``):
+    its route line, ``unreachable`` when the route table refuses it (unreachable or prohibit
+    routes), ``blackhole`` when it drops it silently. Sends nothing."""
+    proc = subprocess.run(["ip", "-4", "route", "get", address], capture_output=True,
+                          text=True, timeout=10)  # fmt: skip
+    if proc.returncode != 0:
+        refused = ("No route to host", "Network is unreachable", "Permission denied")
+        if any(word in proc.stderr for word in refused):
+            return "unreachable"
+        if "Invalid argument" in proc.stderr:
+            return "blackhole"
+        raise RehearsalError(f"`ip -4 route get {address}` failed: {proc.stderr.strip()}")
+    return proc.stdout.splitlines()[0].strip()
+
+
+def _device(route: str) -> str | None:
+    words = route.split()
+    return words[words.index("dev") + 1] if "dev" in words else None
+
+
+def verify_routes(layout: Layout) -> None:
+    """Check that this shell sends nothing of the rehearsal off the machine: the master's
+    address (and the router's end of the operator link) go through the rehearsal's own link
+    and no other device (the default route's included); every other rehearsal address, and
+    the first and last of each guarded range, are unreachable. Sends nothing (route lookups
+    only); raises RehearsalError naming each address that is not."""
+    L = layout
+    wrong = []
+    linked = {"master": L.master, "router (operator link)": L.router_operator_ip}
+    for what, address in L.addresses.items():
+        if what == "this shell (operator link)":
+            continue  # this shell's own address
+        route = route_of(address)
+        if what in linked:
+            if _device(route) != L.host_link:
+                wrong.append(f"{what} {address} goes `{route}`, not through {L.host_link}")
+        elif route != "unreachable":
+            wrong.append(f"{what} {address} goes `{route}`, not unreachable")
+    for cidr in L.guarded_ranges:
+        network = ipaddress.ip_network(cidr)
+        for address in (str(network[1]), str(network[-2])):
+            if address != L.master and (route := route_of(address)) != "unreachable":
+                wrong.append(f"{address} (in {cidr}) goes `{route}`, not unreachable")
+    if wrong:
+        raise RehearsalError(
+            f"rehearsal {L.cluster}: this machine's route table would send rehearsal traffic "
+            f"off the machine: {'; '.join(wrong)}. Check `ip route` for a route more specific "
+            f"than the rehearsal's ranges ({', '.join(L.guarded_ranges)}), or take the "
+            f"rehearsal down and up again"
+        )
 
 
 def _alive(pid: int) -> bool:
@@ -215,6 +310,11 @@ def destroy(layout: Layout) -> list[str]:
     processes first); idempotent. Returns what was removed."""
     removed = []
     run(["ip", "route", "del", f"{layout.master}/32"], check=False)
+    for cidr in layout.guarded_ranges:  # this rehearsal's own; another's stays
+        if run(["ip", "route", "show", "exact", cidr, "metric", str(layout.route_metric)],
+               check=False).strip():  # fmt: skip
+            run(["ip", "route", "del", *_unreachable(layout, cidr)])
+            removed.append(f"route unreachable {cidr}")
     if run(["ip", "link", "show", layout.host_link], check=False):
         run(["ip", "link", "del", layout.host_link], check=False)
         removed.append(f"link {layout.host_link}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from clusterkit import provision
 from clusterkit.providers.netns import NetnsProvider
 from clusterkit.rehearsal import nodes, topology
 from clusterkit.rehearsal.topology import in_ns
+from tests.rehearsal import probes
 from tests.rehearsal.conftest import CLUSTERKIT, NAME, Rehearsal, sh
 from tests.rehearsal.test_topology import PORT, SERVE
 
@@ -86,31 +86,21 @@ def test_a_suite_job_runs_with_its_executors_on_the_worker(rehearsal):
     assert hosts == {rehearsal.layout.worker}, events[:500]
 
 
-def _answers(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=1.5):
-            return True
-    except OSError:
-        return False
-
-
 def test_from_the_operator_side_only_ssh_answers(rehearsal):
     layout = rehearsal.layout
     with rehearsal.connect("master") as c:  # the services do listen there...
         listening = sh(c, "ss -Hltn")
     for port in (7077, 8080, 6379, 8265, 10001):
         assert f":{port} " in listening, (port, listening)
-    assert _answers(layout.master, 22)
-    open_ports = [p for p in SERVICE_PORTS if _answers(layout.master, p)]
-    assert open_ports == []  # ...but the firewall lets only SSH in from outside
-    # the private subnet is not routed from here: even sent to the router on purpose, the
-    # worker's address is refused (this machine's own default route may answer anything)
-    worker = [f"{layout.worker}/32", "via", layout.router_operator_ip]
-    topology.run(["ip", "route", "add", *worker])
-    try:
-        assert not _answers(layout.worker, 22)
-    finally:
-        topology.run(["ip", "route", "del", *worker], check=False)
+    # ...but from this shell (the master's address only) the firewall lets only SSH in
+    assert probes.connect(None, layout.master, 22) == "open"
+    dropped = {p: probes.connect(None, layout.master, p, timeout=1.5) for p in SERVICE_PORTS}
+    assert dropped == dict.fromkeys(SERVICE_PORTS, "timeout")
+    # the private subnet: refused by this machine's route table (nothing is sent), and by
+    # the router for the internet's side, probed from the outside namespace
+    assert topology.route_of(layout.worker) == "unreachable"
+    assert probes.connect(layout.ns("outside"), layout.worker, 22) == "unreachable EHOSTUNREACH"
+    assert probes.connect(layout.ns("outside"), layout.master, 22) == "open"
 
 
 def test_hosts_and_hostnames(rehearsal):
@@ -130,11 +120,9 @@ def test_ssh_master_to_worker_needs_no_password(rehearsal):
 
 
 def _fetch_from_worker(rehearsal: Rehearsal) -> str:
-    url = f"http://{rehearsal.layout.outside}:{PORT}/"
-    code = f"import urllib.request as u; print(u.urlopen('{url}', timeout=3).read().decode())"
-    with rehearsal.connect("worker") as c:
-        result = c.run(f'python3 -c "{code}"', hide=True, warn=True, in_stream=False)
-    return str(result.stdout.strip()) if result.exited == 0 else ""
+    """GET the outside's server from the worker's network namespace: ``answer BODY``,
+    ``refused``, ``unreachable ERRNO`` or ``timeout``."""
+    return probes.fetch(rehearsal.layout.ns("worker"), rehearsal.layout.outside, PORT)
 
 
 def test_the_worker_reaches_outside_only_through_the_masters_nat(rehearsal):
@@ -145,17 +133,18 @@ def test_the_worker_reaches_outside_only_through_the_masters_nat(rehearsal):
                   f"-m comment --comment 'clusterkit nat' -j MASQUERADE")  # fmt: skip
     try:
         time.sleep(1.0)
-        assert _fetch_from_worker(rehearsal) == f"hello from outside, you are {layout.master}"
+        expected = f"answer hello from outside, you are {layout.master}"
+        assert _fetch_from_worker(rehearsal) == expected
         with rehearsal.connect("master") as c:
             assert "MASQUERADE" in sh(c, "cat /etc/iptables/rules.v4")
             assert sh(c, "sysctl -n net.ipv4.conf.eth0.send_redirects") == "0"
             sh(c, f"iptables -t nat -D {masquerade}")  # NAT off
-        try:
-            assert _fetch_from_worker(rehearsal) == ""
+        try:  # forwarded unmasqueraded: the private route table sends it back to the master
+            assert _fetch_from_worker(rehearsal) == "unreachable EHOSTUNREACH"
         finally:
             with rehearsal.connect("master") as c:  # on again, exactly as the role made it
                 sh(c, f"iptables -t nat -A {masquerade}")
-        assert _fetch_from_worker(rehearsal).startswith("hello from outside")
+        assert _fetch_from_worker(rehearsal) == expected
     finally:
         server.terminate()
         server.wait(timeout=10)

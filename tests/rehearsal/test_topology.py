@@ -16,18 +16,13 @@ from collections.abc import Iterator
 import pytest
 
 from clusterkit.rehearsal import topology
-from clusterkit.rehearsal.topology import Layout, in_ns, run
+from clusterkit.rehearsal.topology import Layout, in_ns, route_of, run
+from tests.rehearsal import probes
+from tests.rehearsal.conftest import CLUSTERKIT
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
 PORT = 18080
-FETCH = (
-    "import sys, urllib.request\n"
-    "try:\n"
-    "    print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())\n"
-    "except Exception as exc:\n"
-    "    print('unreachable', type(exc).__name__, exc); sys.exit(1)\n"
-)
 SERVE = (  # socketserver's bind, not HTTPServer's: that one asks DNS for the host's name
     "import http.server, socketserver, sys\n"
     "class H(http.server.BaseHTTPRequestHandler):\n"
@@ -42,11 +37,9 @@ SERVE = (  # socketserver's bind, not HTTPServer's: that one asks DNS for the ho
 
 
 def fetch(namespace: str | None, address: str) -> str:
-    """GET http://address:PORT/ from inside ``namespace`` (None: this shell)."""
-    argv = [sys.executable, "-c", FETCH, f"http://{address}:{PORT}/"]
-    proc = subprocess.run(in_ns(namespace, *argv) if namespace else argv,
-                          capture_output=True, text=True, timeout=20)  # fmt: skip
-    return proc.stdout.strip()
+    """GET http://address:PORT/ from inside ``namespace`` (None: this shell, and then only the
+    master's address): ``answer BODY``, ``refused``, ``unreachable ERRNO`` or ``timeout``."""
+    return probes.fetch(namespace, address, PORT)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +59,36 @@ def net() -> Iterator[Layout]:
         removed = topology.destroy(layout)
         for server in servers:
             server.wait(timeout=10)  # ended by destroy, which ends every process in them
-        assert len(removed) == 5
+        assert removed == [
+            *(f"route unreachable {cidr}" for cidr in layout.guarded_ranges),
+            f"link {layout.host_link}",
+            *(f"namespace {ns}" for ns in layout.namespaces),
+        ]
+        assert not run(["ip", "route", "show", "metric", str(layout.route_metric)]).strip()
+
+
+def test_up_refuses_a_route_table_that_would_send_rehearsal_traffic_out(tmp_path):
+    """A more specific route for the private subnet (here to lo: harmless) beats the guard:
+    `up --provider netns` fails loudly, names the worker's address, and leaves nothing.
+    First in the module: `up` refuses while another rehearsal (the ``net`` fixture) is up."""
+    layout = Layout(cluster="tbroken", operator_link="172.30.3.0/30", master="10.40.1.30")
+    bad = ["10.40.2.0/24", "dev", "lo"]
+    run(["ip", "route", "add", *bad])
+    try:
+        proc = subprocess.run(
+            [CLUSTERKIT, "up", "--provider", "netns", "--name", "tbroken"],
+            env={**os.environ, "CLUSTERKIT_HOME": str(tmp_path)},
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        run(["ip", "route", "del", *bad])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "would send rehearsal traffic off the machine" in out, out
+    assert f"worker {layout.worker} goes `{layout.worker} dev lo" in out, out
+    assert "Traceback" not in out, out
+    assert not set(layout.namespaces) & topology.existing_namespaces()
+    assert not run(["ip", "route", "show", "metric", str(layout.route_metric)]).strip()
 
 
 def test_namespaces_are_named_and_listed(net: Layout):
@@ -74,27 +96,63 @@ def test_namespaces_are_named_and_listed(net: Layout):
     assert all(ns.startswith("ck-ttopo-") for ns in net.namespaces)
 
 
-def test_the_operator_reaches_the_master_and_nothing_else(net: Layout):
-    assert fetch(None, net.master) == f"hello from master, you are {net.operator_ip}"
-    assert fetch(None, net.worker).startswith("unreachable")
-    assert fetch(None, net.outside).startswith("unreachable")
-    # even with a route of its own, the router refuses the operator into the private subnet
-    run(["ip", "route", "add", f"{net.worker}/32", "via", net.router_operator_ip])
+def test_this_shell_routes_only_the_master_into_the_rehearsal(net: Layout):
+    """The guard: from this shell, `ip -4 route get` of every rehearsal address but the
+    master's is unreachable (nothing is sent); the master's goes through the rehearsal's link,
+    never the default route's device. Only then is the master probed."""
+    default = topology.run(["ip", "-4", "route", "show", "default"]).split()
+    default_dev = default[default.index("dev") + 1] if "dev" in default else None
+    for what, address in net.addresses.items():
+        route = route_of(address)
+        if what in ("master", "router (operator link)"):
+            assert f" dev {net.host_link} " in f" {route} ", (what, route)
+            assert f" dev {default_dev} " not in f" {route} ", (what, route)
+        elif what == "this shell (operator link)":
+            assert route.startswith(f"local {address} dev lo"), route
+        else:
+            assert route == "unreachable", (what, address, route)
+    for cidr in ("10.40.0.1", "10.40.255.254", "172.30.1.254"):  # anywhere in the ranges
+        assert route_of(cidr) == "unreachable", cidr
+    topology.verify_routes(net)  # the same check, as `up --provider netns` runs it
+    assert fetch(None, net.master) == f"answer hello from master, you are {net.operator_ip}"
+    assert probes.connect(None, net.master, PORT + 1) == "refused"  # nothing listens there
+
+
+def test_a_broken_route_table_is_named_by_the_guard(net: Layout):
+    own = ["ip", "route", "del", "unreachable", net.vpc, "metric", str(net.route_metric)]
+    run(own)  # as if the guard route had been removed by hand (nothing is sent here)
     try:
-        assert fetch(None, net.worker).startswith("unreachable")
+        with pytest.raises(topology.RehearsalError) as raised:
+            topology.verify_routes(net)
+        message = str(raised.value)
+        assert f"worker {net.worker} goes `{net.worker} via" in message, message
+        assert f"router (public subnet) {net.router_public} goes" in message, message
+        assert f"outside {net.outside}" not in message  # its range is still guarded
     finally:
-        run(["ip", "route", "del", f"{net.worker}/32"])
+        run(["ip", "route", "add", *own[3:]])
+    topology.verify_routes(net)
+
+
+def test_the_router_keeps_the_internet_and_the_operator_out_of_the_private_subnet(net: Layout):
+    outside = net.ns("outside")
+    assert fetch(outside, net.master) == f"answer hello from master, you are {net.outside}"
+    # the internet's packets to the private subnet are refused by the router (prohibit)
+    assert fetch(outside, net.worker) == "unreachable EHOSTUNREACH"
+    rules = run(["ip", "-n", net.ns("router"), "rule", "show"])
+    for device in ("op", "out"):  # the same rule keeps the operator's side out
+        assert f"from all to {net.private_subnet} iif {device} prohibit" in rules, rules
 
 
 def test_master_and_worker_reach_each_other(net: Layout):
-    assert fetch(net.ns("master"), net.worker) == f"hello from worker, you are {net.master}"
-    assert fetch(net.ns("worker"), net.master) == f"hello from master, you are {net.worker}"
+    assert fetch(net.ns("master"), net.worker) == f"answer hello from worker, you are {net.master}"
+    assert fetch(net.ns("worker"), net.master) == f"answer hello from master, you are {net.worker}"
 
 
 def test_the_worker_reaches_outside_only_through_the_masters_nat(net: Layout):
     master = net.ns("master")
-    assert fetch(master, net.outside) == f"hello from outside, you are {net.master}"
-    assert fetch(net.ns("worker"), net.outside).startswith("unreachable")  # no NAT yet
+    assert fetch(master, net.outside) == f"answer hello from outside, you are {net.master}"
+    # no forwarding on the master yet: it drops what the worker sends through it
+    assert fetch(net.ns("worker"), net.outside) == "timeout"
     # what the playbooks' nat role does on the master
     run(in_ns(master, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"))
     run(in_ns(master, "sysctl", "-q", "-w", "net.ipv4.conf.all.send_redirects=0"))
@@ -102,10 +160,14 @@ def test_the_worker_reaches_outside_only_through_the_masters_nat(net: Layout):
     run(in_ns(master, "iptables", rule[0], rule[1], "-A", *rule[2:]))
     try:
         # the outside sees the master's address: the worker is behind its NAT
-        assert fetch(net.ns("worker"), net.outside) == f"hello from outside, you are {net.master}"
+        assert (fetch(net.ns("worker"), net.outside)
+                == f"answer hello from outside, you are {net.master}")  # fmt: skip
     finally:
         run(in_ns(master, "iptables", rule[0], rule[1], "-D", *rule[2:]))
-    assert fetch(net.ns("worker"), net.outside).startswith("unreachable")  # NAT off again
+    # forwarded but not masqueraded: a packet from a private address leaving the public
+    # subnet is routed by the private route table back to the master, never to the outside
+    assert fetch(net.ns("worker"), net.outside) == "unreachable EHOSTUNREACH"
+    run(in_ns(master, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0"))
 
 
 def test_no_namespace_has_a_route_to_a_real_network(net: Layout):
@@ -128,21 +190,32 @@ def test_no_namespace_has_a_route_to_a_real_network(net: Layout):
             assert target == "0.0.0.0/0" or is_private(target), (namespace, line)
     host_address = run(["ip", "-4", "-o", "addr", "show", "scope", "global"]).split()
     real = [w.split("/")[0] for w in host_address if "/" in w and not w.startswith("172.30.")]
-    for address in real:  # the machine's own network is out of reach from the cluster
-        assert fetch(net.ns("outside"), address).startswith("unreachable")
-        assert fetch(net.ns("worker"), address).startswith("unreachable")
+    assert real
+    for address in real:  # the machine's own network is out of reach from the cluster:
+        # the router has no route to it; the worker's packets go to the master, which drops
+        # what it does not forward
+        assert fetch(net.ns("outside"), address) == "unreachable ENETUNREACH"
+        assert fetch(net.ns("worker"), address) == "timeout"
 
 
-def test_destroy_is_idempotent_and_leaves_nothing():
+def test_destroy_is_idempotent_and_leaves_the_other_rehearsals_guard(net: Layout):
     layout = Layout(cluster="ttopo2", operator_link="172.30.2.0/30", master="10.40.1.20")
+    assert layout.guarded_ranges == net.guarded_ranges  # the same ranges, two owners
     topology.build(layout)
     with pytest.raises(topology.RehearsalError, match="already exist"):
         topology.build(layout)
+    topology.verify_routes(layout)
     sleeper = subprocess.Popen(in_ns(layout.ns("worker"), "sleep", "600"))
     removed = topology.destroy(layout)
     assert sleeper.wait(timeout=10) != 0  # ended before its namespace went
     assert f"namespace {layout.ns('worker')}" in removed
+    assert [r for r in removed if r.startswith("route")] == [
+        f"route unreachable {cidr}" for cidr in layout.guarded_ranges
+    ]
     assert not set(layout.namespaces) & topology.existing_namespaces()
     assert not run(["ip", "link", "show", layout.host_link], check=False)
     assert layout.master not in run(["ip", "route"])
+    assert not run(["ip", "route", "show", "metric", str(layout.route_metric)]).strip()
+    topology.verify_routes(net)  # the rehearsal still up keeps its own guard routes
+    assert route_of(layout.master) == "unreachable"  # and now covers the gone master too
     assert topology.destroy(layout) == []
