@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from clusterkit.spec import Ports
+from clusterkit.core.spec import Ports
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

@@ -29,7 +29,7 @@ from typing import Any
 from _harness import RESULTS, ROOT, BenchCluster, bench_cluster, running, save
 from bench_jobs import commit
 
-from jobs._lib import parse_count
+from clusterkit.jobkit import parse_count
 
 
 def alone(job: str, source: str, target: str) -> float:

@@ -34,7 +34,7 @@ from typing import Any
 
 from _harness import RESULTS, ROOT, BenchCluster, bench_cluster, running, save
 
-from jobs._lib import parse_count
+from clusterkit.jobkit import parse_count
 
 HERE = Path(__file__).resolve().parent
 COMPARISONS = ["datagen", "etl", "top_earners", "age_extremes"]

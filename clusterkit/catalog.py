@@ -1,6 +1,8 @@
 """The job catalog: the jobs in ``jobs/`` plus any folder listed in $CLUSTERKIT_JOBS_PATH.
 
-A job is a module with a ``JOB`` object (see ``jobs/_lib.py``). Names and parameters are
+A job is a module with a ``JOB`` object (a :class:`~clusterkit.core.jobspec.Job`). Job
+modules are plug-ins: found by name and loaded when asked for, never imported by the kit's
+own modules (they import the kit, through :mod:`clusterkit.jobkit`). Names and parameters are
 checked here, before a run is created, so a typo costs nothing: UnknownJob (exit 2) names
 the job or parameter and lists what exists.
 """
@@ -16,11 +18,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import jobs
-from clusterkit.errors import UnknownJob
-from jobs._lib import Job, Param
+from clusterkit.core.errors import UnknownJob
+from clusterkit.core.jobspec import Job, Param
 
 JOBS_PATH_ENV = "CLUSTERKIT_JOBS_PATH"
+#: The package of the built-in jobs (installed beside the kit).
+BUILTIN = "jobs"
 
 
 def _extra_dirs() -> list[Path]:
@@ -38,9 +41,11 @@ def _load_file(path: Path) -> ModuleType:
 
 
 def _modules() -> list[ModuleType]:
+    package = importlib.util.find_spec(BUILTIN)
+    folders = list(package.submodule_search_locations or []) if package else []
     found = [
-        importlib.import_module(f"jobs.{info.name}")
-        for info in pkgutil.iter_modules(jobs.__path__)
+        importlib.import_module(f"{BUILTIN}.{info.name}")
+        for info in pkgutil.iter_modules(folders)
         if not info.name.startswith("_")
     ]
     for folder in _extra_dirs():
@@ -124,3 +129,29 @@ def describe(job: Job) -> dict[str, Any]:
             for p in job.params
         ],
     }
+
+
+def default_text(param: Param) -> str:
+    """A parameter's default as it would be typed on the command line ('' for none)."""
+    value: Any = param.default
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def args_from_form(job: str, texts: dict[str, str]) -> list[str]:
+    """``--name=value`` arguments for the fields whose text differs from the default.
+
+    Values are checked by :func:`submit_job` as typed ones are; an emptied field takes the
+    default.
+    """
+    args: list[str] = []
+    for param in find_job(job).params:
+        text = texts.get(param.name, "").strip()
+        if text and text != default_text(param):
+            args.append(f"--{param.name.replace('_', '-')}={text}")
+    return args

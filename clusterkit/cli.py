@@ -6,6 +6,7 @@ prints one line (``error: ...``) instead of a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -26,11 +27,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from clusterkit import catalog, cloud, cluster, launch, operate, runs
-from clusterkit.errors import BadInput, ClusterkitError, RunNotFound
-from clusterkit.fmt import human_bytes, human_seconds
-from clusterkit.spec import SPEC_FILENAME, default_spec_text, load_spec, parse_spec
-from clusterkit.state import Contexts
+from clusterkit import catalog, cloud, lifecycle, operate
+from clusterkit.cluster import ParamsRefused, open_cluster, run_store, submit_job
+from clusterkit.core.errors import BadInput, ClusterkitError, RunNotFound
+from clusterkit.core.fmt import human_bytes, human_seconds
+from clusterkit.core.records import RunRecord
+from clusterkit.core.spec import SPEC_FILENAME, default_spec_text, load_spec
+from clusterkit.core.state import Contexts
+from clusterkit.runs.launcher import Runs
+from clusterkit.runs.store import RunStore
+from clusterkit.runs.tails import LogTail, progress
 
 app = typer.Typer(
     help="A reproducible Spark + Ray cluster kit with honest, recorded job runs.",
@@ -85,10 +91,7 @@ def up(
     as_json: JsonOpt = False,
 ) -> None:
     """Start the cluster (default: a real Spark + Ray cluster on this machine)."""
-    spec = load_spec(spec_path)
-    overrides = {k: v for k, v in (("provider", provider), ("name", name)) if v is not None}
-    if overrides:
-        spec = parse_spec({**spec.model_dump(), **overrides}, source="command line")
+    spec = load_spec(spec_path, provider=provider, name=name)
     if dry_run and spec.provider == "aws":
         check = cloud.up_check(spec)
         if as_json:
@@ -104,21 +107,20 @@ def up(
         )
         return
     if dry_run:
-        plan = cluster.up_check(spec).to_dict()
-        if spec.provider != "local" and not as_json:
+        plan = lifecycle.up_check(spec)
+        if as_json:
+            _print_json(plan)
+        elif "services" in plan:  # installed on the nodes by the playbooks
+            out.print(f"spec OK; provider {spec.provider} can run here; {plan['services']}; "
+                      f"nothing started")  # fmt: skip
+        else:
             out.print(
-                f"spec OK; provider {spec.provider} can run here; Java {plan['java_major']} at "
-                f"{plan['java_home']}; the playbooks size the services from each node's "
-                f"memory; nothing started"
+                f"spec OK; Java {plan['java_major']} at {plan['java_home']}; ports free; "
+                f"Spark worker {plan['sizing']['worker_cores']} cores "
+                f"{plan['sizing']['worker_memory_mb']} MiB; nothing started"
             )
-            return
-        _print_json(plan) if as_json else out.print(
-            f"spec OK; Java {plan['java_major']} at {plan['java_home']}; ports free; "
-            f"Spark worker {plan['sizing']['worker_cores']} cores "
-            f"{plan['sizing']['worker_memory_mb']} MiB; nothing started"
-        )
         return
-    report = cluster.up(spec, say=_say, confirm=_remove_after_failure(yes))
+    report = lifecycle.up(spec, say=_say, confirm=_remove_after_failure(yes))
     if as_json:
         _print_json(asdict(report))
         return
@@ -128,7 +130,8 @@ def up(
 
 
 def _remove_after_failure(yes: bool) -> Any:
-    """What a failed or interrupted cloud ``up`` asks: with --yes or no terminal, remove."""
+    """What a failed or interrupted ``up`` asks before removing a cloud's resources: with
+    --yes or no terminal, remove."""
 
     def confirm(question: str) -> bool:
         if yes or not sys.stdin.isatty():
@@ -162,10 +165,10 @@ def down(
         if not yes:
             typer.confirm(f"Remove everything tagged clusterkit:cluster={cluster_name} in "
                           f"{region or 'the default region'}?", abort=True)  # fmt: skip
-        report = cluster.down_by_tag(cluster_name, region=region, say=_say)
+        report = lifecycle.down_by_tag(cluster_name, region=region, say=_say)
         _print_json(asdict(report)) if as_json else out.print(report.message)
         return
-    report = cluster.down(cluster_name, purge=purge, say=_say)
+    report = lifecycle.down(cluster_name, purge=purge, say=_say)
     _print_json(asdict(report)) if as_json else out.print(report.message)
 
 
@@ -211,7 +214,7 @@ def cost(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
 @app.command()
 def provision(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
     """Run the playbooks again on a remote cluster (idempotent: 0 changed when nothing drifted)."""
-    report = cluster.provision(cluster_name, say=_say)
+    report = lifecycle.provision(cluster_name, say=_say)
     if as_json:
         _print_json(report)
         return
@@ -225,7 +228,7 @@ def provision(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None
 @app.command()
 def status(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
     """Provider, nodes (memory, CPU) and services (state, address, URL)."""
-    data = cluster.status(cluster_name)
+    data = lifecycle.status(cluster_name)
     if as_json:
         _print_json(data)
         return
@@ -256,10 +259,11 @@ def status(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
     for s in data["services"]:
         table.add_row(s["name"], s["state"], s["address"], s["detail"])
     out.print(table)
-    if data["provider"] == "local":
+    if all("127.0.0.1" in url for url in data["endpoints"].values()):
         out.print("endpoints (loopback only; from another machine, use an SSH tunnel):")
     else:
-        out.print("endpoints (private addresses: reached through the master over SSH):")
+        out.print("endpoints (private addresses: `clusterkit tunnel` reaches them through "
+                  "the master)")  # fmt: skip
     for key, url in data["endpoints"].items():
         out.print(f"  {key:<17} {url}")
 
@@ -286,10 +290,10 @@ def list_jobs(as_json: JsonOpt = False) -> None:
             )
 
 
-def _record_view(store: runs.RunStore, record: runs.RunRecord) -> dict[str, Any]:
+def _record_view(store: RunStore, record: RunRecord) -> dict[str, Any]:
     data = record.to_dict()
     data["artifacts"] = str(store.dir(record.id))
-    data["result"] = store.result(record.id)
+    data["result"] = store.read_json(record.id, "result.json")
     return data
 
 
@@ -314,28 +318,28 @@ def _print_record(data: dict[str, Any]) -> None:
     out.print(f"  artifacts: {data['artifacts']}")
 
 
-def _follow_with_progress(store: runs.RunStore, run_id: str, *, as_json: bool) -> runs.RunRecord:
+def _follow_with_progress(runs: Runs, run_id: str, *, as_json: bool) -> RunRecord:
     """Stream the run's output; on a terminal, draw the job's progress.json as a bar."""
     if not err.is_terminal:
         out_stream = sys.stderr if as_json else sys.stdout
-        return runs.follow(store, run_id, stdout=out_stream, stderr=sys.stderr)
+        return runs.follow(run_id, stdout=out_stream, stderr=sys.stderr)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=err, transient=True,
-    ) as progress:  # fmt: skip
+    ) as bar:  # fmt: skip
         task: TaskID | None = None
 
         def draw() -> None:
             nonlocal task
-            current = runs.progress(store, run_id)
+            current = progress(runs.store, run_id)
             if current is None:
                 return
             if task is None:
-                task = progress.add_task(current["unit"], total=current["total"])
-            progress.update(task, completed=current["done"], total=current["total"])
+                task = bar.add_task(current["unit"], total=current["total"])
+            bar.update(task, completed=current["done"], total=current["total"])
 
         # inside Progress, sys.stdout and sys.stderr print above the bar
-        return runs.follow(store, run_id, stdout=sys.stderr if as_json else sys.stdout,
+        return runs.follow(run_id, stdout=sys.stderr if as_json else sys.stdout,
                            stderr=sys.stderr, on_tick=draw)  # fmt: skip
 
 
@@ -369,23 +373,25 @@ def _run_job(
 ) -> None:
     """Check the job's parameters (a refusal is recorded), submit it, follow it to the end."""
     try:
-        target, record = launch.submit_job(job, args, cluster_name=cluster_name,
-                                           metrics_enabled=metrics)  # fmt: skip
-    except launch.ParamsRefused as exc:
+        target, record = submit_job(job, args, cluster_name=cluster_name, metrics=metrics)
+    except ParamsRefused as exc:
         if exc.run_id:
             err.print(f"[dim]recorded as run {exc.run_id} (failed)[/dim]")
         raise
-    store = target.run_store()
-    if detach:
-        _print_json(_record_view(store, record)) if as_json else out.print(record.id)
-        return
-    err.print(f"[dim]run {record.id} ({record.job}) started; Ctrl-C cancels it[/dim]")
+    runs = target.runs()
     try:
-        record = _follow_with_progress(store, record.id, as_json=as_json)
-    except KeyboardInterrupt:
-        err.print(f"cancelling run {record.id} ...")
-        record = runs.cancel(target, record.id, reason="interrupted (Ctrl-C)", store=store)
-    view = _record_view(store, record)
+        if detach:
+            _print_json(_record_view(runs.store, record)) if as_json else out.print(record.id)
+            return
+        err.print(f"[dim]run {record.id} ({record.job}) started; Ctrl-C cancels it[/dim]")
+        try:
+            record = _follow_with_progress(runs, record.id, as_json=as_json)
+        except KeyboardInterrupt:
+            err.print(f"cancelling run {record.id} ...")
+            record = runs.cancel(record.id, reason="interrupted (Ctrl-C)")
+        view = _record_view(runs.store, record)
+    finally:
+        target.close()
     _print_json(view) if as_json else _print_record(view)
     if record.status != "succeeded":
         raise ClusterkitError(f"run {record.id} {record.status}: {record.error}")
@@ -413,19 +419,18 @@ def bench(
              as_json=as_json)  # fmt: skip
 
 
-def _run_store(cluster_name: str | None, *, cached: bool = False) -> runs.RunStore:
-    """The cluster's run store, brought up to date from the cluster unless ``cached`` (a
-    remote cluster's runs are the master's; a cluster that is down has its copies here)."""
-    name, paths = Contexts().resolve(cluster_name)
-    target = cluster.Cluster.load(name, paths)
+def _runs_of(cluster_name: str | None, *, cached: bool) -> tuple[Runs | None, RunStore]:
+    """The cluster's runs (None when it is down or ``cached``) and its store, brought up to
+    date from the cluster unless ``cached`` (a remote cluster's runs are the master's; a
+    cluster that is down has its copies here)."""
+    target, store = run_store(cluster_name)
     if target is None or cached:
-        return runs.RunStore(paths.runs)
-    store = target.run_store()
+        return None, store
     try:
         store.refresh()
     except ClusterkitError as exc:
         raise ClusterkitError(f"{exc}; the copies kept here: add --cached") from exc
-    return store
+    return target.runs(), store
 
 
 CachedOpt = Annotated[
@@ -438,8 +443,8 @@ def list_runs(
     cluster_name: ClusterOpt = None, cached: CachedOpt = False, as_json: JsonOpt = False
 ) -> None:
     """The runs of the cluster, oldest first."""
-    store = _run_store(cluster_name, cached=cached)
-    records = [runs.reap_if_orphaned(store, r) for r in store.all()]
+    runs, store = _runs_of(cluster_name, cached=cached)
+    records = [runs.reap_if_orphaned(r) if runs else r for r in store.all()]
     if as_json:
         _print_json([r.to_dict() for r in records])
         return
@@ -465,9 +470,13 @@ def logs(
 ) -> None:
     """Print a run's output (stdout, then stderr as it was written); with --follow, until
     the run ends (on a remote cluster this reattaches to a run started anywhere)."""
-    store = _run_store(cluster_name, cached=cached)
+    runs, store = _runs_of(cluster_name, cached=cached)
     record = store.get(run_id)
-    runs.follow(store, record.id, stdout=sys.stdout, stderr=sys.stderr, until_final=follow)
+    if runs is not None:
+        runs.follow(record.id, stdout=sys.stdout, stderr=sys.stderr, until_final=follow)
+        return
+    for name, text in LogTail(store, record.id).read():  # the copies here, as they are
+        (sys.stdout if name == "stdout.log" else sys.stderr).write(text)
 
 
 @app.command()
@@ -477,14 +486,17 @@ def cancel(
     as_json: JsonOpt = False,
 ) -> None:
     """Stop a running job; its processes on every node are ended."""
-    target = cluster.open_cluster(cluster_name)
-    store = target.run_store()
-    store.refresh()
-    before = store.get(run_id)
-    if before.final:
-        raise RunNotFound(f"run {before.id} is already {before.status}; nothing to cancel")
-    record = runs.cancel(target, before.id, store=store)
-    _print_json(_record_view(store, record)) if as_json else out.print(
+    target = open_cluster(cluster_name)
+    try:
+        runs = target.runs()
+        runs.store.refresh()
+        before = runs.store.get(run_id)
+        if before.final:
+            raise RunNotFound(f"run {before.id} is already {before.status}; nothing to cancel")
+        record = runs.cancel(before.id)
+    finally:
+        target.close()
+    _print_json(_record_view(runs.store, record)) if as_json else out.print(
         f"run {record.id} {record.status}"
     )
 
@@ -496,11 +508,18 @@ NodeOpt = Annotated[str | None, typer.Option("--node", help="only this node (def
                                           "ignore_unknown_options": True})  # fmt: skip
 def ssh_command(
     ctx: typer.Context,
-    node: Annotated[str, typer.Argument(help="master or worker")] = "master",
+    node: Annotated[
+        str | None, typer.Argument(help="a node of the cluster (default: the master)")
+    ] = None,
     cluster_name: ClusterOpt = None,
 ) -> None:
-    """A shell on a node (the worker through the master); NODE -- CMD runs CMD on a terminal."""
-    code = operate.shell(cluster.open_cluster(cluster_name), node, list(ctx.args) or None)
+    """A shell on a node (the worker through the master; on the local provider, this
+    machine); NODE -- CMD runs CMD on a terminal there."""
+    target = open_cluster(cluster_name)
+    try:
+        code = operate.shell(target, node, list(ctx.args) or None)
+    finally:
+        target.close()
     if code:
         raise typer.Exit(code)
 
@@ -515,8 +534,8 @@ def exec_command(
 ) -> None:
     """Run a command on every node at once, each line prefixed by its node; exit 1 if any
     node fails."""
-    target = cluster.open_cluster(cluster_name)
-    width = max(len(n.name) for n in operate.remote_nodes(target, node))
+    target = open_cluster(cluster_name)
+    width = max(len(r.node.name) for r in target.runners(node))
     lines: list[dict[str, str]] = []
 
     def show(name: str, stream: str, line: str) -> None:
@@ -526,8 +545,11 @@ def exec_command(
         (out if stream == "out" else err).print(f"[{name:<{width}}] {line}", markup=False,
                                                 soft_wrap=True)  # fmt: skip
 
-    results = operate.exec_on_nodes(target, " ".join(command), on_line=show, node=node,
-                                    timeout_s=timeout)  # fmt: skip
+    try:
+        results = operate.exec_on_nodes(target, " ".join(command), on_line=show, node=node,
+                                        timeout_s=timeout)  # fmt: skip
+    finally:
+        target.close()
     if as_json:
         _print_json({"results": [asdict(r) for r in results], "output": lines})
     failed = [r for r in results if r.exit_code != 0]
@@ -551,8 +573,11 @@ def copy(
     as_json: JsonOpt = False,
 ) -> None:
     """Copy a file or folder to every node (into DESTINATION when it is a folder there)."""
-    written = operate.copy_to_nodes(cluster.open_cluster(cluster_name), source, destination,
-                                    node=node)  # fmt: skip
+    target = open_cluster(cluster_name)
+    try:
+        written = operate.copy_to_nodes(target, source, destination, node=node)
+    finally:
+        target.close()
     if as_json:
         _print_json(written)
         return
@@ -564,8 +589,8 @@ def copy(
 @app.command()
 def tunnel(cluster_name: ClusterOpt = None) -> None:
     """Forward the dashboards to 127.0.0.1 through the master until Ctrl-C."""
-    target = cluster.open_cluster(cluster_name)
-    with operate.tunnels(target) as opened:
+    target = open_cluster(cluster_name)
+    with contextlib.closing(target), operate.tunnels(target) as opened:
         for t in opened:
             out.print(f"  {t.name:<17} {t.local_url}   (-> {t.remote})", markup=False,
                       soft_wrap=True)  # fmt: skip

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from clusterkit.aws import access, pricing
-from clusterkit.aws import preflight as aws_preflight
-from clusterkit.errors import ClusterkitError
-from clusterkit.providers.aws import AwsProvider
-from clusterkit.spec import Spec
-from clusterkit.state import ClusterPaths, Contexts, default_state_dir
+from clusterkit.core.errors import ClusterkitError
+from clusterkit.core.spec import Spec
+from clusterkit.core.state import ClusterPaths, Contexts, paths_for
+from clusterkit.providers.aws import access, pricing
+from clusterkit.providers.aws import preflight as aws_preflight
+from clusterkit.providers.aws.provider import AwsProvider
 
 
 def _aws_cluster(name: str | None) -> tuple[str, ClusterPaths, dict[str, Any]]:
@@ -34,8 +34,8 @@ def _aws_cluster(name: str | None) -> tuple[str, ClusterPaths, dict[str, Any]]:
 def up_check(spec: Spec, *, fetch: Any = None) -> dict[str, Any]:
     """What `up --provider aws --dry-run` shows: every preflight check run (nothing is made in
     AWS; the cluster's SSH key is made here if missing) and the list price per hour."""
-    paths = ClusterPaths(default_state_dir(spec.name, spec.state_dir))
-    ctx, _ = AwsProvider().check(spec, paths, fetch=fetch)
+    paths = paths_for(spec)
+    ctx, _ = AwsProvider().preflight(spec, paths, fetch=fetch)
     price = pricing.estimate(
         region=ctx.region,
         instance_type=spec.aws.instance_type,

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-import psutil
-
-from clusterkit import cluster as cluster_core
-from clusterkit import launch, runs
-from clusterkit.errors import NoCluster
-from clusterkit.services import ServiceHealth
-from clusterkit.state import Contexts
+from clusterkit.cluster import Cluster, submit_job
+from clusterkit.core.errors import NoCluster
+from clusterkit.core.records import RunRecord
+from clusterkit.core.state import Contexts
+from clusterkit.metrics.nodes import NodeWatch
+from clusterkit.runs.store import FolderRunStore, RunStore
+from clusterkit.services.health import ServiceHealth
 
 #: a reading older than this is marked stale even if its source has not failed outright
 STALE_AFTER_S = 6.0
@@ -51,25 +51,36 @@ class ClusterSource(Protocol):
     def info(self) -> ClusterInfo: ...
     def nodes(self) -> list[dict[str, Any]]: ...
     def services(self) -> list[ServiceHealth]: ...
-    def store(self) -> runs.RunStore | None: ...
-    def submit(self, job: str, args: Sequence[str]) -> runs.RunRecord: ...
-    def cancel(self, run_id: str) -> runs.RunRecord: ...
+    def store(self) -> RunStore | None: ...
+    def reap(self, record: RunRecord) -> RunRecord: ...
+    def submit(self, job: str, args: Sequence[str]) -> RunRecord: ...
+    def cancel(self, run_id: str) -> RunRecord: ...
+    def close(self) -> None: ...
 
 
 class LiveSource:
     """A cluster (the named one, else the current one) read through the core.
 
     Every method is safe to call from a worker thread and re-resolves the cluster, so a
-    cluster brought up or down while a console watches is seen as such.
+    cluster brought up or down while a console watches is seen as such. The cluster's
+    runners (one SSH connection per remote node) and its nodes' samplers are kept while it
+    stays the same, and closed when it changes and by :meth:`close`.
     """
 
     def __init__(self, name: str | None = None) -> None:
         self.requested = name
-        psutil.cpu_percent(interval=None)  # so the first reading is CPU since now, not 0
-        self._loaded: tuple[tuple[str, int], cluster_core.Cluster] | None = None
-        self._store: tuple[cluster_core.Cluster, runs.RunStore] | None = None
+        self._loaded: tuple[tuple[str, int], Cluster] | None = None
+        self._watch: NodeWatch | None = None
 
-    def _cluster(self) -> tuple[ClusterInfo, cluster_core.Cluster | None]:
+    def _forget(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        if self._loaded is not None:
+            self._loaded[1].close()
+            self._loaded = None
+
+    def _cluster(self) -> tuple[ClusterInfo, Cluster | None]:
         try:
             name, paths = Contexts().resolve(self.requested)
         except NoCluster as exc:
@@ -77,52 +88,66 @@ class LiveSource:
         try:
             stamp = (str(paths.state_file), os.stat(paths.state_file).st_mtime_ns)
         except OSError:
-            self._loaded = None
+            self._forget()
             fix = f"start it with `clusterkit up` (state in {paths.root})"
             return ClusterInfo(name, "down", message=f"cluster {name!r} is down: {fix}"), None
         if self._loaded is None or self._loaded[0] != stamp:
-            loaded = cluster_core.Cluster.load(name, paths)
+            self._forget()
+            loaded = Cluster.load(paths)
             if loaded is None:
                 return ClusterInfo(name, "down", message=f"cluster {name!r} is down"), None
             self._loaded = (stamp, loaded)
         found = self._loaded[1]
-        info = ClusterInfo(name, "up", found.provider, str(found.state["started_at"]))
-        return info, found
+        return ClusterInfo(name, "up", found.state.provider, found.state.started_at), found
 
     def info(self) -> ClusterInfo:
         return self._cluster()[0]
 
     def nodes(self) -> list[dict[str, Any]]:
-        """Every node's CPU (since the previous call) and memory; [] when the cluster is down."""
+        """Every node's latest CPU and memory, from a sampler kept running on each node;
+        [] when the cluster is down."""
         found = self._cluster()[1]
-        return cluster_core.node_metrics(found) if found is not None else []
+        if found is None:
+            return []
+        if self._watch is None:
+            self._watch = found.node_watch()
+        return self._watch.latest()
 
     def services(self) -> list[ServiceHealth]:
         """Every service read through its API (rows of a silent API say so); [] when down."""
         found = self._cluster()[1]
-        return cluster_core.service_health(found) if found is not None else []
+        return found.health() if found is not None else []
 
-    def store(self) -> runs.RunStore | None:
+    def store(self) -> RunStore | None:
         """The cluster's run store (also for a cluster that is down: its history stays); a
-        remote cluster's copies the master's runs in when polled (one SSH connection kept)."""
+        remote cluster's copies the master's runs in when refreshed."""
         found = self._cluster()[1]
         if found is not None:
-            if self._store is None or self._store[0] is not found:  # a cluster loaded anew
-                self._store = (found, found.run_store())
-            return self._store[1]
+            return found.runs().store
         try:
             _, paths = Contexts().resolve(self.requested)
         except NoCluster:
             return None
-        return runs.RunStore(paths.runs)
+        return FolderRunStore(paths.runs)
 
-    def submit(self, job: str, args: Sequence[str]) -> runs.RunRecord:
+    def reap(self, record: RunRecord) -> RunRecord:
+        """``record``, recorded failed when its supervisor is gone (as ``clusterkit runs``)."""
+        found = self._cluster()[1]
+        return found.runs().reap_if_orphaned(record) if found is not None else record
+
+    def submit(self, job: str, args: Sequence[str]) -> RunRecord:
         """As ``clusterkit run --detach``: raises the same errors (ParamsRefused, NoCluster)."""
-        return launch.submit_job(job, args, cluster_name=self.requested)[1]
+        return submit_job(job, args, cluster_name=self.requested)[1]
 
-    def cancel(self, run_id: str) -> runs.RunRecord:
+    def cancel(self, run_id: str) -> RunRecord:
         """As ``clusterkit cancel``: waits until the run is recorded cancelled."""
-        return runs.cancel(cluster_core.open_cluster(self.requested), run_id)
+        found = self._cluster()[1]
+        if found is None:
+            raise NoCluster(f"cluster {self.requested or 'current'} is down: nothing runs")
+        return found.runs().cancel(run_id)
+
+    def close(self) -> None:
+        self._forget()
 
 
 @dataclass(frozen=True)

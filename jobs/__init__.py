@@ -1,1 +1,1 @@
-"""The jobs that ``clusterkit run`` submits. One module per job; see ``jobs/_lib.py``."""
+"""The jobs that ``clusterkit run`` submits. One module per job; see :mod:`clusterkit.jobkit`."""

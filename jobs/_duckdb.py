@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from jobs._lib import JobContext
+from clusterkit.jobkit import JobContext
 from jobs._storage import ArrowStorage
 
 

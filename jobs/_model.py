@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jobs._lib import JobInputError
+from clusterkit.jobkit import JobInputError
 from jobs._storage import KINDS, FileStore
 
 FORMAT = 1

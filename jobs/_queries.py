@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs._lib import JobContext, Param
+from clusterkit.jobkit import JobContext, Param
 from jobs._storage import (
     ArrowStorage,
     FileStore,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from jobs._lib import JobContext
+from clusterkit.jobkit import JobContext
 from jobs._storage import ArrowStorage
 
 BLOCK_ROWS = 500_000

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from jobs._lib import JobInputError
+from clusterkit.jobkit import JobInputError
 
 PARQUET_MAGIC = b"PAR1"
 META_FILE = "_clusterkit.json"  # Spark's reader skips files that start with "_"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs._lib import Job, JobContext, Param
+from clusterkit.jobkit import Job, JobContext, Param
 from jobs._queries import ENGINE_PARAM, Input, open_query, publish, rows_out
 
 COLUMNS = {"id": "integer", "full_name": "string", "age": "integer", "is_active": "boolean"}

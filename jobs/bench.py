@@ -21,12 +21,21 @@ the highest peak memory of the run's processes, and the source project's publish
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict
 from typing import Any
 
-from jobs._lib import Job, JobContext, JobInputError, Param
+from clusterkit.jobkit import (
+    Job,
+    JobContext,
+    JobInputError,
+    Param,
+    RunRecord,
+    markdown,
+    measurement,
+    summarise,
+    to_csv,
+)
 from jobs._storage import ArrowStorage
 
 JOBS = ("etl", "top-earners", "age-extremes")
@@ -38,22 +47,16 @@ class Bench:
     """The bench's child runs and datasets."""
 
     def __init__(self, ctx: JobContext) -> None:
-        from clusterkit import runs
-        from clusterkit.cluster import open_cluster
-
         self.ctx = ctx
-        self.cluster = open_cluster(os.environ.get("CLUSTERKIT_CLUSTER"))
-        self.store = runs.RunStore(self.cluster.paths.runs)
+        self.children = ctx.children()
         self.storage = ArrowStorage()
         self.profile, self.seed = ctx.params["profile"], int(ctx.params["seed"])
 
-    def run(self, job: str, params: dict[str, Any]) -> Any:
+    def run(self, job: str, params: dict[str, Any]) -> RunRecord:
         """Submit a child run and wait for it; its final record."""
-        from clusterkit import runs
-
-        submitted = runs.submit(self.cluster, job, params, parent=self.ctx.run_id)
+        submitted = self.children.submit(job, params)
         print(f"bench: run {submitted.id}: {job} {json.dumps(params)}", flush=True)
-        return runs.wait(self.store, submitted.id)
+        return self.children.wait(submitted.id)
 
     def prepare(self, job: str, params: dict[str, Any]) -> None:
         record = self.run(job, params)
@@ -124,8 +127,6 @@ def plan(p: dict[str, Any]) -> list[tuple[int, int, str, str]]:
 
 
 def main(ctx: JobContext) -> dict[str, Any]:
-    from clusterkit.compare import markdown, measurement, summarise, to_csv
-
     p = ctx.params
     if int(p["repeats"]) < 1:
         raise JobInputError(f"--repeats {p['repeats']}: give 1 or more runs per cell")
@@ -150,7 +151,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
                 record = bench.run(job, {"engine": engine, **params})
             if bench.storage.exists(output):
                 bench.storage.delete(output)
-            measured.append(measurement(record, bench.store.result(record.id), rows=rows))
+            measured.append(measurement(record, bench.children.result(record.id), rows=rows))
         ctx.progress(len(todo), len(todo), "runs")
     table = summarise(measured, engines=p["engines"])
     (ctx.run_dir / "bench.md").write_text(markdown(table))

@@ -30,7 +30,7 @@ import json
 from datetime import date
 from typing import Any
 
-from jobs._lib import Job, JobContext, JobInputError, Param
+from clusterkit.jobkit import Job, JobContext, JobInputError, Param
 from jobs._storage import META_FILE
 
 BLOCK_ROWS = 100_000

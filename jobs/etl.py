@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from jobs._lib import Job, JobContext, Param
+from clusterkit.jobkit import Job, JobContext, Param
 from jobs._queries import ENGINE_PARAM, Input, open_input
 from jobs._storage import inspect_parquet, writing
 

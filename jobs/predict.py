@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs._lib import Job, JobContext, Param
+from clusterkit.jobkit import Job, JobContext, Param
 from jobs._model import (
     KEY,
     TARGET,

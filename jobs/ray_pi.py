@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from jobs._lib import Job, JobContext, Param
+from clusterkit.jobkit import Job, JobContext, Param
 
 
 def main(ctx: JobContext) -> dict[str, Any]:

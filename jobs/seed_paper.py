@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jobs._lib import Job, JobContext, Param
+from clusterkit.jobkit import Job, JobContext, Param
 from jobs._storage import ArrowStorage, inspect_parquet, writing
 
 SCRIPTS = {  # the kit's job -> the source project's script, and the input it reads

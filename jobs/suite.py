@@ -2,7 +2,8 @@
 
 ``datagen -> etl -> top-earners -> age-extremes -> train -> predict`` with defaults that
 chain (each step reads what the one before wrote). Each step is submitted through the same
-core as ``clusterkit run`` and gets its own run record (its ``parent`` is the suite's run), so
+launcher as ``clusterkit run``, on the node the suite runs on (the master of a remote
+cluster), and gets its own run record (its ``parent`` is the suite's run), so
 ``clusterkit runs`` lists them and each has its own log, metrics and result. The suite stops
 at the first step that fails, and its own record says which step and why. Cancelling the
 suite cancels the step that is running. The summary table goes to the log and, as ``steps``,
@@ -11,10 +12,9 @@ to ``result.json``.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from jobs._lib import Job, JobContext, Param
+from clusterkit.jobkit import Job, JobContext, Param, human_bytes, human_seconds
 
 
 def steps(p: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -42,12 +42,7 @@ HEADLINE = {
 
 
 def main(ctx: JobContext) -> dict[str, Any]:
-    from clusterkit import runs
-    from clusterkit.cluster import open_cluster
-    from clusterkit.fmt import human_bytes, human_seconds
-
-    cluster = open_cluster(os.environ.get("CLUSTERKIT_CLUSTER"))
-    store = runs.RunStore(cluster.paths.runs)
+    children = ctx.children()
     plan = steps(ctx.params)
     rows: list[dict[str, Any]] = []
     failed = None
@@ -55,8 +50,8 @@ def main(ctx: JobContext) -> dict[str, Any]:
         ctx.progress(number, len(plan), "steps")
         print(f"suite: step {number + 1}/{len(plan)}: {job} {params}", flush=True)
         with ctx.stage(job):
-            record = runs.wait(store, runs.submit(cluster, job, params, parent=ctx.run_id).id)
-        result = store.result(record.id) or {}
+            record = children.run(job, params)
+        result = children.result(record.id) or {}
         key, label = HEADLINE[job]
         rows.append({
             "step": job, "run": record.id, "status": record.status, "wall_s": record.wall_s,

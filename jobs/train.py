@@ -18,7 +18,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from jobs._lib import Job, JobContext, JobInputError, Param
+from clusterkit.jobkit import Job, JobContext, JobInputError, Param
 from jobs._model import (
     FEATURES,
     FORMAT,

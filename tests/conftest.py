@@ -1,4 +1,6 @@
-"""Shared helpers: run the real CLI as a subprocess, in a home of its own."""
+"""Shared helpers: run the real CLI as a subprocess, in a home of its own; the local cluster
+the ``cluster`` tests share; and the suite's tiers (markers: ``cluster``, ``rehearsal``,
+``tools``, ``aws_live``; see docs/development.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from clusterkit.spec import Ports
+from clusterkit.core.spec import Ports
 
 FIXTURE_JOBS = Path(__file__).parent / "fixtures" / "jobs"
 
@@ -98,6 +100,19 @@ class LocalCluster:
         return data
 
 
+#: The local clusters the session started (``local_cluster``): taken down before the
+#: rehearsal starts (the two would share this machine's 2 cores), and at the end.
+_STARTED: list[LocalCluster] = []
+
+
+def stop_local_clusters() -> None:
+    """Take down every local cluster this session started (the rehearsal's tests run last)."""
+    while _STARTED:
+        cluster = _STARTED.pop()
+        down = run_cli("down", env=cluster.env, timeout=120)
+        assert down.code == 0, down.stderr
+
+
 @pytest.fixture(scope="session")
 def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     root = tmp_path_factory.mktemp("cluster")
@@ -111,8 +126,27 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
     result = run_cli("up", "--spec", str(spec_file), "--json", env=env, timeout=300)
     assert result.code == 0, result.stderr
     cluster = LocalCluster(home, spec_file, env, result.json())
+    _STARTED.append(cluster)
     try:
         yield cluster
     finally:
-        down = run_cli("down", env=env, timeout=120)
-        assert down.code == 0, down.stderr
+        stop_local_clusters()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The rehearsal's tests run last (the local cluster is down by then); a test that uses
+    the local cluster must say so (``cluster`` marker), so the fast tier never starts one."""
+    unmarked = [i.nodeid for i in items if "local_cluster" in getattr(i, "fixturenames", ())
+                and i.get_closest_marker("cluster") is None]  # fmt: skip
+    if unmarked:
+        raise pytest.UsageError(f"tests using local_cluster without the cluster marker: {unmarked}")
+    items.sort(key=lambda item: item.get_closest_marker("rehearsal") is not None)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A rehearsal test needs root (network namespaces): skipped without it, except under CI,
+    where a skipped rehearsal would let CI go green without it."""
+    if item.get_closest_marker("rehearsal") is not None and os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the rehearsal's tests need root, and CI must run them: run CI as root")
+        pytest.skip("the rehearsal needs root (network namespaces)")

@@ -1,21 +1,22 @@
-"""Where nodes come from. One small interface (:class:`Provider`), one module per provider."""
+"""Where nodes come from. One small interface (:class:`~clusterkit.providers.base.NodeProvider`),
+one module (or package) per provider, and the one registry that picks them by name."""
 
 from __future__ import annotations
 
-from clusterkit.errors import SpecError
-from clusterkit.providers.aws import AwsProvider
-from clusterkit.providers.base import Provider
+from clusterkit.core.errors import SpecError
+from clusterkit.providers.aws.provider import AwsProvider
+from clusterkit.providers.base import NodeProvider
 from clusterkit.providers.local import LocalProvider
-from clusterkit.providers.netns import NetnsProvider
+from clusterkit.providers.netns.provider import NetnsProvider
 
-PROVIDERS: dict[str, type[Provider]] = {
+PROVIDERS: dict[str, type[NodeProvider]] = {
     "local": LocalProvider,
     "netns": NetnsProvider,
     "aws": AwsProvider,
 }
 
 
-def get_provider(name: str) -> Provider:
+def get_provider(name: str) -> NodeProvider:
     """The provider called ``name``; SpecError listing the known ones otherwise."""
     try:
         return PROVIDERS[name]()

@@ -2,31 +2,59 @@
 
 from __future__ import annotations
 
-import socket
+import sys
+from pathlib import Path
+from typing import Literal
 
-from clusterkit.inventory import Inventory, Node
-from clusterkit.spec import Spec
-from clusterkit.state import ClusterPaths
-
-LOOPBACK = "127.0.0.1"
+from clusterkit.core.inventory import Inventory, Node, SshSettings
+from clusterkit.core.spec import Spec
+from clusterkit.core.state import ClusterPaths, storage_root_for
+from clusterkit.exec.local import LocalRunner, this_machine
+from clusterkit.exec.runner import CommandRunner
+from clusterkit.providers.base import Progress
 
 
 class LocalProvider:
-    """This machine as a one-node cluster. Nothing to create or destroy: up and down are
-    idempotent by construction; the services are started by :mod:`clusterkit.local_services`."""
+    """This machine as a one-node cluster: nothing to make or remove, and its runner is this
+    machine's (:class:`~clusterkit.exec.local.LocalRunner`). Its services are this machine's
+    processes."""
 
     name = "local"
+    services: Literal["processes", "playbooks"] = "processes"
+    ask_before_removing = False
 
-    def up(self, spec: Spec, paths: ClusterPaths) -> Inventory:
-        return self._inventory(spec)
+    def check(self, spec: Spec, paths: ClusterPaths) -> None:
+        return None  # the services check Java, ports and sizes
 
-    def down(self, paths: ClusterPaths) -> None:
+    def create(self, spec: Spec, paths: ClusterPaths, *, storage: Path | None,
+               say: Progress) -> Inventory:  # fmt: skip
+        return self._inventory(spec.name)
+
+    def nodes(self, name: str, paths: ClusterPaths) -> Inventory | None:
+        return self._inventory(name) if paths.state_file.exists() else None
+
+    def remove(self, name: str, paths: ClusterPaths, *, say: Progress) -> list[str]:
+        return []  # this machine stays; its services' processes are stopped by the services
+
+    def runner(self, inventory: Inventory, node: Node, ssh: SshSettings | None) -> CommandRunner:
+        return LocalRunner(node)
+
+    def ssh_settings(self, paths: ClusterPaths) -> SshSettings | None:
         return None
 
-    def describe(self, spec: Spec, paths: ClusterPaths) -> Inventory | None:
-        return self._inventory(spec) if paths.state_file.exists() else None
+    def storage_root(self, spec: Spec, paths: ClusterPaths) -> str:
+        return str(storage_root_for(spec.storage.root, paths))
+
+    def node_python(self) -> str:
+        return sys.executable
+
+    def playbook_variables(self, name: str, paths: ClusterPaths) -> dict[str, object]:
+        return {}
+
+    def host_variables(self, name: str) -> dict[str, dict[str, object]]:
+        return {}
 
     @staticmethod
-    def _inventory(spec: Spec) -> Inventory:
-        node = Node(name=socket.gethostname(), address=LOOPBACK, roles=("master", "worker"))
-        return Inventory(cluster=spec.name, provider="local", nodes=(node,))
+    def _inventory(name: str) -> Inventory:
+        return Inventory(cluster=name, provider="local",
+                         nodes=(this_machine(roles=("master", "worker")),))  # fmt: skip

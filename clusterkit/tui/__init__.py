@@ -8,4 +8,8 @@ def run(cluster_name: str | None = None) -> None:
     from clusterkit.tui.app import ClusterkitApp
     from clusterkit.watch import LiveSource
 
-    ClusterkitApp(LiveSource(cluster_name)).run()
+    source = LiveSource(cluster_name)
+    try:
+        ClusterkitApp(source).run()
+    finally:
+        source.close()  # the nodes' samplers and SSH connections

@@ -19,8 +19,13 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import WorkerState
 
-from clusterkit import catalog, compare, runs
-from clusterkit.fmt import human_seconds
+from clusterkit import catalog
+from clusterkit.core.fmt import human_seconds
+from clusterkit.core.records import RunRecord
+from clusterkit.runs import compare
+from clusterkit.runs.launcher import RunWatcher
+from clusterkit.runs.store import RunStore
+from clusterkit.runs.tails import MetricsTail, progress, stages
 from clusterkit.tui.screens.compare import CompareScreen
 from clusterkit.tui.screens.dialogs import ConfirmScreen, JobFormScreen
 from clusterkit.tui.screens.help import HelpScreen
@@ -66,9 +71,9 @@ class ClusterkitApp(App[None]):
         self.model = ConsoleState()
         self.paused = False
         self._ticks = 0
-        self._tails: dict[str, runs.MetricsTail] = {}  # active runs' metrics, read as written
+        self._tails: dict[str, MetricsTail] = {}  # active runs' metrics, read as written
         self._measured: dict[str, compare.Measurement] = {}  # final runs do not change
-        self._run_watcher: runs.RunWatcher | None = None
+        self._run_watcher: RunWatcher | None = None
 
     # --- modes (one screen per view) --------------------------------------------------
 
@@ -106,7 +111,7 @@ class ClusterkitApp(App[None]):
     def open_run(self, run_id: str) -> None:
         self.push_screen(RunDetailScreen(run_id))
 
-    def confirm_cancel(self, record: runs.RunRecord | None) -> None:
+    def confirm_cancel(self, record: RunRecord | None) -> None:
         """Ask, then cancel ``record`` in a worker (cancel waits until the run has stopped)."""
         if record is None or record.final:
             self.notify("no running job selected", severity="warning")
@@ -179,16 +184,16 @@ class ClusterkitApp(App[None]):
                 if record.final:
                     self._tails.pop(record.id, None)
                     if record.id not in self._measured:  # a final run does not change
-                        result = store.result(record.id)
+                        result = store.read_json(record.id, "result.json")
                         self._measured[record.id] = compare.measurement(record, result)
                     continue
-                tail = self._tails.setdefault(record.id, runs.MetricsTail(store, record.id))
+                tail = self._tails.setdefault(record.id, MetricsTail(store, record.id))
                 tail.read()
                 peaks[record.id] = tail.peak_rss_bytes
-                report = runs.progress(store, record.id)
-                stages = runs.stages(store, record.id, now=now)
-                if report is None and stages and stages[-1].running:
-                    report = {"stage": stages[-1].name, "seconds": stages[-1].seconds}
+                report = progress(store, record.id)
+                done = stages(store, record.id, now=now)
+                if report is None and done and done[-1].running:
+                    report = {"stage": done[-1].name, "seconds": done[-1].seconds}
                 if report is not None:
                     reports[record.id] = report
             self.post_message(RunsRead(records, peaks, reports, dict(self._measured), now))
@@ -196,9 +201,9 @@ class ClusterkitApp(App[None]):
             model = self.model
             self.post_message(RunsRead(model.records, {}, {}, model.measured, now, _error(exc)))
 
-    def _watcher(self, store: runs.RunStore) -> runs.RunWatcher:
+    def _watcher(self, store: RunStore) -> RunWatcher:
         if self._run_watcher is None or self._run_watcher.store.root != store.root:
-            self._run_watcher = runs.RunWatcher(store)
+            self._run_watcher = RunWatcher(store, reap=self.source.reap)
         return self._run_watcher
 
     # --- readings into state ----------------------------------------------------------

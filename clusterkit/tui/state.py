@@ -12,9 +12,9 @@ from typing import Any
 
 from textual.message import Message
 
-from clusterkit.compare import Measurement
-from clusterkit.runs import RunRecord
-from clusterkit.services import ServiceHealth
+from clusterkit.core.records import RunRecord
+from clusterkit.runs.compare import Measurement
+from clusterkit.services.health import ServiceHealth
 from clusterkit.watch import ClusterInfo, HealthBoard, NodeHistory
 
 

@@ -29,10 +29,13 @@ def _has_credentials() -> bool:
         return False
 
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get(OPT_IN) != "1" or not _has_credentials(),
-    reason=f"real AWS: needs AWS credentials and {OPT_IN}=1 (it bills two t2.large nodes)",
-)
+pytestmark = [
+    pytest.mark.aws_live,
+    pytest.mark.skipif(
+        os.environ.get(OPT_IN) != "1" or not _has_credentials(),
+        reason=f"real AWS: needs AWS credentials and {OPT_IN}=1 (it bills two t2.large nodes)",
+    ),
+]
 
 
 class Cloud:
@@ -52,7 +55,7 @@ class Cloud:
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    from clusterkit.aws import preflight, sweep
+    from clusterkit.providers.aws import preflight, sweep
 
     c = Cloud(tmp_path_factory.mktemp("aws-home"), f"ckacc-{uuid.uuid4().hex[:6]}")
     try:

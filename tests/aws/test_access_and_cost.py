@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clusterkit.aws import access, pricing
-from clusterkit.errors import ClusterkitError
+from clusterkit.core.errors import ClusterkitError
+from clusterkit.providers.aws import access, pricing
 from tests.aws.conftest import make_cluster
 
 

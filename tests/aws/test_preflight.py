@@ -5,10 +5,10 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from clusterkit.aws import preflight
-from clusterkit.aws.preflight import AwsPreflightError
-from clusterkit.aws.terraform import TerraformError, engine
-from clusterkit.remote import ensure_key
+from clusterkit.exec.ssh import ensure_key
+from clusterkit.providers.aws import preflight
+from clusterkit.providers.aws.preflight import AwsPreflightError
+from clusterkit.providers.aws.terraform import TerraformError, engine
 from tests.aws.conftest import KEY, REGION
 
 PUBLIC = "81.2.69.160"

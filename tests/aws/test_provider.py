@@ -12,14 +12,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clusterkit.aws import access, sweep
-from clusterkit.aws.terraform import TerraformError
+from clusterkit import lifecycle
 from clusterkit.cli import main
-from clusterkit.providers import aws as aws_provider
-from clusterkit.providers.aws import AwsProvider, ansible_inventory, inventory_from_outputs
-from clusterkit.remote import SshSettings
-from clusterkit.spec import parse_spec
-from clusterkit.state import ClusterPaths, Contexts
+from clusterkit.core.inventory import SshSettings
+from clusterkit.core.spec import parse_spec
+from clusterkit.core.state import ClusterPaths, Contexts
+from clusterkit.providers.aws import access, sweep
+from clusterkit.providers.aws import provider as aws_provider
+from clusterkit.providers.aws.provider import AwsProvider, inventory_from_outputs
+from clusterkit.providers.aws.terraform import TerraformError
+from clusterkit.services.playbooks import ansible_inventory
 from tests.aws.conftest import REGION, make_cluster
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "terraform" / "apply_fails"
@@ -81,7 +83,13 @@ def test_inventory_from_terraform_outputs():
 
 def test_ansible_inventory_in_the_example_shape(tmp_path):
     ssh = SshSettings("root", tmp_path / "id_ed25519", tmp_path / "known_hosts")
-    inv = ansible_inventory(OUTPUTS, ssh)["all"]
+    provider = AwsProvider()
+    inv = ansible_inventory(
+        inventory_from_outputs("alpha", OUTPUTS),
+        ssh,
+        variables=provider.playbook_variables("alpha", ClusterPaths(tmp_path)),
+        host_variables=provider.host_variables("alpha"),
+    )["all"]
     example = yaml.safe_load(
         (Path(__file__).resolve().parents[2] / "inventory" / "example.yml").read_text()
     )["all"]
@@ -161,10 +169,7 @@ def test_up_offline_fails_at_terraform_init_with_its_error(aws, home, tmp_path, 
     assert "Traceback" not in err
     assert main(["down", "--cluster", "alpha", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert (
-        report["message"]
-        == "cluster 'alpha' is down: nothing tagged clusterkit:cluster=alpha was left"
-    )
+    assert report["message"] == "cluster 'alpha' is not up; nothing to stop"  # swept by tag
     assert report["changed"] is False
 
 
@@ -180,15 +185,20 @@ def test_failed_apply_offers_to_destroy_what_it_made(aws, home, monkeypatch, ans
         return answer
 
     with pytest.raises(TerraformError, match="Resource postcondition failed"):
-        AwsProvider().up(_spec(), paths, say=said.append, confirm=confirm)
-    assert asked == ["`up` failed; destroy what it made in us-east-1 (cluster 'alpha')?"]
+        lifecycle.up(_spec(), say=said.append, confirm=confirm)
+    assert asked == [
+        "`up` failed after the aws provider made nodes; remove what it made (cluster 'alpha')?"
+    ]
     tf = AwsProvider.terraform(paths)
     assert tf.has_resources() is (not answer)
+    assert not paths.state_file.exists()
     if answer:
-        assert "destroying what this `up` made" in said
+        assert "removing what this `up` made (cluster 'alpha')" in said
     else:
-        assert said[-1] == "kept; remove it later with `clusterkit down --cluster alpha`"
-        assert AwsProvider().down(paths, "alpha", say=said.append) == [
+        assert said[-1] == (
+            "kept; `clusterkit provision` retries, `clusterkit down --cluster alpha` removes them"
+        )
+        assert AwsProvider().remove("alpha", paths, say=said.append) == [
             "every resource in the Terraform state"
         ]
         assert not tf.has_resources()

@@ -3,7 +3,7 @@ and removed in dependency order; other clusters' and untagged resources are left
 
 from __future__ import annotations
 
-from clusterkit.aws import sweep
+from clusterkit.providers.aws import sweep
 from tests.aws.conftest import make_cluster
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterkit.aws.terraform import INFRA_DIR, Terraform, TerraformError
+from clusterkit.providers.aws.terraform import INFRA_DIR, Terraform, TerraformError
 from tests.aws.conftest import KEY
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "terraform" / "apply_fails"

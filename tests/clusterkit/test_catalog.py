@@ -1,8 +1,8 @@
 import pytest
 
 from clusterkit.catalog import describe, find_job, list_jobs, parse_job_args
-from clusterkit.errors import UnknownJob
-from jobs._lib import parse_count
+from clusterkit.core.errors import UnknownJob
+from clusterkit.jobkit import parse_count
 
 
 def test_catalog_lists_the_builtin_jobs():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from clusterkit.compare import Measurement, markdown, measurement, summarise, to_csv
-from clusterkit.runs import RunRecord
+from clusterkit.core.records import RunRecord
+from clusterkit.runs.compare import Measurement, markdown, measurement, summarise, to_csv
 
 
 def _m(engine: str, wall: float | None, *, job: str = "etl", rows: int = 30_000_000,

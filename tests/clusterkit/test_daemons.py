@@ -3,7 +3,7 @@ import time
 
 import psutil
 
-from clusterkit import daemons
+from clusterkit.exec import processes as daemons
 
 
 def test_stop_all_ends_the_whole_tree_even_when_the_root_ignores_sigterm(tmp_path):

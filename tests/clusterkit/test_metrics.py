@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from clusterkit import metrics
+from clusterkit.metrics import sampling as metrics
 
 HOLD = [sys.executable, "-c", "import time; x = bytearray(50 * 1024 * 1024); time.sleep(30)"]
 

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from clusterkit.errors import RunNotFound
-from clusterkit.runs import RunStore
+from clusterkit.core.errors import RunNotFound
+from clusterkit.runs.store import FolderRunStore as RunStore
 
 
 def test_store_round_trip_and_lookup(tmp_path):

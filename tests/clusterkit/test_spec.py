@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clusterkit import versions
-from clusterkit.errors import SpecError
-from clusterkit.spec import Ports, Spec, default_spec_text, load_spec, parse_size, parse_spec
+from clusterkit.core import versions
+from clusterkit.core.errors import SpecError
+from clusterkit.core.spec import Ports, Spec, default_spec_text, load_spec, parse_size, parse_spec
 
 
 def test_defaults_follow_the_installed_pins():

@@ -7,8 +7,12 @@ import time
 
 import pytest
 
-from clusterkit import launch, runs
-from clusterkit.services import ServiceHealth
+from clusterkit import catalog
+from clusterkit.cluster import ParamsRefused, submit_job
+from clusterkit.runs.launcher import RunWatcher
+from clusterkit.runs.store import FolderRunStore
+from clusterkit.runs.tails import LogTail, MetricsTail, Stage, stages
+from clusterkit.services.health import ServiceHealth
 from clusterkit.watch import HealthBoard, NodeHistory
 
 
@@ -52,10 +56,10 @@ def test_node_history_keeps_the_last_points():
 
 
 def test_metrics_tail_reads_only_complete_lines_and_keeps_the_peak(tmp_path):
-    store = runs.RunStore(tmp_path)
+    store = FolderRunStore(tmp_path)
     store.dir("r").mkdir()
     path = store.dir("r") / "metrics.jsonl"
-    tail = runs.MetricsTail(store, "r")
+    tail = MetricsTail(store, "r")
     assert tail.read() == 0  # no file yet
     first = json.dumps({"t": 1.0, "node": "a", "run_rss_bytes": 500})
     second = json.dumps({"t": 2.0, "node": "a", "run_rss_bytes": 300})
@@ -67,10 +71,10 @@ def test_metrics_tail_reads_only_complete_lines_and_keeps_the_peak(tmp_path):
 
 
 def test_log_tail_returns_what_was_appended(tmp_path):
-    store = runs.RunStore(tmp_path)
+    store = FolderRunStore(tmp_path)
     store.dir("r").mkdir()
     (store.dir("r") / "stdout.log").write_text("one\n")
-    tail = runs.LogTail(store, "r")
+    tail = LogTail(store, "r")
     assert tail.read() == [("stdout.log", "one\n")]
     assert tail.read() == []
     with open(store.dir("r") / "stdout.log", "a") as out:
@@ -80,22 +84,22 @@ def test_log_tail_returns_what_was_appended(tmp_path):
 
 
 def test_stages_live_then_final(tmp_path):
-    store = runs.RunStore(tmp_path)
+    store = FolderRunStore(tmp_path)
     store.dir("r").mkdir()
-    assert runs.stages(store, "r") == []
+    assert stages(store, "r") == []
     live = {"done": {"read": 1.5}, "current": "write", "since": 100.0}
     (store.dir("r") / "stages.json").write_text(json.dumps(live))
-    assert runs.stages(store, "r", now=104.0) == [
-        runs.Stage("read", 1.5), runs.Stage("write", 4.0, running=True)]  # fmt: skip
+    assert stages(store, "r", now=104.0) == [
+        Stage("read", 1.5), Stage("write", 4.0, running=True)]  # fmt: skip
     (store.dir("r") / "result.json").write_text(json.dumps({"stages": {"read": 1.5, "write": 6.0}}))
-    assert runs.stages(store, "r") == [runs.Stage("read", 1.5), runs.Stage("write", 6.0)]
+    assert stages(store, "r") == [Stage("read", 1.5), Stage("write", 6.0)]
 
 
 def test_run_watcher_rereads_only_records_that_changed(tmp_path, monkeypatch):
-    store = runs.RunStore(tmp_path)
+    store = FolderRunStore(tmp_path)
     a = store.create(job="a", params={}, cluster="c", provider="local")
     store.create(job="b", params={}, cluster="c", provider="local")
-    watcher = runs.RunWatcher(store)
+    watcher = RunWatcher(store)
     assert sorted(r.job for r in watcher.poll()) == ["a", "b"]
     loads: list[str] = []
     real_load = store.load
@@ -117,9 +121,9 @@ def test_run_watcher_rereads_only_records_that_changed(tmp_path, monkeypatch):
 def test_form_arguments_are_the_changed_fields_checked_as_typed_ones(tmp_path, monkeypatch):
     texts = {"rows": "200k", "seed": "42", "partitions": "", "profile": "realistic",
              "name": "people", "overwrite": "true"}  # fmt: skip
-    assert launch.args_from_form("datagen", texts) == ["--rows=200k", "--overwrite=true"]
+    assert catalog.args_from_form("datagen", texts) == ["--rows=200k", "--overwrite=true"]
     monkeypatch.setenv("CLUSTERKIT_HOME", str(tmp_path))  # no cluster known here
-    bad = launch.args_from_form("datagen", {"rows": "lots"})
-    with pytest.raises(launch.ParamsRefused, match="--rows of job datagen") as refused:
-        launch.submit_job("datagen", bad)
+    bad = catalog.args_from_form("datagen", {"rows": "lots"})
+    with pytest.raises(ParamsRefused, match="--rows of job datagen") as refused:
+        submit_job("datagen", bad)
     assert refused.value.run_id is None  # no cluster up to record the attempt in

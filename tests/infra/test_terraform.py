@@ -13,7 +13,7 @@ from typing import Any
 import hcl2
 import pytest
 
-from clusterkit.aws.terraform import INFRA_DIR
+from clusterkit.providers.aws.terraform import INFRA_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKOV = ROOT / ".venv-tools" / "bin" / "checkov"

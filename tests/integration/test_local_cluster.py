@@ -14,9 +14,9 @@ import psutil
 import pytest
 import requests
 
-from clusterkit import daemons
-from clusterkit.daemons import Daemon
-from clusterkit.metrics import RunProcessFinder
+from clusterkit.exec import processes as daemons
+from clusterkit.exec.processes import Daemon
+from clusterkit.metrics.sampling import RunProcessFinder
 from tests.conftest import BASE_PORT, LocalCluster
 
 pytestmark = pytest.mark.cluster

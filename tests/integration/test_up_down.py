@@ -9,9 +9,10 @@ import psutil
 import pytest
 import yaml
 
-from clusterkit import daemons, preflight
-from clusterkit.daemons import Daemon
-from clusterkit.metrics import RunProcessFinder
+from clusterkit.exec import processes as daemons
+from clusterkit.exec.processes import Daemon
+from clusterkit.metrics.sampling import RunProcessFinder
+from clusterkit.services import preflight
 from tests.conftest import cli_env, run_cli, test_ports
 
 pytestmark = pytest.mark.cluster

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from jobs._lib import JobInputError
+from clusterkit.jobkit import JobInputError
 from jobs._storage import META_FILE, ArrowStorage, inspect_parquet
 
 

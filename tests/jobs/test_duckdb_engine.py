@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clusterkit.jobkit import Job, JobContext
 from jobs import _duckdb as duck
-from jobs._lib import Job, JobContext
 from jobs._storage import ArrowStorage
 
 

@@ -243,7 +243,7 @@ def test_suite_runs_the_six_jobs_in_order_a_record_each(local_cluster):
 
 
 def test_cancelling_a_suite_cancels_its_running_step(local_cluster):
-    from clusterkit.metrics import RunProcessFinder
+    from clusterkit.metrics.sampling import RunProcessFinder
 
     started = local_cluster.cli("run", "suite", "--rows", "200k", "--detach")
     assert started.code == 0, started.stderr

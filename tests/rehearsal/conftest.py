@@ -1,5 +1,6 @@
-"""Helpers of the rehearsal tests: both nodes up through the netns provider, down after;
-a whole cluster up through the CLI for a module (``rehearsal``)."""
+"""The rehearsal's one cluster, shared by its modules: brought up through the CLI as a user
+would (once, with the local cluster taken down first: the two would share 2 cores), taken
+down by ``test_teardown.py`` (and, whatever happened, at the end of the session)."""
 
 from __future__ import annotations
 
@@ -9,36 +10,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fabric import Connection
 
-from clusterkit import remote
-from clusterkit.inventory import Inventory
-from clusterkit.providers.netns import NetnsProvider
-from clusterkit.rehearsal import topology
-from clusterkit.rehearsal.topology import Layout
-from clusterkit.remote import SshSettings
-from clusterkit.spec import Spec
-from clusterkit.state import ClusterPaths
-
-
-@contextmanager
-def nodes_up(cluster: str, state: Path) -> Iterator[tuple[Inventory, SshSettings]]:
-    """The topology of ``cluster`` built and both nodes started by the provider (its key
-    authorized, known_hosts holding the nodes' own host keys); everything removed after."""
-    provider, paths = NetnsProvider(), ClusterPaths(state)
-    provider.down(paths, cluster)  # what a run killed half-way left
-    inventory = provider.up(Spec(name=cluster), paths, say=lambda _: None)
-    try:
-        yield inventory, provider.ssh(paths)
-    finally:
-        provider.down(paths, cluster)
-
+from clusterkit.core.inventory import Inventory, SshSettings
+from clusterkit.core.state import ClusterPaths, ClusterState
+from clusterkit.exec.runner import CommandRunner
+from clusterkit.exec.ssh import SshRunner
+from clusterkit.providers.netns import topology
+from clusterkit.providers.netns.topology import Layout
+from tests.conftest import stop_local_clusters
 
 NAME = "tnet"
 CLUSTERKIT = str(Path(sys.executable).parent / "clusterkit")
@@ -50,40 +35,65 @@ class Rehearsal:
     env: dict[str, str]
     layout: Layout
     up_s: float
+    up_output: str
 
     @property
     def paths(self) -> ClusterPaths:
         return ClusterPaths(self.home / "clusters" / NAME)
 
-    def ck(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([CLUSTERKIT, *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
+    @property
+    def state(self) -> ClusterState:
+        state = ClusterState.load(self.paths)
+        assert state is not None, "the rehearsal is down"
+        return state
 
-    def ck_json(self, *args: str) -> Any:
-        proc = self.ck(*args, "--json")
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+    @property
+    def inventory(self) -> Inventory:
+        return self.state.inventory
+
+    @property
+    def ssh(self) -> SshSettings:
+        ssh = self.state.ssh
+        assert ssh is not None
+        return ssh
+
+    def ck(self, *args: str, timeout: float = 900,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        return subprocess.run([CLUSTERKIT, *args], env=env or self.env, capture_output=True,
+                              text=True, timeout=timeout)  # fmt: skip
+
+    def ck_json(self, *args: str, timeout: float = 900) -> Any:
+        proc = self.ck(*args, "--json", timeout=timeout)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         return json.loads(proc.stdout)
 
-    def connect(self, name: str) -> AbstractContextManager[Connection]:
-        """The kit's own SSH to a node (the worker through the master, host keys checked)."""
-        state = json.loads(self.paths.state_file.read_text())
-        return remote.connect(Inventory.from_dict(state["inventory"]), name,
-                              SshSettings.from_dict(state["ssh"]))  # fmt: skip
+    @contextmanager
+    def connect(self, name: str) -> Iterator[CommandRunner]:
+        """The kit's own runner of a node (the worker through the master, host keys checked)."""
+        runner = SshRunner(self.inventory, self.inventory.node(name), self.ssh)
+        try:
+            yield runner
+        finally:
+            runner.close()
 
 
-def sh(c: Connection, command: str) -> str:
-    return c.run(command, hide=True, in_stream=False).stdout.strip()
+def sh(runner: CommandRunner, command: str) -> str:
+    """``command`` on the node; its stdout, stripped (fails on a non-zero exit)."""
+    return runner.run(command, timeout=120).stdout.strip()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
+    stop_local_clusters()
     home = tmp_path_factory.mktemp("netns-home")
-    env = {**os.environ, "CLUSTERKIT_HOME": str(home)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERKIT_")}
+    env["CLUSTERKIT_HOME"] = str(home)
     topology.destroy(Layout(cluster=NAME))  # what a run killed half-way left
-    r = Rehearsal(home, env, Layout(cluster=NAME), 0.0)
     started = time.monotonic()
-    proc = r.ck("up", "--provider", "netns", "--name", NAME)
-    r.up_s = time.monotonic() - started
+    proc = subprocess.run([CLUSTERKIT, "up", "--provider", "netns", "--name", NAME], env=env,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    r = Rehearsal(home, env, Layout(cluster=NAME), time.monotonic() - started,
+                  proc.stdout + proc.stderr)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     try:
         yield r

@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from clusterkit.rehearsal.topology import in_ns
+from clusterkit.providers.netns.topology import in_ns
 
 #: Prints one line: ``answer <body>`` / ``open`` (TCP only), ``refused``,
 #: ``unreachable <errno name>`` or ``timeout``; any other failure is a traceback (exit 1).

@@ -1,8 +1,8 @@
 """`clusterkit up --provider netns`: the playbooks on the rehearsal's two nodes, proven.
 
-One cluster for the module (conftest's ``rehearsal``), brought up through the CLI as a user
-would; every check reads the nodes over SSH or the services through their own APIs. The last
-cluster test takes it down.
+The rehearsal's one cluster (conftest's ``rehearsal``), brought up through the CLI as a user
+would; every check reads the nodes over SSH or the services through their own APIs.
+``test_teardown.py`` takes it down.
 """
 
 from __future__ import annotations
@@ -16,21 +16,20 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from clusterkit import provision
-from clusterkit.providers.netns import NetnsProvider
-from clusterkit.rehearsal import nodes, topology
-from clusterkit.rehearsal.topology import in_ns
+from clusterkit.cluster import Cluster
+from clusterkit.providers.netns import nodes, topology
+from clusterkit.providers.netns.topology import in_ns
+from clusterkit.services.playbooks import PlaybookServices, ProvisionError, run_playbook
 from tests.rehearsal import probes
-from tests.rehearsal.conftest import CLUSTERKIT, NAME, Rehearsal, sh
+from tests.rehearsal.conftest import CLUSTERKIT, Rehearsal, sh
 from tests.rehearsal.test_topology import PORT, SERVE
 
 #: every service port of the default spec, plus HDFS's (absent here, and closed either way)
 SERVICE_PORTS = [7077, 8080, 6379, 8265, 10001, 6380, 6381, 9000, 9870]
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
+pytestmark = pytest.mark.rehearsal
 
 
 def test_up_reports_progress_and_the_private_endpoints(rehearsal):
@@ -159,27 +158,13 @@ def test_provision_again_changes_nothing(rehearsal):
 
 
 def test_a_failed_task_names_host_role_and_task(rehearsal, tmp_path: Path):
-    inventory = NetnsProvider().ansible_inventory(NAME, rehearsal.paths)
+    cluster = Cluster.of(rehearsal.state, rehearsal.paths)
+    assert isinstance(cluster.services, PlaybookServices)
+    inventory = cluster.services.inventory(rehearsal.state)
     variables = {**inventory["all"]["vars"], "common_packages": ["no-such-package-ck"]}
     broken = {"all": {**inventory["all"], "vars": variables}}
-    with pytest.raises(provision.ProvisionError, match=r"role common, task 'Install the base"):
-        provision.run_playbook(broken, work_dir=tmp_path / "ansible")
-
-
-def test_down_removes_every_namespace_link_process_and_node_folder(rehearsal):
-    layout = rehearsal.layout
-    node_dir = rehearsal.paths.root / "nodes"
-    assert node_dir.is_dir()
-    proc = rehearsal.ck("down")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert not topology.existing_namespaces() & set(layout.namespaces)
-    assert topology.run(["ip", "link", "show", layout.host_link], check=False) == ""
-    assert layout.master not in topology.run(["ip", "route"])
-    assert not node_dir.exists()
-    leftovers = [p.pid for p in psutil.process_iter(["cmdline"])
-                 if str(node_dir) in " ".join(p.info["cmdline"] or [])]  # fmt: skip
-    assert leftovers == []
-    assert rehearsal.ck_json("status")["state"] == "down"
+    with pytest.raises(ProvisionError, match=r"role common, task 'Install the base"):
+        run_playbook(broken, work_dir=tmp_path / "ansible")
 
 
 def test_without_root_up_says_so_in_one_line():
@@ -205,3 +190,8 @@ def test_dry_run_checks_the_machine_and_starts_nothing(tmp_path: Path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "provider netns can run here" in proc.stdout and "nothing started" in proc.stdout
     assert topology.existing_namespaces() == before
+    # with no name, a rehearsal is a cluster of its own beside the local one
+    named = subprocess.run([CLUSTERKIT, "up", "--provider", "netns", "--dry-run", "--json"],
+                           env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    plan = json.loads(named.stdout)
+    assert plan["cluster"] == "rehearsal" and plan["state_dir"].endswith("/clusters/rehearsal")

@@ -2,7 +2,8 @@
 copy, ssh and tunnels; runs detached on the master that survive their SSH connection and are
 reattached, cancelled, and sampled on both nodes; and every error a user can run into.
 
-One cluster for the module (conftest's ``rehearsal``), driven through the CLI.
+The rehearsal's one cluster (conftest's ``rehearsal``), driven through the CLI; its jobs that
+submit runs of their own (``suite``, ``bench``) run on the master like any other.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from clusterkit.rehearsal import topology
-from clusterkit.rehearsal.topology import in_ns
-from clusterkit.state import Contexts
+from clusterkit.core.state import Contexts
+from clusterkit.providers.netns.topology import in_ns
 from tests.rehearsal.conftest import CLUSTERKIT, NAME, Rehearsal
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
+pytestmark = pytest.mark.rehearsal
 
 RUNS_ON_NODE = "/var/lib/clusterkit/runs"
 
@@ -41,7 +41,7 @@ def _error_line(proc: subprocess.CompletedProcess[str]) -> str:
 def _run_processes(rehearsal: Rehearsal, run_id: str) -> dict[str, int]:
     """How many processes carry the run's marker on each node, sampled there by the node's
     own Python (the venv the playbooks made)."""
-    python = json.loads(rehearsal.paths.state_file.read_text())["node_venv"] + "/bin/python"
+    python = rehearsal.state.node_python
     proc = rehearsal.ck("exec", "--json",
                         f"{python} -m clusterkit.metrics --run-id {run_id} --count 1")  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -264,10 +264,45 @@ def test_a_run_whose_supervisor_dies_is_recorded_failed_and_its_processes_stoppe
     assert _run_processes(rehearsal, run_id) == {"master": 0, "worker": 0}
 
 
-def test_jobs_that_submit_runs_are_refused_on_a_remote_cluster(rehearsal: Rehearsal):
-    proc = rehearsal.ck("run", "suite")
-    assert proc.returncode == 2
-    assert "run its steps one by one" in _error_line(proc)
+def test_a_suite_runs_on_the_master_with_its_steps_as_runs_of_their_own(rehearsal):
+    record = rehearsal.ck_json("run", "suite", "--rows", "100k", timeout=1800)
+    assert record["status"] == "succeeded", record
+    steps = [r for r in rehearsal.ck_json("runs") if r["parent"] == record["id"]]
+    assert [r["job"] for r in steps] == [
+        "datagen", "etl", "top-earners", "age-extremes", "train", "predict"
+    ]  # fmt: skip
+    assert all(r["status"] == "succeeded" for r in steps), steps
+    assert all(r["supervisor"]["node"] == "master" for r in steps)
+    assert sorted(record["children"]) == sorted(r["id"] for r in steps)
+    assert [row["run"] for row in record["result"]["steps"]] == [r["id"] for r in steps]
+    on_master = rehearsal.ck("exec", "--node", "master", f"ls {RUNS_ON_NODE}").stdout
+    assert all(f"[master] {r['id']}" in on_master for r in [record, *steps]), on_master
+    # a second home, holding none of the run copies, sees the suite and its steps
+    other = rehearsal.home.parent / "laptop-suite"
+    state = other / "clusters" / NAME
+    shutil.copytree(rehearsal.paths.root, state, ignore=shutil.ignore_patterns("runs", "nodes"))
+    Contexts(other).add(NAME, state)
+    theirs = rehearsal.ck("runs", "--json", env={**rehearsal.env, "CLUSTERKIT_HOME": str(other)})
+    seen = {r["id"]: r["parent"] for r in json.loads(theirs.stdout)}
+    assert {r["id"] for r in steps} <= set(seen) and seen[steps[0]["id"]] == record["id"]
+
+
+def test_bench_on_the_rehearsal_produces_its_table(rehearsal: Rehearsal):
+    record = rehearsal.ck_json("bench", "--sizes", "100k", "--engines", "spark,duckdb",
+                               "--repeats", "1", timeout=1800)  # fmt: skip
+    assert record["status"] == "succeeded", record
+    table = record["result"]["table"]
+    assert {(r["job"], r["engine"]) for r in table} == {
+        (j, e) for j in ("etl", "top-earners", "age-extremes") for e in ("spark", "duckdb")
+    }
+    for row in table:
+        assert row["rows"] == 100_000 and row["runs"] == 1 and row["failed"] == 0, row
+        assert row["median_s"] > 0 and row["ratio_to_fastest"] >= 1.0, row
+    copied = rehearsal.paths.runs / record["id"] / "bench.md"  # fetched from the master
+    assert len(copied.read_text().splitlines()) == 2 + 6
+    children = [r for r in rehearsal.ck_json("runs") if r["parent"] == record["id"]]
+    timed = [r for r in children if "/bench/" in r["params"].get("output", "")]
+    assert len(timed) == 6 and all(r["status"] == "succeeded" for r in timed)
 
 
 def test_errors_name_the_cluster_or_node_and_exit_1_or_2(rehearsal, tmp_path: Path):
@@ -305,20 +340,3 @@ def test_errors_name_the_cluster_or_node_and_exit_1_or_2(rehearsal, tmp_path: Pa
     finally:
         subprocess.run(in_ns(worker_ns, "iptables", "-D", *rule), check=True)
     assert rehearsal.ck("exec", "hostname").returncode == 0
-
-
-def test_down_with_the_master_unreachable_still_removes_everything(rehearsal: Rehearsal):
-    """The last test: the master stops answering SSH while a run goes on; `down` records the
-    run failed with the reason and removes the nodes all the same."""
-    run_id = rehearsal.ck("run", "ray-pi", "--samples", "3000000000", "--tasks", "8",
-                          "--detach").stdout.strip()  # fmt: skip
-    _wait_running(rehearsal, run_id)
-    rule = ["INPUT", "-p", "tcp", "--dport", "22", "-j", "REJECT"]
-    subprocess.run(in_ns(rehearsal.layout.ns("master"), "iptables", "-I", *rule), check=True)
-    proc = rehearsal.ck("down")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"run {run_id} (ray-pi) could not be cancelled" in proc.stderr
-    record = rehearsal.ck_json("runs", "--cached")[-1]
-    assert record["id"] == run_id and record["status"] == "failed", record
-    assert record["error"].startswith("the cluster was taken down; its master did not answer")
-    assert not topology.existing_namespaces() & set(rehearsal.layout.namespaces)

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from clusterkit.rehearsal import topology
-from clusterkit.rehearsal.topology import Layout, in_ns, route_of, run
+from clusterkit.providers.netns import topology
+from clusterkit.providers.netns.topology import Layout, in_ns, route_of, run
 from tests.rehearsal import probes
 from tests.rehearsal.conftest import CLUSTERKIT
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+pytestmark = pytest.mark.rehearsal
 
 PORT = 18080
 SERVE = (  # socketserver's bind, not HTTPServer's: that one asks DNS for the host's name

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from clusterkit import runs
-from clusterkit.services import ServiceHealth
+from clusterkit.core.records import RunRecord
+from clusterkit.runs.store import FolderRunStore
+from clusterkit.services.health import ServiceHealth
 from clusterkit.tui.app import ClusterkitApp
 from clusterkit.watch import ClusterInfo
 
@@ -89,13 +90,19 @@ class FixedSource:
     def services(self) -> list[ServiceHealth]:
         return self.readings()
 
-    def store(self) -> runs.RunStore:
-        return runs.RunStore(self.root)
+    def store(self) -> FolderRunStore:
+        return FolderRunStore(self.root)
 
-    def submit(self, job: str, args: Sequence[str]) -> runs.RunRecord:
+    def reap(self, record: RunRecord) -> RunRecord:
+        return record
+
+    def close(self) -> None:
+        return None
+
+    def submit(self, job: str, args: Sequence[str]) -> RunRecord:
         raise AssertionError("a fixed cluster runs nothing")
 
-    def cancel(self, run_id: str) -> runs.RunRecord:
+    def cancel(self, run_id: str) -> RunRecord:
         raise AssertionError("a fixed cluster runs nothing")
 
 
@@ -104,9 +111,9 @@ def write_run(root: Path, run_id: str, job: str, *, status: str, started: float,
               result: dict[str, Any] | None = None, error: str | None = None,
               log: str = "", samples: Sequence[tuple[str, float, int]] = ()) -> None:  # fmt: skip
     """A run folder as the supervisor leaves it: record, logs, metrics, result."""
-    store = runs.RunStore(root)
+    store = FolderRunStore(root)
     store.dir(run_id).mkdir(parents=True)
-    record = runs.RunRecord(
+    record = RunRecord(
         id=run_id, job=job, params=params, cluster="demo", provider="netns", status=status,
         created=iso(started), started=iso(started),
         ended=iso(started + wall_s) if wall_s is not None else None, wall_s=wall_s,
@@ -143,7 +150,7 @@ def fixed_store(tmp_path: Path) -> Path:
               wall_s=None, peak=None, params={"sample": 1_000_000},
               log="train: reading 1,000,000 rows\ntrain: search of 8 trials on Ray\n",
               samples=samples)  # fmt: skip
-    runs_dir = runs.RunStore(root).dir("20261121-115920-eeee")
+    runs_dir = FolderRunStore(root).dir("20261121-115920-eeee")
     (runs_dir / "stages.json").write_text(json.dumps(
         {"done": {"read": 6.2}, "current": "search", "since": NOW - 30}))  # fmt: skip
     (runs_dir / "progress.json").write_text(json.dumps({"done": 3, "total": 8, "unit": "trials"}))

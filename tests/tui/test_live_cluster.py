@@ -13,8 +13,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
-from clusterkit import runs
-from clusterkit.metrics import RunProcessFinder
+from clusterkit.core.records import RunRecord
+from clusterkit.metrics.sampling import RunProcessFinder
+from clusterkit.runs.store import FolderRunStore
 from clusterkit.tui.app import ClusterkitApp
 from clusterkit.tui.screens.dialogs import ConfirmScreen, JobFormScreen
 from clusterkit.tui.screens.overview import NodeCard
@@ -78,7 +79,7 @@ async def test_overview_of_the_real_cluster_and_a_job_submitted_and_finished(con
         before = {r.id for r in app.model.records}
         await submit_stages(app, pilot, "2")
 
-        def new_run() -> runs.RunRecord | None:
+        def new_run() -> RunRecord | None:
             return next((r for r in app.model.records if r.id not in before), None)
 
         await until(pilot, lambda: new_run() is not None, timeout_s=20, what="the run listed")
@@ -86,7 +87,7 @@ async def test_overview_of_the_real_cluster_and_a_job_submitted_and_finished(con
         assert run is not None and run.job == "stages"
         await until(pilot, lambda: table_rows(app, "history").get(run.id, [""] * 3)[2]
                     == "succeeded", timeout_s=90, what="the run shown succeeded")  # fmt: skip
-        store = runs.RunStore(Path(console_env.up["state_dir"]) / "runs")
+        store = FolderRunStore(Path(console_env.up["state_dir"]) / "runs")
         record = store.load(run.id)
         assert record.status == "succeeded" and record.params == {"seconds": 2.0}
 

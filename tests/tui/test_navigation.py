@@ -9,7 +9,7 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Input, Static
 
-from clusterkit import services
+from clusterkit.services import health as services
 from clusterkit.tui.screens.compare import CompareScreen
 from clusterkit.tui.screens.dialogs import JobFormScreen
 from clusterkit.tui.screens.help import HelpScreen

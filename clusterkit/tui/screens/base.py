@@ -1,14 +1,36 @@
-"""The base of the live screens: typed access to the app and a redraw on every return."""
+"""The base of the live screens: what they need of the app (:class:`Console`) and a redraw
+on every return."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 from textual.screen import Screen
 
-if TYPE_CHECKING:
-    from clusterkit.tui.app import ClusterkitApp
-    from clusterkit.tui.state import ConsoleState
+from clusterkit.core.records import RunRecord
+from clusterkit.tui.state import ConsoleState
+from clusterkit.watch import ClusterSource
+
+
+class Console(Protocol):
+    """What the screens use of the app (:class:`clusterkit.tui.app.ClusterkitApp`)."""
+
+    model: ConsoleState
+    source: ClusterSource
+    clock: Callable[[], float]
+    refresh_s: float
+    paused: bool
+
+    def cluster_line(self) -> str: ...
+    def confirm_cancel(self, record: RunRecord | None) -> None: ...
+    def open_job_form(self, job: str) -> None: ...
+    def open_run(self, run_id: str) -> None: ...
+
+
+def console_of(screen: Screen[Any]) -> Console:
+    """The app a screen belongs to, as the screens use it."""
+    return cast(Console, screen.app)
 
 
 class LiveScreen(Screen[Any]):
@@ -16,8 +38,8 @@ class LiveScreen(Screen[Any]):
     app calls after every reading while the screen is active, and which runs on resume."""
 
     @property
-    def console(self) -> ClusterkitApp:
-        return cast("ClusterkitApp", self.app)
+    def console(self) -> Console:
+        return console_of(self)
 
     @property
     def state(self) -> ConsoleState:

@@ -13,8 +13,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
-from clusterkit import compare
-from clusterkit.fmt import human_bytes, human_count, human_seconds
+from clusterkit.core.fmt import human_bytes, human_count, human_seconds
+from clusterkit.runs import compare
 from clusterkit.tui.screens.base import LiveScreen
 from clusterkit.tui.widgets import hbar, show_text, state_text, sync_table
 

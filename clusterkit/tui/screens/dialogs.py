@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -11,10 +11,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from clusterkit import catalog, launch
-
-if TYPE_CHECKING:
-    from clusterkit.tui.app import ClusterkitApp
+from clusterkit import catalog
+from clusterkit.tui.screens.base import console_of
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -68,7 +66,7 @@ class JobFormScreen(ModalScreen[str | None]):
                         yield Select([(c, c) for c in param.choices], value=param.default,
                                      allow_blank=False, id=f"p-{param.name}")  # fmt: skip
                     else:
-                        yield Input(launch.default_text(param), id=f"p-{param.name}")
+                        yield Input(catalog.default_text(param), id=f"p-{param.name}")
             yield Static(id="form-error")
             with Horizontal(classes="buttons"):
                 yield Button("Submit (ctrl+s)", id="submit", variant="primary")
@@ -87,7 +85,7 @@ class JobFormScreen(ModalScreen[str | None]):
 
     def action_submit(self) -> None:
         self.query_one("#form-error", Static).update("submitting ...")
-        self.submit(launch.args_from_form(self.job.name, self.texts()))
+        self.submit(catalog.args_from_form(self.job.name, self.texts()))
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
@@ -95,7 +93,7 @@ class JobFormScreen(ModalScreen[str | None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False)
     def submit(self, args: list[str]) -> None:
-        source = cast("ClusterkitApp", self.app).source
+        source = console_of(self).source
         try:
             record = source.submit(self.job.name, args)
         except Exception as exc:  # shown in the form, which stays open to fix it

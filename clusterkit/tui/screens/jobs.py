@@ -14,8 +14,8 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from clusterkit import catalog
-from clusterkit.fmt import human_bytes, human_count, human_seconds
-from clusterkit.runs import RunRecord
+from clusterkit.core.fmt import human_bytes, human_count, human_seconds
+from clusterkit.core.records import RunRecord
 from clusterkit.tui.screens.base import LiveScreen
 from clusterkit.tui.widgets import show_text, state_text, sync_table
 

@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Static
 
-from clusterkit.fmt import human_bytes, human_seconds
+from clusterkit.core.fmt import human_bytes, human_seconds
 from clusterkit.tui.screens.base import LiveScreen
 from clusterkit.tui.widgets import meter, show_text, spark, state_text, sync_table
 from clusterkit.watch import STALE_AFTER_S

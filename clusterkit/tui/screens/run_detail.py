@@ -12,8 +12,10 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Footer, Header, Log, Static
 
-from clusterkit import runs
-from clusterkit.fmt import human_bytes, human_seconds
+from clusterkit.core.fmt import human_bytes, human_seconds
+from clusterkit.core.records import RunRecord
+from clusterkit.runs import tails
+from clusterkit.runs.tails import LogTail, MetricsTail, Stage
 from clusterkit.tui.screens.base import LiveScreen
 from clusterkit.tui.widgets import column_chart, show_text, state_text
 
@@ -22,9 +24,9 @@ LOG_LINES = 5000
 
 @dataclass
 class RunReading:
-    record: runs.RunRecord
+    record: RunRecord
     chunks: list[tuple[str, str]]
-    stages: list[runs.Stage]
+    stages: list[Stage]
     series: dict[str, list[tuple[float, int]]]
 
 
@@ -34,7 +36,7 @@ class RunDetailRead(Message):
         self.reading, self.error = reading, error
 
 
-def stages_text(stages: list[runs.Stage]) -> Text:
+def stages_text(stages: list[Stage]) -> Text:
     if not stages:
         return Text("stages: none reported yet", style="dim")
     text = Text("stages: ")
@@ -79,10 +81,10 @@ class RunDetailScreen(LiveScreen):
     def __init__(self, run_id: str) -> None:
         super().__init__()
         self.run_id = run_id
-        self.record: runs.RunRecord | None = None
+        self.record: RunRecord | None = None
         self.series: dict[str, list[tuple[float, int]]] = {}
-        self._log_tail: runs.LogTail | None = None
-        self._metrics: runs.MetricsTail | None = None
+        self._log_tail: LogTail | None = None
+        self._metrics: MetricsTail | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -108,15 +110,15 @@ class RunDetailScreen(LiveScreen):
             if store is None:
                 raise LookupError("no cluster is known, so there is no run store")
             if self._log_tail is None or self._metrics is None:
-                self._log_tail = runs.LogTail(store, self.run_id)
-                self._metrics = runs.MetricsTail(store, self.run_id)
+                self._log_tail = LogTail(store, self.run_id)
+                self._metrics = MetricsTail(store, self.run_id)
             record = store.load(self.run_id)
             chunks = self._log_tail.read()
             self._metrics.read()
             reading = RunReading(
                 record=record,
                 chunks=chunks,
-                stages=runs.stages(store, self.run_id, now=self.now()),
+                stages=tails.stages(store, self.run_id, now=self.now()),
                 series={node: list(points) for node, points in self._metrics.series.items()},
             )
         except Exception as exc:  # shown in place

@@ -1,0 +1,275 @@
+"""The one module jobs import: what a job is made of (:class:`Job`, :class:`Param`), what it
+knows while it runs (:class:`JobContext`), the runs it may submit (:class:`ChildRuns`), and the
+entry point that runs it (``python -m jobs NAME``, :func:`main`).
+
+A job module defines ``JOB = Job(name=..., summary=..., engine=..., params=[...], main=fn)``.
+Heavy imports (pyspark, ray) stay inside ``main`` so that listing the catalog is cheap.
+``main(ctx)`` does the work and returns the job-specific part of ``result.json``; :func:`main`
+adds ``job``, ``params``, ``wall_s`` and ``stages`` and writes it whole.
+
+The context reads the cluster from environment variables that the run's supervisor sets, so
+a job runs unchanged on every provider: CLUSTERKIT_RUN_ID, CLUSTERKIT_RUN_DIR,
+CLUSTERKIT_STORAGE_ROOT, CLUSTERKIT_SPARK_MASTER (+ executor sizes), CLUSTERKIT_RAY_ADDRESS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clusterkit.catalog import find_job
+from clusterkit.core.files import write_json_atomic
+from clusterkit.core.fmt import human_bytes, human_seconds
+from clusterkit.core.jobspec import Job, JobInputError, Param, parse_count
+from clusterkit.core.records import RUN_MARKER, RunRecord
+from clusterkit.runs.compare import markdown, measurement, summarise, to_csv
+from clusterkit.runs.launcher import SETUP_FILE, Runs, RunSetup
+from clusterkit.runs.store import FolderRunStore
+
+__all__ = [
+    "ChildRuns",
+    "Job",
+    "JobContext",
+    "JobInputError",
+    "Param",
+    "RunRecord",
+    "human_bytes",
+    "human_seconds",
+    "main",
+    "markdown",
+    "measurement",
+    "parse_count",
+    "summarise",
+    "to_csv",
+]
+
+
+@dataclass
+class JobContext:
+    """Everything a running job knows about its run and its cluster."""
+
+    job: Job
+    params: dict[str, Any]
+    run_id: str
+    run_dir: Path
+    storage_root: str
+    stages: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    _spark: Any = None
+    _children: ChildRuns | None = None
+
+    @classmethod
+    def from_env(cls, job: Job, params: dict[str, Any]) -> JobContext:
+        run_dir = Path(os.environ.get("CLUSTERKIT_RUN_DIR") or tempfile.mkdtemp(prefix="ck-run-"))
+        return cls(
+            job=job,
+            params=params,
+            run_id=os.environ.get(RUN_MARKER, "adhoc"),
+            run_dir=run_dir,
+            storage_root=os.environ.get("CLUSTERKIT_STORAGE_ROOT", str(run_dir / "storage")),
+        )
+
+    def elapsed(self) -> float:
+        """Seconds since the job started (what ``result.json`` reports as ``wall_s``)."""
+        return time.perf_counter() - self.started
+
+    def storage_path(self, *parts: str) -> str:
+        """A path under the storage root (a local folder, or an hdfs:// URL on AWS)."""
+        return "/".join([self.storage_root.rstrip("/"), *parts])
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage of the job; the seconds go to ``result.json`` under ``stages``.
+
+        While the job runs, ``stages.json`` in the run folder says which stages are done and
+        which one is running since when (what consoles show live).
+        """
+        started = time.perf_counter()
+        self._write_stages(current=name)
+        try:
+            yield
+        finally:
+            self.stages[name] = round(time.perf_counter() - started, 3)
+            self._write_stages(current=None)
+
+    def _write_stages(self, *, current: str | None) -> None:
+        write_json_atomic(
+            self.run_dir / "stages.json",
+            {"done": self.stages, "current": current, "since": time.time()},
+        )
+
+    def progress(self, done: float, total: float, unit: str) -> None:
+        """Report progress: ``progress.json`` in the run folder, drawn as a bar by the CLI."""
+        write_json_atomic(
+            self.run_dir / "progress.json",
+            {"done": done, "total": total, "unit": unit, "t": time.time()},
+        )
+
+    @contextlib.contextmanager
+    def spark_progress(self, total: float, unit: str, *, interval_s: float = 0.5) -> Iterator[None]:
+        """While the block runs, report Spark's finished-task share of ``total`` units."""
+        import threading
+
+        tracker = self.spark().sparkContext.statusTracker()
+        stop = threading.Event()
+
+        def poll() -> None:
+            while not stop.wait(interval_s):
+                infos = [tracker.getStageInfo(i) for i in tracker.getActiveStageIds()]
+                tasks = sum(i.numTasks for i in infos if i)
+                if tasks:
+                    finished = sum(i.numCompletedTasks for i in infos if i)
+                    self.progress(total * finished / tasks, total, unit)
+
+        thread = threading.Thread(target=poll, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            self.progress(total, total, unit)
+
+    def spark(self) -> Any:
+        """A SparkSession on the cluster's master, its executors marked with the run id."""
+        if self._spark is None:
+            from pyspark.sql import SparkSession
+
+            env = os.environ
+            builder = (
+                SparkSession.builder.appName(f"clusterkit-{self.job.name}-{self.run_id}")
+                .master(env.get("CLUSTERKIT_SPARK_MASTER", "local[*]"))
+                .config(f"spark.executorEnv.{RUN_MARKER}", self.run_id)
+                .config("spark.pyspark.python", env.get("PYSPARK_PYTHON", "python3"))
+                .config("spark.sql.session.timeZone", "UTC")
+                # int64 UTC microseconds, as DuckDB and Arrow write them (not legacy INT96)
+                .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+                .config("spark.ui.showConsoleProgress", "false")
+                .config("spark.ui.enabled", "false")
+            )
+            for key, var in (
+                ("spark.executor.cores", "CLUSTERKIT_SPARK_EXECUTOR_CORES"),
+                ("spark.executor.memory", "CLUSTERKIT_SPARK_EXECUTOR_MEMORY"),
+                ("spark.driver.memory", "CLUSTERKIT_SPARK_DRIVER_MEMORY"),
+            ):
+                if env.get(var):
+                    builder = builder.config(key, env[var])
+            self._spark = builder.getOrCreate()
+            self._spark.sparkContext.setLogLevel("WARN")
+        return self._spark
+
+    def ray(self) -> Any:
+        """Connect to the cluster's Ray head; tasks and actors carry the run marker."""
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(
+                address=os.environ.get("CLUSTERKIT_RAY_ADDRESS", "local"),
+                runtime_env={"env_vars": {RUN_MARKER: self.run_id}},
+                log_to_driver=True,
+                logging_level=logging.WARNING,
+            )
+        return ray
+
+    def children(self) -> ChildRuns:
+        """The runs this job submits (a suite's steps, a bench's cells)."""
+        if self._children is None:
+            self._children = ChildRuns(self)
+        return self._children
+
+    def close(self) -> None:
+        if self._spark is not None:
+            self._spark.stop()
+            self._spark = None
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
+
+
+class ChildRuns:
+    """The runs a job submits: runs of their own, started on the node the job runs on (the
+    driver node) through the same launcher as ``clusterkit run``, each recording this run as
+    its ``parent``, so ``clusterkit runs`` lists them and cancelling this run cancels them."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        if not (ctx.run_dir / SETUP_FILE).exists():
+            raise JobInputError(
+                f"job {ctx.job.name} submits runs of its own: start it with `clusterkit run "
+                f"{ctx.job.name}` (no run setup in {ctx.run_dir})"
+            )
+        self.parent = ctx.run_id
+        store = FolderRunStore(ctx.run_dir.parent)
+        self.runs = Runs.on_driver_node(store, RunSetup.load(ctx.run_dir))
+
+    def submit(self, job: str, params: dict[str, Any]) -> RunRecord:
+        """Start ``job`` with ``params`` (checked by the job itself); its record, running."""
+        return self.runs.submit(job, params, parent=self.parent)
+
+    def wait(self, run_id: str) -> RunRecord:
+        """The run's final record, once it is final."""
+        return self.runs.wait(run_id)
+
+    def run(self, job: str, params: dict[str, Any]) -> RunRecord:
+        """Submit ``job`` and wait for it; its final record."""
+        return self.wait(self.submit(job, params).id)
+
+    def result(self, run_id: str) -> dict[str, Any] | None:
+        """The run's ``result.json`` (None when it wrote none)."""
+        return self.runs.store.read_json(run_id, "result.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one job: ``python -m jobs NAME --params-json '{...}'`` (what the run supervisor
+    starts). Exit codes: 0 succeeded; 1 the job failed; 2 bad input (a JobInputError). On
+    failure the error's one-line form goes to ``error.json`` in the run folder and the
+    traceback to stderr."""
+    parser = argparse.ArgumentParser(prog="python -m jobs")
+    parser.add_argument("name")
+    parser.add_argument("--params-json", default="{}")
+    args = parser.parse_args(argv)
+    job = find_job(args.name)
+    params = {**job.defaults(), **json.loads(args.params_json)}
+    ctx = JobContext.from_env(job, params)
+    try:
+        fields = job.main(ctx) or {}
+    except JobInputError as exc:
+        write_json_atomic(ctx.run_dir / "error.json", {"type": "bad input", "message": str(exc)})
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        traceback.print_exc()
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        write_json_atomic(ctx.run_dir / "error.json", {"type": "crash", "message": message})
+        return 1
+    finally:
+        ctx.close()
+    result = {
+        "job": job.name,
+        "engine": params.get("engine", job.engine),
+        "params": params,
+        **fields,
+        "wall_s": round(ctx.elapsed(), 3),
+        "stages": ctx.stages,
+        "driver_max_rss_bytes": _max_rss_bytes(),
+    }
+    write_json_atomic(ctx.run_dir / "result.json", result)
+    return 0
+
+
+def _max_rss_bytes() -> int:
+    """The job process's own peak resident memory, from the kernel (a short run can end
+    between two of the sampler's readings; this figure cannot miss its peak)."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux

@@ -1,0 +1,385 @@
+"""Bring a cluster up, provision it, tell its status, take it down: one path for every
+provider, the core the CLI and the TUI call.
+
+``up`` makes the nodes (the provider), starts the services on them (this machine's processes
+or the playbooks) and returns once Spark and Ray list every node; it is idempotent (a healthy
+cluster is left as it is and the report says so; an unhealthy one is repaired). When a
+failed or interrupted ``up`` made something, it is removed (asked first when the provider's
+resources are worth asking about). ``down`` cancels the runs still going, stops the services,
+removes the nodes and verifies that nothing is left. ``status`` never raises for a service
+that is down.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import yaml
+
+from clusterkit.cluster import Cluster, open_cluster, services_for
+from clusterkit.core.errors import ClusterkitError, NoCluster, NodeUnreachable, ServiceError
+from clusterkit.core.records import now_iso
+from clusterkit.core.spec import Spec, parse_size
+from clusterkit.core.state import (
+    ClusterPaths,
+    ClusterState,
+    Contexts,
+    Endpoints,
+    paths_for,
+    storage_root_for,
+)
+from clusterkit.exec.processes import is_alive
+from clusterkit.providers import get_provider
+from clusterkit.providers.aws.provider import AwsProvider
+from clusterkit.providers.base import NodeProvider
+from clusterkit.runs.store import FolderRunStore
+from clusterkit.services import health
+
+Progress = Callable[[str], None]
+Confirm = Callable[[str], bool]
+
+#: How long ``up`` waits for Spark and Ray to list every node once the services started.
+HEALTH_TIMEOUT_S = 180.0
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass
+class UpReport:
+    cluster: str
+    provider: str
+    changed: bool
+    message: str
+    elapsed_s: float
+    endpoints: dict[str, str]
+    sizing: dict[str, int]
+    state_dir: str
+
+
+@dataclass
+class DownReport:
+    cluster: str | None
+    changed: bool
+    message: str
+    stopped_pids: list[int] = field(default_factory=list)
+    ports_checked: list[int] = field(default_factory=list)
+    purged: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+def _spec_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += _spec_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changes.append(f"{prefix}{key}")
+    return changes
+
+
+def up_check(spec: Spec) -> dict[str, Any]:
+    """What ``up`` would do, checked without starting anything (a cloud's prices and account
+    are :func:`clusterkit.cloud.up_check`'s): the provider can make its nodes here; for this
+    machine's services, Java, their sizes and free ports. Raises the error ``up`` would raise."""
+    provider = get_provider(spec.provider)
+    paths = paths_for(spec)
+    provider.check(spec, paths)
+    plan: dict[str, Any] = {
+        "cluster": spec.name,
+        "provider": spec.provider,
+        "state_dir": str(paths.root),
+        "ports": spec.ports.fixed(),
+    }
+    return plan | services_for(provider, spec.name, paths).plan(spec)
+
+
+def _report(cluster: Cluster, *, changed: bool, t0: float, message: str) -> UpReport:
+    state = cluster.state
+    return UpReport(
+        cluster=state.name,
+        provider=state.provider,
+        changed=changed,
+        message=message,
+        elapsed_s=round(time.monotonic() - t0, 2),
+        endpoints=asdict(state.endpoints),
+        sizing=asdict(state.sizing) if state.sizing else {},
+        state_dir=str(cluster.paths.root),
+    )
+
+
+def _wait_healthy(cluster: Cluster, *, say: Progress, timeout_s: float) -> None:
+    """Wait until Spark and Ray list every node; the sizes jobs are given follow from what
+    Spark lists, and the state is saved with them."""
+    rows = health.wait_healthy(cluster.read_health, cluster.problems,
+                               what=f"cluster {cluster.name!r}", timeout_s=timeout_s,
+                               say=say)  # fmt: skip
+    driver_mb = parse_size(cluster.state.spec.nodes.driver_memory) // 1024**2
+    cluster.state.sizing = health.job_sizing(rows, driver_mb)
+    cluster.state.save(cluster.paths)
+
+
+def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = HEALTH_TIMEOUT_S,
+       confirm: Confirm | None = None) -> UpReport:  # fmt: skip
+    """Start the cluster ``spec`` describes and return once every service is healthy. When a
+    failed or interrupted ``up`` made nodes whose provider asks before removing them,
+    ``confirm`` is asked (None: remove them)."""
+    t0 = time.monotonic()
+    provider = get_provider(spec.provider)
+    paths = paths_for(spec)
+    existing = ClusterState.load(paths)
+    if existing is not None:
+        changes = _spec_changes(existing.spec.model_dump(), spec.model_dump())
+        if changes:
+            raise ClusterkitError(
+                f"cluster {spec.name!r} is up with a different spec (changed: "
+                f"{', '.join(changes)}); run `clusterkit down` first, then `clusterkit up`"
+            )
+        return _up_again(Cluster.of(existing, paths), t0=t0, say=say, timeout_s=timeout_s)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.spec_file.write_text(yaml.safe_dump(spec.model_dump(), sort_keys=False))
+    contexts = Contexts()
+    if provider.ask_before_removing:  # `down --cluster NAME` finds what a failed `up` kept
+        contexts.add(spec.name, paths.root)
+    shared = None if "://" in (spec.storage.root or "") else storage_root_for(
+        spec.storage.root, paths)  # fmt: skip
+    if shared is not None:
+        shared.mkdir(parents=True, exist_ok=True)
+    services = services_for(provider, spec.name, paths)
+    cluster: Cluster | None = None
+    try:
+        inventory = provider.create(spec, paths, storage=shared, say=say)
+        master = inventory.driver()
+        worker = next((n for n in inventory.nodes if "worker" in n.roles), master)
+        state = ClusterState(
+            name=spec.name,
+            provider=provider.name,
+            spec=spec,
+            started_at=now_iso(),
+            state_dir=str(paths.root),
+            storage_root=provider.storage_root(spec, paths),
+            inventory=inventory,
+            endpoints=Endpoints.for_spec(spec, host=master.address, worker=worker.address),
+            node_python=provider.node_python(),
+            runs_dir=services.runs_dir(paths),
+            ssh=provider.ssh_settings(paths),
+        )
+        state.save(paths)  # from here on, `down` can clean up
+        contexts.add(spec.name, paths.root)
+        cluster = Cluster(state, paths, provider, services)
+        services.start(state, paths, say=say, timeout_s=timeout_s)
+        _wait_healthy(cluster, say=say, timeout_s=timeout_s)
+    except BaseException as exc:
+        _remove_after_failure(provider, spec, paths, cluster, exc, say=say, confirm=confirm)
+        raise
+    finally:
+        if cluster is not None:
+            cluster.close()
+    return _report(cluster, changed=True, t0=t0, message=f"cluster {spec.name!r} is up")
+
+
+def _remove_after_failure(provider: NodeProvider, spec: Spec, paths: ClusterPaths,
+                          cluster: Cluster | None, exc: BaseException, *, say: Progress,
+                          confirm: Confirm | None) -> None:  # fmt: skip
+    """What a failed or interrupted ``up`` leaves: its services stopped and what its provider
+    made removed (asked first when the provider says so), the first error kept."""
+    what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+    try:
+        if cluster is not None:
+            cluster.services.stop(cluster.state, paths, say=say)
+        if provider.nodes(spec.name, paths) is not None:
+            question = (f"`up` {what} after the {provider.name} provider made nodes; remove "
+                        f"what it made (cluster {spec.name!r})?")  # fmt: skip
+            if provider.ask_before_removing and confirm is not None and not confirm(question):
+                say(f"kept; `clusterkit provision` retries, `clusterkit down --cluster "
+                    f"{spec.name}` removes them")  # fmt: skip
+                return
+            say(f"removing what this `up` made (cluster {spec.name!r})")
+            provider.remove(spec.name, paths, say=say)
+        paths.state_file.unlink(missing_ok=True)
+    except ClusterkitError as cleanup:  # the first error is the one raised
+        say(f"could not remove everything: {cleanup}")
+
+
+def _up_again(cluster: Cluster, *, t0: float, say: Progress, timeout_s: float) -> UpReport:
+    """``up`` on a cluster that is up: nothing when healthy, else its services repaired (this
+    machine's processes started again; the playbooks run again, which start what is stopped
+    and change nothing else)."""
+    Contexts().add(cluster.name, cluster.paths.root)
+    try:
+        try:
+            found = cluster.problems(cluster.read_health())
+        except ClusterkitError as exc:  # a service that exited, a master that does not answer
+            found = [str(exc)]
+        if not found:
+            return _report(cluster, changed=False, t0=t0,
+                           message=f"cluster {cluster.name!r} is already up and healthy; "
+                                   "nothing changed")  # fmt: skip
+        say(f"cluster {cluster.name!r} was unhealthy ({'; '.join(found)}): repairing it")
+        cluster.services.repair(cluster.state, cluster.paths, say=say, timeout_s=timeout_s)
+        _wait_healthy(cluster, say=say, timeout_s=timeout_s)
+    finally:
+        cluster.close()
+    message = f"cluster {cluster.name!r} is up (repaired: {'; '.join(found)})"
+    return _report(cluster, changed=True, t0=t0, message=message)
+
+
+def provision(name: str | None = None, *, say: Progress = _quiet) -> dict[str, Any]:
+    """Run the playbooks again on a cluster that is up; the counts of tasks changed per host
+    (all zero when nothing had drifted). Refused for a cluster of this machine's processes."""
+    cluster = open_cluster(name)
+    t0 = time.monotonic()
+    try:
+        report = cluster.services.provision(cluster.state, cluster.paths, say=say)
+        _wait_healthy(cluster, say=say, timeout_s=HEALTH_TIMEOUT_S)
+    finally:
+        cluster.close()
+    return {
+        "cluster": cluster.name,
+        "tasks": report.tasks,
+        "changed": {host: report.changed.get(host, 0) for host in sorted(report.ok)},
+        "total_changed": report.total_changed,
+        "elapsed_s": round(time.monotonic() - t0, 2),
+    }
+
+
+def _cancel_active_runs(cluster: Cluster, *, say: Progress) -> None:
+    """Cancel the cluster's runs still going, each record saying why (before ``down``).
+
+    When the master does not answer, its runs' copies here are recorded failed with that
+    reason (the nodes are removed all the same)."""
+    runs = cluster.runs()
+    try:
+        runs.store.refresh()
+    except NodeUnreachable as exc:
+        here = FolderRunStore(cluster.paths.runs)  # the copies: the master cannot be written
+        for record in here.active():
+            say(f"run {record.id} ({record.job}) could not be cancelled: {exc}")
+            record.status, record.ended = "failed", now_iso()
+            record.error = f"the cluster was taken down; its master did not answer: {exc}"
+            here.save(record)
+        return
+    for record in runs.store.active():
+        say(f"cancelling run {record.id} ({record.job})")
+        runs.cancel(record.id, reason="the cluster was taken down")
+
+
+def _removed(name: str, removed: list[str]) -> str:
+    """What a ``down`` of nodes says: what it removed, or that nothing of the cluster was left."""
+    if not removed:
+        return f"cluster {name!r} is down: nothing of it was left"
+    return f"cluster {name!r} is down: removed {', '.join(removed)}"
+
+
+def _provider_of(paths: ClusterPaths) -> NodeProvider | None:
+    """The provider of a cluster that is not up, from the spec its last ``up`` saved."""
+    try:
+        data = yaml.safe_load(paths.spec_file.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return get_provider(data["provider"]) if isinstance(data, dict) and "provider" in data else None
+
+
+def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet) -> DownReport:
+    """Stop everything the cluster started and remove its nodes, verified (by pid and port
+    on this machine, by the provider's own listing elsewhere); ``purge`` deletes its data.
+
+    With nothing up, says so and changes nothing (not an error); what a failed ``up`` left
+    (a cloud's resources, a crashed rehearsal's namespaces) is removed. Runs still going are
+    cancelled first, their records saying why.
+    """
+    t0 = time.monotonic()
+    contexts = Contexts()
+    try:
+        name, paths = contexts.resolve(name)
+    except NoCluster as exc:
+        return DownReport(cluster=name, changed=False, message=f"nothing is up: {exc}")
+    report = DownReport(cluster=name, changed=False, message="")
+    cluster = Cluster.load(paths)
+    if cluster is None:
+        provider = _provider_of(paths)
+        removed = provider.remove(name, paths, say=say) if provider is not None else []
+        report.changed = bool(removed)
+        report.message = (_removed(name, removed) if removed
+                          else f"cluster {name!r} is not up; nothing to stop")  # fmt: skip
+    else:
+        try:
+            _cancel_active_runs(cluster, say=say)
+            stopped = cluster.services.stop(cluster.state, paths, say=say)
+            removed = cluster.provider.remove(name, paths, say=say)
+        finally:
+            cluster.close()
+        if cluster.provider.nodes(name, paths) is not None:
+            raise ServiceError(f"cluster {name!r}: nodes still exist after down")
+        paths.state_file.unlink(missing_ok=True)
+        report.changed = True
+        if stopped.ports:  # this machine's processes: stopped, and their ports free
+            ports = stopped.ports
+            report.stopped_pids, report.ports_checked = stopped.pids, ports
+            report.message = (f"cluster {name!r} is down: {len(stopped.pids)} processes "
+                              f"stopped, ports {ports[0]}..{ports[-1]} free")  # fmt: skip
+            if purge and cluster.state.storage_root != str(paths.data):
+                report.message += (f"; storage root {cluster.state.storage_root} kept "
+                                   "(not the kit's folder)")  # fmt: skip
+        else:
+            report.message = _removed(name, removed)
+    if purge:
+        if paths.root.exists():
+            shutil.rmtree(paths.root)
+            report.purged.append(str(paths.root))
+        contexts.remove(name)
+        report.changed = True
+        report.message += f"; purged {paths.root}"
+    report.elapsed_s = round(time.monotonic() - t0, 2)
+    return report
+
+
+def down_by_tag(name: str, *, region: str | None, say: Progress = _quiet) -> DownReport:
+    """Remove every AWS resource tagged with cluster ``name`` in ``region``, with no state
+    needed (it was lost, or is on another machine); ClusterkitError names what is left."""
+    t0 = time.monotonic()
+    paths = ClusterPaths(paths_for(Spec(name=name, provider="aws")).root)
+    removed = AwsProvider().remove(name, paths, say=say, region=region)
+    paths.state_file.unlink(missing_ok=True)
+    return DownReport(cluster=name, changed=bool(removed), message=_removed(name, removed),
+                      elapsed_s=round(time.monotonic() - t0, 2))  # fmt: skip
+
+
+def status(name: str | None = None) -> dict[str, Any]:
+    """Provider, nodes (memory, CPU), services (state, address, URL) of a cluster.
+
+    Raises NoCluster only when no cluster is known at all; a cluster that is down is a state.
+    """
+    name, paths = Contexts().resolve(name)
+    cluster = Cluster.load(paths)
+    if cluster is None:
+        return {"cluster": name, "state": "down", "state_dir": str(paths.root), "nodes": [],
+                "services": []}  # fmt: skip
+    try:
+        rows = cluster.health()
+        nodes = cluster.node_metrics(cpu_interval=0.2)
+    finally:
+        cluster.close()
+    state = cluster.state
+    # the local services' processes (a remote cluster's are the nodes' systemd units)
+    processes = {d.name: {"pid": d.pid, "alive": is_alive(d), "log": d.log}
+                 for d in state.daemons}  # fmt: skip
+    overall = "up" if all(r.state == "up" for r in rows) else "degraded"
+    return {
+        "cluster": name,
+        "provider": state.provider,
+        "state": overall,
+        "started_at": state.started_at,
+        "state_dir": str(paths.root),
+        "storage_root": state.storage_root,
+        "endpoints": asdict(state.endpoints),
+        "nodes": nodes,
+        "services": [r.to_dict() for r in rows],
+        "processes": processes,
+    }

@@ -1,0 +1,162 @@
+"""The netns provider: the AWS topology rehearsed on this machine in network namespaces.
+
+``create`` builds the topology (:mod:`.topology`), checks that nothing of it is routed off
+this machine, starts the two nodes with their sshd (:mod:`.nodes`) and hands back their
+inventory: the master by its address, the worker through the master. What runs on the nodes
+is then the playbooks' business, exactly as on AWS. Needs Linux and root; the host's own
+tools (ip, sshd, iptables, ssh-keygen) are installed from Debian's packages when missing.
+One rehearsal at a time: its addresses are fixed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Literal
+
+from clusterkit.core.errors import ClusterkitError
+from clusterkit.core.inventory import Inventory, Node, SshSettings
+from clusterkit.core.spec import Spec
+from clusterkit.core.state import ClusterPaths, storage_root_for
+from clusterkit.exec.runner import CommandRunner
+from clusterkit.exec.ssh import SshRunner, ensure_key
+from clusterkit.providers.base import Progress
+from clusterkit.providers.netns import nodes, topology
+from clusterkit.providers.netns.topology import Layout, RehearsalError
+
+#: command -> the Debian package that has it
+HOST_TOOLS = {
+    "ip": "iproute2",
+    "iptables": "iptables",
+    "sshd": "openssh-server",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+    "rsync": "rsync",
+}
+SBIN = ("/usr/sbin", "/sbin")
+
+
+def _which(command: str) -> str | None:
+    path = os.pathsep.join([os.environ.get("PATH", ""), *SBIN])
+    return shutil.which(command, path=path)
+
+
+def ensure_host_tools(say: Progress = print) -> list[str]:
+    """Install the Debian packages of the host tools that are missing; returns them."""
+    missing = sorted({pkg for cmd, pkg in HOST_TOOLS.items() if _which(cmd) is None})
+    if not missing:
+        return []
+    if not _which("apt-get"):
+        raise RehearsalError(f"missing on this machine: {', '.join(missing)}; install them")
+    say(f"installing the rehearsal's host packages: {' '.join(missing)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *missing]):
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+            raise RehearsalError(f"`{' '.join(argv)}` failed: {' '.join(tail)}")
+    return missing
+
+
+class NetnsProvider:
+    """Two nodes in namespaces on this machine, reached over SSH like cloud instances."""
+
+    name = "netns"
+    services: Literal["processes", "playbooks"] = "playbooks"
+    ask_before_removing = False  # nothing is billed and nothing is lost: always removed
+
+    @staticmethod
+    def layout(name: str) -> Layout:
+        return Layout(cluster=name)
+
+    def ssh_settings(self, paths: ClusterPaths) -> SshSettings:
+        return SshSettings("root", paths.ssh / "id_ed25519", nodes.known_hosts_file(paths.root))
+
+    def check(self, spec: Spec, paths: ClusterPaths) -> None:
+        """One clear error when this machine cannot hold a rehearsal."""
+        if sys.platform != "linux" or os.geteuid() != 0:
+            raise ClusterkitError(
+                "the netns provider needs Linux and root (network namespaces); run as root, "
+                "or use `--provider local`"
+            )
+
+    def create(self, spec: Spec, paths: ClusterPaths, *, storage: Path | None,
+               say: Progress) -> Inventory:  # fmt: skip
+        """Build the topology and start both nodes; ``storage`` is seen by both at the same
+        path. Namespaces left by a crash, or another rehearsal, are named and refused."""
+        self.check(spec, paths)
+        ensure_host_tools(say)
+        others = sorted({ns.rsplit("-", 1)[0] for ns in topology.existing_namespaces()
+                         if ns.startswith("ck-")})  # fmt: skip
+        if others:
+            raise ClusterkitError(
+                f"a rehearsal is already up ({', '.join(others)} namespaces); one at a time: "
+                f"`clusterkit down` it first"
+            )
+        layout = self.layout(spec.name)
+        ssh = self.ssh_settings(paths)
+        ensure_key(ssh.key)
+        say(f"building the topology: {', '.join(layout.namespaces)}")
+        topology.build(layout)
+        try:
+            topology.verify_routes(layout)  # nothing of the rehearsal leaves this machine
+            for name in nodes.NODES:
+                target = nodes.node(layout, name, paths.root)
+                nodes.prepare(target, authorized_key=Path(f"{ssh.key}.pub").read_text())
+                nodes.start(layout, target, shared=[storage] if storage else [])
+                say(f"node {name} answers SSH on {target.address}")
+            nodes.write_known_hosts(layout, paths.root)
+        except BaseException:
+            topology.destroy(layout)
+            raise
+        return self._inventory(spec.name)
+
+    def _inventory(self, name: str) -> Inventory:
+        layout = self.layout(name)
+        master = Node("master", layout.master, ("master",), ssh_host=layout.master)
+        worker = Node("worker", layout.worker, ("worker",), ssh_host=layout.worker,
+                      jump_host=layout.master)  # fmt: skip
+        return Inventory(cluster=name, provider=self.name, nodes=(master, worker))
+
+    def nodes(self, name: str, paths: ClusterPaths) -> Inventory | None:
+        present = topology.existing_namespaces() & set(self.layout(name).namespaces)
+        return self._inventory(name) if present else None
+
+    def remove(self, name: str, paths: ClusterPaths, *, say: Progress) -> list[str]:
+        """End every node process, remove namespaces, links and routes, and the nodes'
+        folders (their roots, with everything the playbooks installed). Idempotent."""
+        removed = topology.destroy(self.layout(name))
+        node_dir = nodes.nodes_dir(paths.root)
+        if node_dir.exists():
+            shutil.rmtree(node_dir)
+            removed.append(f"folder {node_dir}")
+        return removed
+
+    def runner(self, inventory: Inventory, node: Node, ssh: SshSettings | None) -> CommandRunner:
+        assert ssh is not None, "a rehearsal's state records its SSH settings"
+        return SshRunner(inventory, node, ssh)
+
+    def storage_root(self, spec: Spec, paths: ClusterPaths) -> str:
+        """A folder of this machine, seen by both nodes at the same path (it stands for HDFS)."""
+        return str(storage_root_for(spec.storage.root, paths))
+
+    def node_python(self) -> str:
+        """The nodes see this machine's environment through their overlay root: the python
+        role finds every pinned package present there."""
+        return sys.executable
+
+    def playbook_variables(self, name: str, paths: ClusterPaths) -> dict[str, object]:
+        layout = self.layout(name)
+        return {
+            "clusterkit_cluster_cidr": layout.vpc,
+            "clusterkit_private_subnet": layout.private_subnet,
+            "clusterkit_hdfs": False,  # Hadoop cannot be downloaded here
+            "common_apt_update_cache": False,  # no internet: the host's packages are there
+        }
+
+    def host_variables(self, name: str) -> dict[str, dict[str, object]]:
+        # a t2.large's memory to budget from, as on AWS (the nodes share this machine)
+        return {n: {"clusterkit_node_memory_mb": nodes.NODE_MEMORY_MB} for n in nodes.NODES}

@@ -1,1 +1,0 @@
-"""The two-node rehearsal of the AWS topology in Linux namespaces (``--provider netns``)."""

