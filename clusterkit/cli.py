@@ -508,9 +508,7 @@ NodeOpt = Annotated[str | None, typer.Option("--node", help="only this node (def
                                           "ignore_unknown_options": True})  # fmt: skip
 def ssh_command(
     ctx: typer.Context,
-    node: Annotated[
-        str | None, typer.Argument(help="a node of the cluster (default: the master)")
-    ] = None,
+    node: Annotated[str, typer.Argument(help="a node's name, or master or worker")] = "master",
     cluster_name: ClusterOpt = None,
 ) -> None:
     """A shell on a node (the worker through the master; on the local provider, this

@@ -118,8 +118,8 @@ def _wait_healthy(cluster: Cluster, *, say: Progress, timeout_s: float) -> None:
     """Wait until Spark and Ray list every node; the sizes jobs are given follow from what
     Spark lists, and the state is saved with them."""
     rows = health.wait_healthy(cluster.read_health, cluster.problems,
-                               what=f"cluster {cluster.name!r}", timeout_s=timeout_s,
-                               say=say)  # fmt: skip
+                               what=f"cluster {cluster.name!r}", timeout_s=timeout_s, say=say,
+                               failed=lambda: cluster.services.failed(cluster.state))  # fmt: skip
     driver_mb = parse_size(cluster.state.spec.nodes.driver_memory) // 1024**2
     cluster.state.sizing = health.job_sizing(rows, driver_mb)
     cluster.state.save(cluster.paths)
@@ -222,11 +222,11 @@ def _up_again(cluster: Cluster, *, t0: float, say: Progress, timeout_s: float) -
                            message=f"cluster {cluster.name!r} is already up and healthy; "
                                    "nothing changed")  # fmt: skip
         say(f"cluster {cluster.name!r} was unhealthy ({'; '.join(found)}): repairing it")
-        cluster.services.repair(cluster.state, cluster.paths, say=say, timeout_s=timeout_s)
+        done = cluster.services.repair(cluster.state, cluster.paths, say=say, timeout_s=timeout_s)
         _wait_healthy(cluster, say=say, timeout_s=timeout_s)
     finally:
         cluster.close()
-    message = f"cluster {cluster.name!r} is up (repaired: {'; '.join(found)})"
+    message = f"cluster {cluster.name!r} is up ({done}: {'; '.join(found)})"
     return _report(cluster, changed=True, t0=t0, message=message)
 
 

@@ -71,11 +71,11 @@ def copy_to_nodes(cluster: Cluster, source: Path, destination: str, *,
         return {name: future.result() for name, future in futures.items()}
 
 
-def shell(cluster: Cluster, node: str | None = None, command: list[str] | None = None) -> int:
-    """An interactive login shell on ``node`` (default: the master; on the local provider,
-    this machine), or ``command`` on a terminal there; its exit code."""
-    runner = cluster.runner(node) if node else cluster.driver()
-    return runner.shell(command)
+def shell(cluster: Cluster, node: str, command: list[str] | None = None) -> int:
+    """An interactive login shell on ``node`` (by name, or ``master`` / ``worker``; on the
+    local provider, both are this machine), or ``command`` on a terminal there; its exit
+    code."""
+    return cluster.runner(node).shell(command)
 
 
 @dataclass(frozen=True)

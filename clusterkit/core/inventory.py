@@ -53,10 +53,15 @@ class Inventory:
         raise LookupError(f"cluster {self.cluster} has no master node")
 
     def node(self, name: str) -> Node:
-        """The node called ``name``; BadInput listing the cluster's nodes otherwise."""
+        """The node called ``name``, or else the one node with the role ``name`` (``master``
+        and ``worker`` name this machine on the local provider); BadInput listing the
+        cluster's nodes otherwise."""
         for node in self.nodes:
             if node.name == name:
                 return node
+        holders = [node for node in self.nodes if name in node.roles]
+        if len(holders) == 1:
+            return holders[0]
         known = ", ".join(n.name for n in self.nodes)
         raise BadInput(f"cluster {self.cluster!r} has no node {name!r}; its nodes: {known}")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from clusterkit.core.errors import ClusterkitError
 from clusterkit.exec.runner import CommandRunner
+from clusterkit.metrics.sampling import sample_lines
 
 
 def _row(runner: CommandRunner) -> dict[str, Any]:
@@ -65,13 +66,7 @@ class NodeWatch:
     def _watch(self, runner: CommandRunner) -> None:
         name = runner.node.name
 
-        def take(stream: str, line: str) -> None:
-            if stream != "out":
-                return
-            try:
-                sample = json.loads(line)
-            except ValueError:
-                return
+        def take(sample: dict[str, Any]) -> None:
             with self._lock:
                 self._latest[name] = sample
                 self._errors.pop(name, None)
@@ -79,7 +74,7 @@ class NodeWatch:
         try:
             runner.run(_argv(self.python, runner, "--interval", str(self.interval_s),
                              "--until-stdin-closes"),
-                       timeout=None, on_line=take, stop=self._stop)  # fmt: skip
+                       timeout=None, on_line=sample_lines(take), stop=self._stop)  # fmt: skip
             error = "its sampler ended"
         except ClusterkitError as exc:
             error = str(exc)

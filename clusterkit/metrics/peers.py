@@ -16,6 +16,7 @@ from typing import Any
 
 from clusterkit.core.errors import ClusterkitError
 from clusterkit.exec.runner import CommandRunner
+from clusterkit.metrics.sampling import sample_lines
 
 
 class PeerSampler:
@@ -52,20 +53,14 @@ class PeerSampler:
         return self
 
     def _read(self) -> None:
-        def take(stream: str, line: str) -> None:
-            if stream != "out":
-                return
-            try:
-                sample = json.loads(line)
-            except ValueError:
-                return
+        def take(sample: dict[str, Any]) -> None:
             self.latest = sample
             self.on_sample(sample)
 
         argv = self._argv("--interval", str(self.interval_s), "--until-stdin-closes",
                           "--default-role", "other")  # fmt: skip
         try:
-            self.runner.run(argv, timeout=None, on_line=take, stop=self._stop, check=True)
+            self.runner.run(argv, timeout=None, on_line=sample_lines(take), stop=self._stop)
         except ClusterkitError as exc:
             self.error = f"node {self.name} was not sampled: {exc}"
 

@@ -48,6 +48,22 @@ def node_sample(node: str | None = None, *, cpu_interval: float | None = None) -
     }
 
 
+def sample_lines(on_sample: Callable[[dict[str, Any]], None]) -> Callable[[str, str], None]:
+    """A runner's ``on_line`` that hands each JSON sample a node's sampler prints (stdout) to
+    ``on_sample``; anything else is passed over."""
+
+    def take(stream: str, line: str) -> None:
+        if stream != "out":
+            return
+        try:
+            sample = json.loads(line)
+        except ValueError:
+            return
+        on_sample(sample)
+
+    return take
+
+
 class RunProcessFinder:
     """Finds the processes whose environment carries a run's marker.
 

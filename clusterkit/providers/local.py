@@ -31,7 +31,7 @@ class LocalProvider:
         return self._inventory(spec.name)
 
     def nodes(self, name: str, paths: ClusterPaths) -> Inventory | None:
-        return self._inventory(name) if paths.state_file.exists() else None
+        return None  # nothing is ever made: this machine is there before and after
 
     def remove(self, name: str, paths: ClusterPaths, *, say: Progress) -> list[str]:
         return []  # this machine stays; its services' processes are stopped by the services

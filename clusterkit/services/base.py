@@ -41,17 +41,18 @@ class Provisioned:
 
 class Services(Protocol):
     """A cluster's services. Contract: ``start`` returns once they are started (``up`` then
-    waits for health); ``check`` names what is wrong besides what their APIs say and raises
-    ServiceError for what no waiting mends; ``stop`` is idempotent; ``provision`` runs the
-    installer again (refused where there is none to run)."""
+    waits for health); ``check`` names what is wrong besides what their APIs say, ``failed``
+    what no waiting mends (None: nothing); ``repair`` says what it did; ``stop`` is
+    idempotent; ``provision`` runs the installer again (refused where there is none)."""
 
     def plan(self, spec: Spec) -> dict[str, Any]: ...
     def runs_dir(self, paths: ClusterPaths) -> str: ...
     def start(self, state: ClusterState, paths: ClusterPaths, *, say: Progress,
               timeout_s: float) -> None: ...  # fmt: skip
     def repair(self, state: ClusterState, paths: ClusterPaths, *, say: Progress,
-               timeout_s: float) -> None: ...  # fmt: skip
+               timeout_s: float) -> str: ...  # fmt: skip
     def check(self, state: ClusterState, rows: list[ServiceHealth]) -> list[str]: ...
+    def failed(self, state: ClusterState) -> str | None: ...
     def stop(self, state: ClusterState, paths: ClusterPaths, *, say: Progress) -> Stopped: ...
     def provision(self, state: ClusterState, paths: ClusterPaths, *,
                   say: Progress) -> Provisioned: ...  # fmt: skip

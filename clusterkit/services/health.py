@@ -276,12 +276,16 @@ def wait_healthy(
     timeout_s: float,
     say: Callable[[str], None],
     interval_s: float = 1.0,
+    failed: Callable[[], str | None] = lambda: None,
 ) -> list[ServiceHealth]:
-    """Poll ``read`` until ``check`` finds nothing wrong with its rows; those rows. A
-    ``check`` that raises (ServiceError: a service exited) ends the wait at once; after
-    ``timeout_s``, ServiceError names what is still wrong."""
+    """Poll ``read`` until ``check`` finds nothing wrong with its rows; those rows. What
+    ``failed`` reports (a service that exited) ends the wait at once; after ``timeout_s``,
+    ServiceError names what is still wrong."""
     deadline = time.monotonic() + timeout_s
     while True:
+        fatal = failed()
+        if fatal:
+            raise ServiceError(f"{what}: {fatal}")
         rows = read()
         found = check(rows)
         if not found:

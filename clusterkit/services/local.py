@@ -236,16 +236,20 @@ class LocalServices:
         state.save(paths)
 
     def check(self, state: ClusterState, rows: list[ServiceHealth]) -> list[str]:
-        """What is wrong besides what the services' APIs say: processes that exited (then
-        raised: no waiting mends it)."""
-        gone = exited(state.daemons)
-        if gone:
-            raise ServiceError("; ".join(gone))
-        return []
+        """What is wrong besides what the services' APIs say: processes that exited."""
+        return [f"{d.name} (pid {d.pid}) exited" for d in state.daemons
+                if not processes.is_alive(d)]  # fmt: skip
+
+    def failed(self, state: ClusterState) -> str | None:
+        """What no waiting mends: processes that exited, with the end of their logs."""
+        return "; ".join(exited(state.daemons)) or None
 
     def stop(self, state: ClusterState, paths: ClusterPaths, *, say: Progress) -> Stopped:
         """Stop every process the services started (their whole trees), verify their ports
-        are free and remove Ray's temp folder. ServiceError names a port still held."""
+        are free and remove Ray's temp folder. ServiceError names a port still held. With
+        nothing started, there is nothing to stop or verify."""
+        if not state.daemons:
+            return Stopped()
         pids = processes.stop_all(state.daemons)
         ports = sorted(state.spec.ports.fixed().values())
         if not processes.wait_until(lambda: not preflight.listening_ports(ports),
@@ -261,10 +265,11 @@ class LocalServices:
         return Stopped(pids, ports)
 
     def repair(self, state: ClusterState, paths: ClusterPaths, *, say: Progress,
-               timeout_s: float) -> None:  # fmt: skip
-        """Start the services again: what is left of them is stopped first."""
+               timeout_s: float) -> str:  # fmt: skip
+        """Start the services again (what is left of them is stopped first); what was done."""
         processes.stop_all(state.daemons)
         self.start(state, paths, say=say, timeout_s=timeout_s)
+        return "restarted"
 
     def provision(self, state: ClusterState, paths: ClusterPaths, *,
                   say: Progress) -> Provisioned:  # fmt: skip

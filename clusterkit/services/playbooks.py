@@ -291,12 +291,16 @@ class PlaybookServices:
         self.provision(state, paths, say=say)
 
     def repair(self, state: ClusterState, paths: ClusterPaths, *, say: Progress,
-               timeout_s: float) -> None:  # fmt: skip
+               timeout_s: float) -> str:  # fmt: skip
         """The playbooks again: they start what is stopped and change nothing else."""
         self.provision(state, paths, say=say)
+        return "provisioned again"
 
     def check(self, state: ClusterState, rows: list[ServiceHealth]) -> list[str]:
         return []  # what the services' APIs say is all there is to know
+
+    def failed(self, state: ClusterState) -> str | None:
+        return None
 
     def stop(self, state: ClusterState, paths: ClusterPaths, *, say: Progress) -> Stopped:
         return Stopped()  # the nodes are removed with everything on them

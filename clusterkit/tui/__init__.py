@@ -8,8 +8,4 @@ def run(cluster_name: str | None = None) -> None:
     from clusterkit.tui.app import ClusterkitApp
     from clusterkit.watch import LiveSource
 
-    source = LiveSource(cluster_name)
-    try:
-        ClusterkitApp(source).run()
-    finally:
-        source.close()  # the nodes' samplers and SSH connections
+    ClusterkitApp(LiveSource(cluster_name)).run()

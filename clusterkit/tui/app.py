@@ -85,6 +85,9 @@ class ClusterkitApp(App[None]):
         self.poll()
         self.set_interval(self.refresh_s, self.poll)
 
+    def on_unmount(self) -> None:
+        self.source.close()  # the nodes' samplers and SSH connections
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -269,3 +270,38 @@ def test_detach_logs_runs_and_cancel(local_cluster: LocalCluster):
 def test_logs_of_an_unknown_run(local_cluster: LocalCluster):
     result = local_cluster.cli("logs", "nope")
     assert result.code == 2 and "no run matching 'nope'" in result.stderr
+
+
+def test_exec_copy_ssh_and_tunnel_work_on_the_local_provider(local_cluster: LocalCluster):
+    """The local provider's one node is this machine, reached through the same verbs."""
+    host = socket.gethostname()
+    shown = local_cluster.cli("exec", "--", "hostname")
+    assert shown.code == 0 and shown.stdout == f"[{host}] {host}\n", shown.stdout + shown.stderr
+    note = Path(f"/tmp/ck-copy-{os.getpid()}")
+    source = _runs_dir(local_cluster).parent / "note.txt"
+    source.write_text("copied by clusterkit\n")
+    try:
+        copied = local_cluster.cli("copy", str(source), str(note))
+        assert copied.code == 0, copied.stderr
+        read = local_cluster.cli("exec", "--", "cat", str(note))
+        assert read.stdout == f"[{host}] copied by clusterkit\n", read.stdout + read.stderr
+    finally:
+        note.unlink(missing_ok=True)
+    ssh = local_cluster.cli("ssh", "master", "--", "sh", "-c", "echo from-ssh; exit 5")
+    assert ssh.code == 5 and ssh.stdout == "from-ssh\n", ssh.stdout + ssh.stderr
+    unknown = local_cluster.cli("exec", "--node", "nosuch", "hostname")
+    assert unknown.code == 2 and f"has no node 'nosuch'; its nodes: {host}" in unknown.stderr
+    tunnel = subprocess.Popen([sys.executable, "-m", "clusterkit.cli", "tunnel"],
+                              env=local_cluster.env, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    lines: list[str] = []
+    try:
+        assert tunnel.stdout is not None
+        for line in tunnel.stdout:
+            if line.startswith("forwarding"):
+                break
+            lines.append(line)
+    finally:
+        tunnel.send_signal(signal.SIGINT)
+        tunnel.wait(timeout=20)
+    ui = local_cluster.up["endpoints"]["spark_master_ui"]
+    assert any(line.split()[:2] == ["spark_master_ui", ui] for line in lines), lines

@@ -340,3 +340,25 @@ def test_errors_name_the_cluster_or_node_and_exit_1_or_2(rehearsal, tmp_path: Pa
     finally:
         subprocess.run(in_ns(worker_ns, "iptables", "-D", *rule), check=True)
     assert rehearsal.ck("exec", "hostname").returncode == 0
+
+
+def test_the_operators_ssh_config_and_agent_never_reach_the_nodes(rehearsal, tmp_path: Path):
+    """An ~/.ssh/config that would send the kit elsewhere (another user, port and key) and
+    forward the operator's agent, with an agent running: the kit's SSH reads none of it."""
+    home = tmp_path / "operator"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        "Host *\n  User nobody\n  Port 2222\n  IdentityFile /nonexistent\n"
+        "  ForwardAgent yes\n  ProxyJump nowhere.invalid\n"
+    )
+    agent = subprocess.run(["ssh-agent", "-a", str(tmp_path / "agent.sock")],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    pid = int(agent.stdout.split("SSH_AGENT_PID=")[1].split(";")[0])
+    try:
+        env = {**rehearsal.env, "HOME": str(home), "SSH_AUTH_SOCK": str(tmp_path / "agent.sock")}
+        proc = rehearsal.ck("exec", "echo agent=${SSH_AUTH_SOCK:-none} user=$(id -un)", env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert sorted(proc.stdout.splitlines()) == [
+            "[master] agent=none user=root", "[worker] agent=none user=root"]  # fmt: skip
+    finally:
+        os.kill(pid, signal.SIGTERM)

@@ -71,8 +71,10 @@ async def test_overview_of_the_real_cluster_and_a_job_submitted_and_finished(con
             return all(states.get(s) == "up" for s in wanted)
 
         await until(pilot, services_up, timeout_s=20, what="every service listed up")
+        await until(pilot, lambda: len(app.screen.query(NodeCard)) == 1, timeout_s=10,
+                    what="the node's card, from its sampler")  # fmt: skip
         cards = list(app.screen.query(NodeCard))
-        assert len(cards) == 1 and cards[0].sample["cpu_count"] >= 1
+        assert cards[0].sample["cpu_count"] >= 1
         await until(pilot, lambda: len(cards[0].cpu) >= 3, timeout_s=10,
                     what="node metrics refreshed every second")  # fmt: skip
 
