@@ -92,33 +92,8 @@ def up(
 ) -> None:
     """Start the cluster (default: a real Spark + Ray cluster on this machine)."""
     spec = load_spec(spec_path, provider=provider, name=name)
-    if dry_run and spec.provider == "aws":
-        check = cloud.up_check(spec)
-        if as_json:
-            _print_json(check)
-            return
-        _line(
-            f"spec OK; AWS account {check['account']} in {check['region']}; SSH would be open "
-            f"to {check['operator_cidr']} only; Terraform: {check['terraform']}"
-        )
-        _line(
-            f"list price: {check['formula']} (AWS on-demand, {check['price_table_date']}); "
-            f"nothing made"
-        )
-        return
     if dry_run:
-        plan = lifecycle.up_check(spec)
-        if as_json:
-            _print_json(plan)
-        elif "services" in plan:  # installed on the nodes by the playbooks
-            out.print(f"spec OK; provider {spec.provider} can run here; {plan['services']}; "
-                      f"nothing started")  # fmt: skip
-        else:
-            out.print(
-                f"spec OK; Java {plan['java_major']} at {plan['java_home']}; ports free; "
-                f"Spark worker {plan['sizing']['worker_cores']} cores "
-                f"{plan['sizing']['worker_memory_mb']} MiB; nothing started"
-            )
+        _print_plan(lifecycle.up_check(spec), as_json=as_json)
         return
     report = lifecycle.up(spec, say=_say, confirm=_remove_after_failure(yes))
     if as_json:
@@ -127,6 +102,30 @@ def up(
     out.print(f"{report.message} ({report.elapsed_s:.1f} s)")
     for key, url in report.endpoints.items():
         out.print(f"  {key:<17} {url}")
+
+
+def _print_plan(plan: dict[str, Any], *, as_json: bool) -> None:
+    """What ``up --dry-run`` found, in one or two lines (or the whole plan as JSON)."""
+    if as_json:
+        _print_json(plan)
+    elif "hourly_usd" in plan:  # a cloud: its account, and what it would cost
+        _line(
+            f"spec OK; AWS account {plan['account']} in {plan['region']}; SSH would be open "
+            f"to {plan['operator_cidr']} only; Terraform: {plan['terraform']}"
+        )
+        _line(
+            f"list price: {plan['formula']} (AWS on-demand, {plan['price_table_date']}); "
+            f"nothing made"
+        )
+    elif "services" in plan:  # installed on the nodes by the playbooks
+        out.print(f"spec OK; provider {plan['provider']} can run here; {plan['services']}; "
+                  f"nothing started")  # fmt: skip
+    else:
+        out.print(
+            f"spec OK; Java {plan['java_major']} at {plan['java_home']}; ports free; "
+            f"Spark worker {plan['sizing']['worker_cores']} cores "
+            f"{plan['sizing']['worker_memory_mb']} MiB; nothing started"
+        )
 
 
 def _remove_after_failure(yes: bool) -> Any:

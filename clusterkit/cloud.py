@@ -1,5 +1,4 @@
-"""Cloud-only verbs on a cluster the aws provider made: ``allow-ip``, ``cost``, and the
-``up --dry-run`` checks.
+"""Cloud-only verbs on a cluster the aws provider made: ``allow-ip`` and ``cost``.
 
 Both find the cluster through its state folder (its Terraform variables hold the region) and
 talk to EC2 with boto3; the CLI calls these, never boto3 itself.
@@ -11,8 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 from clusterkit.core.errors import ClusterkitError
-from clusterkit.core.spec import Spec
-from clusterkit.core.state import ClusterPaths, Contexts, paths_for
+from clusterkit.core.state import ClusterPaths, Contexts
 from clusterkit.providers.aws import access, pricing
 from clusterkit.providers.aws import preflight as aws_preflight
 from clusterkit.providers.aws.provider import AwsProvider
@@ -29,25 +27,6 @@ def _aws_cluster(name: str | None) -> tuple[str, ClusterPaths, dict[str, Any]]:
             f"{paths.root / 'terraform'}); allow-ip and cost are for AWS clusters"
         )
     return name, paths, variables
-
-
-def up_check(spec: Spec, *, fetch: Any = None) -> dict[str, Any]:
-    """What `up --provider aws --dry-run` shows: every preflight check run (nothing is made in
-    AWS; the cluster's SSH key is made here if missing) and the list price per hour."""
-    paths = paths_for(spec)
-    ctx, _ = AwsProvider().preflight(spec, paths, fetch=fetch)
-    price = pricing.estimate(
-        region=ctx.region,
-        instance_type=spec.aws.instance_type,
-        nodes=1 + spec.nodes.workers,
-        volume_gb=spec.aws.volume_gb,
-    )
-    return {
-        **asdict(ctx),
-        "hourly_usd": round(price.hourly, 4),
-        "formula": price.formula(),
-        "price_table_date": pricing.PRICE_TABLE_DATE,
-    }
 
 
 def allow_ip(name: str | None, cidr: str | None, *, fetch: Any = None) -> dict[str, Any]:

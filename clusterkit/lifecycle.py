@@ -85,17 +85,17 @@ def _spec_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
 
 
 def up_check(spec: Spec) -> dict[str, Any]:
-    """What ``up`` would do, checked without starting anything (a cloud's prices and account
-    are :func:`clusterkit.cloud.up_check`'s): the provider can make its nodes here; for this
-    machine's services, Java, their sizes and free ports. Raises the error ``up`` would raise."""
+    """What ``up`` would do, checked without starting or making anything: what the provider
+    found (a cloud's account, region and list price), and what the services need (for this
+    machine's, Java, their sizes and free ports). Raises the error ``up`` would raise."""
     provider = get_provider(spec.provider)
     paths = paths_for(spec)
-    provider.check(spec, paths)
     plan: dict[str, Any] = {
         "cluster": spec.name,
         "provider": spec.provider,
         "state_dir": str(paths.root),
         "ports": spec.ports.fixed(),
+        **provider.check(spec, paths),
     }
     return plan | services_for(provider, spec.name, paths).plan(spec)
 

@@ -4,7 +4,8 @@ The training matrix goes into Ray's object store once; every (trial, fold) pair 
 task holding one CPU (Ray then sets OMP_NUM_THREADS=1 in it, so trials do not fight over
 cores), which reads the matrix zero-copy, fits, scores its fold and reports which process on
 which node did the work. The best trial (lowest mean fold MSE) is refitted on the whole
-training set in one task that holds every CPU of the cluster.
+training set in one task that holds every CPU of the largest node (a task runs on one node:
+asking for the whole cluster's CPUs would wait for ever on a cluster of two).
 
 Plain Ray tasks rather than Ray Tune or joblib's Ray backend: the data is shared once through
 the object store instead of being pickled into every call, and each fit reports where it ran,
@@ -132,10 +133,11 @@ def search(
 
 
 def refit_best(data: Shared, trial: Trial, *, seed: int) -> dict[str, Any]:
-    """Refit ``trial`` on every row in one Ray task that holds all of the cluster's CPUs."""
+    """Refit ``trial`` on every row in one Ray task that holds every CPU of the largest node."""
     import ray
 
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    alive = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+    cpus = max(1, int(max(alive, default=1)))
     task = ray.remote(num_cpus=cpus)(refit)
     report: dict[str, Any] = ray.get(task.remote(data.X, data.y, trial, seed, cpus))
     report["cpus"] = cpus

@@ -4,6 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.tools
+
 ROOT = Path(__file__).resolve().parent.parent
 CODE = ["clusterkit", "jobs", "tests", "benchmarks", "scripts"]
 

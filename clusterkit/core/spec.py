@@ -280,7 +280,7 @@ def default_spec_text() -> str:
     spec = Spec()
     lines = [
         "# clusterkit cluster spec. Every field is optional; these are the defaults.",
-        "# Docs: README.md, 'The cluster spec'. Validate with `clusterkit up --dry-run`.",
+        "# Docs: docs/cluster.md. Validate with `clusterkit up --dry-run`.",
         "",
         "name: null             # the cluster's name: lowercase letters, digits, '-';",
         "                       # null = the provider's: local, rehearsal (netns) or aws",

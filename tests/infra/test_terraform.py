@@ -1,5 +1,5 @@
 """infra/ checked offline: formatted (Terraform's own fmt), parsed and tested for the topology,
-and scanned by checkov. AWS itself is not reached here (see README, "Running on AWS")."""
+and scanned by checkov. AWS itself is not reached here (see docs/aws.md)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def _fmt_check(folder: Path) -> tuple[int, str]:
     return result.retcode, str(result.value or "")
 
 
+@pytest.mark.tools
 def test_infra_is_formatted_as_terraform_fmt_wants():
     before = {p.name: p.read_bytes() for p in INFRA_DIR.glob("*.tf")}
     code, listed = _fmt_check(INFRA_DIR)
@@ -37,6 +38,7 @@ def test_infra_is_formatted_as_terraform_fmt_wants():
     assert {p.name: p.read_bytes() for p in INFRA_DIR.glob("*.tf")} == before
 
 
+@pytest.mark.tools
 def test_fmt_check_fails_on_a_misformatted_file_and_leaves_it(tmp_path):
     shutil.copy(INFRA_DIR / "outputs.tf", tmp_path / "outputs.tf")
     bad = (tmp_path / "outputs.tf").read_text().replace("  value       =", "  value =", 1)
@@ -283,12 +285,14 @@ def checkov_results() -> dict[str, Any]:
     return _checkov(INFRA_DIR)
 
 
+@pytest.mark.tools
 def test_checkov_finds_no_failed_check(checkov_results):
     failed = [(c["check_id"], c["resource"]) for c in checkov_results["failed_checks"]]
     assert failed == []
     assert len(checkov_results["passed_checks"]) >= 30
 
 
+@pytest.mark.tools
 def test_every_checkov_skip_has_a_written_reason(checkov_results):
     skipped = checkov_results["skipped_checks"]
     assert skipped, "the skips (with reasons) should be seen"
@@ -297,6 +301,7 @@ def test_every_checkov_skip_has_a_written_reason(checkov_results):
         assert len(reason) > 30, (check["check_id"], check["resource"], reason)
 
 
+@pytest.mark.tools
 def test_silent_checks_seen_passing(checkov_results):
     passed = {(c["check_id"], c["resource"]) for c in checkov_results["passed_checks"]}
     for check_id in ("CKV_AWS_8", "CKV_AWS_79"):
@@ -306,6 +311,7 @@ def test_silent_checks_seen_passing(checkov_results):
     assert ("CKV2_AWS_12", "aws_vpc.cluster") in passed
 
 
+@pytest.mark.tools
 def test_checkov_fails_the_same_infra_made_insecure(tmp_path):
     """The checks above can fail: unencrypted volumes, IMDSv1, SSH open to the world."""
     for path in INFRA_DIR.glob("*.tf"):

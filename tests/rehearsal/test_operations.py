@@ -174,7 +174,7 @@ def _wait_running(rehearsal: Rehearsal, run_id: str | None = None) -> dict:
 
 
 def test_a_run_survives_its_ssh_connection_and_is_reattached(rehearsal, tmp_path: Path):
-    made = rehearsal.ck_json("run", "datagen", "--rows", "1M")
+    made = rehearsal.ck_json("run", "datagen", "--rows", "1M", "--overwrite")
     assert made["status"] == "succeeded", made
     client = subprocess.Popen([CLUSTERKIT, "run", "etl"], env=rehearsal.env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -264,6 +264,7 @@ def test_a_run_whose_supervisor_dies_is_recorded_failed_and_its_processes_stoppe
     assert _run_processes(rehearsal, run_id) == {"master": 0, "worker": 0}
 
 
+@pytest.mark.timeout(1800)
 def test_a_suite_runs_on_the_master_with_its_steps_as_runs_of_their_own(rehearsal):
     record = rehearsal.ck_json("run", "suite", "--rows", "100k", timeout=1800)
     assert record["status"] == "succeeded", record
@@ -287,6 +288,7 @@ def test_a_suite_runs_on_the_master_with_its_steps_as_runs_of_their_own(rehearsa
     assert {r["id"] for r in steps} <= set(seen) and seen[steps[0]["id"]] == record["id"]
 
 
+@pytest.mark.timeout(1800)
 def test_bench_on_the_rehearsal_produces_its_table(rehearsal: Rehearsal):
     record = rehearsal.ck_json("bench", "--sizes", "100k", "--engines", "spark,duckdb",
                                "--repeats", "1", timeout=1800)  # fmt: skip

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +24,7 @@ from clusterkit.core.state import ClusterPaths
 from clusterkit.exec.runner import CommandRunner
 from clusterkit.exec.ssh import SshRunner, ensure_key, record_host_keys
 from clusterkit.providers.aws import preflight as aws_preflight
-from clusterkit.providers.aws import sweep
+from clusterkit.providers.aws import pricing, sweep
 from clusterkit.providers.aws.terraform import INFRA_DIR, Terraform, TerraformError
 from clusterkit.providers.base import Progress
 
@@ -91,8 +92,22 @@ class AwsProvider:
         )
         return ctx, public_key
 
-    def check(self, spec: Spec, paths: ClusterPaths) -> None:
-        self.preflight(spec, paths)
+    def check(self, spec: Spec, paths: ClusterPaths) -> dict[str, object]:
+        """Every preflight check (nothing is made in AWS; the cluster's SSH key is made here
+        if missing), and the list price per hour of what ``up`` would make."""
+        ctx, _ = self.preflight(spec, paths)
+        price = pricing.estimate(
+            region=ctx.region,
+            instance_type=spec.aws.instance_type,
+            nodes=1 + spec.nodes.workers,
+            volume_gb=spec.aws.volume_gb,
+        )
+        return {
+            **asdict(ctx),
+            "hourly_usd": round(price.hourly, 4),
+            "formula": price.formula(),
+            "price_table_date": pricing.PRICE_TABLE_DATE,
+        }
 
     def create(self, spec: Spec, paths: ClusterPaths, *, storage: Path | None,
                say: Progress) -> Inventory:  # fmt: skip

@@ -75,13 +75,14 @@ class NetnsProvider:
     def ssh_settings(self, paths: ClusterPaths) -> SshSettings:
         return SshSettings("root", paths.ssh / "id_ed25519", nodes.known_hosts_file(paths.root))
 
-    def check(self, spec: Spec, paths: ClusterPaths) -> None:
+    def check(self, spec: Spec, paths: ClusterPaths) -> dict[str, object]:
         """One clear error when this machine cannot hold a rehearsal."""
         if sys.platform != "linux" or os.geteuid() != 0:
             raise ClusterkitError(
                 "the netns provider needs Linux and root (network namespaces); run as root, "
                 "or use `--provider local`"
             )
+        return {}
 
     def create(self, spec: Spec, paths: ClusterPaths, *, storage: Path | None,
                say: Progress) -> Inventory:  # fmt: skip
