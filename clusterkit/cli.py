@@ -28,7 +28,14 @@ from rich.progress import (
 from rich.table import Table
 
 from clusterkit import catalog, cloud, lifecycle, operate
-from clusterkit.cluster import ParamsRefused, open_cluster, run_store, submit_job
+from clusterkit.cluster import (
+    Cluster,
+    ParamsRefused,
+    open_cluster,
+    open_or_why,
+    run_store,
+    submit_job,
+)
 from clusterkit.core.errors import BadInput, ClusterkitError, RunNotFound
 from clusterkit.core.fmt import human_bytes, human_seconds
 from clusterkit.core.records import RunRecord
@@ -164,8 +171,8 @@ def down(
         if not yes:
             typer.confirm(f"Remove everything tagged clusterkit:cluster={cluster_name} in "
                           f"{region or 'the default region'}?", abort=True)  # fmt: skip
-        report = lifecycle.down_by_tag(cluster_name, region=region, say=_say)
-        _print_json(asdict(report)) if as_json else out.print(report.message)
+        swept = cloud.down_by_tag(cluster_name, region=region, say=_say)
+        _print_json(swept) if as_json else out.print(swept["message"])
         return
     report = lifecycle.down(cluster_name, purge=purge, say=_say)
     _print_json(asdict(report)) if as_json else out.print(report.message)
@@ -371,14 +378,16 @@ def _run_job(
     as_json: bool,
 ) -> None:
     """Check the job's parameters (a refusal is recorded), submit it, follow it to the end."""
+    target = open_or_why(cluster_name)
     try:
-        target, record = submit_job(job, args, cluster_name=cluster_name, metrics=metrics)
-    except ParamsRefused as exc:
-        if exc.run_id:
-            err.print(f"[dim]recorded as run {exc.run_id} (failed)[/dim]")
-        raise
-    runs = target.runs()
-    try:
+        try:
+            record = submit_job(job, args, cluster=target, metrics=metrics)
+        except ParamsRefused as exc:
+            if exc.run_id:
+                err.print(f"[dim]recorded as run {exc.run_id} (failed)[/dim]")
+            raise
+        assert isinstance(target, Cluster)  # else submit_job raised why there is none
+        runs = target.runs()
         if detach:
             _print_json(_record_view(runs.store, record)) if as_json else out.print(record.id)
             return
@@ -390,7 +399,8 @@ def _run_job(
             record = runs.cancel(record.id, reason="interrupted (Ctrl-C)")
         view = _record_view(runs.store, record)
     finally:
-        target.close()
+        if isinstance(target, Cluster):
+            target.close()
     _print_json(view) if as_json else _print_record(view)
     if record.status != "succeeded":
         raise ClusterkitError(f"run {record.id} {record.status}: {record.error}")

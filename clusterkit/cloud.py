@@ -1,16 +1,20 @@
-"""Cloud-only verbs on a cluster the aws provider made: ``allow-ip`` and ``cost``.
+"""Cloud-only verbs on a cluster the aws provider made: ``allow-ip``, ``cost``, and ``down``
+by tag with no state.
 
-Both find the cluster through its state folder (its Terraform variables hold the region) and
-talk to EC2 with boto3; the CLI calls these, never boto3 itself.
+``allow-ip`` and ``cost`` find the cluster through its state folder (its Terraform variables
+hold the region); all three talk to EC2 with boto3; the CLI calls these, never boto3 itself.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from clusterkit.core.errors import ClusterkitError
-from clusterkit.core.state import ClusterPaths, Contexts
+from clusterkit.core.spec import check_name
+from clusterkit.core.state import ClusterPaths, Contexts, default_state_dir
 from clusterkit.providers.aws import access, pricing
 from clusterkit.providers.aws import preflight as aws_preflight
 from clusterkit.providers.aws.provider import AwsProvider
@@ -56,3 +60,16 @@ def cost(name: str | None) -> dict[str, Any]:
         "price_table_date": pricing.PRICE_TABLE_DATE,
         "sources": list(pricing.PRICE_SOURCES),
     }
+
+
+def down_by_tag(name: str, *, region: str | None, say: Callable[[str], None]) -> dict[str, Any]:
+    """Remove every AWS resource tagged with cluster ``name`` in ``region``, with no state
+    needed (it was lost, or is on another machine); ClusterkitError names what is left."""
+    t0 = time.monotonic()
+    paths = ClusterPaths(default_state_dir(check_name(name, what="--cluster"), None))
+    removed = AwsProvider().remove(name, paths, say=say, region=region)
+    paths.state_file.unlink(missing_ok=True)
+    what = f"removed {', '.join(removed)}" if removed else "nothing tagged with it was left"
+    message = f"cluster {name!r} is down: {what}"
+    return {"cluster": name, "changed": bool(removed), "message": message, "removed": removed,
+            "elapsed_s": round(time.monotonic() - t0, 2)}  # fmt: skip

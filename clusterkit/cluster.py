@@ -98,9 +98,11 @@ class Cluster:
         return self.runner(self.state.inventory.driver())
 
     def close(self) -> None:
+        """Close every runner (and its connection); a later call opens them again."""
         for runner in self._runners.values():
             runner.close()
         self._runners.clear()
+        self._runs = None
 
     # -- readings -------------------------------------------------------------------------
     def read_health(self) -> list[ServiceHealth]:
@@ -137,18 +139,20 @@ class Cluster:
         """What a job's driver needs to reach this cluster (added to the run's environment;
         the driver runs on the master)."""
         state = self.state
-        sizing = state.sizing
-        assert sizing is not None, "a cluster is sized once healthy"
-        return {
+        env = {
             **self.services.job_env(state, self.paths),
             "CLUSTERKIT_CLUSTER": state.name,
             "CLUSTERKIT_STORAGE_ROOT": state.storage_root,
             "CLUSTERKIT_SPARK_MASTER": state.endpoints.spark_master_url,
-            "CLUSTERKIT_SPARK_EXECUTOR_CORES": str(sizing.worker_cores),
-            "CLUSTERKIT_SPARK_EXECUTOR_MEMORY": f"{sizing.worker_memory_mb}m",
-            "CLUSTERKIT_SPARK_DRIVER_MEMORY": f"{sizing.driver_memory_mb}m",
             "CLUSTERKIT_RAY_ADDRESS": state.endpoints.ray_address,
         }
+        if state.sizing is not None:  # known once the cluster was healthy
+            env |= {
+                "CLUSTERKIT_SPARK_EXECUTOR_CORES": str(state.sizing.worker_cores),
+                "CLUSTERKIT_SPARK_EXECUTOR_MEMORY": f"{state.sizing.worker_memory_mb}m",
+                "CLUSTERKIT_SPARK_DRIVER_MEMORY": f"{state.sizing.driver_memory_mb}m",
+            }
+        return env
 
     def run_setup(self) -> RunSetup:
         """What every run of this cluster is given (its folder is added per run)."""
@@ -210,22 +214,31 @@ def opened(name: str | None = None) -> Any:
         cluster.close()
 
 
-def submit_job(job: str, args: Sequence[str], *, cluster_name: str | None = None,
-               metrics: bool = True) -> tuple[Cluster, RunRecord]:  # fmt: skip
-    """Check ``job`` and its ``--name value`` arguments, then start it on the cluster: what
+def submit_job(job: str, args: Sequence[str], *, cluster: Cluster | NoCluster,
+               metrics: bool = True) -> RunRecord:  # fmt: skip
+    """Check ``job`` and its ``--name value`` arguments, then start it on ``cluster``: what
     ``clusterkit run`` and the console's job forms both call.
 
     UnknownJob for a job that does not exist; ParamsRefused for a bad parameter (the attempt
-    is recorded as a failed run when a cluster is up); NoCluster when none is up.
+    is recorded as a failed run when a cluster is up); ``cluster`` itself when it is the
+    NoCluster error that opening it raised (checked after the job and its arguments).
     """
     definition = catalog.find_job(job)
     try:
         params = catalog.parse_job_args(definition, args)
     except UnknownJob as exc:
-        run_id = None
-        with contextlib.suppress(ClusterkitError):
-            target = open_cluster(cluster_name)
-            run_id = target.runs().record_refused(definition.name, list(args), str(exc)).id
-        raise ParamsRefused(str(exc), run_id) from exc
-    target = open_cluster(cluster_name)
-    return target, target.runs().submit(definition.name, params, metrics=metrics)
+        refused = None
+        if isinstance(cluster, Cluster):
+            refused = cluster.runs().record_refused(definition.name, list(args), str(exc)).id
+        raise ParamsRefused(str(exc), refused) from exc
+    if isinstance(cluster, NoCluster):
+        raise cluster
+    return cluster.runs().submit(definition.name, params, metrics=metrics)
+
+
+def open_or_why(name: str | None = None) -> Cluster | NoCluster:
+    """The named (or current) cluster, or the NoCluster error saying why there is none."""
+    try:
+        return open_cluster(name)
+    except NoCluster as exc:
+        return exc

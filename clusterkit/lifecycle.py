@@ -34,7 +34,6 @@ from clusterkit.core.state import (
 )
 from clusterkit.exec.processes import is_alive
 from clusterkit.providers import get_provider
-from clusterkit.providers.aws.provider import AwsProvider
 from clusterkit.providers.base import NodeProvider
 from clusterkit.runs.store import FolderRunStore
 from clusterkit.services import health
@@ -142,6 +141,8 @@ def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = HEALTH_TIMEOUT_
                 f"{', '.join(changes)}); run `clusterkit down` first, then `clusterkit up`"
             )
         return _up_again(Cluster.of(existing, paths), t0=t0, say=say, timeout_s=timeout_s)
+    services = services_for(provider, spec.name, paths)
+    services.plan(spec)  # what this machine must have (Java, free ports), before anything
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.spec_file.write_text(yaml.safe_dump(spec.model_dump(), sort_keys=False))
     contexts = Contexts()
@@ -151,7 +152,6 @@ def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = HEALTH_TIMEOUT_
         spec.storage.root, paths)  # fmt: skip
     if shared is not None:
         shared.mkdir(parents=True, exist_ok=True)
-    services = services_for(provider, spec.name, paths)
     cluster: Cluster | None = None
     try:
         inventory = provider.create(spec, paths, storage=shared, say=say)
@@ -267,7 +267,10 @@ def _cancel_active_runs(cluster: Cluster, *, say: Progress) -> None:
         return
     for record in runs.store.active():
         say(f"cancelling run {record.id} ({record.job})")
-        runs.cancel(record.id, reason="the cluster was taken down")
+        try:
+            runs.cancel(record.id, reason="the cluster was taken down")
+        except ClusterkitError as exc:  # the nodes go all the same
+            say(f"run {record.id} ({record.job}) could not be cancelled: {exc}")
 
 
 def _removed(name: str, removed: list[str]) -> str:
@@ -338,17 +341,6 @@ def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet
         report.message += f"; purged {paths.root}"
     report.elapsed_s = round(time.monotonic() - t0, 2)
     return report
-
-
-def down_by_tag(name: str, *, region: str | None, say: Progress = _quiet) -> DownReport:
-    """Remove every AWS resource tagged with cluster ``name`` in ``region``, with no state
-    needed (it was lost, or is on another machine); ClusterkitError names what is left."""
-    t0 = time.monotonic()
-    paths = ClusterPaths(paths_for(Spec(name=name, provider="aws")).root)
-    removed = AwsProvider().remove(name, paths, say=say, region=region)
-    paths.state_file.unlink(missing_ok=True)
-    return DownReport(cluster=name, changed=bool(removed), message=_removed(name, removed),
-                      elapsed_s=round(time.monotonic() - t0, 2))  # fmt: skip
 
 
 def status(name: str | None = None) -> dict[str, Any]:

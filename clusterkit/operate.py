@@ -66,8 +66,18 @@ def copy_to_nodes(cluster: Cluster, source: Path, destination: str, *,
     if not source.exists():
         raise BadInput(f"{source}: no such file or folder here; give a path on this machine")
     runners = cluster.runners(node)
+
+    def put(runner: CommandRunner) -> list[str]:
+        try:
+            return runner.put(source, destination)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+            raise BadInput(
+                f"{destination} on node {runner.node.name}: its folder is not there or is not "
+                f"a folder ({exc.strerror or exc}); give a folder that exists there"
+            ) from exc
+
     with ThreadPoolExecutor(max_workers=len(runners)) as pool:
-        futures = {r.node.name: pool.submit(r.put, source, destination) for r in runners}
+        futures = {r.node.name: pool.submit(put, r) for r in runners}
         return {name: future.result() for name, future in futures.items()}
 
 

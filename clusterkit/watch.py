@@ -10,6 +10,7 @@ Nothing here imports a UI framework, and nothing here raises for a cluster that 
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ class LiveSource:
         self.requested = name
         self._loaded: tuple[tuple[str, int], Cluster] | None = None
         self._watch: NodeWatch | None = None
+        self._lock = threading.RLock()  # the console's workers read from several threads
 
     def _forget(self) -> None:
         if self._watch is not None:
@@ -81,6 +83,10 @@ class LiveSource:
             self._loaded = None
 
     def _cluster(self) -> tuple[ClusterInfo, Cluster | None]:
+        with self._lock:
+            return self._resolve()
+
+    def _resolve(self) -> tuple[ClusterInfo, Cluster | None]:
         try:
             name, paths = Contexts().resolve(self.requested)
         except NoCluster as exc:
@@ -106,12 +112,14 @@ class LiveSource:
     def nodes(self) -> list[dict[str, Any]]:
         """Every node's latest CPU and memory, from a sampler kept running on each node;
         [] when the cluster is down."""
-        found = self._cluster()[1]
-        if found is None:
-            return []
-        if self._watch is None:
-            self._watch = found.node_watch()
-        return self._watch.latest()
+        with self._lock:
+            found = self._resolve()[1]
+            if found is None:
+                return []
+            if self._watch is None:
+                self._watch = found.node_watch()
+            watch = self._watch
+        return watch.latest()
 
     def services(self) -> list[ServiceHealth]:
         """Every service read through its API (rows of a silent API say so); [] when down."""
@@ -137,7 +145,9 @@ class LiveSource:
 
     def submit(self, job: str, args: Sequence[str]) -> RunRecord:
         """As ``clusterkit run --detach``: raises the same errors (ParamsRefused, NoCluster)."""
-        return submit_job(job, args, cluster_name=self.requested)[1]
+        info, found = self._cluster()
+        why = NoCluster(info.message or f"cluster {info.name!r} is down")
+        return submit_job(job, args, cluster=found if found is not None else why)
 
     def cancel(self, run_id: str) -> RunRecord:
         """As ``clusterkit cancel``: waits until the run is recorded cancelled."""
@@ -147,7 +157,8 @@ class LiveSource:
         return found.runs().cancel(run_id)
 
     def close(self) -> None:
-        self._forget()
+        with self._lock:
+            self._forget()
 
 
 @dataclass(frozen=True)
@@ -201,7 +212,9 @@ class NodeHistory:
     def update(self, samples: Iterable[dict[str, Any]], now: float) -> None:
         for sample in samples:
             name = str(sample["name"])
-            self.latest[name] = sample
+            self.latest[name] = sample  # a node that did not answer: its ``error``, no figures
+            if "error" in sample:
+                continue
             self.read_at[name] = now
             self.cpu.setdefault(name, deque(maxlen=self.points)).append(sample["cpu_percent"])
             self.mem.setdefault(name, deque(maxlen=self.points)).append(sample["mem_percent"])

@@ -182,10 +182,23 @@ class Metrics(_Section):
 DEFAULT_NAMES = {"local": "local", "netns": "rehearsal", "aws": "aws"}
 
 
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
+
+
+def check_name(name: str, *, what: str = "the cluster's name") -> str:
+    """``name`` when it is a cluster name the kit could have made; SpecError otherwise."""
+    if not re.match(NAME_PATTERN, name):
+        raise SpecError(
+            f"{what} = {name!r} is not allowed: lowercase letters, digits and '-', starting "
+            f"with a letter, at most 31 characters"
+        )
+    return name
+
+
 class Spec(_Section):
     """A cluster, as the user wants it."""
 
-    name: str = Field("local", pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    name: str = Field("local", pattern=NAME_PATTERN)
     provider: Literal["local", "netns", "aws"] = "local"
 
     @model_validator(mode="before")

@@ -177,16 +177,17 @@ class ClusterState:
                 f"delete it and run `clusterkit up` again"
             ) from exc
         schema = data.get("schema") if isinstance(data, dict) else None
+        schema = schema if isinstance(schema, int) else 1  # the first layout had none
         if schema != SCHEMA:
             raise StateError(
-                f"{path} was written by {'an older' if (schema or 0) < SCHEMA else 'a newer'} "
-                f"clusterkit (layout {schema or 1}; this one reads {SCHEMA}): take the cluster "
+                f"{path} was written by {'an older' if schema < SCHEMA else 'a newer'} "
+                f"clusterkit (layout {schema}; this one reads {SCHEMA}): take the cluster "
                 f"down with the kit that started it, or, if nothing of it runs any more, "
                 f"delete the file"
             )
         try:
             return cls.from_dict(data)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateError(
                 f"{path} is missing or has a malformed field ({exc}); if nothing of the "
                 f"cluster runs any more, delete it and run `clusterkit up` again"

@@ -19,6 +19,8 @@ import psutil
 
 from clusterkit.core.files import write_bytes_atomic
 from clusterkit.core.inventory import Node
+from clusterkit.core.state import LOOPBACK
+from clusterkit.exec import processes
 from clusterkit.exec.runner import (
     CommandFailed,
     CommandResult,
@@ -28,8 +30,6 @@ from clusterkit.exec.runner import (
     command_line,
     failed,
 )
-
-LOOPBACK = "127.0.0.1"
 
 
 def this_machine(name: str | None = None, roles: tuple[str, ...] = ()) -> Node:
@@ -120,17 +120,7 @@ class LocalRunner:
         self, argv: Sequence[str], *, cwd: str, log: str, unset_env: Sequence[str] = ()
     ) -> None:
         env = {k: v for k, v in os.environ.items() if k not in unset_env}
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as out:
-            subprocess.Popen(
-                list(argv),
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        processes.spawn(Path(argv[0]).name, argv, env=env, log=Path(log), cwd=Path(cwd))
 
     def alive(self, pid: int, *, marker: str) -> bool:
         try:

@@ -97,6 +97,7 @@ class SshRunner:
         self.inventory, self.node, self.ssh = inventory, node, ssh
         self._lock = threading.RLock()
         self._conn: Any = None
+        self._gateway: Any = None  # the jump host's connection (fabric does not close it)
         self._sftp: Any = None
 
     @property
@@ -115,12 +116,13 @@ class SshRunner:
                 return self._conn
             self.close()
             jump = self.node.jump_host
-            gateway = _connection(jump, self.ssh) if jump else None
-            conn = _connection(self.node.ssh_host or self.node.address, self.ssh, gateway)
+            self._gateway = _connection(jump, self.ssh) if jump else None
+            conn = _connection(self.node.ssh_host or self.node.address, self.ssh, self._gateway)
             try:
                 conn.open()
             except Exception as exc:
                 conn.close()
+                self.close()
                 raise NodeUnreachable(
                     f"{self.where} of cluster {self.inventory.cluster!r} did not answer over "
                     f"SSH: {exc or type(exc).__name__}; check that it is up (`clusterkit status`)"
@@ -145,21 +147,30 @@ class SshRunner:
             ) from exc
 
     def _sftp_do(self, what: str, action: Callable[[Any], T]) -> T:
+        """``action(sftp)``: a file the server refuses (no such file, a permission, a
+        failure) is a ClusterkitError naming it, and the connection is kept; a dropped one
+        is NodeUnreachable as in :meth:`_do`."""
+
         def with_sftp(conn: Any) -> T:
             with self._lock:
                 if self._sftp is None:
                     self._sftp = conn.sftp()
-                return action(self._sftp)
+                try:
+                    return action(self._sftp)
+                except (FileNotFoundError, ConnectionError, TimeoutError):
+                    raise
+                except OSError as exc:  # the SFTP server's answer about a file
+                    raise ClusterkitError(f"{self.where}: {what}: {exc}") from exc
 
         return self._do(what, with_sftp)
 
     def close(self) -> None:
         with self._lock:
-            for thing in (self._sftp, self._conn):
+            for thing in (self._sftp, self._conn, self._gateway):
                 if thing is not None:
                     with contextlib.suppress(Exception):  # a dead connection is gone either way
                         thing.close()
-            self._sftp, self._conn = None, None
+            self._sftp, self._conn, self._gateway = None, None, None
 
     # -- commands -------------------------------------------------------------------------
     def run(
@@ -174,9 +185,16 @@ class SshRunner:
     ) -> CommandResult:
         command = command_line(argv, env)
         shown = argv if isinstance(argv, str) else shlex.join(argv)
+        if timeout is not None:  # ended on the node itself: closing the channel would not
+            command = f"timeout -k 5 {timeout:g} sh -c {shlex.quote(command)}"
+        limit = None if timeout is None else timeout + 15  # the node's own first
         result = self._do(
-            f"running `{shown}`", lambda conn: self._exec(conn, command, timeout, on_line, stop)
+            f"running `{shown}`", lambda conn: self._exec(conn, command, limit, on_line, stop)
         )
+        if timeout is not None and result.exit_code == 124:  # timeout's own code
+            raise CommandFailed(
+                f"`{shown}` did not end on {self.node.name} within {timeout:g} s", None
+            )
         if check and result.exit_code != 0:
             raise failed(self.node, argv, result)
         return result
@@ -228,7 +246,9 @@ class SshRunner:
                     raise EOFError("the connection closed")
                 if deadline is not None and time.monotonic() > deadline:
                     raise CommandFailed(
-                        f"`{command}` did not end on {self.node.name} within {timeout:g} s", None
+                        f"`{command}` did not end on {self.node.name} within {timeout:g} s "
+                        f"(its node's `timeout` did not end it either)",
+                        None,
                     )
             code = channel.recv_exit_status()
         finally:

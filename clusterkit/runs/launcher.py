@@ -6,9 +6,10 @@ clusterkit.runs.supervisor --run-dir FOLDER`` started there, detached, through t
 node's runner (this machine's for the local provider; the master's over SSH otherwise; this
 machine's again for a job on the master that submits runs of its own). The supervisor runs
 the job, samples every node and finishes the record; it goes on when whoever started it has
-gone. Cancelling writes the reason into the record, then signals the supervisor. A run whose
-supervisor is gone is reaped: its processes are stopped on every node and it is recorded
-failed with that reason.
+gone. The supervisor alone writes the record while it lives: cancelling writes the reason
+into the run's ``cancel.json``, then signals the supervisor (once it has taken the run). A
+run whose supervisor is gone is reaped: its processes are stopped on every node and it is
+recorded failed with that reason.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from clusterkit.runs.store import RunStore
 from clusterkit.runs.tails import LogTail
 
 SETUP_FILE = "setup.json"
+#: Written by whoever cancels a run (its reason), before the supervisor is signalled.
+CANCEL_FILE = "cancel.json"
 SUPERVISOR = "clusterkit.runs.supervisor"
 #: How long ``submit`` waits for the supervisor to take the run.
 START_TIMEOUT_S = 60.0
@@ -242,23 +245,29 @@ class Runs:
         return record
 
     def _cancel_one(self, record: RunRecord, reason: str) -> RunRecord:
+        """Ask the run's supervisor to stop (the reason first, then SIGTERM once it has taken
+        the run; a run not yet taken is never started) and wait until it is final."""
         self.store.refresh(record.id)
-        record = self.store.load(record.id)
-        if record.final:
-            return record
-        record.cancel_requested = reason
-        self.store.save(record)
-        supervisor = record.supervisor
-        if supervisor is None or not self.driver.alive(int(supervisor["pid"]), marker=record.id):
-            return self.reap_if_orphaned(record)
-        self.driver.run(["kill", "-TERM", str(int(supervisor["pid"]))], check=False)
-        record = self.wait(record.id, timeout_s=CANCEL_TIMEOUT_S)
-        if not record.final:
-            raise ClusterkitError(
-                f"run {record.id} did not stop within {CANCEL_TIMEOUT_S:.0f} s; see "
-                f"{self.setup.folder(record.id)}/supervisor.log on {self.setup.node}"
-            )
-        return record
+        if self.store.load(record.id).final:
+            return self.store.load(record.id)
+        self.store.write_json(record.id, CANCEL_FILE, {"reason": reason, "at": now_iso()})
+        signalled = False
+        deadline = time.monotonic() + CANCEL_TIMEOUT_S
+        while True:
+            self.store.refresh(record.id)
+            record = self.reap_if_orphaned(self.store.load(record.id))
+            if record.final:
+                return record
+            if record.supervisor is not None and not signalled:
+                self.driver.run(["kill", "-TERM", str(int(record.supervisor["pid"]))],
+                                check=False)  # fmt: skip
+                signalled = True
+            if time.monotonic() > deadline:
+                raise ClusterkitError(
+                    f"run {record.id} did not stop within {CANCEL_TIMEOUT_S:.0f} s; see "
+                    f"{self.setup.folder(record.id)}/supervisor.log on {self.setup.node}"
+                )
+            time.sleep(self.store.poll_s)
 
 
 class RunWatcher:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
+from clusterkit.core.errors import RunNotFound
 from clusterkit.core.files import json_bytes, write_bytes_atomic
-from clusterkit.core.records import RunRecord, new_run_id
+from clusterkit.core.records import RunRecord
 from clusterkit.exec.runner import CommandRunner
 from clusterkit.runs.store import FolderRunStore
 
@@ -33,24 +35,31 @@ class MasterRunStore(FolderRunStore):
     def __init__(self, runner: CommandRunner, remote_root: str, root: Path) -> None:
         super().__init__(root)
         self.runner, self.remote_root = runner, remote_root.rstrip("/")
+        self._lock = threading.Lock()
 
     def remote(self, run_id: str, name: str = "") -> str:
         return f"{self.remote_root}/{run_id}" + (f"/{name}" if name else "")
-
-    def create(self, **values: Any) -> RunRecord:
-        record = RunRecord(id=new_run_id(), **values)
-        self.dir(record.id).mkdir(parents=True, mode=0o700)
-        self.save(record)
-        return record
 
     def save(self, record: RunRecord) -> None:
         """Write the record on the master (the truth), then here."""
         self.runner.write_file(self.remote(record.id, "record.json"), json_bytes(record.to_dict()))
         super().save(record)
 
+    def write_json(self, run_id: str, name: str, data: dict[str, Any]) -> None:
+        """Write the file on the master (where the run's supervisor reads it), then here."""
+        self.runner.write_file(self.remote(run_id, name), json_bytes(data))
+        super().write_json(run_id, name, data)
+
     def refresh(self, run_id: str | None = None) -> None:
         if run_id is not None:
-            self._copy(run_id)
+            try:
+                self._copy(run_id)
+            except FileNotFoundError:  # not on this master (an earlier cluster's, say)
+                if not (self.dir(run_id) / "record.json").exists():
+                    raise RunNotFound(
+                        f"run {run_id} is neither on the master of cluster "
+                        f"{self.runner.node.name!r} nor copied here ({self.root})"
+                    ) from None
             return
         try:
             remote_ids = sorted(e.name for e in self.runner.list_dir(self.remote_root) if e.is_dir)
@@ -65,7 +74,12 @@ class MasterRunStore(FolderRunStore):
                     continue  # a folder without a record yet (being started)
 
     def _copy(self, run_id: str) -> None:
-        """Bring this run's copy up to date with the master's folder."""
+        """Bring this run's copy up to date with the master's folder (one copy at a time in
+        this process; another process copying the same bytes writes them at the same place)."""
+        with self._lock:
+            self._copy_locked(run_id)
+
+    def _copy_locked(self, run_id: str) -> None:
         record_bytes = self.runner.read_bytes(self.remote(run_id, "record.json"))  # first: the
         local = self.dir(run_id)  # files copied next are at least as new as the record
         local.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -79,7 +93,8 @@ class MasterRunStore(FolderRunStore):
                 offset = have.st_size if have else 0
                 if entry.size > offset:
                     data = self.runner.read_bytes(self.remote(run_id, name), offset)
-                    with open(target, "ab") as out:
+                    with open(target, "r+b" if have else "wb") as out:
+                        out.seek(offset)
                         out.write(data)
             elif have is None or (have.st_size, int(have.st_mtime)) != (
                 entry.size,

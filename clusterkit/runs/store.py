@@ -26,8 +26,10 @@ from clusterkit.core.records import ACTIVE, RunRecord, new_run_id
 class RunStore(Protocol):
     """Where a cluster's runs are read and written.
 
-    ``refresh`` brings what is read here up to date (NodeUnreachable when the runs' node does
-    not answer); every write is whole (a reader sees the old record or the new one)."""
+    Every store is read from run folders of this machine (``root``; a remote master's are
+    copies there), which ``refresh`` brings up to date (NodeUnreachable when the runs' node
+    does not answer; RunNotFound for a run neither there nor here). Every write is whole (a
+    reader sees the old file or the new one) and goes where the run's supervisor reads it."""
 
     root: Path  # the run folders as read here
     poll_s: float  # how often to look again while waiting on a run
@@ -42,6 +44,7 @@ class RunStore(Protocol):
     def active(self) -> list[RunRecord]: ...
     def dir(self, run_id: str) -> Path: ...
     def read_json(self, run_id: str, name: str) -> dict[str, Any] | None: ...
+    def write_json(self, run_id: str, name: str, data: dict[str, Any]) -> None: ...
     def read_bytes(self, run_id: str, name: str, offset: int = 0) -> bytes: ...
 
 
@@ -107,6 +110,10 @@ class FolderRunStore:
         except (OSError, ValueError):
             return None
         return data
+
+    def write_json(self, run_id: str, name: str, data: dict[str, Any]) -> None:
+        """Write a JSON file of the run's, whole (where its supervisor reads it)."""
+        write_json_atomic(self.dir(run_id) / name, data)
 
     def read_bytes(self, run_id: str, name: str, offset: int = 0) -> bytes:
         """The bytes of a run's file from ``offset`` on (none when it is not there yet)."""

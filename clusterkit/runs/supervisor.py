@@ -7,9 +7,11 @@ started it has gone, and its run folder is the truth that every reader of the ru
 
 It starts the job in its own process group, samples memory and CPU on its own node and
 (through their runners, :mod:`clusterkit.metrics.peers`) on the others while it runs, and on
-exit writes the final record with each node's peaks and the runs the job submitted. SIGTERM
-(what ``clusterkit cancel`` sends) stops the job's process group and every process carrying
-the run's marker on every node, then records ``cancelled``.
+exit writes the final record with each node's peaks and the runs the job submitted. It alone
+writes the run's ``record.json`` while it lives. SIGTERM (what ``clusterkit cancel`` sends,
+after writing the reason in ``cancel.json``) stops the job's process group and every process
+carrying the run's marker on every node, then records ``cancelled``; a run asked to stop
+before its job started is recorded ``cancelled`` without running it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from clusterkit.core.records import RUN_MARKER, RunRecord, now_iso
 from clusterkit.exec import processes
 from clusterkit.metrics.peers import PeerSampler
 from clusterkit.metrics.sampling import Peaks, RunProcessFinder, Sampler
-from clusterkit.runs.launcher import RunSetup
+from clusterkit.runs.launcher import CANCEL_FILE, RunSetup
 from clusterkit.runs.store import FolderRunStore
 
 #: After the driver exits, how long its executors and Ray workers get to end on their own.
@@ -89,6 +91,14 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the SSH session that started it may end
+    me = psutil.Process()
+    record.supervisor = {"pid": me.pid, "create_time": me.create_time(), "node": setup.node}
+    if _cancel_reason(store, run_id):  # cancelled before it started: the job never runs
+        record.status, record.started, record.ended, record.wall_s = (
+            "cancelled", now_iso(), now_iso(), 0.0)  # fmt: skip
+        record.cancel_requested = record.error = _cancel_reason(store, run_id)
+        store.save(record)
+        return 0
 
     env = {**os.environ, **setup.env, RUN_MARKER: run_id, "PYTHONUNBUFFERED": "1"}
     argv = [sys.executable, "-m", "jobs", record.job, "--params-json", json.dumps(record.params)]
@@ -121,10 +131,7 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
             stderr=err,
             start_new_session=True,
         )
-        me = psutil.Process()
-        record = store.load(run_id)
         record.status, record.started, record.job_pid = "running", now_iso(), proc.pid
-        record.supervisor = {"pid": me.pid, "create_time": me.create_time(), "node": setup.node}
         store.save(record)
         if sampler is not None:
             sampler.start()
@@ -146,10 +153,10 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
         for path in sweep_temp_outputs(setup.storage_root, run_id):
             print(f"removed {path}: a temporary output the run left unfinished", flush=True)
 
-    record = store.load(run_id)
     record.ended, record.wall_s, record.exit_code = now_iso(), wall_s, exit_code
     if cancel.is_set():
         record.status = "cancelled"
+        record.cancel_requested = _cancel_reason(store, run_id)
         record.error = record.cancel_requested or "cancelled (the supervisor was signalled)"
     elif exit_code == 0:
         record.status = "succeeded"
@@ -161,6 +168,13 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
     record.children = [r.id for r in store.all() if r.parent == run_id]
     store.save(record)
     return 0
+
+
+def _cancel_reason(store: FolderRunStore, run_id: str) -> str | None:
+    """Why the run was asked to stop (``cancel.json``, which the canceller writes before it
+    signals), or None. The supervisor is the only writer of ``record.json`` while it lives."""
+    request = store.read_json(run_id, CANCEL_FILE)
+    return str(request["reason"]) if request and request.get("reason") else None
 
 
 def _stop_run_processes(run_id: str) -> None:

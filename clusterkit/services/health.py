@@ -10,7 +10,7 @@ until nothing does.
 
 from __future__ import annotations
 
-import shutil
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,7 +40,7 @@ class ServiceHealth:
 
     @property
     def source(self) -> str:
-        """The API this row was read from: spark, ray, storage (hdfs later)."""
+        """The API this row was read from: spark, ray or storage."""
         return self.name.split("-")[0]
 
     @property
@@ -113,28 +113,11 @@ def spark_master_alive(ui_url: str) -> bool:
         return False
 
 
-def alive_spark_workers(ui_url: str) -> int:
-    """How many workers the master lists ALIVE (0 when it does not answer)."""
-    try:
-        data = spark_master_json(ui_url)
-    except (requests.RequestException, ValueError):
-        return 0
-    return sum(1 for w in data.get("workers", []) if w.get("state") == "ALIVE")
-
-
 def ray_nodes(dashboard_url: str, token: str) -> list[dict[str, Any]]:
     """Ray's node summaries from the dashboard (raises requests exceptions when unreachable)."""
     data = _get_json(f"{dashboard_url}/nodes?view=summary", token=token)
     nodes: list[dict[str, Any]] = data["data"]["summary"]
     return nodes
-
-
-def alive_ray_nodes(dashboard_url: str, token: str) -> int:
-    try:
-        nodes = ray_nodes(dashboard_url, token)
-    except (requests.RequestException, ValueError, KeyError):
-        return 0
-    return sum(1 for n in nodes if n.get("raylet", {}).get("state") == "ALIVE")
 
 
 def ray_health(gcs_address: str, dashboard_url: str, token: str) -> list[ServiceHealth]:
@@ -173,24 +156,29 @@ def ray_health(gcs_address: str, dashboard_url: str, token: str) -> list[Service
     return rows
 
 
-def storage_health(root: str) -> ServiceHealth:
-    """A local storage root: present and writable, with free space."""
-    path = Path(root)
-    if not path.is_dir():
+def storage_health(master: CommandRunner, root: str) -> ServiceHealth:
+    """A storage root that is a folder, as the master sees it (its jobs' drivers write
+    there): present, with its free space (``df`` on the master)."""
+    quoted = shlex.quote(root)
+    result = master.run(f"test -d {quoted} && df -B1 --output=avail,size {quoted}",
+                        check=False)  # fmt: skip
+    words = result.stdout.split()
+    if result.exit_code != 0 or len(words) < 2 or not words[-1].isdigit():
         return ServiceHealth("storage", "down", root, None, "folder missing")
-    usage = shutil.disk_usage(path)
+    free, total = int(words[-2]), int(words[-1])
     return ServiceHealth(
         "storage",
         "up",
         root,
-        path.as_uri(),
-        f"local folder, {usage.free / 1024**3:.1f} GiB free",
-        {"free_bytes": usage.free, "total_bytes": usage.total},
+        Path(root).as_uri(),
+        f"folder, {free / 1024**3:.1f} GiB free",
+        {"free_bytes": free, "total_bytes": total},
     )
 
 
-#: Where the hadoop role installs HDFS on the nodes (their defaults; AWS nodes are x86_64).
-NODE_HDFS = "/opt/hadoop/bin/hdfs --config /etc/clusterkit/hadoop"
+#: Where the hadoop role installs HDFS on the nodes (its defaults).
+NODE_HADOOP_HOME = "/opt/hadoop"
+NODE_HDFS = f"{NODE_HADOOP_HOME}/bin/hdfs --config /etc/clusterkit/hadoop"
 
 
 def is_hdfs(root: str) -> bool:
@@ -236,7 +224,7 @@ def read_health(
         elif row.url == f"http://{ray_at}":
             row.url = endpoints.ray_dashboard
     storage = hdfs_health(master, storage_root) if is_hdfs(storage_root) else (
-        storage_health(storage_root))  # fmt: skip
+        storage_health(master, storage_root))  # fmt: skip
     return [*spark_rows, *ray_rows, storage]
 
 
@@ -277,10 +265,11 @@ def wait_healthy(
     say: Callable[[str], None],
     interval_s: float = 1.0,
     failed: Callable[[], str | None] = lambda: None,
+    ready: str = "Spark lists every worker ALIVE by its address; Ray lists every node",
 ) -> list[ServiceHealth]:
-    """Poll ``read`` until ``check`` finds nothing wrong with its rows; those rows. What
-    ``failed`` reports (a service that exited) ends the wait at once; after ``timeout_s``,
-    ServiceError names what is still wrong."""
+    """Poll ``read`` until ``check`` finds nothing wrong with its rows; those rows (and
+    ``say`` what is ``ready``). What ``failed`` reports (a service that exited) ends the wait
+    at once; after ``timeout_s``, ServiceError names what is still wrong."""
     deadline = time.monotonic() + timeout_s
     while True:
         fatal = failed()
@@ -289,7 +278,7 @@ def wait_healthy(
         rows = read()
         found = check(rows)
         if not found:
-            say(f"{what}: Spark lists every worker ALIVE by its address; Ray lists every node")
+            say(f"{what}: {ready}")
             return rows
         if time.monotonic() > deadline:
             raise ServiceError(f"{what} not healthy after {timeout_s:.0f} s: {'; '.join(found)}")

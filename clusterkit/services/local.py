@@ -15,7 +15,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from clusterkit.core.state import LOOPBACK, ClusterPaths, ClusterState, Endpoint
 from clusterkit.exec import processes
 from clusterkit.services import preflight
 from clusterkit.services.base import Provisioned, Stopped
-from clusterkit.services.health import ServiceHealth, spark_master_alive
+from clusterkit.services.health import ServiceHealth, spark_master_alive, wait_healthy
 from clusterkit.services.preflight import Java, Sizing
 
 Progress = Callable[[str], None]
@@ -221,17 +220,15 @@ class LocalServices:
         state.save(paths)
         # the worker registers once the master is ALIVE (an earlier registration is dropped
         # and retried only after Spark's backoff, about 15 s)
-        deadline = time.monotonic() + timeout_s
-        while not spark_master_alive(state.endpoints.spark_master_ui):
-            if exited(state.daemons):
-                raise ServiceError("; ".join(exited(state.daemons)))
-            if time.monotonic() > deadline:
-                raise ServiceError(
-                    f"the Spark master did not answer ALIVE in {timeout_s:.0f} s; see "
-                    f"{paths.logs / 'spark-master.out'}"
-                )
-            time.sleep(0.1)
-        say(f"Spark master {state.endpoints.spark_master_url} is ALIVE")
+        ui = state.endpoints.spark_master_ui
+
+        def master_alive(_: list[ServiceHealth]) -> list[str]:
+            return [] if spark_master_alive(ui) else [f"see {paths.logs / 'spark-master.out'}"]
+
+        wait_healthy(lambda: [], master_alive,
+                     what=f"Spark master {state.endpoints.spark_master_url}",
+                     ready="ALIVE", timeout_s=timeout_s, say=say, interval_s=0.1,
+                     failed=lambda: self.failed(state))  # fmt: skip
         state.daemons.append(launcher.spark_worker())
         state.save(paths)
 

@@ -34,7 +34,7 @@ from clusterkit.core.inventory import Inventory, Node, SshSettings
 from clusterkit.core.spec import Spec
 from clusterkit.core.state import ClusterPaths, ClusterState
 from clusterkit.services.base import Provisioned, Stopped
-from clusterkit.services.health import ServiceHealth, is_hdfs
+from clusterkit.services.health import NODE_HADOOP_HOME, ServiceHealth, is_hdfs
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 SITE = PLAYBOOKS / "site.yml"
@@ -138,9 +138,8 @@ Progress = Callable[[str], None]
 NODE_SPARK_CONF_DIR = "/etc/clusterkit/spark"
 NODE_RAY_TOKEN = "/etc/clusterkit/ray-token"
 NODE_RUNS_DIR = "/var/lib/clusterkit/runs"
-#: Where the java and hadoop roles install (their defaults; AWS nodes are x86_64).
+#: Where the java role installs (its default; AWS nodes are x86_64).
 NODE_JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
-NODE_HADOOP_HOME = "/opt/hadoop"
 #: The control side's packages the nodes do not need (the laptop's tools).
 CONTROL_ONLY = {
     "textual",

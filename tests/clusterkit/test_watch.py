@@ -9,6 +9,7 @@ import pytest
 
 from clusterkit import catalog
 from clusterkit.cluster import ParamsRefused, submit_job
+from clusterkit.core.errors import NoCluster
 from clusterkit.runs.launcher import RunWatcher
 from clusterkit.runs.store import FolderRunStore
 from clusterkit.runs.tails import LogTail, MetricsTail, Stage, stages
@@ -125,5 +126,5 @@ def test_form_arguments_are_the_changed_fields_checked_as_typed_ones(tmp_path, m
     monkeypatch.setenv("CLUSTERKIT_HOME", str(tmp_path))  # no cluster known here
     bad = catalog.args_from_form("datagen", {"rows": "lots"})
     with pytest.raises(ParamsRefused, match="--rows of job datagen") as refused:
-        submit_job("datagen", bad)
+        submit_job("datagen", bad, cluster=NoCluster("no cluster is up"))
     assert refused.value.run_id is None  # no cluster up to record the attempt in

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from clusterkit.core.errors import ClusterkitError
+from clusterkit.core.files import write_json_atomic
 from clusterkit.core.inventory import Inventory, Node, SshSettings
 from clusterkit.core.spec import Spec
 from clusterkit.core.state import ClusterPaths
@@ -140,7 +141,7 @@ class AwsProvider:
         return paths.root / "terraform" / "outputs.json"
 
     def _save_outputs(self, paths: ClusterPaths, outputs: dict[str, Any]) -> None:
-        self._outputs_file(paths).write_text(json.dumps(outputs, indent=2) + "\n")
+        write_json_atomic(self._outputs_file(paths), outputs)
 
     def outputs(self, paths: ClusterPaths) -> dict[str, Any]:
         path = self._outputs_file(paths)

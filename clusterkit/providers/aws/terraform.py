@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from clusterkit.core.errors import ClusterkitError
+from clusterkit.core.files import write_json_atomic
 
 #: The Terraform configuration (the repository's infra/ folder).
 INFRA_DIR = Path(__file__).resolve().parents[3] / "infra"
@@ -157,7 +158,7 @@ class Terraform:
         """The variables as ``work/cluster.tfvars.json`` (what the last apply was given)."""
         self.work.mkdir(parents=True, exist_ok=True)
         path = self.work / "cluster.tfvars.json"
-        path.write_text(json.dumps(dict(variables), indent=2) + "\n")
+        write_json_atomic(path, dict(variables))
         return path
 
     def read_vars(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Compare: pick finished runs and see their wall time and peak memory side by side as bars.
 
-Runs are grouped as ``clusterkit bench`` groups them (:func:`clusterkit.compare.summarise`:
+Runs are grouped as ``clusterkit bench`` groups them (:func:`clusterkit.runs.compare.summarise`:
 job, input rows, engine; the median of a group's runs). Where the source project published
 a figure for the same job and size, it is drawn as a reference line ``│`` across the bars.
 """

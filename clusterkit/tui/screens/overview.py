@@ -32,7 +32,8 @@ class NodeCard(Widget):
         self.mem: list[float] = []
         self.age_s: float | None = None
 
-    def show(self, sample: dict[str, Any], cpu: list[float], mem: list[float], age: float) -> None:
+    def show(self, sample: dict[str, Any], cpu: list[float], mem: list[float],
+             age: float | None) -> None:  # fmt: skip
         self.sample, self.cpu, self.mem, self.age_s = sample, cpu, mem, age
         self.refresh()
 
@@ -43,6 +44,8 @@ class NodeCard(Widget):
         stale = self.age_s is not None and self.age_s > STALE_AFTER_S
         age = f"read {human_seconds(self.age_s)} ago" + (" STALE" if stale else "")
         head = f"{s['name']}  {s['address']}  {','.join(s['roles'])}"
+        if "error" in s:  # the node (or its sampler) did not answer
+            return Text(head, style="bold") + Text(f"\nnot read: {s['error']}", style="red")
         cpu, mem = s["cpu_percent"], s["mem_percent"]
         used, total = human_bytes(s["mem_used_bytes"]), human_bytes(s["mem_total_bytes"])
         cpu_line = f"CPU {meter(cpu / 100, METER_WIDTH)} {cpu:3.0f}% of {s['cpu_count']}"
@@ -103,8 +106,9 @@ class OverviewScreen(LiveScreen):
             if card is None:
                 card = NodeCard(name, id=_node_id(name))
                 box.mount(card)
-            card.show(sample, list(history.cpu[name]), list(history.mem[name]),
-                      now - history.read_at[name])  # fmt: skip
+            read_at = history.read_at.get(name)  # None: the node was never read
+            card.show(sample, list(history.cpu.get(name, ())), list(history.mem.get(name, ())),
+                      now - read_at if read_at is not None else None)  # fmt: skip
 
     def _show_services(self, now: float) -> None:
         rows = {}
