@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from clusterkit.core.errors import RunNotFound
 from clusterkit.core.records import RunRecord
 from clusterkit.exec.local import LocalRunner
 from clusterkit.runs.launcher import ORPHANED, Runs, RunSetup
@@ -74,12 +76,10 @@ def test_refresh_finds_runs_made_elsewhere_and_leaves_final_copies(where):
     assert store.ids() == [elsewhere.id]
 
 
-def test_an_unreachable_or_empty_master(tmp_path):
+def test_a_master_where_no_run_was_ever_started(tmp_path):
     store = MasterRunStore(LocalRunner(), str(tmp_path / "none"), tmp_path / "copy")
-    store.refresh()  # no run was ever started there
+    store.refresh()
     assert store.all() == []
-    with pytest.raises(FileNotFoundError):
-        store.refresh("20990101-000000-zzzz")
 
 
 def _runs(tmp_path: Path, store: MasterRunStore, master: Path, **env: str) -> Runs:
@@ -173,3 +173,31 @@ def test_a_job_that_submits_runs_says_so_outside_a_run(tmp_path, monkeypatch):
     ctx = JobContext.from_env(Job("suite", "", "python", lambda c: {}), {})
     with pytest.raises(JobInputError, match=r"start it with `clusterkit run suite`"):
         ChildRuns(ctx)
+
+
+def test_a_run_cancelled_before_its_supervisor_took_it_never_runs(tmp_path):
+    """The canceller writes cancel.json first: a supervisor that finds it records the run
+    cancelled with the reason and never starts the job."""
+    store = FolderRunStore(tmp_path / "runs")
+    setup = RunSetup(env={"CLUSTERKIT_JOBS_PATH": str(FIXTURE_JOBS)}, cluster="c",
+                     provider="local", node="here", runs_dir=str(store.root), interval_s=0.2,
+                     storage_root=str(tmp_path), python=sys.executable)  # fmt: skip
+    record = store.create(job="stages", params={"seconds": 30}, cluster="c", provider="local")
+    store.write_json(record.id, "setup.json", setup.for_run(record.id).to_dict())
+    store.write_json(record.id, "cancel.json", {"reason": "not wanted any more"})
+    proc = subprocess.run([sys.executable, "-m", "clusterkit.runs.supervisor", "--run-dir",
+                           str(store.dir(record.id))], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    final = store.load(record.id)
+    assert (final.status, final.error) == ("cancelled", "not wanted any more")
+    assert final.job_pid is None and not (store.dir(record.id) / "stdout.log").exists()
+
+
+def test_a_run_neither_on_the_master_nor_here_is_named(where):
+    master, store = where
+    with pytest.raises(RunNotFound, match=r"run 20990101-000000-aaaa is neither on the master"):
+        store.refresh("20990101-000000-aaaa")
+    kept = FolderRunStore(store.root).create(job="old", params={}, cluster="c", provider="x")
+    store.refresh(kept.id)  # a copy here of a run the master no longer has: kept as it is
+    assert store.load(kept.id).job == "old"

@@ -71,7 +71,7 @@ def test_the_state_round_trips_with_its_schema(tmp_path):
         ("", r"is not valid JSON .*delete it and run `clusterkit up` again"),
         ('{"schema": 2, "name": "x"}', r"is missing or has a malformed field"),
         ('{"schema": "2"}', r"written by an older clusterkit \(layout 1;"),
-        ('[1, 2]', r"written by an older clusterkit \(layout 1;"),
+        ("[1, 2]", r"written by an older clusterkit \(layout 1;"),
     ],
 )
 def test_a_state_file_this_kit_cannot_read_is_refused_with_the_fix(tmp_path, text, error):

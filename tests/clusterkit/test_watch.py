@@ -128,3 +128,12 @@ def test_form_arguments_are_the_changed_fields_checked_as_typed_ones(tmp_path, m
     with pytest.raises(ParamsRefused, match="--rows of job datagen") as refused:
         submit_job("datagen", bad, cluster=NoCluster("no cluster is up"))
     assert refused.value.run_id is None  # no cluster up to record the attempt in
+
+
+def test_a_node_that_did_not_answer_keeps_its_history_and_shows_its_error():
+    history = NodeHistory(points=3)
+    history.update([{"name": "w", "cpu_percent": 5.0, "mem_percent": 50.0}], now=1.0)
+    history.update([{"name": "w", "address": "10.0.0.2", "roles": ["worker"],
+                     "error": "node w did not answer"}], now=2.0)  # fmt: skip
+    assert history.latest["w"]["error"] == "node w did not answer"
+    assert list(history.cpu["w"]) == [5.0] and history.read_at["w"] == 1.0

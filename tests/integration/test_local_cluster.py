@@ -287,6 +287,9 @@ def test_exec_copy_ssh_and_tunnel_work_on_the_local_provider(local_cluster: Loca
         assert read.stdout == f"[{host}] copied by clusterkit\n", read.stdout + read.stderr
     finally:
         note.unlink(missing_ok=True)
+    nowhere = local_cluster.cli("copy", str(source), "/nonexistent-ck/sub/x")
+    assert nowhere.code == 2 and nowhere.stderr.count("\n") == 1, nowhere.stderr
+    assert nowhere.stderr.startswith(f"error: /nonexistent-ck/sub/x on node {host}: its folder")
     ssh = local_cluster.cli("ssh", "master", "--", "sh", "-c", "echo from-ssh; exit 5")
     assert ssh.code == 5 and ssh.stdout == "from-ssh\n", ssh.stdout + ssh.stderr
     unknown = local_cluster.cli("exec", "--node", "nosuch", "hostname")

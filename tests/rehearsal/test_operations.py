@@ -364,3 +364,12 @@ def test_the_operators_ssh_config_and_agent_never_reach_the_nodes(rehearsal, tmp
             "[master] agent=none user=root", "[worker] agent=none user=root"]  # fmt: skip
     finally:
         os.kill(pid, signal.SIGTERM)
+
+
+def test_a_command_out_of_time_is_ended_on_the_node_itself(rehearsal: Rehearsal):
+    proc = rehearsal.ck("exec", "--timeout", "2", "sleep 97; echo late")
+    assert proc.returncode == 1 and "late" not in proc.stdout, proc.stdout + proc.stderr
+    assert "did not end on worker within 2 s" in proc.stderr, proc.stderr
+    time.sleep(1)
+    left = rehearsal.ck("exec", "pgrep -f 'sleep 97' || true")
+    assert left.stdout.strip() == "", left.stdout  # not left running on either node
