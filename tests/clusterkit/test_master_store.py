@@ -195,7 +195,7 @@ def test_a_run_cancelled_before_its_supervisor_took_it_never_runs(tmp_path):
 
 
 def test_a_run_neither_on_the_master_nor_here_is_named(where):
-    master, store = where
+    _, store = where
     with pytest.raises(RunNotFound, match=r"run 20990101-000000-aaaa is neither on the master"):
         store.refresh("20990101-000000-aaaa")
     kept = FolderRunStore(store.root).create(job="old", params={}, cluster="c", provider="x")
