@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,7 +39,7 @@ from clusterkit.cluster import (
     run_store,
     submit_job,
 )
-from clusterkit.core.errors import BadInput, ClusterkitError, RunNotFound
+from clusterkit.core.errors import BadInput, ClusterkitError, NoCluster, RunNotFound
 from clusterkit.core.fmt import human_bytes, human_seconds
 from clusterkit.core.records import RunRecord
 from clusterkit.core.spec import SPEC_FILENAME, default_spec_text, load_spec
@@ -44,6 +47,7 @@ from clusterkit.core.state import Contexts
 from clusterkit.runs.launcher import Runs
 from clusterkit.runs.store import RunStore
 from clusterkit.runs.tails import LogTail, progress
+from clusterkit.scripts import plan_script, submit_script
 
 app = typer.Typer(
     help="A reproducible Spark + Ray cluster kit with honest, recorded job runs.",
@@ -59,6 +63,21 @@ ClusterOpt = Annotated[
     str | None, typer.Option("--cluster", help="act on this cluster, not the current one")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON on stdout")]
+
+
+class SparkSession(StrEnum):
+    warm = "warm"
+    classic = "classic"
+
+
+SparkSessionOpt = Annotated[
+    SparkSession,
+    typer.Option(
+        "--spark-session",
+        help="warm: the cluster's Spark Connect server (no start-up); classic: a Spark "
+        "application of the run's own (the RDD API, a comparison)",
+    ),
+]
 
 
 def _print_json(data: Any) -> None:
@@ -356,6 +375,7 @@ def run(
     cluster_name: ClusterOpt = None,
     detach: Annotated[bool, typer.Option(help="return at once with the run id")] = False,
     metrics: Annotated[bool, typer.Option(help="sample memory and CPU while it runs")] = True,
+    spark_session: SparkSessionOpt = SparkSession.warm,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -365,7 +385,7 @@ def run(
 ) -> None:
     """Run a job on the cluster's driver host, streaming its output; JOB --param value ..."""
     _run_job(job, list(ctx.args), cluster_name=cluster_name, detach=detach, metrics=metrics,
-             as_json=as_json)  # fmt: skip
+             as_json=as_json, spark_session=spark_session.value)  # fmt: skip
 
 
 def _run_job(
@@ -376,27 +396,43 @@ def _run_job(
     detach: bool,
     metrics: bool,
     as_json: bool,
+    spark_session: str = "warm",
 ) -> None:
     """Check the job's parameters (a refusal is recorded), submit it, follow it to the end."""
     target = open_or_why(cluster_name)
-    try:
+
+    def start() -> RunRecord:
         try:
-            record = submit_job(job, args, cluster=target, metrics=metrics)
+            return submit_job(job, args, cluster=target, metrics=metrics,
+                              spark_session=spark_session)  # fmt: skip
         except ParamsRefused as exc:
             if exc.run_id:
                 err.print(f"[dim]recorded as run {exc.run_id} (failed)[/dim]")
             raise
-        assert isinstance(target, Cluster)  # else submit_job raised why there is none
+
+    _start_and_follow(target, start, detach=detach, as_json=as_json)
+
+
+def _start_and_follow(target: Cluster | NoCluster, start: Callable[[], RunRecord], *,
+                      detach: bool, as_json: bool) -> None:  # fmt: skip
+    """Start a run, then print its id (``detach``) or follow it to the end, cancelling it on
+    Ctrl-C; exit 1 unless it succeeded."""
+    try:
+        record = start()
+        assert isinstance(target, Cluster)  # else start raised why there is none
         runs = target.runs()
         if detach:
             _print_json(_record_view(runs.store, record)) if as_json else out.print(record.id)
+            if record.final and record.status != "succeeded":  # it failed before it started
+                raise ClusterkitError(f"run {record.id} {record.status}: {record.error}")
             return
-        err.print(f"[dim]run {record.id} ({record.job}) started; Ctrl-C cancels it[/dim]")
-        try:
-            record = _follow_with_progress(runs, record.id, as_json=as_json)
-        except KeyboardInterrupt:
-            err.print(f"cancelling run {record.id} ...")
-            record = runs.cancel(record.id, reason="interrupted (Ctrl-C)")
+        if not record.final:
+            err.print(f"[dim]run {record.id} ({record.job}) started; Ctrl-C cancels it[/dim]")
+            try:
+                record = _follow_with_progress(runs, record.id, as_json=as_json)
+            except KeyboardInterrupt:
+                err.print(f"cancelling run {record.id} ...")
+                record = runs.cancel(record.id, reason="interrupted (Ctrl-C)")
         view = _record_view(runs.store, record)
     finally:
         if isinstance(target, Cluster):
@@ -404,6 +440,47 @@ def _run_job(
     _print_json(view) if as_json else _print_record(view)
     if record.status != "succeeded":
         raise ClusterkitError(f"run {record.id} {record.status}: {record.error}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def submit(
+    ctx: typer.Context,
+    script: Annotated[Path, typer.Argument(help="your Python script (FILE.py)")],
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            help="its working folder (default: the script's), copied to a remote "
+            "master without .git and .venv"
+        ),
+    ] = None,
+    requirements: Annotated[
+        Path | None,
+        typer.Option(help="a requirements file, installed into an environment of the run's own"),
+    ] = None,
+    spark_session: SparkSessionOpt = SparkSession.warm,
+    cluster_name: ClusterOpt = None,
+    detach: Annotated[bool, typer.Option(help="return at once with the run id")] = False,
+    metrics: Annotated[bool, typer.Option(help="sample memory and CPU while it runs")] = True,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the run record as JSON on stdout")
+    ] = False,
+) -> None:
+    """Run your own script on the cluster's driver node as a recorded run: FILE.py [-- ARGS].
+
+    SPARK_REMOTE, RAY_ADDRESS (with Ray's token) and CLUSTERKIT_STORAGE are set, so
+    SparkSession.builder.getOrCreate() and ray.init() join the cluster. Scripts that use
+    sparkContext or RDDs need --spark-session classic (spark-submit)."""
+    plan = plan_script(script, workdir=workdir, requirements=requirements)
+    target = open_or_why(cluster_name)
+    args = list(ctx.args)  # after `--`, or any word submit does not know
+
+    def start() -> RunRecord:
+        if isinstance(target, NoCluster):
+            raise target
+        return submit_script(target, plan, args, spark_session=spark_session.value,
+                             metrics=metrics)  # fmt: skip
+
+    _start_and_follow(target, start, detach=detach, as_json=as_json)
 
 
 @app.command()
@@ -415,6 +492,7 @@ def bench(
     profile: Annotated[str | None, typer.Option(help="datagen's profile")] = None,
     cluster_name: ClusterOpt = None,
     detach: Annotated[bool, typer.Option(help="return at once with the run id")] = False,
+    spark_session: SparkSessionOpt = SparkSession.warm,
     as_json: JsonOpt = False,
 ) -> None:
     """Compare engines: jobs x engines x sizes, each run recorded; Markdown + CSV table.
@@ -425,7 +503,7 @@ def bench(
              "profile": profile}  # fmt: skip
     args = [a for k, v in given.items() if v is not None for a in (f"--{k}", str(v))]
     _run_job("bench", args, cluster_name=cluster_name, detach=detach, metrics=True,
-             as_json=as_json)  # fmt: skip
+             as_json=as_json, spark_session=spark_session.value)  # fmt: skip
 
 
 def _runs_of(cluster_name: str | None, *, cached: bool) -> tuple[Runs | None, RunStore]:
@@ -595,7 +673,8 @@ def copy(
 
 @app.command()
 def tunnel(cluster_name: ClusterOpt = None) -> None:
-    """Forward the dashboards to 127.0.0.1 through the master until Ctrl-C."""
+    """Forward the dashboards and the Spark Connect server to 127.0.0.1 through the master
+    until Ctrl-C."""
     target = open_cluster(cluster_name)
     with contextlib.closing(target), operate.tunnels(target) as opened:
         for t in opened:
@@ -603,12 +682,54 @@ def tunnel(cluster_name: ClusterOpt = None) -> None:
                       soft_wrap=True)  # fmt: skip
         out.print(f"the Ray dashboard asks for the cluster's token: {target.paths.ray_token}",
                   soft_wrap=True)  # fmt: skip
+        out.print("Spark Connect asks for its token: set SPARK_CONNECT_AUTHENTICATE_TOKEN to the "
+                  f"contents of {target.paths.spark_connect_token}", soft_wrap=True)  # fmt: skip
         out.print("forwarding; Ctrl-C to stop")
         sys.stdout.flush()
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
             out.print("tunnels closed")
+
+
+@app.command()
+def notebook(
+    cluster_name: ClusterOpt = None,
+    port: Annotated[int, typer.Option(help="its port on the driver node (and here)")] = 8888,
+    root_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--dir",
+            help="its notebooks' folder on the driver node "
+            "(default: the cluster's notebooks folder there)",
+        ),
+    ] = None,
+    stop: Annotated[
+        bool, typer.Option("--stop", help="stop the cluster's notebook server and exit")
+    ] = False,
+) -> None:
+    """JupyterLab on the driver node until Ctrl-C (or `down`): loopback only, a random token,
+    kernels with SPARK_REMOTE, Ray's settings and CLUSTERKIT_STORAGE preset."""
+    from clusterkit.notebook import notebook as start_notebook
+    from clusterkit.notebook import stop_notebook, wait_stopped
+
+    target = open_cluster(cluster_name)
+    if stop:
+        with contextlib.closing(target):
+            stopped = stop_notebook(target)
+        out.print("notebook server stopped" if stopped else "no notebook server was running")
+        return
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped as by Ctrl-C: the server goes too
+    with contextlib.closing(target), start_notebook(target, port=port, root_dir=root_dir,
+                                                    say=_say) as running:  # fmt: skip
+        out.print(f"  {running.local_url}", markup=False, soft_wrap=True)
+        out.print("open it in a browser on this machine; Ctrl-C stops the server and its kernels")
+        sys.stdout.flush()
+        try:
+            wait_stopped(target)
+            out.print("the notebook server stopped (the cluster went down)")
+        except KeyboardInterrupt:
+            out.print("stopping the notebook server")
 
 
 @app.command()
@@ -648,6 +769,10 @@ def use(name: Annotated[str, typer.Argument(help="a cluster from `clusterkit clu
     """Make NAME the current cluster."""
     Contexts().use(name)
     out.print(f"current cluster: {name}")
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -144,6 +144,7 @@ class Cluster:
             "CLUSTERKIT_CLUSTER": state.name,
             "CLUSTERKIT_STORAGE_ROOT": state.storage_root,
             "CLUSTERKIT_SPARK_MASTER": state.endpoints.spark_master_url,
+            "CLUSTERKIT_SPARK_CONNECT": state.endpoints.spark_connect_url,
             "CLUSTERKIT_RAY_ADDRESS": state.endpoints.ray_address,
         }
         if state.sizing is not None:  # known once the cluster was healthy
@@ -215,7 +216,7 @@ def opened(name: str | None = None) -> Any:
 
 
 def submit_job(job: str, args: Sequence[str], *, cluster: Cluster | NoCluster,
-               metrics: bool = True) -> RunRecord:  # fmt: skip
+               metrics: bool = True, spark_session: str = "warm") -> RunRecord:  # fmt: skip
     """Check ``job`` and its ``--name value`` arguments, then start it on ``cluster``: what
     ``clusterkit run`` and the console's job forms both call.
 
@@ -233,7 +234,8 @@ def submit_job(job: str, args: Sequence[str], *, cluster: Cluster | NoCluster,
         raise ParamsRefused(str(exc), refused) from exc
     if isinstance(cluster, NoCluster):
         raise cluster
-    return cluster.runs().submit(definition.name, params, metrics=metrics)
+    return cluster.runs().submit(definition.name, params, metrics=metrics,
+                                 spark_session=spark_session)  # fmt: skip
 
 
 def open_or_why(name: str | None = None) -> Cluster | NoCluster:

@@ -16,23 +16,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import os
+import signal
+import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from clusterkit.catalog import find_job
 from clusterkit.core.files import write_json_atomic
 from clusterkit.core.fmt import human_bytes, human_seconds
 from clusterkit.core.jobspec import Job, JobInputError, Param, parse_count
-from clusterkit.core.records import RUN_MARKER, RunRecord
+from clusterkit.core.records import RUN_MARKER, SHARED_FILE, RunRecord
 from clusterkit.runs.compare import markdown, measurement, summarise, to_csv
 from clusterkit.runs.launcher import SETUP_FILE, Runs, RunSetup
 from clusterkit.runs.store import FolderRunStore
@@ -41,15 +46,20 @@ __all__ = [
     "ChildRuns",
     "Job",
     "JobContext",
+    "JobFailed",
     "JobInputError",
     "Param",
     "RunRecord",
+    "connect_url",
     "human_bytes",
     "human_seconds",
+    "interrupt_session",
     "main",
+    "mark_shared",
     "markdown",
     "measurement",
     "parse_count",
+    "spark_session",
     "summarise",
     "to_csv",
 ]
@@ -118,10 +128,19 @@ class JobContext:
 
     @contextlib.contextmanager
     def spark_progress(self, total: float, unit: str, *, interval_s: float = 0.5) -> Iterator[None]:
-        """While the block runs, report Spark's finished-task share of ``total`` units."""
-        import threading
-
-        tracker = self.spark().sparkContext.statusTracker()
+        """While the block runs, report Spark's finished-task share of ``total`` units (from
+        the Connect server's progress reports, or a classic session's status tracker)."""
+        spark = self.spark()
+        if self.warm:
+            handler = _ConnectProgress(lambda done: self.progress(total * done, total, unit))
+            spark.registerProgressHandler(handler)
+            try:
+                yield
+            finally:
+                spark.removeProgressHandler(handler)
+                self.progress(total, total, unit)
+            return
+        tracker = spark.sparkContext.statusTracker()
         stop = threading.Event()
 
         def poll() -> None:
@@ -141,33 +160,65 @@ class JobContext:
             thread.join()
             self.progress(total, total, unit)
 
-    def spark(self) -> Any:
-        """A SparkSession on the cluster's master, its executors marked with the run id."""
-        if self._spark is None:
-            from pyspark.sql import SparkSession
+    @property
+    def warm(self) -> bool:
+        """Whether Spark work goes to the cluster's Spark Connect server (the default) rather
+        than to an application of the run's own (``--spark-session classic``)."""
+        return spark_session() == "warm" and bool(os.environ.get("CLUSTERKIT_SPARK_CONNECT"))
 
-            env = os.environ
-            builder = (
-                SparkSession.builder.appName(f"clusterkit-{self.job.name}-{self.run_id}")
-                .master(env.get("CLUSTERKIT_SPARK_MASTER", "local[*]"))
-                .config(f"spark.executorEnv.{RUN_MARKER}", self.run_id)
-                .config("spark.pyspark.python", env.get("PYSPARK_PYTHON", "python3"))
-                .config("spark.sql.session.timeZone", "UTC")
-                # int64 UTC microseconds, as DuckDB and Arrow write them (not legacy INT96)
-                .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-                .config("spark.ui.showConsoleProgress", "false")
-                .config("spark.ui.enabled", "false")
-            )
-            for key, var in (
-                ("spark.executor.cores", "CLUSTERKIT_SPARK_EXECUTOR_CORES"),
-                ("spark.executor.memory", "CLUSTERKIT_SPARK_EXECUTOR_MEMORY"),
-                ("spark.driver.memory", "CLUSTERKIT_SPARK_DRIVER_MEMORY"),
-            ):
-                if env.get(var):
-                    builder = builder.config(key, env[var])
-            self._spark = builder.getOrCreate()
-            self._spark.sparkContext.setLogLevel("WARN")
+    def spark(self) -> Any:
+        """A SparkSession for the run: attached to the cluster's warm Spark Connect server,
+        or (classic) an application of its own on the cluster's master, its executors marked
+        with the run id."""
+        if self._spark is None:
+            self._spark = self._warm_session() if self.warm else self._classic_session()
         return self._spark
+
+    def _warm_session(self) -> Any:
+        """The run's session on the Connect server: its id derived from the run's (so the
+        session can be interrupted when the run is cancelled), the server's processes counted
+        with the run's as shared ones (``shared.json``)."""
+        from pyspark.sql import SparkSession
+
+        url = connect_url(self.run_id)
+        spark = SparkSession.builder.remote(url).getOrCreate()
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+        # int64 UTC microseconds, as DuckDB and Arrow write them (not legacy INT96)
+        spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        mark_shared(self)
+
+        def interrupt(signum: int, _frame: Any) -> None:  # a cancel: stop the server's work
+            with contextlib.suppress(Exception):
+                spark.interruptAll()
+            raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, interrupt)
+        return spark
+
+    def _classic_session(self) -> Any:
+        from pyspark.sql import SparkSession
+
+        env = os.environ
+        builder = (
+            SparkSession.builder.appName(f"clusterkit-{self.job.name}-{self.run_id}")
+            .master(env.get("CLUSTERKIT_SPARK_MASTER", "local[*]"))
+            .config(f"spark.executorEnv.{RUN_MARKER}", self.run_id)
+            .config("spark.pyspark.python", env.get("PYSPARK_PYTHON", "python3"))
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.ui.enabled", "false")
+        )
+        for key, var in (
+            ("spark.executor.cores", "CLUSTERKIT_SPARK_EXECUTOR_CORES"),
+            ("spark.executor.memory", "CLUSTERKIT_SPARK_EXECUTOR_MEMORY"),
+            ("spark.driver.memory", "CLUSTERKIT_SPARK_DRIVER_MEMORY"),
+        ):
+            if env.get(var):
+                builder = builder.config(key, env[var])
+        spark = builder.getOrCreate()
+        spark.sparkContext.setLogLevel("WARN")
+        return spark
 
     def ray(self) -> Any:
         """Connect to the cluster's Ray head; tasks and actors carry the run marker."""
@@ -182,6 +233,10 @@ class JobContext:
             )
         return ray
 
+    def fail(self, message: str, *, exit_code: int = 1) -> NoReturn:
+        """End the job as failed with ``message`` (the run's error) and ``exit_code``."""
+        raise JobFailed(message, exit_code)
+
     def children(self) -> ChildRuns:
         """The runs this job submits (a suite's steps, a bench's cells)."""
         if self._children is None:
@@ -195,6 +250,74 @@ class JobContext:
         ray = sys.modules.get("ray")
         if ray is not None and ray.is_initialized():
             ray.shutdown()
+
+
+def spark_session() -> str:
+    """How this run's Spark work is done: ``warm`` (the cluster's Spark Connect server) or
+    ``classic`` (an application of the run's own), as the run was submitted."""
+    return os.environ.get("CLUSTERKIT_SPARK_SESSION", "warm")
+
+
+def connect_url(run_id: str) -> str:
+    """The cluster's Spark Connect server for run ``run_id``, checked to answer, its token
+    put where the client reads it (``SPARK_CONNECT_AUTHENTICATE_TOKEN``, from the token file:
+    never on a command line), with the run's own session id."""
+    url = os.environ["CLUSTERKIT_SPARK_CONNECT"]
+    token_file = os.environ.get("CLUSTERKIT_SPARK_CONNECT_TOKEN_FILE")
+    if token_file:
+        os.environ["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = Path(token_file).read_text().strip()
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    try:  # the client would retry a server that is gone for ten minutes: ask first
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except OSError as exc:
+        raise RuntimeError(
+            f"the cluster's Spark Connect server ({url}) does not answer ({exc.strerror or exc}); "
+            f"`clusterkit up` starts it again (or run with --spark-session classic)"
+        ) from exc
+    return f"{url}/;session_id={session_id(run_id)}"
+
+
+def mark_shared(ctx: JobContext) -> None:
+    """Say that the run now uses the processes runs share (the Connect server): its
+    supervisor then counts them with the run's own (``shared.json``)."""
+    write_json_atomic(ctx.run_dir / SHARED_FILE, {"spark-connect": time.time()})
+
+
+def interrupt_session(run_id: str) -> None:
+    """Stop whatever the run's Spark Connect session is doing on the server (a cancel); the
+    server itself goes on for the next run. Best effort: a server that does not answer has
+    nothing to stop."""
+    with contextlib.suppress(Exception):
+        from pyspark.sql import SparkSession
+
+        SparkSession.builder.remote(connect_url(run_id)).getOrCreate().interruptAll()
+
+
+def session_id(run_id: str) -> str:
+    """The Spark Connect session id of run ``run_id`` (a UUID, derived: the same every time)."""
+    return str(uuid.UUID(hashlib.sha256(run_id.encode()).hexdigest()[:32], version=4))
+
+
+class JobFailed(Exception):
+    """The job failed with a message of its own (the run's error) and an exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _ConnectProgress:
+    """A Spark Connect progress handler: the finished share of the running stages' tasks."""
+
+    def __init__(self, report: Callable[[float], None]) -> None:
+        self.report = report
+
+    def __call__(self, stages: Any, inflight_tasks: int, operation_id: str | None,
+                 done: bool) -> None:  # fmt: skip
+        stages = list(stages or [])
+        tasks = sum(s.num_tasks for s in stages)
+        if tasks:
+            self.report(sum(s.num_completed_tasks for s in stages) / tasks)
 
 
 class ChildRuns:
@@ -214,7 +337,7 @@ class ChildRuns:
 
     def submit(self, job: str, params: dict[str, Any]) -> RunRecord:
         """Start ``job`` with ``params`` (checked by the job itself); its record, running."""
-        return self.runs.submit(job, params, parent=self.parent)
+        return self.runs.submit(job, params, parent=self.parent, spark_session=spark_session())
 
     def wait(self, run_id: str) -> RunRecord:
         """The run's final record, once it is final."""
@@ -247,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(ctx.run_dir / "error.json", {"type": "bad input", "message": str(exc)})
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except JobFailed as exc:
+        write_json_atomic(ctx.run_dir / "error.json", {"type": "failed", "message": str(exc)})
+        return exc.exit_code
     except Exception as exc:
         traceback.print_exc()
         message = f"{type(exc).__name__}: {exc}".splitlines()[0]

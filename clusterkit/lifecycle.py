@@ -33,6 +33,7 @@ from clusterkit.core.state import (
     storage_root_for,
 )
 from clusterkit.exec.processes import is_alive
+from clusterkit.notebook import stop_notebook
 from clusterkit.providers import get_provider
 from clusterkit.providers.base import NodeProvider
 from clusterkit.runs.store import FolderRunStore
@@ -314,6 +315,11 @@ def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet
     else:
         try:
             _cancel_active_runs(cluster, say=say)
+            try:
+                if stop_notebook(cluster):
+                    say("stopped the notebook server")
+            except ClusterkitError as exc:  # the nodes go anyway; say why it was not checked
+                say(f"the notebook server was not checked: {exc}")
             stopped = cluster.services.stop(cluster.state, paths, say=say)
             removed = cluster.provider.remove(name, paths, say=say)
         finally:

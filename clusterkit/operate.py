@@ -95,27 +95,35 @@ class Tunnel:
     remote: str  # host:port as the cluster knows it
 
 
-def dashboards(cluster: Cluster) -> list[tuple[str, str, int]]:
-    """Every web endpoint of the cluster (name, host, port): the Spark master and worker
-    UIs, the Ray dashboard, and any other http endpoint the cluster records."""
+#: The endpoints a tunnel brings here: the web UIs, and the Spark Connect server.
+TUNNELLED = ("http", "https", "sc")
+
+
+def dashboards(cluster: Cluster) -> list[tuple[str, str, str, int]]:
+    """Every endpoint of the cluster a client reaches (name, scheme, host, port): the Spark
+    master and worker UIs, the Ray dashboard, the Spark Connect server, and any other web
+    endpoint the cluster records."""
     found = []
     for name, url in vars(cluster.state.endpoints).items():
         parts = urlsplit(url)
-        if parts.scheme in ("http", "https") and parts.hostname and parts.port:
-            found.append((name, parts.hostname, parts.port))
+        if parts.scheme in TUNNELLED and parts.hostname and parts.port:
+            found.append((name, parts.scheme, parts.hostname, parts.port))
     return found
 
 
 @contextmanager
 def tunnels(cluster: Cluster) -> Iterator[list[Tunnel]]:
-    """Every dashboard reachable on 127.0.0.1 (through the master; on the local provider,
-    where they are already), open while the block runs. The dashboards themselves stay on
-    the nodes' private addresses; a tunnel listens on the dashboard's own port when it is
-    free here (bookmarks keep working)."""
+    """Every dashboard and the Spark Connect server reachable on 127.0.0.1 (through the
+    master; on the local provider, where they are already), open while the block runs. They
+    themselves stay on the nodes' private addresses (the Connect server on the master's
+    loopback); a tunnel listens on the endpoint's own port when it is free here (bookmarks
+    keep working)."""
     driver = cluster.driver()
     with ExitStack() as stack:
         opened = []
-        for name, host, port in dashboards(cluster):
+        for name, scheme, host, port in dashboards(cluster):
             here = stack.enter_context(driver.forward(host, port, prefer=port))
-            opened.append(Tunnel(name, f"http://{here}", f"{host}:{port}"))
+            if scheme == "sc":  # the client speaks to its token's server over a local
+                here = here.replace("127.0.0.1:", "localhost:")  # channel only for localhost
+            opened.append(Tunnel(name, f"{scheme}://{here}", f"{host}:{port}"))
         yield opened

@@ -16,8 +16,6 @@ from typing import Any
 from clusterkit.jobkit import JobContext, Param
 from jobs._storage import (
     ArrowStorage,
-    FileStore,
-    Storage,
     check_columns,
     inspect_parquet,
     open_dataset,
@@ -46,7 +44,7 @@ class Input:
     """A checked input dataset, opened for the run's engine."""
 
     engine: str
-    storage: FileStore  # Storage (Spark's JVM) for spark, ArrowStorage otherwise
+    storage: ArrowStorage
     path: str
     rows: int
     schema: dict[str, str]  # column -> Spark type name
@@ -56,13 +54,12 @@ class Input:
     def errors(self) -> Any:
         """A context that turns a failure reading one of this input's files into a
         JobInputError naming the file (see raise_input_error_for)."""
-        if isinstance(self.storage, ArrowStorage):
+        if self.files:  # ray and duckdb: the files they read are named
             return raise_input_error_for(self.path, storage=self.storage, files=self.files)
         return raise_input_error_for(self.path)
 
     @property
     def arrow(self) -> ArrowStorage:
-        assert isinstance(self.storage, ArrowStorage), "only for the ray and duckdb engines"
         return self.storage
 
 
@@ -70,11 +67,10 @@ def open_input(ctx: JobContext, path: str, columns: Mapping[str, str], *, made_b
     """Check ``path`` (stage ``open``) for the engine in ``ctx.params['engine']``."""
     engine = ctx.params["engine"]
     with ctx.stage("open"):
-        if engine == "spark":
-            storage = Storage(ctx.spark())
-            df, rows = open_dataset(storage, path, columns, made_by=made_by)
-            return Input(engine, storage, path, rows, spark_schema(df), df=df)
         arrow = ArrowStorage()
+        if engine == "spark":
+            df, rows = open_dataset(arrow, ctx.spark(), path, columns, made_by=made_by)
+            return Input(engine, arrow, path, rows, spark_schema(df), df=df)
         dataset = inspect_parquet(arrow, path, made_by=made_by)
         check_columns(dataset.schema, path, columns)
         return Input(engine, arrow, path, dataset.rows, dataset.schema, files=dataset.files)

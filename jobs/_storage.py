@@ -1,6 +1,8 @@
-"""Datasets under the storage root, through Hadoop's FileSystem API (Spark's JVM).
+"""Datasets under the storage root, through pyarrow's file systems (:class:`ArrowStorage`).
 
-The same calls work on a local folder (``file:``) and on HDFS (``hdfs://master:9000/...``),
+The same calls work on a local folder (``file:``) and on HDFS (``hdfs://master:9000/...``,
+through libhdfs on the node), whichever engine does the work (a Spark session attached to the
+cluster's Spark Connect server has no JVM of its own to reach Hadoop's FileSystem through),
 so the jobs never bake in local paths. Outputs are written to a temporary folder beside the
 target and committed by rename: a failed or cancelled job leaves no half-written dataset.
 Inputs are checked before any work: the path exists, every Parquet file has Parquet's magic
@@ -36,9 +38,8 @@ KINDS: dict[str, tuple[str, ...]] = {
 
 
 class FileStore(ABC):
-    """File operations on the storage root: :class:`Storage` (Spark's JVM) or
-    :class:`ArrowStorage` (pyarrow), the same calls on the same paths. Subclasses give the
-    primitives; the rest is built on them here, once."""
+    """File operations on the storage root (:class:`ArrowStorage`, and the fakes of tests):
+    subclasses give the primitives; the rest is built on them here, once."""
 
     @abstractmethod
     def exists(self, path: str) -> bool: ...
@@ -87,74 +88,6 @@ class FileStore(ABC):
         """The dataset's ``_clusterkit.json`` (written by the job that made it), or {}."""
         text = self.read_text(f"{dataset}/{META_FILE}")
         return json.loads(text) if text else {}
-
-
-class Storage(FileStore):
-    """File operations through Hadoop's FileSystem API, for the job's SparkSession."""
-
-    def __init__(self, spark: Any) -> None:
-        self.spark = spark
-        self._jvm = spark._jvm
-        self._conf = spark._jsc.hadoopConfiguration()
-
-    def _path(self, path: str) -> Any:
-        return self._jvm.org.apache.hadoop.fs.Path(path)
-
-    def _fs(self, path: str) -> Any:
-        return self._path(path).getFileSystem(self._conf)
-
-    def exists(self, path: str) -> bool:
-        return bool(self._fs(path).exists(self._path(path)))
-
-    def delete(self, path: str) -> None:
-        self._fs(path).delete(self._path(path), True)
-
-    def files(self, path: str, suffix: str = ".parquet") -> list[str]:
-        """Data files directly in ``path`` (or ``path`` itself if it is a file)."""
-        fs = self._fs(path)
-        status = fs.getFileStatus(self._path(path))
-        if status.isFile():
-            return [path]
-        return sorted(
-            str(s.getPath().toString())
-            for s in fs.listStatus(self._path(path))
-            if s.isFile() and s.getPath().getName().endswith(suffix)
-        )
-
-    def read_bytes(self, path: str, *, offset: int, length: int) -> bytes:
-        """``length`` bytes from ``offset`` (fewer at the end of the file)."""
-        stream = self._fs(path).open(self._path(path))
-        try:
-            stream.seek(offset)
-            return bytes(stream.readNBytes(length))  # Java byte[] -> Python bytes
-        finally:
-            stream.close()
-
-    def size(self, path: str) -> int:
-        return int(self._fs(path).getFileStatus(self._path(path)).getLen())
-
-    def write_bytes(self, path: str, data: bytes, *, chunk: int = 4 * 1024**2) -> None:
-        """Create (or replace) ``path`` holding ``data``, sent to the JVM in chunks."""
-        out = self._fs(path).create(self._path(path), True)
-        try:
-            for start in range(0, len(data), chunk):
-                out.write(bytearray(data[start : start + chunk]))
-        finally:
-            out.close()
-
-    def list_dirs(self, path: str) -> list[str]:
-        if not self.exists(path):
-            return []
-        return sorted(
-            str(s.getPath().getName()) for s in self._fs(path).listStatus(self._path(path))
-            if s.isDirectory()
-        )  # fmt: skip
-
-    def rename(self, source: str, target: str) -> bool:
-        """Rename ``source`` to ``target``; False if ``target`` exists (nothing replaced)."""
-        if self.exists(target):
-            return False
-        return bool(self._fs(target).rename(self._path(source), self._path(target)))
 
 
 @contextlib.contextmanager
@@ -214,21 +147,22 @@ def check_parquet_files(storage: FileStore, path: str, *, made_by: str = "datage
 
 
 def open_dataset(
-    storage: Storage,
+    storage: FileStore,
+    spark: Any,
     path: str,
     columns: Mapping[str, str],
     *,
     made_by: str = "datagen",
     select: Sequence[str] = (),
 ) -> tuple[Any, int]:
-    """Read ``path`` after checking it; return (DataFrame, row count).
+    """Read ``path`` with ``spark`` after checking it; return (DataFrame, row count).
 
     ``columns`` maps each required column to a kind in KINDS. A missing column, a column of
     the wrong type and an empty dataset are refused with a message naming them.
     """
     check_parquet_files(storage, path, made_by=made_by)
     try:
-        df = storage.spark.read.parquet(path)
+        df = spark.read.parquet(path)
     except Exception as exc:  # e.g. a type Spark cannot read, such as nanosecond timestamps
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise JobInputError(f"{path}: Spark cannot read this dataset's schema: {reason}") from exc
@@ -312,8 +246,8 @@ def unreadable_file(storage: ArrowStorage, files: Sequence[str]) -> tuple[str, s
 
 
 class ArrowStorage(FileStore):
-    """The same file operations as :class:`Storage`, through pyarrow's file systems, for
-    jobs that run without Spark (local folders; hdfs:// needs libhdfs on the node)."""
+    """The storage root's file operations through pyarrow's file systems (local folders;
+    hdfs:// needs libhdfs on the node)."""
 
     def __init__(self) -> None:
         self._systems: dict[str, Any] = {}

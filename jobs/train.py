@@ -34,7 +34,7 @@ from jobs._model import (
     trials_for,
 )
 from jobs._storage import (
-    Storage,
+    ArrowStorage,
     check_columns,
     open_dataset,
     raise_input_error_for,
@@ -55,10 +55,10 @@ def main(ctx: JobContext) -> dict[str, Any]:
     trials = trials_for(p["search"], p["model"])  # refuses a model the search has no grid for
 
     spark = ctx.spark()
-    storage = Storage(spark)
+    storage = ArrowStorage()
     source = p["input"] or ctx.storage_path("datasets", "people")
     with ctx.stage("open"):
-        df, rows = open_dataset(storage, source, {})
+        df, rows = open_dataset(storage, spark, source, {})
         check_columns(spark_schema(df), source, {KEY: "integer", TARGET: "number"},
                       needed_by=" (train)")  # fmt: skip
         inputs = select_inputs(df, source, needed_by="train", extra=[KEY, TARGET])

@@ -10,6 +10,8 @@ pytestmark = pytest.mark.tools
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = ["clusterkit", "jobs", "tests", "benchmarks", "scripts"]
+#: Users' examples: linted and formatted, not type-checked (they are written as users write)
+EXAMPLES = ["examples"]
 
 
 def _run(*args: str) -> None:
@@ -19,11 +21,11 @@ def _run(*args: str) -> None:
 
 
 def test_ruff_check():
-    _run("ruff", "check", *CODE)
+    _run("ruff", "check", *CODE, *EXAMPLES)
 
 
 def test_ruff_format():
-    _run("ruff", "format", "--check", *CODE)
+    _run("ruff", "format", "--check", *CODE, *EXAMPLES)
 
 
 def test_mypy():

@@ -8,6 +8,7 @@ parameters, and ``main(ctx)`` (ctx: :class:`clusterkit.jobkit.JobContext`) runs 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,7 @@ class Param:
     """One declared job parameter: ``--name VALUE`` (``--name``/``--no-name`` for flags)."""
 
     name: str
-    kind: str  # int | float | str | count | bool | choice | choices | counts
+    kind: str  # int | float | str | count | bool | choice | choices | counts | words
     default: Any
     help: str
     choices: tuple[str, ...] = ()
@@ -65,6 +66,8 @@ class Param:
             if raw not in self.choices:
                 raise ValueError(f"{raw!r} is not one of {', '.join(self.choices)}")
             return raw
+        if self.kind == "words":  # a command line's words: a list, or a string split as sh does
+            return [str(w) for w in raw] if isinstance(raw, list) else shlex.split(str(raw))
         if self.kind in ("choices", "counts"):  # a comma-separated list, e.g. spark,duckdb
             items = [i.strip() for i in (raw.split(",") if isinstance(raw, str) else raw)]
             if not items or "" in items:

@@ -16,6 +16,12 @@ FINAL = ("succeeded", "failed", "cancelled")
 #: The environment variable that marks every process of a run (driver, executors, Ray
 #: workers), on every node: how a run's processes are found, sampled and stopped.
 RUN_MARKER = "CLUSTERKIT_RUN_ID"
+#: The environment variable that marks the processes every run shares (the Spark Connect
+#: server and its executors): sampled with a run that uses them, and named as shared.
+SHARED_MARKER = "CLUSTERKIT_SHARED"
+#: In a run's folder once its job attached to the shared processes (the Connect server):
+#: from then on, they are sampled with the run's own.
+SHARED_FILE = "shared.json"
 
 
 def now_iso() -> str:
@@ -49,6 +55,10 @@ class RunRecord:
     cancel_requested: str | None = None
     parent: str | None = None  # the run that submitted this one (a suite's steps)
     children: list[str] = field(default_factory=list)  # the runs this one submitted
+    spark_session: str = "warm"  # warm: the cluster's Spark Connect server; classic: its own
+    # the processes runs share that did this run's work too (the Connect server, its
+    # executors), by node: counted in the peaks, and named here as shared
+    shared_processes: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def final(self) -> bool:

@@ -51,6 +51,7 @@ class Ports(_Section):
     spark_master_ui: Port = _port(8080, "Spark master web UI and its /json/ status")
     spark_worker: Port = _port(7078, "Spark worker RPC")
     spark_worker_ui: Port = _port(8081, "Spark worker web UI")
+    spark_connect: Port = _port(15002, "Spark Connect server (gRPC, loopback of the master)")
     ray_gcs: Port = _port(6379, "Ray head (GCS)")
     ray_dashboard: Port = _port(8265, "Ray dashboard and Jobs API")
     ray_client: Port = _port(10001, "Ray client server")

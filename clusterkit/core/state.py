@@ -22,7 +22,7 @@ from clusterkit.core.records import Daemon
 from clusterkit.core.spec import Spec
 
 #: The version of ``cluster.json``'s layout this kit writes and reads.
-SCHEMA = 2
+SCHEMA = 3
 LOOPBACK = "127.0.0.1"
 
 
@@ -54,6 +54,10 @@ class ClusterPaths:
         return self.root / "ray-token"
 
     @property
+    def spark_connect_token(self) -> Path:
+        return self.root / "spark-connect-token"
+
+    @property
     def spark_dir(self) -> Path:
         return self.root / "spark"
 
@@ -80,10 +84,13 @@ class Endpoints:
     ray_address: str
     ray_dashboard: str
     ray_client: str
+    spark_connect_url: str  # on the master's loopback (`clusterkit tunnel` brings it here)
 
     @classmethod
     def for_spec(cls, spec: Spec, host: str = LOOPBACK, worker: str | None = None) -> Endpoints:
-        """The spec's ports on ``host`` (the master); the worker's UI on ``worker``."""
+        """The spec's ports on ``host`` (the master); the worker's UI on ``worker``; the Spark
+        Connect server on the master's loopback, named ``localhost`` (its client then uses
+        the token over a local channel, not TLS)."""
         ports = spec.ports
         return cls(
             spark_master_url=f"spark://{host}:{ports.spark_master}",
@@ -92,6 +99,7 @@ class Endpoints:
             ray_address=f"{host}:{ports.ray_gcs}",
             ray_dashboard=f"http://{host}:{ports.ray_dashboard}",
             ray_client=f"ray://{host}:{ports.ray_client}",
+            spark_connect_url=f"sc://localhost:{ports.spark_connect}",
         )
 
 

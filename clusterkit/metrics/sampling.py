@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from clusterkit.core.records import RUN_MARKER
+from clusterkit.core.records import RUN_MARKER, SHARED_MARKER
 from clusterkit.exec.processes import terminate_all
 
 
@@ -65,7 +65,8 @@ def sample_lines(on_sample: Callable[[dict[str, Any]], None]) -> Callable[[str, 
 
 
 class RunProcessFinder:
-    """Finds the processes whose environment carries a run's marker.
+    """Finds the processes whose environment carries a run's marker (``marker`` set to
+    ``value``; with ``value`` None, to anything: the shared processes' marker).
 
     A process's verdict is cached by (pid, create time, name), so a sample costs one process
     listing plus an environment read for each process that is new since the last one. A
@@ -74,8 +75,9 @@ class RunProcessFinder:
     only once a process is older than ``settle_s``, and a name change (most execs) is a new key.
     """
 
-    def __init__(self, run_id: str, *, settle_s: float = 5.0) -> None:
-        self.run_id = run_id
+    def __init__(self, value: str | None, *, marker: str = RUN_MARKER,
+                 settle_s: float = 5.0) -> None:  # fmt: skip
+        self.value, self.marker = value, marker
         self.settle_s = settle_s
         self._verdicts: dict[tuple[int, float, str], bool] = {}
 
@@ -89,7 +91,8 @@ class RunProcessFinder:
             verdict = self._verdicts.get(key)
             if verdict is None:
                 try:
-                    verdict = proc.environ().get(RUN_MARKER) == self.run_id
+                    found_value = proc.environ().get(self.marker)
+                    verdict = found_value is not None and self.value in (None, found_value)
                 except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
                     verdict = False
             if verdict or now - created > self.settle_s:
@@ -102,6 +105,8 @@ class RunProcessFinder:
 
 def _role(cmdline: list[str], default: str = "driver") -> str:
     text = " ".join(cmdline)
+    if "SparkConnectServer" in text:
+        return "spark-connect-server"
     if "CoarseGrainedExecutorBackend" in text:
         return "spark-executor"
     if "org.apache.spark.deploy.SparkSubmit" in text:
@@ -116,9 +121,10 @@ def _role(cmdline: list[str], default: str = "driver") -> str:
 
 
 def run_sample(finder: RunProcessFinder, cpu_state: dict[int, psutil.Process], *,
-               default_role: str = "driver") -> dict[str, Any]:  # fmt: skip
-    """Memory (RSS) and CPU of the run's processes on this node, summed and by role (a
-    process of no known role is ``default_role``: the driver on the driver's node)."""
+               default_role: str = "driver", prefix: str = "run") -> dict[str, Any]:  # fmt: skip
+    """Memory (RSS) and CPU of the run's processes on this node (or, with ``prefix``
+    "shared", of the processes runs share), summed and by role (a process of no known role is
+    ``default_role``: the driver on the driver's node)."""
     procs = finder.find()
     rss_total = 0
     cpu_total = 0.0
@@ -140,11 +146,21 @@ def run_sample(finder: RunProcessFinder, cpu_state: dict[int, psutil.Process], *
     cpu_state.clear()
     cpu_state.update(alive)
     return {
-        "run_processes": len(alive),
-        "run_rss_bytes": rss_total,
-        "run_cpu_percent": round(cpu_total, 1),
-        "run_rss_by_role": by_role,
+        f"{prefix}_processes": len(alive),
+        f"{prefix}_rss_bytes": rss_total,
+        f"{prefix}_cpu_percent": round(cpu_total, 1),
+        f"{prefix}_rss_by_role": by_role,
     }
+
+
+def fold_shared(sample: dict[str, Any]) -> dict[str, Any]:
+    """``sample`` with the shared processes it saw counted as the run's (their roles named
+    ``shared ROLE``): a run that uses the Spark Connect server is charged its memory."""
+    roles = dict(sample["run_rss_by_role"])
+    for role, rss in sample.get("shared_rss_by_role", {}).items():
+        roles[f"shared {role}"] = rss
+    return {**sample, "run_rss_bytes": sample["run_rss_bytes"] + sample.get("shared_rss_bytes", 0),
+            "run_rss_by_role": roles}  # fmt: skip
 
 
 class Peaks:
@@ -205,8 +221,11 @@ def _raise_to(peaks: dict[str, int], values: dict[str, int]) -> None:
 class Sampler:
     """Samples node and run figures every ``interval_s`` in a thread; keeps peaks.
 
-    ``on_sample`` receives every sample (the run supervisor appends them to the run's
-    metrics file). ``stop()`` takes one last sample and returns the summary.
+    Each sample also has the figures of the processes runs share (the Spark Connect server
+    and its executors: ``shared_*``); while ``uses_shared()`` says the run uses them, they
+    are counted as the run's (:func:`fold_shared`). ``on_sample`` receives every sample (the
+    run supervisor appends them to the run's metrics file). ``stop()`` takes one last sample
+    and returns the summary.
     """
 
     def __init__(
@@ -217,8 +236,10 @@ class Sampler:
         interval_s: float = 1.0,
         on_sample: Callable[[dict[str, Any]], None] | None = None,
         default_role: str = "driver",
+        uses_shared: Callable[[], bool] = lambda: False,
     ) -> None:
         self.run_id = run_id
+        self.uses_shared = uses_shared
         self.default_role = default_role
         self.node = node
         self.interval_s = interval_s
@@ -226,7 +247,9 @@ class Sampler:
         self.peaks = Peaks()
         self.cpu_s = 0.0  # CPU time the sampling itself used (its thread's)
         self._finder = RunProcessFinder(run_id)
+        self._shared = RunProcessFinder(None, marker=SHARED_MARKER)
         self._cpu_state: dict[int, psutil.Process] = {}
+        self._shared_cpu_state: dict[int, psutil.Process] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"sampler-{run_id}", daemon=True)
 
@@ -234,6 +257,10 @@ class Sampler:
         cpu_started = time.thread_time()
         sample = {"t": time.time(), **node_sample(self.node)}
         sample.update(run_sample(self._finder, self._cpu_state, default_role=self.default_role))
+        sample.update(run_sample(self._shared, self._shared_cpu_state, prefix="shared",
+                                 default_role="shared"))  # fmt: skip
+        if self.uses_shared():
+            sample = fold_shared(sample)
         self.cpu_s += time.thread_time() - cpu_started
         self.peaks.add(sample)
         if self.on_sample is not None:

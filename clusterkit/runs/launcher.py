@@ -105,18 +105,32 @@ class Runs:
 
     # -- starting -------------------------------------------------------------------------
     def submit(self, job: str, params: dict[str, Any], *, metrics: bool = True,
-               parent: str | None = None) -> RunRecord:  # fmt: skip
+               parent: str | None = None, spark_session: str = "warm",
+               stage: Callable[[str], None] | None = None) -> RunRecord:  # fmt: skip
         """Create the run and start its supervisor on the driver node; return once it has
         taken the run (its record says running, or already final). ``parent``: the run
-        submitting this one (a suite): cancelling it cancels this run too."""
+        submitting this one (a suite): cancelling it cancels this run too. ``spark_session``:
+        ``warm`` (the cluster's Spark Connect server) or ``classic`` (an application of the
+        run's own). ``stage(folder)`` puts the run's inputs into its folder on the driver node
+        before it starts; when it raises ClusterkitError the run is recorded failed with that
+        reason and returned, nothing started."""
         setup = self.setup
         record = self.store.create(job=job, params=params, cluster=setup.cluster,
                                    provider=setup.provider, metrics_enabled=metrics,
-                                   parent=parent)  # fmt: skip
+                                   parent=parent, spark_session=spark_session)  # fmt: skip
         folder = setup.folder(record.id)
         self.driver.write_file(
             f"{folder}/{SETUP_FILE}", json_bytes(setup.for_run(record.id).to_dict())
         )
+        if stage is not None:
+            try:
+                stage(folder)
+            except ClusterkitError as exc:
+                stamp = now_iso()
+                record = replace(record, status="failed", error=str(exc), exit_code=None,
+                                 started=stamp, ended=stamp, wall_s=0.0)  # fmt: skip
+                self.store.save(record)
+                return record
         # a run submitted from inside a run must not carry that run's marker
         self.driver.spawn([setup.python, "-m", SUPERVISOR, "--run-dir", folder], cwd=folder,
                           log=f"{folder}/supervisor.log", unset_env=[RUN_MARKER])  # fmt: skip

@@ -31,10 +31,10 @@ from typing import Any
 import psutil
 
 from clusterkit.core.files import write_json_atomic
-from clusterkit.core.records import RUN_MARKER, RunRecord, now_iso
+from clusterkit.core.records import RUN_MARKER, SHARED_FILE, RunRecord, now_iso
 from clusterkit.exec import processes
 from clusterkit.metrics.peers import PeerSampler
-from clusterkit.metrics.sampling import Peaks, RunProcessFinder, Sampler
+from clusterkit.metrics.sampling import Peaks, RunProcessFinder, Sampler, fold_shared
 from clusterkit.runs.launcher import CANCEL_FILE, RunSetup
 from clusterkit.runs.store import FolderRunStore
 
@@ -100,7 +100,8 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
         store.save(record)
         return 0
 
-    env = {**os.environ, **setup.env, RUN_MARKER: run_id, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **setup.env, RUN_MARKER: run_id, "PYTHONUNBUFFERED": "1",
+           "CLUSTERKIT_SPARK_SESSION": record.spark_session}  # fmt: skip
     argv = [sys.executable, "-m", "jobs", record.job, "--params-json", json.dumps(record.params)]
     peaks = Peaks()
     sampler: Sampler | None = None
@@ -115,10 +116,16 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
                 metrics_file.write(json.dumps(sample) + "\n")
                 metrics_file.flush()
 
+        def uses_shared() -> bool:  # once the job attached to the Spark Connect server
+            return (run_dir / SHARED_FILE).exists()
+
+        def write_peer_sample(sample: dict[str, Any]) -> None:
+            write_sample(fold_shared(sample) if uses_shared() else sample)
+
         sampler = Sampler(run_id, node=setup.node, interval_s=setup.interval_s,
-                          on_sample=write_sample)  # fmt: skip
+                          on_sample=write_sample, uses_shared=uses_shared)  # fmt: skip
         peers = [PeerSampler(runner, python=setup.python, run_id=run_id,
-                             interval_s=setup.interval_s, on_sample=write_sample)
+                             interval_s=setup.interval_s, on_sample=write_peer_sample)
                  for runner in setup.peer_runners()]  # fmt: skip
     with open(run_dir / "stdout.log", "ab") as out, open(run_dir / "stderr.log", "ab") as err:
         started = time.perf_counter()
@@ -178,11 +185,20 @@ def _cancel_reason(store: FolderRunStore, run_id: str) -> str | None:
 
 
 def _stop_run_processes(run_id: str) -> None:
-    """Stop every process of this node that carries the run's marker."""
+    """Stop every process of this node that carries the run's marker, until none is seen
+    for a second (Ray restarts a killed worker's task in a new worker: that one goes too)."""
     me = os.getpid()
-    found = [p for p in RunProcessFinder(run_id).find() if p.pid != me]
-    if found:
-        processes.terminate_all(found, grace_s=5.0)
+    finder = RunProcessFinder(run_id)
+    deadline = time.monotonic() + 30
+    quiet = 0
+    while quiet < 2 and time.monotonic() < deadline:
+        found = [p for p in finder.find() if p.pid != me]
+        if found:
+            processes.terminate_all(found, grace_s=5.0)
+            quiet = 0
+        else:
+            quiet += 1
+            time.sleep(0.5)
 
 
 def _record_peaks(record: RunRecord, run_dir: Path, peaks: Peaks, driver: dict[str, Any],
@@ -201,6 +217,11 @@ def _record_peaks(record: RunRecord, run_dir: Path, peaks: Peaks, driver: dict[s
         nodes[peer.name] = {"node": peer.name, "samples": 0, "error": peer.error}
     record.peak_rss_bytes = summary["peak_rss_bytes"]
     record.nodes = nodes
+    for name, node in nodes.items():
+        shared = sorted(r.removeprefix("shared ") for r in node.get("peak_rss_by_role", {})
+                        if r.startswith("shared "))  # fmt: skip
+        if shared:
+            record.shared_processes[name] = shared
     if result is not None:
         result.update(summary)
         if len(nodes) > 1:

@@ -11,6 +11,7 @@ until nothing does.
 from __future__ import annotations
 
 import shlex
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,7 @@ from clusterkit.core.errors import ServiceError
 from clusterkit.core.inventory import Inventory
 from clusterkit.core.state import Endpoints, JobSizing
 from clusterkit.exec.runner import CommandRunner
+from clusterkit.services.connect import APP_NAME as CONNECT_APP
 
 TIMEOUT_S = 2.0
 
@@ -65,13 +67,17 @@ def spark_master_json(ui_url: str) -> dict[str, Any]:
     return data
 
 
-def spark_health(master_url: str, ui_url: str) -> list[ServiceHealth]:
-    """The master and every worker it lists, with cores and memory."""
+def spark_health(master_url: str, ui_url: str, connect_url: str) -> list[ServiceHealth]:
+    """The master, every worker it lists (with cores and memory), and the Spark Connect
+    server as the master lists its application (the cores its executors hold now)."""
     try:
         data = spark_master_json(ui_url)
     except (requests.RequestException, ValueError) as exc:
         reason = f"{ui_url}/json/ not answering: {type(exc).__name__}"
-        return [ServiceHealth("spark-master", "down", master_url, ui_url, reason, answered=False)]
+        return [
+            ServiceHealth("spark-master", "down", master_url, ui_url, reason, answered=False),
+            ServiceHealth("spark-connect", "down", connect_url, None, reason, answered=False),
+        ]
     master = ServiceHealth(
         "spark-master",
         "up" if data.get("status") == "ALIVE" else "down",
@@ -102,7 +108,40 @@ def spark_health(master_url: str, ui_url: str) -> list[ServiceHealth]:
                 },
             )
         )
+    app = next((a for a in data.get("activeapps", []) if a.get("name") == CONNECT_APP), None)
+    if app is None:
+        rows.append(ServiceHealth("spark-connect", "down", connect_url, None,
+                                  f"the master lists no application {CONNECT_APP}"))  # fmt: skip
+    else:
+        rows.append(ServiceHealth(
+            "spark-connect", "up" if app.get("state") in ("RUNNING", "WAITING") else "down",
+            connect_url, None,
+            f"{app.get('state')}, {app.get('id')}, {app.get('cores', 0)} cores held now "
+            f"(idle executors are given back)",
+            {"app_id": app.get("id"), "cores": app.get("cores", 0)},
+        ))  # fmt: skip
     return rows
+
+
+#: The HTTP/2 client preface and an empty SETTINGS frame: what a gRPC client sends first.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def grpc_answers(address: str) -> str | None:
+    """None when a gRPC (HTTP/2) server answers at ``host:port`` with its SETTINGS frame; else
+    why not. Proves the server is listening even through an SSH tunnel, whose local end
+    accepts a connection whether or not anything listens behind it."""
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=TIMEOUT_S) as sock:
+            sock.settimeout(TIMEOUT_S)
+            sock.sendall(_H2_PREFACE)
+            header = sock.recv(9)
+    except OSError as exc:
+        return f"nothing answers at {address} ({type(exc).__name__})"
+    if len(header) < 4 or header[3] != 4:
+        return f"no HTTP/2 server answers at {address}"
+    return None
 
 
 def spark_master_alive(ui_url: str) -> bool:
@@ -212,11 +251,18 @@ def read_health(
     storage's. Raises NodeUnreachable when the master does not answer."""
     spark_host, spark_port = _host_port(endpoints.spark_master_ui)
     ray_host, ray_port = _host_port(endpoints.ray_dashboard)
+    connect_host, connect_port = _host_port(endpoints.spark_connect_url)
     with (
         master.forward(spark_host, spark_port) as spark_at,
         master.forward(ray_host, ray_port) as ray_at,
+        master.forward(connect_host, connect_port) as connect_at,
     ):
-        spark_rows = spark_health(endpoints.spark_master_url, f"http://{spark_at}")
+        spark_rows = spark_health(endpoints.spark_master_url, f"http://{spark_at}",
+                                  endpoints.spark_connect_url)  # fmt: skip
+        connect = next(r for r in spark_rows if r.name == "spark-connect")
+        silent = grpc_answers(connect_at) if connect.state == "up" else None
+        if silent:
+            connect.state, connect.detail = "down", f"{connect.detail}; {silent}"
         ray_rows = ray_health(endpoints.ray_address, f"http://{ray_at}", ray_token)
     for row in spark_rows + ray_rows:  # the services' own addresses, not a tunnel's
         if row.url == f"http://{spark_at}":
@@ -244,6 +290,9 @@ def problems(inventory: Inventory, rows: list[ServiceHealth]) -> list[str]:
         found.append("the Spark master does not answer ALIVE")
     elif not workers <= alive:
         found.append(f"Spark lists ALIVE workers {sorted(alive)}, not {sorted(workers)}")
+    connect = next((r for r in rows if r.name == "spark-connect"), None)
+    if connect is not None and connect.state != "up":
+        found.append(f"the Spark Connect server is not running ({connect.detail})")
     expected = {n.address for n in inventory.nodes}
     ray_alive = _alive(rows, "ray-node")
     if not expected <= ray_alive:

@@ -23,11 +23,11 @@ import pyspark
 
 from clusterkit.core.errors import ClusterkitError, ServiceError
 from clusterkit.core.files import ensure_secret
-from clusterkit.core.records import Daemon
+from clusterkit.core.records import SHARED_MARKER, Daemon
 from clusterkit.core.spec import Spec
 from clusterkit.core.state import LOOPBACK, ClusterPaths, ClusterState, Endpoints
 from clusterkit.exec import processes
-from clusterkit.services import preflight
+from clusterkit.services import connect, preflight
 from clusterkit.services.base import Provisioned, Stopped
 from clusterkit.services.health import ServiceHealth, spark_master_alive, wait_healthy
 from clusterkit.services.preflight import Java, Sizing
@@ -110,9 +110,9 @@ class Launcher:
         self.env = {**base_env, **spark_env(paths, java.home), **ray_client_env(paths)}
         self.spark_class = str(spark_home() / "bin" / "spark-class")
 
-    def _spawn(self, name: str, argv: list[str]) -> Daemon:
+    def _spawn(self, name: str, argv: list[str], **env: str) -> Daemon:
         log = self.paths.logs / f"{name}.out"
-        return processes.spawn(name, argv, env=self.env, log=log, cwd=self.paths.root)
+        return processes.spawn(name, argv, env={**self.env, **env}, log=log, cwd=self.paths.root)
 
     def spark_master(self) -> Daemon:
         ports = self.spec.ports
@@ -136,6 +136,22 @@ class Launcher:
             "--properties-file", str(self.properties),
             self.endpoints.spark_master_url,
         ])  # fmt: skip
+
+    def spark_connect(self) -> Daemon:
+        """The Spark Connect server, on loopback, asking for the cluster's token (in its
+        environment); its executors sized as the jobs' are. Start it once the worker is."""
+        sizing = self.sizing
+        conf = {
+            **connect.server_conf(port=self.spec.ports.spark_connect, driver_host=LOOPBACK),
+            "spark.executor.cores": str(sizing.worker_cores),
+            "spark.executor.memory": f"{sizing.worker_memory_mb}m",
+            "spark.driver.memory": f"{sizing.driver_memory_mb}m",
+        }
+        argv = connect.server_argv(self.spark_class, master_url=self.endpoints.spark_master_url,
+                                   conf=conf, properties=str(self.properties))  # fmt: skip
+        token = ensure_secret(self.paths.spark_connect_token)
+        return self._spawn("spark-connect", argv, SPARK_CONNECT_AUTHENTICATE_TOKEN=token,
+                           **{SHARED_MARKER: connect.SHARED})  # fmt: skip
 
     def ray_head(self) -> Daemon:
         ports, sizing = self.spec.ports, self.sizing
@@ -229,7 +245,7 @@ class LocalServices:
                      what=f"Spark master {state.endpoints.spark_master_url}",
                      ready="ALIVE", timeout_s=timeout_s, say=say, interval_s=0.1,
                      failed=lambda: self.failed(state))  # fmt: skip
-        state.daemons.append(launcher.spark_worker())
+        state.daemons += [launcher.spark_worker(), launcher.spark_connect()]
         state.save(paths)
 
     def check(self, state: ClusterState, rows: list[ServiceHealth]) -> list[str]:
@@ -276,6 +292,8 @@ class LocalServices:
         )
 
     def job_env(self, state: ClusterState, paths: ClusterPaths) -> dict[str, str]:
-        """What a job's driver needs: the cluster's Spark settings and Ray token."""
+        """What a job's driver needs: the cluster's Spark settings, Ray token and Spark Connect
+        token (by the files' paths: the tokens are read by the jobs, never passed on)."""
         java_home = Path(state.java_home or preflight.find_java(state.spec.versions.java_min).home)
-        return {**spark_env(paths, java_home), **ray_client_env(paths)}
+        return {**spark_env(paths, java_home), **ray_client_env(paths),
+                "CLUSTERKIT_SPARK_CONNECT_TOKEN_FILE": str(paths.spark_connect_token)}  # fmt: skip

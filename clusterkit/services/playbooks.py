@@ -31,8 +31,9 @@ from packaging.requirements import Requirement
 from clusterkit.core.errors import ClusterkitError
 from clusterkit.core.files import ensure_secret
 from clusterkit.core.inventory import Inventory, Node, SshSettings
-from clusterkit.core.spec import Spec
+from clusterkit.core.spec import Spec, parse_size
 from clusterkit.core.state import ClusterPaths, ClusterState
+from clusterkit.services import connect
 from clusterkit.services.base import Provisioned, Stopped
 from clusterkit.services.health import NODE_HADOOP_HOME, ServiceHealth, is_hdfs
 
@@ -137,6 +138,7 @@ Progress = Callable[[str], None]
 #: Where the playbooks put what drivers on the master need (python, spark and ray roles).
 NODE_SPARK_CONF_DIR = "/etc/clusterkit/spark"
 NODE_RAY_TOKEN = "/etc/clusterkit/ray-token"
+NODE_SPARK_CONNECT_TOKEN = "/etc/clusterkit/spark-connect-token"
 NODE_RUNS_DIR = "/var/lib/clusterkit/runs"
 #: Where the java role installs (its default; AWS nodes are x86_64).
 NODE_JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
@@ -224,11 +226,19 @@ def playbook_vars(spec: Spec, paths: ClusterPaths, *, python: str, wheel: Path) 
     ports = spec.ports
     return {
         "ray_auth_token": ensure_secret(paths.ray_token),
+        "spark_connect_token": ensure_secret(paths.spark_connect_token),
+        "spark_connect_token_file": NODE_SPARK_CONNECT_TOKEN,
+        "spark_connect_port": ports.spark_connect,
+        "spark_connect_app_name": connect.APP_NAME,
+        "spark_connect_conf": connect.server_conf(
+            port=ports.spark_connect, driver_host="{{ spark_local_ip }}"
+        ),
         "python_venv": str(Path(python).parent.parent),
         "python_expected_version": spec.versions.python,
         "python_requirements": node_requirements(),
         "python_project_wheel": str(wheel),
         "spark_conf_dir": NODE_SPARK_CONF_DIR,
+        "spark_connect_driver_memory_mb": parse_size(spec.nodes.driver_memory) // 1024**2,
         "ray_token_file": NODE_RAY_TOKEN,
         "spark_master_port": ports.spark_master,
         "spark_master_ui_port": ports.spark_master_ui,
@@ -319,6 +329,7 @@ class PlaybookServices:
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN_PATH": NODE_RAY_TOKEN,
             "RAY_USAGE_STATS_ENABLED": "0",
+            "CLUSTERKIT_SPARK_CONNECT_TOKEN_FILE": NODE_SPARK_CONNECT_TOKEN,
         }
         if is_hdfs(state.storage_root):
             env |= {

@@ -132,10 +132,11 @@ def test_spark_job_runs_and_its_record_has_the_measurements(local_cluster: Local
     assert record["wall_s"] > 0 and record["started"] and record["ended"]
     assert record["result"]["rows"] == 300_000
     assert "etl (spark): 300000 rows" in result.stderr  # the job's output went to stderr
-    # memory was sampled while the job ran, executors included
+    # memory was sampled while the job ran, the Connect server's executors it used included
+    assert record["spark_session"] == "warm"
     roles = record["result"]["peak_rss_by_role"]
-    assert roles.get("spark-executor", 0) > 0 and roles.get("driver", 0) > 0
-    assert record["peak_rss_bytes"] >= roles["spark-executor"]
+    assert roles.get("shared spark-executor", 0) > 0 and roles.get("driver", 0) > 0
+    assert record["peak_rss_bytes"] >= roles["shared spark-executor"]
     samples = Path(record["artifacts"], "metrics.jsonl").read_text().splitlines()
     assert len(samples) >= 2
     assert max(json.loads(s)["run_rss_bytes"] for s in samples) == record["peak_rss_bytes"]
@@ -231,7 +232,7 @@ def test_ctrl_c_during_run_cancels_it_and_leaves_no_process(local_cluster: Local
              if "busy: spark tasks started" in p.read_text()),
             key=lambda p: p.name,
         )  # fmt: skip
-        _wait_for_role(run_dir, "spark-executor")
+        _wait_for_role(run_dir, "shared spark-executor")
         # the job's own driver, executors and Python workers listen on loopback only
         assert _exposed_listeners(RunProcessFinder(run_dir.name).find()) == []
         proc.send_signal(signal.SIGINT)

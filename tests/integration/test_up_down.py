@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -46,6 +48,34 @@ def test_up_repair_down_purge(tmp_path: Path):
     assert repaired.json()["changed"] is True and "restarted" in repaired.json()["message"]
     assert run_cli("status", "--json", env=env).json()["state"] == "up"
 
+    # a killed Spark Connect server: the next Spark run says so and how to fix it; `up` does
+    made = run_cli("run", "datagen", "--rows", "20k", env=env)
+    assert made.code == 0, made.stderr
+    state = json.loads((state_dir / "cluster.json").read_text())
+    connect = Daemon.from_dict(next(d for d in state["daemons"] if d["name"] == "spark-connect"))
+    process = daemons.process_of(connect)
+    assert process is not None
+    process.kill()
+    process.wait(30)
+    etl = run_cli("run", "etl", "--json", env=env)
+    assert etl.code == 1, etl.stderr
+    error = etl.json()["error"]
+    assert "Spark Connect server" in error and "`clusterkit up`" in error, error
+    assert {s["name"]: s["state"] for s in run_cli("status", "--json", env=env).json()[
+        "services"]}["spark-connect"] == "down"  # fmt: skip
+    restored = run_cli("up", "--spec", str(spec), "--json", env=env)
+    assert restored.code == 0 and restored.json()["changed"] is True, restored.stderr
+    etl = run_cli("run", "etl", "--json", env=env)
+    assert etl.code == 0, etl.stderr
+    assert etl.json()["result"]["rows"] == 20_000
+
+    # a notebook still open when the cluster goes down is stopped with it
+    notebook = subprocess.Popen([sys.executable, "-m", "clusterkit.cli", "notebook", "--port",
+                                 str(BASE + 90)], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert notebook.stdout is not None
+    assert any("/lab?token=" in line for line in notebook.stdout)
+
     # a run still going when the cluster goes down is cancelled first, and says why
     busy = run_cli("run", "busy", "--engine", "ray", "--detach", env=env)
     assert busy.code == 0, busy.stderr
@@ -78,6 +108,9 @@ def test_up_repair_down_purge(tmp_path: Path):
     assert record["status"] == "cancelled"
     assert record["error"] == "the cluster was taken down"
     assert RunProcessFinder(busy_id).find() == []
+    assert notebook.wait(timeout=60) == 0  # it saw its server stop and ended
+    assert not [p for p in psutil.process_iter(["cmdline"])
+                if "jupyterlab" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
 
     # down again: nothing up, said plainly, exit 0; status says down
     again = run_cli("down", env=env)

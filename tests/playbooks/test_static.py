@@ -16,6 +16,8 @@ import pytest
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from clusterkit.services import connect
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -89,6 +91,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "ansible_python": {"version": {"major": sys.version_info.major,
                                        "minor": sys.version_info.minor}},
         "python_venv": sys.prefix, "hadoop_home": str(hadoop_home),
+        # what clusterkit passes (services/playbooks.py's playbook_vars)
+        "spark_connect_conf": connect.server_conf(port=15002, driver_host="{{ spark_local_ip }}"),
     }  # fmt: skip
     proc = _run(str(BIN / "ansible-playbook"), "-i", "inventory/example.yml",
                 "tests/playbooks/render_templates.yml", "-e", json.dumps(facts))  # fmt: skip
@@ -138,11 +142,25 @@ def test_spark_and_ray_settings_carry_the_private_addresses(rendered):
     assert "--host 10.0.2.10" in worker and "spark://10.0.1.10:7077" in worker
 
 
+def test_the_spark_connect_server_listens_on_loopback_and_gives_executors_back(rendered):
+    unit = (rendered / "master" / "spark-connect.service").read_text()
+    start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    assert "--conf spark.connect.grpc.binding.address=127.0.0.1" in start
+    assert "--conf spark.connect.grpc.binding.port=15002" in start
+    assert "--conf spark.driver.host=10.0.1.10" in start  # executors on the worker reach it
+    assert "--conf spark.dynamicAllocation.enabled=true" in start
+    assert "--conf spark.dynamicAllocation.shuffleTracking.enabled=true" in start
+    assert "--conf spark.executor.cores=2 --conf spark.executor.memory=3192m" in start
+    assert "--master spark://10.0.1.10:7077" in start
+    assert "EnvironmentFile=/etc/clusterkit/spark/spark-connect.env" in unit
+    assert "TOKEN" not in start.upper()  # the token is never on the command line
+
+
 @pytest.mark.tools
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
 def test_systemd_analyze_verifies_the_rendered_units(rendered):
     units = sorted(rendered.glob("*/*.service"))
-    assert len(units) == 8  # hdfs, spark-master, spark-worker and ray, for each host
+    assert len(units) == 10  # hdfs, spark-master, spark-worker, spark-connect, ray, each host
     for unit in units:
         proc = _run("systemd-analyze", "verify", str(unit))
         assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), (
@@ -157,6 +175,7 @@ def test_the_memory_budget_fits_a_t2_large(rendered):
     reserve = 1024  # the OS, sshd, and the Python processes of Ray and the jobs
     driver = 1024  # spec.nodes.driver_memory: a job's driver on the master
     on_master = (master["hadoop_namenode_heap_mb"] + master["spark_daemon_memory_mb"]
+                 + master["spark_connect_driver_memory_mb"]  # the warm server's driver
                  + master["ray_object_store_mb"] + driver)  # fmt: skip
     on_worker = (worker["hadoop_datanode_heap_mb"] + worker["spark_daemon_memory_mb"]
                  + worker["spark_worker_memory_mb"] + worker["ray_object_store_mb"])  # fmt: skip

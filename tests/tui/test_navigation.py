@@ -191,7 +191,9 @@ async def test_a_real_api_that_goes_away_is_shown_down(fixed_store: Path):
     ui_url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     source = FixedSource(fixed_store)
-    source.readings = lambda: services.spark_health("spark://127.0.0.1:7077", ui_url)
+    source.readings = lambda: services.spark_health(
+        "spark://127.0.0.1:7077", ui_url, "sc://localhost:15002"
+    )
     app = fixed_app(source)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
