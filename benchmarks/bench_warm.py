@@ -3,9 +3,10 @@ Spark application per run, side by side in one session on a cluster of its own.
 
     .venv/bin/python benchmarks/bench_warm.py [--rows 1M] [--repeats 3]
 
-- top-earners on ``--rows`` rows, ``--spark-session warm`` and ``classic`` alternated: the
-  command's wall time (from `clusterkit run` to its exit) and the run's; target: ratio
-  classic / warm >= 6 with a warm run <= 4 s.
+- top-earners on ``--rows`` rows, rounds of a ``--spark-session classic`` run and two warm
+  ones: the command's wall time (from `clusterkit run` to its exit) and the run's; target:
+  ratio classic / warm >= 6 with a warm run <= 4 s (the second warm run of a round, its
+  executor held; the first, which must get one back from the classic run, is reported too).
 - ``suite --rows 200k`` warm, and classic beside it: target warm <= 60 s.
 - ``clusterkit submit`` of a script printing ``spark.range(10).count()``: command to exit,
   right after another run (executors still held) and after the server gave its idle
@@ -42,22 +43,27 @@ def timed_run(cluster: BenchCluster, job: str, *args: str) -> tuple[float, dict[
 
 
 def top_earners(cluster: BenchCluster, repeats: int) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, Any]]] = {"warm": [], "classic": []}
+    """Rounds of: a classic run, then two warm runs. The first warm run of a round must get
+    an executor again (the classic application held the worker's cores, so the server gave
+    its executor back): reported as ``warm_first``. The second finds the executor held, as
+    runs one after another do: ``warm``, the figure the target is on."""
+    runs: dict[str, list[dict[str, Any]]] = {"classic": [], "warm_first": [], "warm": []}
     for i in range(repeats):
-        order = ["warm", "classic"] if i % 2 == 0 else ["classic", "warm"]
-        for session in order:
+        for kind, session in (("classic", "classic"), ("warm_first", "warm"), ("warm", "warm")):
             seconds, record = timed_run(cluster, "top-earners", "--spark-session", session)
-            runs[session].append({"command_s": round(seconds, 3), "run_wall_s": record["wall_s"],
-                                  "top": record["result"]["rows_out"][:3]})  # fmt: skip
-            print(f"top-earners {session} {i + 1}: {seconds:.2f} s", flush=True)
-    median = {s: statistics.median(r["command_s"] for r in runs[s]) for s in runs}
+            runs[kind].append({"command_s": round(seconds, 3), "run_wall_s": record["wall_s"],
+                               "top": record["result"]["rows_out"][:3]})  # fmt: skip
+            print(f"top-earners {kind} {i + 1}: {seconds:.2f} s", flush=True)
+    median = {k: statistics.median(r["command_s"] for r in runs[k]) for k in runs}
     return {
         "runs": runs,
         "warm_median_s": median["warm"],
+        "warm_first_median_s": median["warm_first"],
         "classic_median_s": median["classic"],
         "ratio": median["classic"] / median["warm"],
-        "same_result": all(r["top"] == runs["warm"][0]["top"] for s in runs for r in runs[s]),
-        "target": "ratio >= 6, warm <= 4 s",
+        "ratio_warm_first": median["classic"] / median["warm_first"],
+        "same_result": all(r["top"] == runs["warm"][0]["top"] for k in runs for r in runs[k]),
+        "target": "ratio >= 6, warm <= 4 s (command to exit, executors held)",
     }
 
 
@@ -121,16 +127,24 @@ def main() -> int:
     out = save("warm", figures)
     t, s, u = figures["top_earners"], figures["submit"], figures["suite_200k"]
     print()
-    print(f"top-earners {args.rows}: warm {t['warm_median_s']:.2f} s, classic "
-          f"{t['classic_median_s']:.2f} s, ratio {t['ratio']:.1f}x (target >= 6, warm <= 4 s)")
-    print(f"submit count: {s['executors_held_median_s']:.2f} s median, "
-          f"{s['executors_held_max_s']:.2f} s max (target <= 3 s); after idle "
-          f"{statistics.median(s['after_idle_s']):.2f} s")
-    print(f"suite 200k: warm {u['warm_command_s']:.1f} s, classic {u['classic_command_s']:.1f} s "
-          "(target warm <= 60 s)")
+    print(
+        f"top-earners {args.rows}: warm {t['warm_median_s']:.2f} s, classic "
+        f"{t['classic_median_s']:.2f} s, ratio {t['ratio']:.1f}x (target >= 6, warm <= 4 s); "
+        f"warm right after a classic run {t['warm_first_median_s']:.2f} s "
+        f"({t['ratio_warm_first']:.1f}x)"
+    )
+    print(
+        f"submit count: {s['executors_held_median_s']:.2f} s median, "
+        f"{s['executors_held_max_s']:.2f} s max (target <= 3 s); after idle "
+        f"{statistics.median(s['after_idle_s']):.2f} s"
+    )
+    print(
+        f"suite 200k: warm {u['warm_command_s']:.1f} s, classic {u['classic_command_s']:.1f} s "
+        "(target warm <= 60 s)"
+    )
     print(f"written to {out}")
-    ok = (t["ratio"] >= 6 and t["warm_median_s"] <= 4 and s["executors_held_median_s"] <= 3
-          and u["warm_command_s"] <= 60)  # fmt: skip
+    ok = (t["same_result"] and t["ratio"] >= 6 and t["warm_median_s"] <= 4
+          and s["executors_held_median_s"] <= 3 and u["warm_command_s"] <= 60)  # fmt: skip
     return 0 if ok else 1
 
 

@@ -16,6 +16,7 @@ from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import click
 import typer
@@ -250,6 +251,11 @@ def provision(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None
     )
 
 
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or url.split("://", 1)[-1].split(":", 1)[0]
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
 @app.command()
 def status(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
     """Provider, nodes (memory, CPU) and services (state, address, URL)."""
@@ -284,7 +290,7 @@ def status(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
     for s in data["services"]:
         table.add_row(s["name"], s["state"], s["address"], s["detail"])
     out.print(table)
-    if all("127.0.0.1" in url for url in data["endpoints"].values()):
+    if all(_loopback(url) for url in data["endpoints"].values()):
         out.print("endpoints (loopback only; from another machine, use an SSH tunnel):")
     else:
         out.print("endpoints (private addresses: `clusterkit tunnel` reaches them through "
@@ -470,8 +476,9 @@ def submit(
     SPARK_REMOTE, RAY_ADDRESS (with Ray's token) and CLUSTERKIT_STORAGE are set, so
     SparkSession.builder.getOrCreate() and ray.init() join the cluster. Scripts that use
     sparkContext or RDDs need --spark-session classic (spark-submit)."""
-    plan = plan_script(script, workdir=workdir, requirements=requirements)
     target = open_or_why(cluster_name)
+    remote = not isinstance(target, NoCluster) and not target.driver().local
+    plan = plan_script(script, workdir=workdir, requirements=requirements, copied=remote)
     args = list(ctx.args)  # after `--`, or any word submit does not know
 
     def start() -> RunRecord:

@@ -101,13 +101,18 @@ def _launch_script(cluster: Cluster, paths: NotebookPaths, *, port: int, root_di
     return "\n".join(lines) + "\n"
 
 
-def _server_pid(cluster: Cluster, paths: NotebookPaths) -> int | None:
-    """The pid of the cluster's notebook server when it runs, else None."""
+def _server_pid(cluster: Cluster, paths: NotebookPaths, *, strict: bool = False) -> int | None:
+    """The pid of the cluster's notebook server when it runs, else None (also when its node
+    does not answer, unless ``strict``: then ClusterkitError)."""
     driver = cluster.driver()
     try:
         pid = int(driver.read_bytes(paths.pid).decode().strip())
         return pid if driver.alive(pid, marker="jupyterlab") else None
-    except (FileNotFoundError, ValueError, ClusterkitError):  # none, or its node is gone
+    except (FileNotFoundError, ValueError):
+        return None
+    except ClusterkitError:
+        if strict:
+            raise
         return None
 
 
@@ -170,10 +175,19 @@ def _wait_answering(cluster: Cluster, paths: NotebookPaths, base: str, token: st
                        f"{_log_tail(cluster, paths)}")  # fmt: skip
 
 
-def wait_stopped(cluster: Cluster, *, interval_s: float = 2.0) -> None:
-    """Return once the cluster's notebook server has stopped (``down`` stops it)."""
+def wait_stopped(cluster: Cluster, *, interval_s: float = 2.0, gone_s: float = 60.0) -> None:
+    """Return once the cluster's notebook server has stopped (``down`` stops it), or its node
+    has not answered for ``gone_s`` (a brief SSH drop is not a stop)."""
     paths = notebook_paths(cluster)
-    while _server_pid(cluster, paths) is not None:
+    last_answer = time.monotonic()
+    while True:
+        try:
+            if _server_pid(cluster, paths, strict=True) is None:
+                return
+            last_answer = time.monotonic()
+        except ClusterkitError:
+            if time.monotonic() - last_answer > gone_s:
+                return
         time.sleep(interval_s)
 
 

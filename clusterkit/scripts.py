@@ -41,27 +41,60 @@ class ScriptPlan:
     def relative_script(self) -> str:
         return str(self.script.relative_to(self.workdir))
 
+    @property
+    def requirements_inside(self) -> bool:
+        """The requirements file is in the working folder (so it goes with it)."""
+        return self.requirements is not None and self.requirements.resolve().is_relative_to(
+            self.workdir.resolve())  # fmt: skip
 
-def _files(folder: Path) -> list[Path]:
-    """The files of ``folder`` that go with it (EXCLUDED folders left out)."""
-    found = []
-    for top, dirs, files in os.walk(folder):
+    @property
+    def staged_requirements(self) -> str | None:
+        """The requirements file relative to the working folder once copied (its place in
+        the folder, so that its relative entries still resolve; else copied beside it)."""
+        if self.requirements is None:
+            return None
+        if self.requirements_inside:
+            return str(self.requirements.resolve().relative_to(self.workdir.resolve()))
+        return f"../{STAGED_REQUIREMENTS}"
+
+
+def _files(folder: Path, limit_bytes: int) -> tuple[list[Path], int]:
+    """The files of ``folder`` that go with it (EXCLUDED folders left out) and their size,
+    links counted as what they point to (the copy follows them); the walk stops once the
+    size passes ``limit_bytes``."""
+    found, size, seen = [], 0, {os.path.realpath(folder)}
+    for top, dirs, files in os.walk(folder, followlinks=True):
         dirs[:] = sorted(d for d in dirs if d not in EXCLUDED)
-        found += [Path(top) / name for name in sorted(files)]
-    return found
+        if len(seen) > 100_000 or any(os.path.realpath(Path(top) / d) in seen for d in dirs):
+            raise BadInput(f"--workdir {folder}: a link under {top} leads to a folder already "
+                           "copied (a loop?); remove it or point --workdir elsewhere")  # fmt: skip
+        seen.update(os.path.realpath(Path(top) / d) for d in dirs)
+        for name in sorted(files):
+            found.append(Path(top) / name)
+            size += _size(found[-1])
+            if size > limit_bytes:
+                return found, size
+    return found, size
 
 
 def _size(path: Path) -> int:
     try:
-        return path.lstat().st_size
+        return path.stat().st_size
     except OSError:
         return 0
 
 
-def plan_script(script: Path, *, workdir: Path | None = None, requirements: Path | None = None,
-                limit_bytes: int = WORKDIR_LIMIT_BYTES) -> ScriptPlan:  # fmt: skip
+def plan_script(
+    script: Path,
+    *,
+    workdir: Path | None = None,
+    requirements: Path | None = None,
+    limit_bytes: int = WORKDIR_LIMIT_BYTES,
+    copied: bool = True,
+) -> ScriptPlan:
     """Check a script, its working folder (default: the script's) and a requirements file;
-    BadInput naming the file and the fix otherwise (the CLI exits 2 on it)."""
+    BadInput naming the file and the fix otherwise (the CLI exits 2 on it). ``copied``: the
+    folder goes to another node, so its size is checked against ``limit_bytes``."""
     script = script.expanduser().absolute()
     if not script.exists():
         raise BadInput(f"{script}: no such file")
@@ -79,8 +112,10 @@ def plan_script(script: Path, *, workdir: Path | None = None, requirements: Path
         requirements = requirements.expanduser().absolute()
         if not requirements.is_file():
             raise BadInput(f"--requirements {requirements}: no such file")
-    files = _files(folder)
-    size = sum(_size(f) for f in files)
+    if not copied:  # the script runs where it is
+        script = folder / script.resolve().relative_to(folder.resolve())
+        return ScriptPlan(script, folder, requirements, 0)
+    files, size = _files(folder, limit_bytes)
     if size > limit_bytes:
         largest = sorted(files, key=_size, reverse=True)[:3]
         named = ", ".join(f"{f.relative_to(folder)} ({human_bytes(_size(f))})" for f in largest)
@@ -100,12 +135,12 @@ def _stage_remote(cluster: Cluster, plan: ScriptPlan, folder: str) -> None:
     with tempfile.TemporaryDirectory(prefix="clusterkit-submit-") as tmp:
         staged = Path(tmp) / STAGED_WORKDIR
         try:
-            shutil.copytree(plan.workdir, staged, symlinks=True,
+            shutil.copytree(plan.workdir, staged, symlinks=False,  # links: what they point to
                             ignore=shutil.ignore_patterns(*EXCLUDED))  # fmt: skip
         except (OSError, shutil.Error) as exc:
             raise BadInput(f"--workdir {plan.workdir}: could not be read: {exc}") from exc
         driver.put(staged, f"{folder}/{STAGED_WORKDIR}")
-    if plan.requirements is not None:
+    if plan.requirements is not None and not plan.requirements_inside:
         driver.put(plan.requirements, f"{folder}/{STAGED_REQUIREMENTS}")
 
 
@@ -120,6 +155,6 @@ def submit_script(cluster: Cluster, plan: ScriptPlan, args: Sequence[str], *,
                    "requirements": plan.requirements and str(plan.requirements)}  # fmt: skip
         return runs.submit("submit", params, metrics=metrics, spark_session=spark_session)
     params |= {"workdir": STAGED_WORKDIR,  # relative: in the run's folder
-               "requirements": plan.requirements and f"../{STAGED_REQUIREMENTS}"}  # fmt: skip
+               "requirements": plan.staged_requirements}  # fmt: skip
     return runs.submit("submit", params, metrics=metrics, spark_session=spark_session,
                        stage=lambda folder: _stage_remote(cluster, plan, folder))  # fmt: skip

@@ -87,6 +87,7 @@ def result_table(frame: Any) -> Any:
     engine gave (Spark: naive UTC wall times; DuckDB and Arrow: UTC-aware)."""
     import pyarrow as pa
 
+    frame.attrs = {}  # Spark Connect leaves its plan metrics there: not table metadata
     table = pa.Table.from_pandas(frame, preserve_index=False)
     for i, column in enumerate(table.schema):
         if pa.types.is_timestamp(column.type):

@@ -160,14 +160,17 @@ def open_dataset(
     ``columns`` maps each required column to a kind in KINDS. A missing column, a column of
     the wrong type and an empty dataset are refused with a message naming them.
     """
-    check_parquet_files(storage, path, made_by=made_by)
-    try:
+    files = check_parquet_files(storage, path, made_by=made_by)
+    try:  # the schema read here: a Spark Connect session reads it only when asked
         df = spark.read.parquet(path)
+        schema = spark_schema(df)
     except Exception as exc:  # e.g. a type Spark cannot read, such as nanosecond timestamps
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise JobInputError(f"{path}: Spark cannot read this dataset's schema: {reason}") from exc
-    check_columns(spark_schema(df), path, columns)
-    rows = df.count()  # answered from Parquet footers, not a scan
+    check_columns(schema, path, columns)
+    rows = footer_rows(storage, files)
+    if rows is None:
+        rows = int(df.count())  # Spark answers it from the footers too, as a job
     if rows == 0:
         raise JobInputError(f"{path}: the dataset is empty (0 rows)")
     return (df.select(*select) if select else df), rows
@@ -243,6 +246,29 @@ def unreadable_file(storage: ArrowStorage, files: Sequence[str]) -> tuple[str, s
         except Exception as exc:
             return file, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
     return None
+
+
+def footer_rows(storage: FileStore, files: Sequence[str]) -> int | None:
+    """The rows of ``files`` as their Parquet footers say (no Spark job: a warm run's first
+    query is its own), or None when ``storage`` cannot open them as pyarrow files."""
+    if not isinstance(storage, ArrowStorage):
+        return None
+    import pyarrow.parquet as pq
+
+    total = 0
+    for file in files:
+        if file.rsplit("/", 1)[-1].startswith(("_", ".")):  # what Spark leaves out
+            continue
+        fs, local = storage.file_system(file)
+        try:
+            with fs.open_input_file(local) as stream:
+                total += pq.ParquetFile(stream).metadata.num_rows
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            why = f"{type(exc).__name__}: {first}"
+            raise JobInputError(f"{file} could not be read as Parquet ({why}); regenerate the "
+                                "dataset or remove that file") from exc  # fmt: skip
+    return total
 
 
 class ArrowStorage(FileStore):

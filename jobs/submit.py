@@ -37,10 +37,10 @@ from clusterkit.jobkit import (
 )
 
 #: What a script that uses the RDD API (``sparkContext``) meets on a Spark Connect session.
-RDD_SIGNS = ("sparkContext", "JVM_ATTRIBUTE_NOT_SUPPORTED", "NOT_IMPLEMENTED", ".rdd")
+RDD_SIGNS = ("JVM_ATTRIBUTE_NOT_SUPPORTED", "sparkContext")
 
 
-def _python(ctx: JobContext, requirements: str | None) -> str:
+def _python(ctx: JobContext, requirements: str | None, workdir: Path) -> str:
     """The Python that runs the script: the cluster's, or with ``requirements`` an
     environment of the run's own layered on the cluster's: its packages first, then the
     cluster's (a ``.pth`` file), so pip installs only what the cluster lacks."""
@@ -57,13 +57,13 @@ def _python(ctx: JobContext, requirements: str | None) -> str:
         (Path(site.stdout.strip()) / "_clusterkit_cluster.pth").write_text(  # after its own
             "".join(f"import site; site.addsitedir({path!r})\n" for path in base)
         )
-        _step(requirements, [str(python), "-m", "pip", "install", "-q",
-                             "--disable-pip-version-check", "-r", requirements])  # fmt: skip
+        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        _step(requirements, [*pip, "-r", requirements], cwd=workdir)  # `-e .`: the workdir
     return str(python)
 
 
-def _step(requirements: str, argv: list[str]) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True)
+def _step(requirements: str, argv: list[str], cwd: Path | None = None) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
     if done.returncode != 0:
         tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-1:])
         raise JobInputError(f"--requirements {Path(requirements).name}: `{' '.join(argv[-4:])}` "
@@ -94,6 +94,7 @@ def _argv(ctx: JobContext, python: str, script: str, args: list[str]) -> list[st
 def _mark_when_connected(ctx: JobContext, pid: int, port: int) -> None:
     """Mark the run as using the shared Spark Connect server once the script's process (or
     a child of it) holds a connection to ``port``."""
+    started = time.monotonic()
     try:
         root = psutil.Process(pid)
         while root.is_running():
@@ -102,19 +103,25 @@ def _mark_when_connected(ctx: JobContext, pid: int, port: int) -> None:
                     if any(c.raddr and c.raddr[1] == port for c in proc.net_connections("tcp")):
                         mark_shared(ctx)
                         return
-            time.sleep(0.2)
+            time.sleep(0.2 if time.monotonic() - started < 10 else 1.0)
     except psutil.Error:
         return
 
 
 def _last_error_line(ctx: JobContext, since: int) -> str:
-    """The last line the script wrote to stderr (its traceback's last, when it raised)."""
+    """Why the script failed, from what it wrote to stderr: its last traceback's exception
+    line (``ValueError: ...``, even with log lines after it), else its last line."""
     try:
         with open(ctx.run_dir / "stderr.log", "rb") as err:
             err.seek(since)
             lines = err.read().decode(errors="replace").strip().splitlines()
     except OSError:
         return ""
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent")]
+    if starts:
+        after = [line for line in lines[starts[-1] + 1 :] if line and not line[0].isspace()]
+        if after:
+            return after[0].strip()
     return lines[-1].strip() if lines else ""
 
 
@@ -134,7 +141,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
     if warm:
         env["SPARK_REMOTE"] = connect_url(ctx.run_id)  # the token is now in the environment
         env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = os.environ["SPARK_CONNECT_AUTHENTICATE_TOKEN"]
-    python = _python(ctx, p["requirements"] and str(workdir / p["requirements"]))
+    python = _python(ctx, p["requirements"] and str(workdir / p["requirements"]), workdir)
     err_log = ctx.run_dir / "stderr.log"
     since = err_log.stat().st_size if err_log.exists() else 0
     print(f"submit: {p['script']} {' '.join(p['args'])} ({'warm' if warm else 'classic'} "

@@ -347,17 +347,63 @@ class SshRunner:
     # -- tunnels and terminals ------------------------------------------------------------
     @contextmanager
     def forward(self, host: str, port: int, *, prefer: int | None = None) -> Iterator[str]:
-        """See the protocol; ``prefer``: listen on that port here when it is free."""
-        here = local_port(prefer) if prefer else free_port()
-        with contextlib.ExitStack() as stack:
+        """See the protocol; ``prefer``: listen on that port here when it is free. Each
+        connection gets its own channel: one refused on the far side (nothing listens there
+        yet) closes only that connection, and the next one tries again."""
+        self._do(f"forwarding to {host}:{port}", lambda conn: None)  # the node answers
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", local_port(prefer) if prefer else 0))
+        listener.listen(16)
+        listener.settimeout(0.5)
+        stop = threading.Event()
 
-            def open_forward(conn: Any) -> None:
-                stack.enter_context(
-                    conn.forward_local(local_port=here, remote_port=port, remote_host=host)
-                )
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    client, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:  # closed: the block ended
+                    return
+                threading.Thread(target=self._relay, args=(client, host, port, stop),
+                                 daemon=True).start()  # fmt: skip
 
-            self._do(f"forwarding to {host}:{port}", open_forward)
-            yield f"127.0.0.1:{here}"
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        try:
+            yield f"127.0.0.1:{listener.getsockname()[1]}"
+        finally:
+            stop.set()
+            listener.close()
+            server.join(timeout=2)
+
+    def _relay(self, client: socket.socket, host: str, port: int, stop: threading.Event) -> None:
+        """Copy bytes both ways between ``client`` and a channel to ``host:port`` until either
+        end closes (or ``stop``)."""
+        try:
+            channel = self.channel_to(host, port)
+        except Exception:  # refused there, or the node is gone: this connection only
+            client.close()
+            return
+        try:
+            while not stop.is_set():
+                ready, _, _ = select.select([client, channel], [], [], 0.5)
+                if client in ready:
+                    data = client.recv(65536)
+                    if not data:
+                        break
+                    channel.sendall(data)
+                if channel in ready:
+                    data = channel.recv(65536)
+                    if not data:
+                        break
+                    client.sendall(data)
+        except Exception:  # either end gone: the connection ends
+            pass
+        finally:
+            channel.close()
+            client.close()
 
     def channel_to(self, host: str, port: int) -> Any:
         """A socket-like channel from this node to ``host:port`` (``ssh -W``)."""

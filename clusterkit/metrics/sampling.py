@@ -103,7 +103,7 @@ class RunProcessFinder:
         return found
 
 
-def _role(cmdline: list[str], default: str = "driver") -> str:
+def process_role(cmdline: list[str], default: str = "driver") -> str:
     text = " ".join(cmdline)
     if "SparkConnectServer" in text:
         return "spark-connect-server"
@@ -130,16 +130,18 @@ def run_sample(finder: RunProcessFinder, cpu_state: dict[int, psutil.Process], *
     cpu_total = 0.0
     by_role: dict[str, int] = {}
     alive: dict[int, psutil.Process] = {}
+    ray_workers = 0
     for proc in procs:
         cached = cpu_state.get(proc.pid, proc)
         try:
             with cached.oneshot():
                 rss = cached.memory_info().rss
                 cpu = cached.cpu_percent(interval=None)
-                role = _role(cached.cmdline(), default_role)
+                role = process_role(cached.cmdline(), default_role)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
         alive[proc.pid] = cached
+        ray_workers += role == "ray-worker"
         rss_total += rss
         cpu_total += cpu
         by_role[role] = by_role.get(role, 0) + rss
@@ -147,6 +149,7 @@ def run_sample(finder: RunProcessFinder, cpu_state: dict[int, psutil.Process], *
     cpu_state.update(alive)
     return {
         f"{prefix}_processes": len(alive),
+        f"{prefix}_ray_workers": ray_workers,
         f"{prefix}_rss_bytes": rss_total,
         f"{prefix}_cpu_percent": round(cpu_total, 1),
         f"{prefix}_rss_by_role": by_role,

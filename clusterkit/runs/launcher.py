@@ -112,8 +112,8 @@ class Runs:
         submitting this one (a suite): cancelling it cancels this run too. ``spark_session``:
         ``warm`` (the cluster's Spark Connect server) or ``classic`` (an application of the
         run's own). ``stage(folder)`` puts the run's inputs into its folder on the driver node
-        before it starts; when it raises ClusterkitError the run is recorded failed with that
-        reason and returned, nothing started."""
+        before it starts; when it raises (ClusterkitError, OSError) the run is recorded failed
+        with that reason and returned, nothing started (Ctrl-C: recorded cancelled, re-raised)."""
         setup = self.setup
         record = self.store.create(job=job, params=params, cluster=setup.cluster,
                                    provider=setup.provider, metrics_enabled=metrics,
@@ -125,11 +125,17 @@ class Runs:
         if stage is not None:
             try:
                 stage(folder)
-            except ClusterkitError as exc:
+            except (ClusterkitError, OSError, KeyboardInterrupt) as exc:
                 stamp = now_iso()
-                record = replace(record, status="failed", error=str(exc), exit_code=None,
+                status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+                why = str(exc) if isinstance(exc, ClusterkitError) else (
+                    "interrupted while its inputs were copied" if status == "cancelled" else
+                    f"its inputs could not be copied to {setup.node}: {exc}")  # fmt: skip
+                record = replace(record, status=status, error=why, exit_code=None,
                                  started=stamp, ended=stamp, wall_s=0.0)  # fmt: skip
                 self.store.save(record)
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
                 return record
         # a run submitted from inside a run must not carry that run's marker
         self.driver.spawn([setup.python, "-m", SUPERVISOR, "--run-dir", folder], cwd=folder,

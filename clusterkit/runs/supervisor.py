@@ -34,12 +34,21 @@ from clusterkit.core.files import write_json_atomic
 from clusterkit.core.records import RUN_MARKER, SHARED_FILE, RunRecord, now_iso
 from clusterkit.exec import processes
 from clusterkit.metrics.peers import PeerSampler
-from clusterkit.metrics.sampling import Peaks, RunProcessFinder, Sampler, fold_shared
+from clusterkit.metrics.sampling import (
+    Peaks,
+    RunProcessFinder,
+    Sampler,
+    fold_shared,
+    process_role,
+)
 from clusterkit.runs.launcher import CANCEL_FILE, RunSetup
 from clusterkit.runs.store import FolderRunStore
 
 #: After the driver exits, how long its executors and Ray workers get to end on their own.
 DRAIN_TIMEOUT_S = 15.0
+#: ... and how long Ray workers left once the rest has ended (a job's own end within a
+#: second; detached actors, such as Ray Data's statistics actor, never: those are stopped).
+RAY_DRAIN_S = 2.0
 
 
 def _error_from(run_dir: Path, exit_code: int) -> str:
@@ -59,24 +68,42 @@ def _drain(run_id: str, job_pid: int, peers: list[PeerSampler], ended: float) ->
     finder = RunProcessFinder(run_id)
     me = os.getpid()
 
-    def peer_done(peer: PeerSampler) -> bool:
+    def peer_done(peer: PeerSampler, *, but_ray: bool = False) -> bool:
         latest = peer.latest
-        return peer.error is not None or (
-            latest is not None and latest["t"] > ended and latest["run_processes"] == 0
-        )
+        if peer.error is not None:
+            return True
+        if latest is None or latest["t"] <= ended:
+            return False
+        left = latest["run_processes"] - (latest.get("run_ray_workers", 0) if but_ray else 0)
+        return bool(left == 0)
 
-    processes.wait_until(
-        lambda: (
-            not [p for p in finder.find() if p.pid not in (me, job_pid)]
-            and all(peer_done(p) for p in peers)
-        ),
+    def here_left(*, but_ray: bool = False) -> list[psutil.Process]:
+        left = [p for p in finder.find() if p.pid not in (me, job_pid)]
+        if but_ray:
+            left = [p for p in left if not _is_ray_worker(p)]
+        return left
+
+    processes.wait_until(  # Spark's executors end once their driver has: give them the time
+        lambda: not here_left(but_ray=True) and all(peer_done(p, but_ray=True) for p in peers),
         timeout_s=DRAIN_TIMEOUT_S,
-        interval_s=0.5,
+        interval_s=0.25,
+    )
+    processes.wait_until(
+        lambda: not here_left() and all(peer_done(p) for p in peers),
+        timeout_s=RAY_DRAIN_S,
+        interval_s=0.25,
     )
     _stop_run_processes(run_id)
     for peer in peers:
         if not peer_done(peer):
             peer.stop_run_processes()
+
+
+def _is_ray_worker(proc: psutil.Process) -> bool:
+    try:
+        return process_role(proc.cmdline()) == "ray-worker"
+    except psutil.Error:
+        return False
 
 
 def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
@@ -190,12 +217,14 @@ def _stop_run_processes(run_id: str) -> None:
     me = os.getpid()
     finder = RunProcessFinder(run_id)
     deadline = time.monotonic() + 30
-    quiet = 0
-    while quiet < 2 and time.monotonic() < deadline:
+    stopped_some, quiet = False, 0
+    while time.monotonic() < deadline:
         found = [p for p in finder.find() if p.pid != me]
         if found:
             processes.terminate_all(found, grace_s=5.0)
-            quiet = 0
+            stopped_some, quiet = True, 0
+        elif not stopped_some or quiet >= 2:  # none left (a run that ended cleanly: at once)
+            return
         else:
             quiet += 1
             time.sleep(0.5)

@@ -17,7 +17,9 @@ APP_NAME = "clusterkit-spark-connect"
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 #: How long an idle executor, and one holding only shuffle data, is kept.
 IDLE_TIMEOUT = "10s"
-SHUFFLE_TIMEOUT = "30s"
+SHUFFLE_TIMEOUT = "10s"
+#: ... and one holding cached data (Spark's default keeps it for ever, and the cores with it).
+CACHED_TIMEOUT = "120s"
 #: The value of SHARED_MARKER on the server and its executors.
 SHARED = "spark-connect"
 
@@ -35,6 +37,10 @@ def server_conf(*, port: int, driver_host: str) -> dict[str, str]:
         "spark.dynamicAllocation.minExecutors": "0",
         "spark.dynamicAllocation.executorIdleTimeout": IDLE_TIMEOUT,
         "spark.dynamicAllocation.shuffleTracking.timeout": SHUFFLE_TIMEOUT,
+        "spark.dynamicAllocation.cachedExecutorIdleTimeout": CACHED_TIMEOUT,
+        # a run's session id is derived from its id (so a cancel can interrupt it): a script
+        # that stops its session and builds another gets the same id, which must be allowed
+        "spark.connect.session.manager.closedSessionsTombstonesSize": "0",
         # UTC and microsecond timestamps, as DuckDB and Arrow write them (the jobs' settings)
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",

@@ -99,6 +99,6 @@ def test_peaks_per_node_and_for_the_run_as_the_sum_of_each_nodes_latest_sample()
 
 
 def test_a_process_of_no_known_role_is_the_default_role():
-    assert metrics._role(["python", "-m", "jobs", "etl"]) == "driver"
-    assert metrics._role(["sh", "-c", "x"], "other") == "other"
-    assert metrics._role(["ray::throw"], "other") == "ray-worker"
+    assert metrics.process_role(["python", "-m", "jobs", "etl"]) == "driver"
+    assert metrics.process_role(["sh", "-c", "x"], "other") == "other"
+    assert metrics.process_role(["ray::throw"], "other") == "ray-worker"

@@ -58,6 +58,7 @@ def test_status_lists_every_service_up_with_addresses(local_cluster: LocalCluste
     assert 0 <= node["cpu_percent"] <= 100 and node["cpu_count"] == os.cpu_count()
     human = local_cluster.cli("status")
     assert human.code == 0 and f"spark://127.0.0.1:{BASE_PORT}" in human.stdout
+    assert "endpoints (loopback only" in human.stdout  # sc://localhost is loopback too
 
 
 def _listeners(cluster: LocalCluster) -> list[tuple[str, int]]:

@@ -167,7 +167,7 @@ def test_truncated_parquet_file_is_named(local_cluster: LocalCluster, processed)
     data = part.read_bytes()
     part.write_bytes(data[: len(data) // 2])
     record = _fails(local_cluster, "top-earners", "--input", path, "--output", path + "-out")
-    assert record["error"].startswith(f"file:{part} is not a valid Parquet file")
+    assert record["error"].startswith(f"{part} is not a valid Parquet file (truncated")
 
 
 def test_unreadable_schema_is_named(local_cluster: LocalCluster):

@@ -197,17 +197,22 @@ def test_a_run_survives_its_ssh_connection_and_is_reattached(rehearsal, tmp_path
     result = json.loads((local / "result.json").read_text())
     assert result["rows"] == 1_000_000
 
-    # sampled on both nodes: the driver on the master, Spark's executor on the worker
+    # sampled on both nodes: the driver on the master, Spark's executor on the worker (the
+    # warm session's, shared: named so in the record)
     nodes = final["nodes"]
+    executor = "shared spark-executor"
     assert set(nodes) == {"master", "worker"}, nodes
-    assert nodes["worker"]["peak_rss_by_role"].get("spark-executor", 0) > 100 * 2**20, nodes
+    assert nodes["worker"]["peak_rss_by_role"].get(executor, 0) > 100 * 2**20, nodes
+    assert nodes["master"]["peak_rss_by_role"].get("shared spark-connect-server", 0) > 0, nodes
+    assert final["shared_processes"] == {"master": ["spark-connect-server"],
+                                         "worker": ["spark-executor"]}, final  # fmt: skip
     assert nodes["master"]["peak_rss_by_role"].get("driver", 0) > 0
     assert nodes["master"]["samples"] >= 5 and nodes["worker"]["samples"] >= 5
     samples = [json.loads(line) for line in (local / "metrics.jsonl").read_text().splitlines()]
     executor_on_worker = [s for s in samples if s["node"] == "worker"
-                          and s["run_rss_by_role"].get("spark-executor", 0) > 0]  # fmt: skip
+                          and s["run_rss_by_role"].get(executor, 0) > 0]  # fmt: skip
     assert executor_on_worker, "no worker sample saw the executor"
-    assert final["peak_rss_bytes"] >= nodes["worker"]["peak_rss_by_role"]["spark-executor"]
+    assert final["peak_rss_bytes"] >= nodes["worker"]["peak_rss_by_role"][executor]
     assert result["peak_rss_by_node"] == {n: v["peak_rss_bytes"] for n, v in nodes.items()}
 
     # a second laptop with the cluster's state but none of its run copies sees the same runs

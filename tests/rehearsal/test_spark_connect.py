@@ -103,20 +103,32 @@ def test_submit_copies_the_workdir_to_the_master_and_runs_there(rehearsal, tmp_p
     work = tmp_path / "project"
     (work / ".git").mkdir(parents=True)
     (work / ".git" / "HEAD").write_text("ref: x\n")
+    (work / ".venv" / "bin").mkdir(parents=True)
+    (work / ".venv" / "bin" / "python").write_text("not copied\n")
     (work / "data.txt").write_text("spark ray spark\n")
+    (tmp_path / "shared.txt").write_text("ray\n")
+    (work / "more.txt").symlink_to("../shared.txt")  # a link out of the folder: its file goes
     (work / "where.py").write_text(
         "import os, socket\nfrom pyspark.sql import SparkSession\n"
         "spark = SparkSession.builder.getOrCreate()\n"
-        "words = open('data.txt').read().split()\n"
+        "words = open('data.txt').read().split() + open('more.txt').read().split()\n"
         "df = spark.createDataFrame([(w,) for w in words], 'w string')\n"
         "print('ran on', socket.gethostname(), sorted(os.listdir('.')),\n"
         "      sorted((r['w'], r['count']) for r in df.groupBy('w').count().collect()))\n"
+        "spark.stop()  # a second session after the first is stopped: the same run\n"
+        "print('again', SparkSession.builder.getOrCreate().range(3).count())\n"
     )
     code, record = _record(rehearsal, str(work / "where.py"))
     assert code == 0, record["error"]
-    assert "ran on master ['data.txt', 'where.py'] [('ray', 1), ('spark', 2)]" in _stdout(
-        rehearsal, record["id"])  # fmt: skip
+    out = _stdout(rehearsal, record["id"])
+    assert "ran on master ['data.txt', 'more.txt', 'where.py'] [('ray', 2), ('spark', 2)]" in out
+    assert "again 3" in out
     assert record["spark_session"] == "warm" and set(record["nodes"]) == {"master", "worker"}
+    with open(work / "big.bin", "wb") as big:  # sparse: 80 MiB said, nothing written
+        big.truncate(80 * 1024**2)
+    too_big = rehearsal.ck("submit", str(work / "where.py"))
+    assert too_big.returncode == 2, too_big.stderr
+    assert "over the limit" in too_big.stderr and "big.bin" in too_big.stderr
 
 
 def test_the_examples_and_a_failure_through_submit(rehearsal: Rehearsal, tmp_path: Path):
@@ -184,12 +196,12 @@ def test_the_notebook_through_its_tunnel(rehearsal: Rehearsal):
         if proc.poll() is None:
             proc.kill()
     with rehearsal.connect("master") as master:
-        assert sh(master, "pgrep -f 'python.*-m jupyterlab' | wc -l") == "0"
+        assert sh(master, "pgrep -f '[p]ython.*-m jupyterlab' | wc -l") == "0"
 
 
 def test_a_killed_connect_server_is_named_and_up_restores_it(rehearsal: Rehearsal):
     with rehearsal.connect("master") as master:
-        master.run("pkill -KILL -f org.apache.spark.sql.connect.service.SparkConnectServer")
+        master.run("pkill -KILL -f '[o]rg.apache.spark.sql.connect.service.SparkConnectServer'")
     deadline = time.monotonic() + 60
     while next(s for s in rehearsal.ck_json("status")["services"]
                if s["name"] == "spark-connect")["state"] == "up":  # fmt: skip

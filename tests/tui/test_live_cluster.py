@@ -67,7 +67,8 @@ async def test_overview_of_the_real_cluster_and_a_job_submitted_and_finished(con
 
         def services_up() -> bool:
             states = {row[0]: row[1] for row in table_rows(app, "services").values()}
-            wanted = ("spark-master", "spark-worker", "ray-head", "ray-node", "storage")
+            wanted = ("spark-master", "spark-worker", "spark-connect", "ray-head", "ray-node",
+                      "storage")  # fmt: skip
             return all(states.get(s) == "up" for s in wanted)
 
         await until(pilot, services_up, timeout_s=20, what="every service listed up")

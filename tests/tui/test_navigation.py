@@ -172,8 +172,9 @@ async def test_a_real_api_that_goes_away_is_shown_down(fixed_store: Path):
     """The Spark master's /json/ served over real HTTP, read by the real reader, then stopped."""
     worker = {"id": "w1", "host": "127.0.0.1", "port": 7078, "state": "ALIVE", "cores": 2,
               "memory": 2048, "webuiaddress": "http://127.0.0.1:8081"}  # fmt: skip
+    connect = {"id": "app-1", "name": "clusterkit-spark-connect", "state": "RUNNING", "cores": 0}
     master = {"url": "spark://127.0.0.1:7077", "status": "ALIVE", "aliveworkers": 1,
-              "workers": [worker]}  # fmt: skip
+              "workers": [worker], "activeapps": [connect]}  # fmt: skip
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -201,6 +202,8 @@ async def test_a_real_api_that_goes_away_is_shown_down(fixed_store: Path):
             shown = rows(app.screen.query_one("#services", DataTable))
             assert shown["spark-master spark://127.0.0.1:7077"][1] == "up"
             assert shown["spark-worker 127.0.0.1:7078"][1] == "up"
+            warm = shown["spark-connect sc://localhost:15002"]
+            assert warm[1] == "up" and "RUNNING, app-1, 0 cores held now" in warm[3]
             server.shutdown()
             server.server_close()
             await settle(pilot, polls=2)
@@ -208,6 +211,7 @@ async def test_a_real_api_that_goes_away_is_shown_down(fixed_store: Path):
             head = shown["spark-master spark://127.0.0.1:7077"]
             assert head[1] == "DOWN" and "not answering: ConnectionError" in head[3]
             assert "STALE" in shown["spark-worker 127.0.0.1:7078"][2]
+            assert shown["spark-connect sc://localhost:15002"][1] == "DOWN"
     finally:
         server.server_close()
 
