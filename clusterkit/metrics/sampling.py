@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import sys
 import threading
@@ -288,6 +289,29 @@ class Sampler:
         return {**self.peaks.node(self.node), "sampler_cpu_s": round(self.cpu_s, 4)}
 
 
+def stop_run_processes(run_id: str, *, settle: bool) -> list[int]:
+    """Stop every process of this node that carries the run's marker (not this one); the
+    pids stopped. With ``settle`` (a run cancelled, failed or orphaned), until none has been
+    seen for a second: Ray restarts a killed worker's task in a new worker, and that one goes
+    too."""
+    me = os.getpid()
+    finder = RunProcessFinder(run_id)
+    deadline = time.monotonic() + 30
+    stopped: list[int] = []
+    quiet = 0
+    while time.monotonic() < deadline:
+        found = [p for p in finder.find() if p.pid != me]
+        if found:
+            stopped += terminate_all(found, grace_s=5.0)
+            quiet = 0
+        elif quiet >= 2 or not (stopped or settle):
+            break
+        else:
+            quiet += 1
+            time.sleep(0.5)
+    return stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     """Node-side entry point: print a JSON sample per interval until killed, --count, or (with
     --until-stdin-closes) the end of stdin; or, with --stop-processes, end the run's processes
@@ -320,8 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stop_processes:
         if not args.run_id:
             parser.error("--stop-processes needs --run-id")
-        procs = RunProcessFinder(args.run_id).find()
-        print(json.dumps(terminate_all(procs, grace_s=5.0) if procs else []), flush=True)
+        print(json.dumps(stop_run_processes(args.run_id, settle=True)), flush=True)
         return 0
     out = open(args.out, "a") if args.out else sys.stdout  # noqa: SIM115
     stop = threading.Event()

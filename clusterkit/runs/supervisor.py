@@ -40,6 +40,7 @@ from clusterkit.metrics.sampling import (
     Sampler,
     fold_shared,
     process_role,
+    stop_run_processes,
 )
 from clusterkit.runs.launcher import CANCEL_FILE, RunSetup
 from clusterkit.runs.store import FolderRunStore
@@ -62,7 +63,8 @@ def _error_from(run_dir: Path, exit_code: int) -> str:
     return f"the job exited with code {exit_code}" + (f": {tail[0]}" if tail else "")
 
 
-def _drain(run_id: str, job_pid: int, peers: list[PeerSampler], ended: float) -> None:
+def _drain(run_id: str, job_pid: int, peers: list[PeerSampler], ended: float, *,
+           settle: bool) -> None:  # fmt: skip
     """Wait for the run's remaining processes on every node to end; stop any that outlive
     the drain time (a peer's count is its latest sample taken after the job ended)."""
     finder = RunProcessFinder(run_id)
@@ -93,7 +95,7 @@ def _drain(run_id: str, job_pid: int, peers: list[PeerSampler], ended: float) ->
         timeout_s=RAY_DRAIN_S,
         interval_s=0.25,
     )
-    _stop_run_processes(run_id)
+    stop_run_processes(run_id, settle=settle)
     for peer in peers:
         if not peer_done(peer):
             peer.stop_run_processes()
@@ -179,7 +181,7 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
             time.sleep(0.1)
         exit_code = proc.returncode
         wall_s = round(time.perf_counter() - started, 3)
-    _drain(run_id, proc.pid, peers, time.time())
+    _drain(run_id, proc.pid, peers, time.time(), settle=cancel.is_set() or exit_code != 0)
     driver = sampler.stop() if sampler is not None else None
     for peer in peers:
         peer.stop()
@@ -209,25 +211,6 @@ def _cancel_reason(store: FolderRunStore, run_id: str) -> str | None:
     signals), or None. The supervisor is the only writer of ``record.json`` while it lives."""
     request = store.read_json(run_id, CANCEL_FILE)
     return str(request["reason"]) if request and request.get("reason") else None
-
-
-def _stop_run_processes(run_id: str) -> None:
-    """Stop every process of this node that carries the run's marker, until none is seen
-    for a second (Ray restarts a killed worker's task in a new worker: that one goes too)."""
-    me = os.getpid()
-    finder = RunProcessFinder(run_id)
-    deadline = time.monotonic() + 30
-    stopped_some, quiet = False, 0
-    while time.monotonic() < deadline:
-        found = [p for p in finder.find() if p.pid != me]
-        if found:
-            processes.terminate_all(found, grace_s=5.0)
-            stopped_some, quiet = True, 0
-        elif not stopped_some or quiet >= 2:  # none left (a run that ended cleanly: at once)
-            return
-        else:
-            quiet += 1
-            time.sleep(0.5)
 
 
 def _record_peaks(record: RunRecord, run_dir: Path, peaks: Peaks, driver: dict[str, Any],

@@ -31,7 +31,7 @@ def test_run_hands_lines_as_they_come_and_times_out():
     started = time.monotonic()
     runner = LocalRunner()
     result = runner.run(
-        "echo one; sleep 0.5; echo two >&2; printf three",
+        "echo one; sleep 0.5; echo two >&2; sleep 0.3; printf three",  # pipes: no order between
         on_line=lambda stream, line: seen.append((stream, line, time.monotonic() - started)),
     )
     assert [(s, line) for s, line, _ in seen] == [("out", "one"), ("err", "two"), ("out", "three")]

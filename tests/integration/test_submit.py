@@ -44,14 +44,16 @@ print("ENV " + json.dumps(seen))
 """
 
 
-def _submit(cluster: LocalCluster, *args: str, timeout: float = 300, **env: str):
+def _submit(cluster: LocalCluster, *args: str, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:  # fmt: skip
     return subprocess.run([sys.executable, "-m", "clusterkit.cli", "submit", *args],
-                          env={**cluster.env, **env}, capture_output=True, text=True,
+                          env={**cluster.env, **(env or {})}, capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
 
 
-def _record(cluster: LocalCluster, *args: str, **env: str) -> tuple[int, dict]:
-    out = _submit(cluster, "--json", *args, **env)
+def _record(cluster: LocalCluster, *args: str, env: dict[str, str] | None = None
+            ) -> tuple[int, dict]:  # fmt: skip
+    out = _submit(cluster, "--json", *args, env=env)
     assert out.stdout, out.stderr
     return out.returncode, json.loads(out.stdout)
 
@@ -185,7 +187,7 @@ def test_requirements_go_into_an_environment_of_the_runs_own(local_cluster, tmp_
     )
     (work / "requirements.txt").write_text(f"{_local_wheel(tmp_path)}\n")
     code, record = _record(local_cluster, str(work / "uses_pkg.py"), "--requirements",
-                           str(work / "requirements.txt"), PIP_NO_INDEX="1")  # fmt: skip
+                           str(work / "requirements.txt"), env={"PIP_NO_INDEX": "1"})  # fmt: skip
     assert code == 0, record["error"]
     assert f"hi from a wheel {pyspark.__version__}" in _stdout(record)
     assert "requirements" in record["result"]["stages"]
@@ -194,7 +196,7 @@ def test_requirements_go_into_an_environment_of_the_runs_own(local_cluster, tmp_
     assert probe.returncode != 0
     (work / "requirements.txt").write_text("no-such-package-ck==9.9\n")
     code, record = _record(local_cluster, str(work / "uses_pkg.py"), "--requirements",
-                           str(work / "requirements.txt"), PIP_NO_INDEX="1")  # fmt: skip
+                           str(work / "requirements.txt"), env={"PIP_NO_INDEX": "1"})  # fmt: skip
     assert code == 1 and "--requirements" in record["error"], record["error"]
 
 
