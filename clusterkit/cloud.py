@@ -2,7 +2,8 @@
 by tag with no state.
 
 ``allow-ip`` and ``cost`` find the cluster through its state folder (its Terraform variables
-hold the region); all three talk to EC2 with boto3; the CLI calls these, never boto3 itself.
+hold the region, its id file the cluster id that tells it from another of the same name); all
+three talk to EC2 with boto3; the CLI calls these, never boto3 itself.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from clusterkit.core.errors import ClusterkitError
 from clusterkit.core.spec import check_name
 from clusterkit.core.state import ClusterPaths, Contexts, default_state_dir
-from clusterkit.providers.aws import access, pricing
+from clusterkit.providers.aws import access, pricing, sweep
 from clusterkit.providers.aws import preflight as aws_preflight
 from clusterkit.providers.aws.provider import AwsProvider
 
@@ -39,7 +40,8 @@ def allow_ip(name: str | None, cidr: str | None, *, fetch: Any = None) -> dict[s
     name, paths, variables = _aws_cluster(name)
     new = aws_preflight.operator_cidr(cidr, fetch=fetch, field="allow-ip's CIDR")
     ec2 = aws_preflight.session(variables["region"]).client("ec2")
-    change = access.allow_ip(ec2, name, new)
+    cluster_id = AwsProvider().recorded_id(paths) or None  # an older kit's: by name
+    change = access.allow_ip(ec2, name, new, cluster_id=cluster_id)
     AwsProvider.terraform(paths).write_vars({**variables, "operator_cidr": new})
     return {"cluster": name, **asdict(change), "changed": change.changed}
 
@@ -47,10 +49,11 @@ def allow_ip(name: str | None, cidr: str | None, *, fetch: Any = None) -> dict[s
 def cost(name: str | None) -> dict[str, Any]:
     """The list price per hour of what the cluster runs now, with the formula and the price
     table's date."""
-    name, _, variables = _aws_cluster(name)
+    name, paths, variables = _aws_cluster(name)
     region = variables["region"]
     ec2 = aws_preflight.session(region).client("ec2")
-    found = pricing.running(ec2, name, region)
+    cluster_id = AwsProvider().recorded_id(paths) or None  # an older kit's: by name
+    found = pricing.running(ec2, name, region, cluster_id=cluster_id)
     return {
         "cluster": name,
         "region": region,
@@ -62,12 +65,25 @@ def cost(name: str | None) -> dict[str, Any]:
     }
 
 
-def down_by_tag(name: str, *, region: str | None, say: Callable[[str], None]) -> dict[str, Any]:
-    """Remove every AWS resource tagged with cluster ``name`` in ``region``, with no state
-    needed (it was lost, or is on another machine); ClusterkitError names what is left."""
+def down_by_tag(name: str, *, region: str | None, say: Callable[[str], None],
+                confirm: sweep.Confirm | None = None) -> dict[str, Any]:  # fmt: skip
+    """Remove the AWS resources tagged with cluster ``name`` in ``region``, with no state
+    needed (it was lost, or is on another machine); ClusterkitError names what is left.
+
+    When the default state folder records the cluster's id, another cluster's of the same
+    name is left (and said). ``confirm`` is asked the sweep's own questions (what is found by
+    the name alone, or outside the recorded VPC); None: the caller has asked "remove
+    everything tagged NAME?" already (the CLI does), and that answer stands for them, each
+    said."""
     t0 = time.monotonic()
     paths = ClusterPaths(default_state_dir(check_name(name, what="--cluster"), None))
-    removed = AwsProvider().remove(name, paths, say=say, region=region)
+
+    def asked_before(question: str) -> bool:
+        say(f"{question} yes: everything tagged {name} was to go")
+        return True
+
+    removed = AwsProvider().remove(name, paths, say=say, region=region,
+                                   confirm=confirm or asked_before)  # fmt: skip
     paths.state_file.unlink(missing_ok=True)
     what = f"removed {', '.join(removed)}" if removed else "nothing tagged with it was left"
     message = f"cluster {name!r} is down: {what}"

@@ -3,9 +3,12 @@
 # network.tf, security.tf and nodes.tf hold the parts; clusterkit/aws drives it.
 
 locals {
+  # On every resource (default_tags, and the root volumes' own tags): `clusterkit down`
+  # sweeps only what carries both the name and the id.
   tags = {
-    "clusterkit:cluster" = var.cluster_name
-    "ManagedBy"          = "clusterkit"
+    "clusterkit:cluster"    = var.cluster_name
+    "clusterkit:cluster-id" = var.cluster_id
+    "ManagedBy"             = "clusterkit"
   }
 
   # Official images, looked up by owner and name (never a hard-coded id): Debian's account

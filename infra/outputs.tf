@@ -3,6 +3,11 @@ output "cluster_name" {
   value       = var.cluster_name
 }
 
+output "cluster_id" {
+  description = "The cluster's random id, as tagged on every resource (tag clusterkit:cluster-id)."
+  value       = var.cluster_id
+}
+
 output "region" {
   description = "The AWS region the cluster is in."
   value       = var.region

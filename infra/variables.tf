@@ -8,6 +8,16 @@ variable "cluster_name" {
   }
 }
 
+variable "cluster_id" {
+  description = "The cluster's random id (12 hex characters), made once by clusterkit up: tagged clusterkit:cluster-id on every resource, so `down` never takes another cluster of the same name."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9a-f]{12}$", var.cluster_id))
+    error_message = "cluster_id: 12 lowercase hex characters, as clusterkit writes it in the cluster's state folder (terraform/cluster-id)."
+  }
+}
+
 variable "region" {
   description = "The AWS region, e.g. us-east-1."
   type        = string

@@ -16,7 +16,8 @@ terraform {
 provider "aws" {
   region = var.region
 
-  # Every resource that takes tags carries the cluster's name: `clusterkit down` sweeps by it.
+  # Every resource that takes tags carries the cluster's name and id: `clusterkit down` sweeps
+  # by both.
   default_tags {
     tags = local.tags
   }

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
+
+from clusterkit.providers.aws.tags import ID_TAG_KEY, new_cluster_id
 
 REGION = "us-east-1"
 
@@ -33,12 +35,40 @@ def ec2(aws) -> Any:
     return boto3.client("ec2", region_name=REGION)
 
 
-def make_cluster(ec2: Any, name: str, *, operator_cidr: str = "198.51.100.7/32") -> dict[str, str]:
-    """What infra/ makes, made with boto3 the same way (tags, groups, routes, nodes)."""
+def cluster_tags(name: str, cluster_id: str) -> list[dict[str, str]]:
+    """The tags infra/ puts on every resource (no id tag when ``cluster_id`` is "")."""
     tags = [
         {"Key": "clusterkit:cluster", "Value": name},
         {"Key": "ManagedBy", "Value": "clusterkit"},
     ]
+    return [*tags, {"Key": ID_TAG_KEY, "Value": cluster_id}] if cluster_id else tags
+
+
+def yes_recording(asked: list[str]) -> Callable[[str], bool]:
+    """A confirm callback that says yes to every question, recording each in ``asked``."""
+
+    def confirm(question: str) -> bool:
+        asked.append(question)
+        return True
+
+    return confirm
+
+
+def make_cluster(
+    ec2: Any,
+    name: str,
+    *,
+    operator_cidr: str = "198.51.100.7/32",
+    cluster_id: str | None = None,
+    key_name: str | None = None,
+) -> dict[str, str]:
+    """What infra/ makes, made with boto3 the same way (tags, groups, routes, nodes).
+    ``cluster_id``: None, a fresh one; "", no id tag (what an older kit made). ``key_name``:
+    default ``clusterkit-NAME`` (a second cluster of the same name in the region needs
+    another)."""
+    cluster_id = new_cluster_id() if cluster_id is None else cluster_id
+    key_name = key_name or f"clusterkit-{name}"
+    tags = cluster_tags(name, cluster_id)
 
     def spec(kind: str, label: str) -> list[dict[str, Any]]:
         return [{"ResourceType": kind, "Tags": [*tags, {"Key": "Name", "Value": label}]}]
@@ -87,7 +117,7 @@ def make_cluster(ec2: Any, name: str, *, operator_cidr: str = "198.51.100.7/32")
         ],
     )
     ec2.import_key_pair(
-        KeyName=f"clusterkit-{name}",
+        KeyName=key_name,
         PublicKeyMaterial=KEY.encode(),
         TagSpecifications=spec("key-pair", name),
     )
@@ -112,7 +142,7 @@ def make_cluster(ec2: Any, name: str, *, operator_cidr: str = "198.51.100.7/32")
                 "Groups": [members, master_sg],
             }
         ],
-        KeyName=f"clusterkit-{name}",
+        KeyName=key_name,
         TagSpecifications=[*spec("instance", "master"), *spec("volume", "master")],
     )
     worker = ec2.run_instances(
@@ -123,7 +153,7 @@ def make_cluster(ec2: Any, name: str, *, operator_cidr: str = "198.51.100.7/32")
         BlockDeviceMappings=root,
         SubnetId=private,
         SecurityGroupIds=[members],
-        KeyName=f"clusterkit-{name}",
+        KeyName=key_name,
         TagSpecifications=[*spec("instance", "worker"), *spec("volume", "worker")],
     )
     master_id = master["Instances"][0]["InstanceId"]
@@ -148,6 +178,7 @@ def make_cluster(ec2: Any, name: str, *, operator_cidr: str = "198.51.100.7/32")
         "worker": worker["Instances"][0]["InstanceId"],
         "master_sg": master_sg,
         "members_sg": members,
+        "cluster_id": cluster_id,
     }
 
 

@@ -66,10 +66,20 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
         down = c.ck("down", "--cluster", c.name, timeout=1800)
         ec2 = preflight.session(None).client("ec2")
         left = sweep.find(ec2, c.name)
-        if left:  # remove them anyway, then fail
-            sweep.remove(ec2, c.name, say=print)
+        if left:  # remove them anyway (the name is this run's own), then fail
+            sweep.remove(ec2, sweep.Scope(c.name), say=print, confirm=lambda q: True)
         assert down.returncode == 0, down.stdout + down.stderr
         assert left == [], left
+
+
+def test_every_resource_carries_the_cluster_id(cloud: Cloud):
+    from clusterkit.providers.aws import preflight, sweep
+
+    home = Path(cloud.env["CLUSTERKIT_HOME"])
+    made = (home / "clusters" / cloud.name / "terraform" / "cluster-id").read_text().strip()
+    found = sweep.find(preflight.session(None).client("ec2"), cloud.name)
+    assert len(found) >= 12
+    assert {t.cluster_id for t in found} == {made}, [str(t) for t in found if t.cluster_id != made]
 
 
 def test_healthy_with_the_worker_and_hdfs(cloud: Cloud):

