@@ -7,12 +7,16 @@ every provider). :func:`run_playbook` runs a playbook against such an inventory,
 task as it finishes through ``say``, and returns per-host counts. A failed task raises
 :class:`ProvisionError` naming the host, role, task and Ansible's message. SSH checks host
 keys against the cluster's known_hosts file (the nodes' keys are known: the kit made them or
-recorded them on first contact); its ControlPersist sockets live in a folder of the run's
-own, removed afterwards, so a stale one never hijacks the next run.
+recorded them on first contact), reads no ssh config file and forwards no agent; its
+ControlPersist sockets live in a folder of the run's own, removed afterwards, so a stale one
+never hijacks the next run. Secrets (the cluster's tokens) reach Ansible only through a 0600
+file, Ansible gets none of this process's credentials (AWS_* and the like), and nothing of a
+run (ansible-runner's artifacts, its copy of the environment) outlives it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -29,7 +33,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from clusterkit.core.errors import ClusterkitError
-from clusterkit.core.files import ensure_secret
+from clusterkit.core.files import ensure_secret, write_text_atomic
 from clusterkit.core.inventory import Inventory, Node, SshSettings
 from clusterkit.core.spec import Spec, parse_size
 from clusterkit.core.state import ClusterPaths, ClusterState
@@ -47,10 +51,14 @@ class ProvisionError(ClusterkitError):
 
 
 def ssh_args(*, key: Path, known_hosts: Path, jump: str | None) -> str:
-    """The ssh options of one host: the key, strict host keys, and for a private host the
-    jump through ``jump`` (root@address) with the same settings."""
-    common = (f"-o IdentitiesOnly=yes -o UserKnownHostsFile={known_hosts} "
-              f"-o StrictHostKeyChecking=yes -o BatchMode=yes")  # fmt: skip
+    """The ssh options of one host: no ssh config file read (the operator's ``~/.ssh/config``
+    and the system's), no agent forwarded, the key only, strict host keys, and for a private
+    host the jump through ``jump`` (root@address) by an inner ssh with the same settings.
+    Keepalives end a connection whose node is gone within 15 s (a jump's inner ssh would
+    otherwise outlive its cluster, waiting on TCP)."""
+    common = (f"-F /dev/null -o ForwardAgent=no -o IdentitiesOnly=yes "
+              f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes "
+              f"-o BatchMode=yes -o ServerAliveInterval=5 -o ServerAliveCountMax=3")  # fmt: skip
     if jump is None:
         return common
     proxy = f"ssh -i {key} {common} -W %h:%p {jump}"
@@ -66,14 +74,84 @@ def _failure(event: dict[str, Any]) -> str:
     return f"host {data.get('host')}, role {role}, task {data.get('task')!r}: {lines[-1]}"
 
 
-def _early_error(result: Any, work_dir: Path) -> str:
-    """The first error line ansible-playbook printed before any task ran (a YAML or syntax
-    error in the playbooks, a missing variable file, ...)."""
-    text = result.stdout.read() if result.stdout else ""
-    errors = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in text.splitlines()]
-    errors = [line for line in errors if line.startswith("[ERROR]") or line.startswith("Origin")]
-    detail = " ".join(errors[:2]) or f"see {work_dir}/artifacts"
-    return f"ansible-playbook exited {result.rc}: {detail}"
+def _early_error(rc: int, stdout: str) -> str:
+    """The first error lines ansible-playbook printed before any task ran (a YAML or syntax
+    error in the playbooks, a missing variable file, ...), else its last line."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in stdout.splitlines()]
+    lines = [line for line in lines if line]
+    errors = [line for line in lines if line.startswith("[ERROR]") or line.startswith("Origin")]
+    detail = " ".join(errors[:2]) or (lines[-1] if lines else "no output")
+    return f"ansible-playbook exited {rc}: {detail}"
+
+
+#: Of this process's environment, ansible-playbook gets these (and LC_*) only: never AWS_*
+#: credentials, tokens, the SSH agent's socket or the operator's ANSIBLE_* settings.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "TMPDIR")
+#: What ansible-runner sets for its event callback (the events are how tasks are reported).
+RUNNER_ENV = ("ANSIBLE_CALLBACK_PLUGINS", "ANSIBLE_STDOUT_CALLBACK", "AWX_ISOLATED_DATA_DIR")
+#: Ansible's own default ssh_args, set so that no ansible.cfg adds to them.
+ANSIBLE_SSH_ARGS = "-C -o ControlMaster=auto -o ControlPersist=60s"
+
+
+def ansible_settings(*, config: Path, control: Path) -> dict[str, str]:
+    """The kit's settings of one run of Ansible: ``config`` (an empty ansible.cfg: no other
+    is read) and ``control`` (the folder of ssh's control sockets, this run's own)."""
+    # the ansible-playbook of this Python's environment first, whether or not it is on PATH
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {
+        "PATH": path,
+        "ANSIBLE_CONFIG": str(config),
+        "ANSIBLE_ROLES_PATH": str(PLAYBOOKS / "roles"),
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        # one SSH round trip per module instead of four (put, chmod, run, clean up)
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_SSH_ARGS": ANSIBLE_SSH_ARGS,
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control),
+    }
+
+
+def ansible_environment(prepared: dict[str, str], settings: dict[str, str]) -> dict[str, str]:
+    """The whole environment of ansible-playbook: PATH, HOME, LANG, TMPDIR and LC_* of this
+    process, ansible-runner's callback settings from ``prepared`` (the environment it made),
+    and the kit's ``settings``; nothing else."""
+    env = {k: v for k, v in os.environ.items() if k in INHERITED_ENV or k.startswith("LC_")}
+    env |= {k: prepared[k] for k in RUNNER_ENV if k in prepared}
+    return env | settings
+
+
+def _fresh_folder(folder: Path) -> None:
+    """``folder`` emptied of anything an earlier run left (a crashed one's too), mode 0700."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, mode=0o700)
+    os.chmod(folder, 0o700)
+
+
+class _Events:
+    """What run_playbook keeps of ansible-runner's events: tasks done, failures, the stats.
+    Nothing is written to disk (``on_event`` returns False)."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say, self.tasks = say, 0
+        self.failures: list[str] = []
+        self.stats: dict[str, Any] = {}
+
+    def on_event(self, event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        if kind == "runner_on_ok":
+            self.tasks += 1
+            state = "changed" if data.get("res", {}).get("changed") else "ok"
+            self.say(f"{data.get('host')}: {data.get('task')} ({state})")
+        elif kind in FAILED_EVENTS and not data.get("ignore_errors"):
+            self.failures.append(_failure(event))
+        elif kind == "playbook_on_stats":
+            self.stats = data
+        return False
+
+    def report(self) -> Provisioned:
+        ok, changed = self.stats.get("ok") or {}, self.stats.get("changed") or {}
+        return Provisioned(self.tasks, dict(ok), dict(changed))
 
 
 def run_playbook(
@@ -85,53 +163,47 @@ def run_playbook(
     say: Callable[[str], None] = lambda _: None,
 ) -> Provisioned:
     """Run ``playbook`` on ``inventory`` (a dict in Ansible's YAML inventory shape) with
-    ``extravars`` (they may hold secrets: ``work_dir`` is made readable by its owner only)."""
-    import ansible_runner
+    ``extravars``, which may hold secrets: they reach ansible-playbook only in a 0600 file
+    (``-e @file``), never on its command line or in its environment.
 
-    work_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(work_dir, 0o700)
+    ``work_dir`` is the run's own (ansible-runner's private data folder, mode 0700): emptied
+    first, so nothing of an earlier run is reused, and removed afterwards, artifacts and all,
+    whether the run failed or not. Ansible runs with :func:`ansible_environment`, and ssh's
+    control sockets live in a fresh folder of the run's own, removed afterwards too."""
+    from ansible_runner.interface import init_runner
+
+    _fresh_folder(work_dir)
     # ssh's control sockets: a short path (sockets are limited to 107 bytes), this run's own
     control = Path(tempfile.mkdtemp(prefix="ck-ssh-"))
-    failures: list[str] = []
-    tasks = 0
-
-    def on_event(event: dict[str, Any]) -> bool:
-        kind = event.get("event", "")
-        data = event.get("event_data", {})
-        nonlocal tasks
-        if kind == "runner_on_ok":
-            tasks += 1
-            state = "changed" if data.get("res", {}).get("changed") else "ok"
-            say(f"{data.get('host')}: {data.get('task')} ({state})")
-        elif kind in FAILED_EVENTS and not data.get("ignore_errors"):
-            failures.append(_failure(event))
-        return True
-
-    # the ansible-playbook of this Python's environment first, whether or not it is on PATH
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    result = ansible_runner.run(
-        private_data_dir=str(work_dir),
-        project_dir=str(playbook.parent),
-        playbook=str(playbook),
-        inventory=inventory,
-        extravars=extravars or {},
-        event_handler=on_event,
-        quiet=True,
-        envvars={
-            "PATH": path,
-            "ANSIBLE_ROLES_PATH": str(PLAYBOOKS / "roles"),
-            "ANSIBLE_HOST_KEY_CHECKING": "True",
-            "ANSIBLE_RETRY_FILES_ENABLED": "False",
-            # one SSH round trip per module instead of four (put, chmod, run, clean up)
-            "ANSIBLE_PIPELINING": "True",
-            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control),
-        },
-    )
-    shutil.rmtree(control, ignore_errors=True)
-    stats = result.stats or {}
-    if failures or result.rc != 0:
-        raise ProvisionError("; ".join(failures) or _early_error(result, work_dir))
-    return Provisioned(tasks, dict(stats.get("ok", {})), dict(stats.get("changed", {})))
+    events = _Events(say)
+    try:
+        config = work_dir / "ansible.cfg"
+        config.write_text("# clusterkit: Ansible's settings are in the environment\n")
+        if extravars:
+            write_text_atomic(work_dir / "env" / "extravars", json.dumps(extravars), mode=0o600)
+        settings = ansible_settings(config=config, control=control)
+        runner = init_runner(
+            private_data_dir=str(work_dir),
+            project_dir=str(playbook.parent),
+            playbook=str(playbook),
+            inventory=inventory,
+            event_handler=events.on_event,
+            quiet=True,
+            # an operator's ANSIBLE_CALLBACK_PLUGINS left out of the callback path it makes
+            envvars={**settings, "ANSIBLE_CALLBACK_PLUGINS": ""},
+        )
+        runner.config.env = ansible_environment(runner.config.env, settings)
+        runner.run()
+        if events.failures or runner.rc != 0:
+            stdout = ""
+            if not events.failures:
+                with runner.stdout as out:
+                    stdout = out.read()
+            raise ProvisionError("; ".join(events.failures) or _early_error(runner.rc, stdout))
+        return events.report()
+    finally:
+        shutil.rmtree(control, ignore_errors=True)
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 Progress = Callable[[str], None]
@@ -226,6 +298,7 @@ def playbook_vars(spec: Spec, paths: ClusterPaths, *, python: str, wheel: Path) 
     ports = spec.ports
     return {
         "ray_auth_token": ensure_secret(paths.ray_token),
+        "spark_auth_secret": ensure_secret(paths.spark_secret),
         "spark_connect_token": ensure_secret(paths.spark_connect_token),
         "spark_connect_token_file": NODE_SPARK_CONNECT_TOKEN,
         "spark_connect_port": ports.spark_connect,
@@ -279,8 +352,8 @@ class PlaybookServices:
     def provision(self, state: ClusterState, paths: ClusterPaths, *,
                   say: Progress) -> Provisioned:  # fmt: skip
         """Run the playbooks on the cluster's nodes; the report counts tasks changed per host.
-        ``<state>/inventory/hosts.yml`` is written too: ``ansible-playbook -i`` it to run the
-        playbooks by hand."""
+        ``<state>/inventory/hosts.yml`` is written too, for ``ansible-playbook -i`` by hand;
+        the secrets are not kept beside it (give the roles' token variables with ``-e``)."""
         inventory = self.inventory(state)
         hosts = paths.root / "inventory" / "hosts.yml"
         hosts.parent.mkdir(parents=True, exist_ok=True)
@@ -313,6 +386,11 @@ class PlaybookServices:
 
     def stop(self, state: ClusterState, paths: ClusterPaths, *, say: Progress) -> Stopped:
         return Stopped()  # the nodes are removed with everything on them
+
+    def stop_found(self, spec: Spec, paths: ClusterPaths, *, say: Progress) -> Stopped:
+        """Without a readable state: nothing to stop here either (the provider removes the
+        nodes it finds, with everything on them)."""
+        return Stopped()
 
     def plan(self, spec: Spec) -> dict[str, object]:
         """What ``up --dry-run`` shows of the services: the playbooks size them on the nodes."""

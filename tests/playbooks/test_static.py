@@ -1,11 +1,15 @@
 """The playbooks checked without running them: syntax, ansible-lint's production profile,
 every template rendered by Ansible for the example two-node inventory and parsed (Hadoop's
-XML, Spark's and Ray's settings with the private addresses), the rendered systemd units
-verified by systemd-analyze, and the memory budget of a t2.large."""
+XML, Spark's and Ray's settings with the private addresses, sshd's drop-in, checked by sshd
+itself), the rendered systemd units verified by systemd-analyze, the master's key authorized
+from its address only, Ray's metrics port closed but on loopback, and the memory budget of a
+t2.large."""
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -87,7 +91,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     facts = {
         "out_dir": str(out), "roles_dir": str(ROOT / "playbooks" / "roles"),
         "ansible_memtotal_mb": T2_LARGE_MB, "ansible_processor_vcpus": 2,
-        "ansible_architecture": "x86_64",
+        "ansible_architecture": "x86_64", "ansible_distribution": "Debian",
         "ansible_python": {"version": {"major": sys.version_info.major,
                                        "minor": sys.version_info.minor}},
         "python_venv": sys.prefix, "hadoop_home": str(hadoop_home),
@@ -127,6 +131,9 @@ def test_spark_and_ray_settings_carry_the_private_addresses(rendered):
         defaults = (rendered / host / "spark-defaults.conf").read_text()
         assert "spark.master.rest.enabled      false" in defaults
         assert "spark.eventLog.enabled         true" in defaults
+        assert "spark.authenticate             true" in defaults
+        assert "spark.network.crypto.enabled   true" in defaults
+        assert "spark.ui.killEnabled           false" in defaults
         ray = (rendered / host / "ray.service").read_text()
         assert f"--node-ip-address {address}" in ray
         assert "RAY_AUTH_MODE=token" in ray
@@ -186,3 +193,141 @@ def test_the_memory_budget_fits_a_t2_large(rendered):
     assert worker["spark_worker_memory_mb"] < T2_LARGE_MB - 1024, worker
     assert worker["ray_object_store_mb"] < 0.3 * T2_LARGE_MB, worker
     assert master["ray_object_store_mb"] < 0.3 * T2_LARGE_MB, master
+
+
+def _tasks(role: str, kind: str = "tasks") -> list[dict]:
+    return yaml.safe_load((ROOT / "playbooks" / "roles" / role / kind / "main.yml").read_text())
+
+
+def _task(role: str, module: str) -> dict:
+    """The role's one task using ``module``; its arguments, with ``loop``/``notify`` beside."""
+    found = [t for t in _tasks(role) if module in t]
+    assert len(found) == 1, (role, module, found)
+    return {**found[0][module], **{k: v for k, v in found[0].items() if k != module}}
+
+
+#: What the kit's sshd drop-in says, and nothing else (AllowUsers: root and Debian's image user)
+SSHD_SETTINGS = {
+    "PermitRootLogin": "prohibit-password",
+    "PasswordAuthentication": "no",
+    "KbdInteractiveAuthentication": "no",
+    "MaxAuthTries": "3",
+    "AllowUsers": "root admin",
+    "X11Forwarding": "no",
+    "AllowAgentForwarding": "no",
+}
+
+
+def _settings(text: str) -> dict[str, str]:
+    lines = [line.split(None, 1) for line in text.splitlines()
+             if line.strip() and not line.startswith("#")]  # fmt: skip
+    assert all(len(words) == 2 for words in lines), lines
+    settings = {key: value for key, value in lines}
+    assert len(settings) == len(lines), lines  # no keyword twice
+    return settings
+
+
+def test_the_sshd_dropin_allows_keys_only_for_root_and_the_image_user(rendered):
+    for host in ("master", "worker"):
+        assert _settings((rendered / host / "sshd-clusterkit.conf").read_text()) == SSHD_SETTINGS
+
+
+def test_the_sshd_dropin_is_checked_whole_included_first_and_sshd_reloaded():
+    template = _task("ssh", "ansible.builtin.template")
+    assert template["dest"] == "{{ ssh_sshd_dropin }}" and template["notify"] == "Reload sshd"
+    # the new drop-in in front of the main file, checked by sshd -t as one configuration
+    assert 'cat "$1" {{ ssh_sshd_config }} > "$1.whole"' in template["validate"]
+    assert '{{ ssh_sshd_command }} -t -f "$1.whole"' in template["validate"]
+    include = _task("ssh", "ansible.builtin.lineinfile")
+    assert include["line"] == "Include /etc/ssh/sshd_config.d/*.conf"
+    assert include["insertbefore"] == "BOF" and include["notify"] == "Reload sshd"
+    assert include["validate"] == "{{ ssh_sshd_command }} -t -f %s"
+    (handler,) = _tasks("ssh", "handlers")
+    assert handler["name"] == "Reload sshd"
+    reload = handler["ansible.builtin.shell"]
+    assert reload.startswith("{{ ssh_sshd_command }} -t &&")
+    assert "systemctl reload ssh" in reload
+    assert 'kill -HUP "$(cat {{ ssh_sshd_pid_file }})"' in reload
+    defaults = yaml.safe_load((ROOT / "playbooks/roles/ssh/defaults/main.yml").read_text())
+    assert defaults["ssh_sshd_dropin"] == "/etc/ssh/sshd_config.d/10-clusterkit.conf"
+
+
+def _hostvars() -> dict[str, dict]:
+    inventory = yaml.safe_load((ROOT / "inventory" / "example.yml").read_text())["all"]
+    return {h: v for group in inventory["children"].values() for h, v in group["hosts"].items()}
+
+
+def test_the_masters_key_is_authorized_on_the_worker_from_its_private_address_only():
+    task = _task("ssh", "ansible.posix.authorized_key")
+    assert task["loop"] == "{{ groups[ssh_from_group] }}"
+    assert task["when"] == "inventory_hostname in groups[ssh_to_group]"
+    options = Environment(undefined=StrictUndefined).from_string(task["key_options"])
+    assert options.render(hostvars=_hostvars(), item="master") == 'from="10.0.1.10"'
+
+
+def test_rays_metrics_port_is_dropped_from_every_interface_but_loopback(rendered):
+    (rule,) = [{**t["ansible.builtin.iptables"], "loop": t.get("loop")} for t in _tasks("firewall")
+               if t.get("ansible.builtin.iptables", {}).get("jump") == "DROP"]  # fmt: skip
+    assert rule == {
+        "chain": "INPUT",
+        "action": "insert",  # first in the chain: before the cluster's networks are accepted
+        "in_interface": "!lo",
+        "protocol": "tcp",
+        "destination_port": "{{ item }}",
+        "jump": "DROP",
+        "comment": "clusterkit loopback only",
+        "loop": "{{ firewall_loopback_only_ports }}",
+    }
+    for host in ("master", "worker"):
+        ports = json.loads((rendered / host / "firewall.json").read_text())
+        assert ports == {"loopback_only_ports": [6385]}
+        # the port Ray's exporter listens on is the one dropped
+        assert "--metrics-export-port 6385 " in (rendered / host / "ray.service").read_text()
+
+
+def _sshd(*argv: str) -> subprocess.CompletedProcess[str]:
+    """sshd where it finds its privilege separation folder (/run/sshd, which exists only
+    while an sshd runs): here, or in a private mount namespace with a /run of its own."""
+    wrap: tuple[str, ...] = ()
+    if not Path("/run/sshd").is_dir():
+        wrap = ("unshare", "--mount", "sh", "-c",
+                'mount -t tmpfs none /run && mkdir /run/sshd && exec "$@"', "sh")  # fmt: skip
+    return subprocess.run([*wrap, *argv], capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.tools
+@pytest.mark.skipif(not Path("/usr/sbin/sshd").exists(), reason="sshd missing")
+@pytest.mark.skipif(not Path("/run/sshd").is_dir() and (sys.platform != "linux" or
+                    os.geteuid() != 0), reason="sshd -t needs /run/sshd")  # fmt: skip
+def test_sshd_accepts_the_dropin_and_its_settings_win(rendered, tmp_path: Path):
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "hk")],
+                   check=True)  # fmt: skip
+    main = tmp_path / "sshd_config"  # a main file that says the opposite of the drop-in
+    opposite = ["PermitRootLogin yes", "PasswordAuthentication yes", "MaxAuthTries 6",
+                "X11Forwarding yes", "AllowAgentForwarding yes"]  # fmt: skip
+    main.write_text("\n".join([f"HostKey {tmp_path / 'hk'}", *opposite]) + "\n")
+    dropin = tmp_path / "10-clusterkit.conf"
+    dropin.write_text((rendered / "worker" / "sshd-clusterkit.conf").read_text())
+    # the role's own check, as the template module runs it (%s: the new drop-in)
+    validate = Environment().from_string(_task("ssh", "ansible.builtin.template")["validate"])
+    check = validate.render(ssh_sshd_config=main, ssh_sshd_command="/usr/sbin/sshd")
+    proc = _sshd(*shlex.split(check % dropin))
+    assert proc.returncode == 0, proc.stderr
+    whole = tmp_path / "whole"
+    whole.write_text(dropin.read_text() + main.read_text())
+    effective = _sshd("/usr/sbin/sshd", "-T", "-f", str(whole))
+    assert effective.returncode == 0, effective.stderr
+    lines = [line.split(" ", 1) for line in effective.stdout.splitlines()]
+    values: dict[str, list[str]] = {}
+    for key, value in lines:
+        values.setdefault(key, []).append(value)
+    assert values["permitrootlogin"][0] in ("prohibit-password", "without-password"), values
+    assert values["passwordauthentication"] == ["no"] and values["maxauthtries"] == ["3"]
+    assert values["x11forwarding"] == ["no"] and values["allowagentforwarding"] == ["no"]
+    assert values["kbdinteractiveauthentication"] == ["no"]
+    assert set(values["allowusers"]) == {"root", "admin"}
+    # and the check fails a broken drop-in, which then is never written
+    dropin.write_text(dropin.read_text() + "NoSuchKeyword yes\n")
+    refused = _sshd(*shlex.split(check % dropin))
+    assert refused.returncode != 0 and "NoSuchKeyword" in refused.stderr, refused.stderr
+    assert not list(tmp_path.glob("*.whole"))  # its temporary whole file removed either way

@@ -176,7 +176,7 @@ def _wait_running(rehearsal: Rehearsal, run_id: str | None = None) -> dict:
 def test_a_run_survives_its_ssh_connection_and_is_reattached(rehearsal, tmp_path: Path):
     made = rehearsal.ck_json("run", "datagen", "--rows", "1M", "--overwrite")
     assert made["status"] == "succeeded", made
-    client = subprocess.Popen([CLUSTERKIT, "run", "etl"], env=rehearsal.env,
+    client = subprocess.Popen([CLUSTERKIT, "run", "etl", "--overwrite"], env=rehearsal.env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               start_new_session=True)  # fmt: skip
     record = _wait_running(rehearsal)
