@@ -150,7 +150,7 @@ def main() -> int:
                 # untimed: the warm server gets its executor back (given back while the
                 # baseline ran), as a baseline's own Spark start-up, excluded too, gets its
                 cluster.cli("submit", str(warmup))
-                record = cluster.run(job)
+                record = cluster.run(job, "--overwrite")
                 info = {"process_wall_s": record["wall_s"], "stages": record["result"]["stages"],
                         "peak_rss_by_role": record["result"].get("peak_rss_by_role")}  # fmt: skip
                 if "rows_out" in record["result"]:

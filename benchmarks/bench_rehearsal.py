@@ -52,7 +52,7 @@ def main() -> None:
                 cluster.run("datagen", "--rows", args.rows)
             for i in range(args.repeats):
                 for name, cluster in clusters.items():
-                    record = cluster.run("etl")
+                    record = cluster.run("etl", "--overwrite")
                     result: dict[str, Any] = record["result"]
                     etl[name].append(result["wall_s"])
                     print(f"round {i + 1}: etl on {name}: {result['wall_s']:.1f} s", flush=True)

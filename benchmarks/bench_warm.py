@@ -50,7 +50,8 @@ def top_earners(cluster: BenchCluster, repeats: int) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {"classic": [], "warm_first": [], "warm": []}
     for i in range(repeats):
         for kind, session in (("classic", "classic"), ("warm_first", "warm"), ("warm", "warm")):
-            seconds, record = timed_run(cluster, "top-earners", "--spark-session", session)
+            seconds, record = timed_run(cluster, "top-earners", "--spark-session", session,
+                                        "--overwrite")  # fmt: skip
             runs[kind].append({"command_s": round(seconds, 3), "run_wall_s": record["wall_s"],
                                "top": record["result"]["rows_out"][:3]})  # fmt: skip
             print(f"top-earners {kind} {i + 1}: {seconds:.2f} s", flush=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from clusterkit.catalog import find_job
+from clusterkit.core import spec
+from clusterkit.core.errors import BadInput
 from clusterkit.core.files import write_json_atomic
 from clusterkit.core.fmt import human_bytes, human_seconds
 from clusterkit.core.jobspec import Job, JobInputError, Param, parse_count
@@ -43,17 +46,21 @@ from clusterkit.runs.launcher import SETUP_FILE, Runs, RunSetup
 from clusterkit.runs.store import FolderRunStore
 
 __all__ = [
+    "NAME_PATTERN",
     "ChildRuns",
     "Job",
     "JobContext",
     "JobFailed",
     "JobInputError",
+    "NoSpaceLeft",
     "Param",
     "RunRecord",
+    "check_name",
     "connect_url",
     "human_bytes",
     "human_seconds",
     "interrupt_session",
+    "is_no_space",
     "main",
     "mark_shared",
     "markdown",
@@ -306,6 +313,51 @@ class JobFailed(Exception):
         self.exit_code = exit_code
 
 
+#: What a dataset's or a model's name may be: the rule of cluster names (``clusterkit.core.spec``).
+NAME_PATTERN = spec.NAME_PATTERN
+
+
+def check_name(value: str, *, param: str) -> str:
+    """``value`` when it is a name the kit allows (NAME_PATTERN, as for clusters); otherwise
+    a JobInputError naming ``--param``, the value and the rule (the run exits 2)."""
+    try:
+        return spec.check_name(value, what=f"--{param}")
+    except BadInput as exc:
+        raise JobInputError(str(exc)) from exc
+
+
+class NoSpaceLeft(JobFailed):
+    """The storage being written is full: the run fails with ``no space left on PATH``."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"no space left on {path}: free space on its file system (or write less) and "
+            f"run the job again",
+            1,
+        )
+        self.path = path
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` or an exception it was raised from (an engine's wrapper: Ray's task
+    error, pyarrow's, DuckDB's) is a full disk (ENOSPC, "No space left on device")."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if getattr(current, "errno", None) == errno.ENOSPC:
+            return True
+        if "no space left on device" in str(current).lower():
+            return True
+        cause = getattr(current, "cause", None)  # Ray's RayTaskError keeps the task's own
+        todo += [current.__cause__, current.__context__,
+                 cause if isinstance(cause, BaseException) else None]  # fmt: skip
+    return False
+
+
 class _ConnectProgress:
     """A Spark Connect progress handler: the finished share of the running stages' tasks."""
 
@@ -354,9 +406,11 @@ class ChildRuns:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one job: ``python -m jobs NAME --params-json '{...}'`` (what the run supervisor
-    starts). Exit codes: 0 succeeded; 1 the job failed; 2 bad input (a JobInputError). On
-    failure the error's one-line form goes to ``error.json`` in the run folder and the
-    traceback to stderr."""
+    starts). Exit codes: 0 succeeded; 1 the job failed; 2 bad input (a JobInputError or the
+    kit's BadInput). On failure the error's one-line form goes to ``error.json`` in the run
+    folder, and the traceback to stderr unless the failure is one the kit names (bad input,
+    JobFailed, a full disk: ``no space left on PATH``, PATH the storage being written, or
+    the storage root when the job did not say)."""
     parser = argparse.ArgumentParser(prog="python -m jobs")
     parser.add_argument("name")
     parser.add_argument("--params-json", default="{}")
@@ -366,14 +420,16 @@ def main(argv: list[str] | None = None) -> int:
     ctx = JobContext.from_env(job, params)
     try:
         fields = job.main(ctx) or {}
-    except JobInputError as exc:
+    except (JobInputError, BadInput) as exc:
         write_json_atomic(ctx.run_dir / "error.json", {"type": "bad input", "message": str(exc)})
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except JobFailed as exc:
-        write_json_atomic(ctx.run_dir / "error.json", {"type": "failed", "message": str(exc)})
-        return exc.exit_code
+        return _failed(ctx, exc)
     except Exception as exc:
+        if is_no_space(exc):
+            path = getattr(exc, "filename", None) or ctx.storage_root
+            return _failed(ctx, NoSpaceLeft(str(path)))
         traceback.print_exc()
         message = f"{type(exc).__name__}: {exc}".splitlines()[0]
         write_json_atomic(ctx.run_dir / "error.json", {"type": "crash", "message": message})
@@ -391,6 +447,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_json_atomic(ctx.run_dir / "result.json", result)
     return 0
+
+
+def _failed(ctx: JobContext, exc: JobFailed) -> int:
+    """Record a failure the job named (``error.json``, one line to stderr); its exit code."""
+    write_json_atomic(ctx.run_dir / "error.json", {"type": "failed", "message": str(exc)})
+    if isinstance(exc, NoSpaceLeft):
+        print(f"error: {exc}", file=sys.stderr)
+    return exc.exit_code
 
 
 def _max_rss_bytes() -> int:

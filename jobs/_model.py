@@ -14,7 +14,9 @@ model reads or how features are made.
 - Artifact: ``<storage>/models/NAME/vN/`` holding ``model.joblib`` (features + estimator as
   one scikit-learn Pipeline), ``model.json`` (format, input columns, features, training
   dataset, metrics, versions) and ``holdout/`` (the held-out rows, to check the model later).
-  Versions are written to a temporary folder and renamed into place.
+  Versions are written to a temporary folder and renamed into place. A model's name follows
+  the rule of cluster names (so ``models/NAME`` stays inside the storage root); ``NAME:vN``
+  names a version.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from clusterkit.jobkit import JobInputError
-from jobs._storage import KINDS, FileStore
+from clusterkit.jobkit import JobInputError, NoSpaceLeft, check_name, is_no_space
+from jobs._storage import KINDS, META_FILE, FileStore, marker
 
 FORMAT = 1
 TARGET = "salary"
@@ -168,7 +170,7 @@ def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
 
 # ---------------------------------------------------------------- the artifact
 
-_REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_-]*)(?::v?(?P<version>\d+))?$")
+_VERSION = re.compile(r"^v?(?P<version>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -192,10 +194,15 @@ def resolve_model(storage: FileStore, models_root: str, ref: str) -> ModelRef:
     if "/" in ref:
         card = _read_card(storage, ref)
         return ModelRef(card["name"], int(card["version"]), ref.rstrip("/"))
-    match = _REF.match(ref)
-    if not match:
-        raise JobInputError(f"--model {ref!r} is not NAME, NAME:vN or a path to a model folder")
-    name = match["name"]
+    name, colon, version_text = ref.partition(":")
+    try:
+        check_name(name, param="model")
+    except JobInputError as exc:
+        raise JobInputError(f"{exc}; give NAME, NAME:vN or a model folder's path") from exc
+    match = _VERSION.match(version_text)
+    if colon and not match:
+        raise JobInputError(f"--model {ref!r}: {version_text!r} is not a version; give NAME:vN, "
+                            f"e.g. {name}:v1")  # fmt: skip
     have = versions_of(storage, models_root, name)
     if not have:
         known = [d for d in storage.list_dirs(models_root) if not d.startswith(".")]
@@ -204,7 +211,7 @@ def resolve_model(storage: FileStore, models_root: str, ref: str) -> ModelRef:
             f"no model {name!r} under {models_root} ({listing}); "
             f"train one with `clusterkit run train --name {name}`"
         )
-    version = int(match["version"]) if match["version"] else have[-1]
+    version = int(match["version"]) if colon and match else have[-1]
     if version not in have:
         raise JobInputError(
             f"model {name} has no version v{version}; it has {', '.join(f'v{v}' for v in have)}"
@@ -267,13 +274,18 @@ def save_model(
     card: Mapping[str, Any],
     holdout: Any,  # a pandas DataFrame
     run_id: str,
+    job: str = "train",
 ) -> ModelRef:
-    """Write a new version of ``name``: a temporary folder, then a rename to ``vN`` (the next
-    free number; a version written meanwhile by another run is never replaced)."""
+    """Write a new version of ``name`` (checked: a name as NAME_PATTERN allows): a temporary
+    folder, then a rename to ``vN`` (the next free number; a version written meanwhile by
+    another run is never replaced). It holds the kit's marker, ``_clusterkit.json``; a full
+    disk is raised as NoSpaceLeft naming the model's folder."""
+    check_name(name, param="name")
     tmp = f"{models_root}/{name}/.tmp-{run_id}"
     try:
         storage.write_bytes(f"{tmp}/holdout/part-00000.parquet", _parquet_bytes(holdout))
         storage.write_bytes(f"{tmp}/model.joblib", blob)
+        storage.write_text(f"{tmp}/{META_FILE}", marker(run_id=run_id, job=job))
         for _ in range(100):
             have = versions_of(storage, models_root, name)
             version = (have[-1] if have else 0) + 1
@@ -283,6 +295,10 @@ def save_model(
             if storage.rename(tmp, path):
                 return ModelRef(name, version, path)
         raise RuntimeError(f"could not find a free version number for model {name}")
+    except Exception as exc:
+        if is_no_space(exc):
+            raise NoSpaceLeft(f"{models_root}/{name}") from exc
+        raise
     finally:
         if storage.exists(tmp):
             storage.delete(tmp)

@@ -4,7 +4,8 @@ Each of the three runs on Spark (the cluster, the default), on Ray Data (the clu
 or on DuckDB (one process on the driver host). Whatever the engine, the input is checked the
 same way before any work (files, Parquet magic bytes, columns, not empty), the result rows go
 through the same pandas post-processing, and the run's ``result.json`` has the same keys and
-the same stages, so runs of different engines compare side by side.
+the same stages, so runs of different engines compare side by side. Outputs stay inside the
+storage root and replace an existing one only with ``--overwrite`` (jobs/_storage.py).
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from typing import Any
 from clusterkit.jobkit import JobContext, Param
 from jobs._storage import (
     ArrowStorage,
+    Output,
     check_columns,
+    check_output,
+    input_path,
     inspect_parquet,
+    job_output,
     open_dataset,
     raise_input_error_for,
     spark_schema,
@@ -32,11 +37,10 @@ ENGINE_PARAM = Param(
 )  # fmt: skip
 
 
-def query_paths(ctx: JobContext, name: str) -> tuple[str, str]:
+def query_paths(ctx: JobContext, name: str) -> tuple[str, Output]:
     """(input, output): the processed dataset and <storage>/results/NAME unless given."""
-    source = ctx.params["input"] or ctx.storage_path("datasets", PROCESSED)
-    target = ctx.params["output"] or ctx.storage_path("results", name)
-    return source, target
+    source = input_path(ctx, ctx.params["input"], "datasets", PROCESSED)
+    return source, job_output(ctx, ctx.params["output"], "results", name)
 
 
 @dataclass
@@ -76,10 +80,13 @@ def open_input(ctx: JobContext, path: str, columns: Mapping[str, str], *, made_b
         return Input(engine, arrow, path, dataset.rows, dataset.schema, files=dataset.files)
 
 
-def open_query(ctx: JobContext, name: str, columns: Mapping[str, str]) -> tuple[Input, str]:
-    """A query's checked input (the processed dataset) and where its result goes."""
-    source, target = query_paths(ctx, name)
-    return open_input(ctx, source, columns, made_by="etl"), target
+def open_query(ctx: JobContext, name: str, columns: Mapping[str, str]) -> tuple[Input, Output]:
+    """A query's checked input (the processed dataset) and where its result goes, checked
+    not to replace what it may not (see check_output)."""
+    source, out = query_paths(ctx, name)
+    query = open_input(ctx, source, columns, made_by="etl")
+    check_output(query.storage, out)
+    return query, out
 
 
 def result_table(frame: Any) -> Any:
@@ -103,10 +110,10 @@ def rows_out(table: Any) -> list[dict[str, Any]]:
     ]
 
 
-def publish(ctx: JobContext, query: Input, frame: Any, target: str, title: str) -> Any:
-    """Write the result rows to ``target`` (temp + rename), print them; the Arrow table."""
+def publish(query: Input, frame: Any, out: Output, title: str) -> Any:
+    """Write the result rows to ``out`` (temp + rename), print them; the Arrow table."""
     table = result_table(frame)
-    write_table(query.storage, table, target, run_id=ctx.run_id)
+    write_table(query.storage, table, out)
     print(title)
     print(table.to_pandas().to_string(index=False))
     return table

@@ -3,8 +3,14 @@
 The same calls work on a local folder (``file:``) and on HDFS (``hdfs://master:9000/...``,
 through libhdfs on the node), whichever engine does the work (a Spark session attached to the
 cluster's Spark Connect server has no JVM of its own to reach Hadoop's FileSystem through),
-so the jobs never bake in local paths. Outputs are written to a temporary folder beside the
-target and committed by rename: a failed or cancelled job leaves no half-written dataset.
+so the jobs never bake in local paths.
+
+Outputs (:class:`Output`, :func:`job_output`) lie inside the storage root: a relative path is
+taken from the root, and an absolute path or a URL that leaves it (``..`` included) is
+refused. An output is written to a temporary folder beside the target and committed by
+renames (:func:`writing`): a failed or cancelled job leaves no half-written dataset, a full
+disk fails the run with ``no space left on PATH``, and what was there before is replaced only
+when the kit made it (its ``_clusterkit.json`` marker) and the run was given ``--overwrite``.
 Inputs are checked before any work: the path exists, every Parquet file has Parquet's magic
 bytes at both ends (a truncated or foreign file is named), the columns and their types are
 the expected ones, and the dataset is not empty.
@@ -14,17 +20,35 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import posixpath
 import re
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from clusterkit.jobkit import JobInputError
+from clusterkit.jobkit import (
+    JobContext,
+    JobFailed,
+    JobInputError,
+    NoSpaceLeft,
+    Param,
+    is_no_space,
+)
 
 PARQUET_MAGIC = b"PAR1"
-META_FILE = "_clusterkit.json"  # Spark's reader skips files that start with "_"
+#: The marker of every output the kit commits (its metadata: run, job, time and the job's own
+#: figures). Spark's reader skips files that start with "_".
+META_FILE = "_clusterkit.json"
+OVERWRITE_PARAM = Param(
+    "overwrite", "bool", False,
+    f"replace an existing output (only one the kit made: it holds {META_FILE})",
+)  # fmt: skip
 
 #: Spark type names (DataType.typeName()) accepted for each kind of column.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -77,12 +101,45 @@ class FileStore(ABC):
     def read_text(self, path: str) -> str | None:
         return self.read_all(path).decode() if self.exists(path) else None
 
-    def commit(self, tmp: str, final: str) -> None:
-        """Replace ``final`` by ``tmp`` (a rename on the same file system)."""
-        if self.exists(final):
-            self.delete(final)
-        if not self.rename(tmp, final):
-            raise RuntimeError(f"could not rename {tmp} to {final}")
+    def commit(self, tmp: str, final: str, *, run_id: str) -> None:
+        """Put ``tmp`` in ``final``'s place by renames on one file system: what is at
+        ``final`` goes aside (:func:`aside_path`), ``tmp`` is renamed to ``final``, and only
+        then is the old copy deleted. If that second rename fails, the old copy is renamed
+        back, so no failure loses both. Whether ``final`` may be replaced is the caller's
+        check (:func:`check_output`)."""
+        aside = aside_path(final, run_id)
+        replacing = self.exists(final)
+        if replacing:
+            self.move(final, aside)
+        try:
+            self.move(tmp, final)
+        except BaseException as exc:
+            if replacing:
+                self._restore(aside, final, exc)
+            raise
+        if replacing:
+            try:
+                self.delete(aside)
+            except Exception as exc:  # committed all the same: say what is left over
+                print(f"warning: {final} is committed, but its previous copy {aside} could "
+                      f"not be deleted ({exc}); delete it by hand", file=sys.stderr)  # fmt: skip
+
+    def move(self, source: str, target: str) -> None:
+        """Rename ``source`` to ``target``, which must not exist (RuntimeError if it does)."""
+        if not self.rename(source, target):
+            raise RuntimeError(f"could not rename {source} to {target}: {target} exists; "
+                               f"remove it or choose another output")  # fmt: skip
+
+    def _restore(self, aside: str, final: str, cause: BaseException) -> None:
+        """Rename the previous copy back after a failed commit; if even that fails, the
+        error says where the previous copy is."""
+        try:
+            self.move(aside, final)
+        except Exception as exc:
+            raise RuntimeError(
+                f"could not commit {final} ({cause}) nor put its previous copy back ({exc}): "
+                f"the previous copy is {aside}; rename it to {final}"
+            ) from cause
 
     def metadata(self, dataset: str) -> dict[str, Any]:
         """The dataset's ``_clusterkit.json`` (written by the job that made it), or {}."""
@@ -90,34 +147,144 @@ class FileStore(ABC):
         return json.loads(text) if text else {}
 
 
+def aside_path(final: str, run_id: str) -> str:
+    """Where a commit keeps ``final``'s previous copy until the new one is in place: a hidden
+    sibling, ``.NAME.old-RUNID`` (the engines' readers skip names starting with ".")."""
+    parent, _, name = final.rpartition("/")
+    return f"{parent}/.{name}.old-{run_id}"
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where a run writes one output: ``path`` (inside the storage root), whether it may
+    replace an output the kit made there (``--overwrite``), the run and job its marker
+    records, and the parameter that chose the path (named in errors)."""
+
+    path: str
+    run_id: str
+    job: str
+    overwrite: bool = False
+    param: str = "--output"
+
+
+def split_root(path: str) -> tuple[str, str]:
+    """(file system, path in it) of a storage path: ``('hdfs://master:9000', '/clusterkit')``,
+    or ``('', '/data')`` for a local path (with or without ``file://``)."""
+    if path.startswith("file://"):
+        return "", path.removeprefix("file://")
+    if "://" in path:
+        parsed = urlparse(path)
+        return f"{parsed.scheme}://{parsed.netloc}", parsed.path or "/"
+    return "", path
+
+
+def _strictly_inside(path: str, root: str) -> bool:
+    return path != root and path.startswith(root.rstrip("/") + "/")
+
+
+def output_path(root: str, value: str, *, param: str) -> str:
+    """``value`` as a normalised path strictly inside the storage root ``root``: a relative
+    path is taken from the root; an absolute path or a URL must lie under the root once
+    ``..`` (and, on a local root, symbolic links) are resolved. JobInputError naming
+    ``param`` and the root otherwise."""
+    root_fs, root_dir = split_root(root)
+    root_dir = posixpath.normpath(root_dir)
+    fs, path = split_root(value) if "://" in value else (root_fs, value)
+    if not path.startswith("/"):
+        path = f"{root_dir}/{path}"
+    path = posixpath.normpath(path)
+    inside = fs == root_fs and _strictly_inside(path, root_dir)
+    if inside and not fs:  # a local root: where the path really leads
+        inside = _strictly_inside(os.path.realpath(path), os.path.realpath(root_dir))
+    if not inside:
+        raise JobInputError(
+            f"{param} {value!r} is outside the storage root {root}: give a path inside it "
+            f"(a relative path is taken from the root, e.g. results/mine)"
+        )
+    return f"{'file://' if root.startswith('file://') else root_fs}{path}"
+
+
+def job_output(ctx: JobContext, value: str, *default: str, param: str = "--output") -> Output:
+    """The output ``value`` names (see :func:`output_path`), else ``<root>/<default...>``,
+    replaceable when the run has ``--overwrite``; JobInputError if it leaves the root."""
+    path = output_path(ctx.storage_root, value or "/".join(default), param=param)
+    return Output(path, ctx.run_id, ctx.job.name, bool(ctx.params.get("overwrite")), param)
+
+
+def input_path(ctx: JobContext, value: str, *default: str) -> str:
+    """The input ``value`` names (a relative path is taken from the storage root, as an
+    output's is), else ``<root>/<default...>``."""
+    if not value:
+        return ctx.storage_path(*default)
+    return value if "://" in value or value.startswith("/") else ctx.storage_path(value)
+
+
+def check_output(storage: FileStore, out: Output) -> None:
+    """Refuse (JobInputError) to write ``out`` over what is there: anything without
+    ``--overwrite``; with it, anything the kit did not make (no ``_clusterkit.json``)."""
+    if not storage.exists(out.path):
+        return
+    if not out.overwrite:
+        raise JobInputError(
+            f"{out.path} exists: pass --overwrite to replace it (or choose another {out.param})"
+        )
+    if not storage.exists(f"{out.path}/{META_FILE}"):
+        raise JobInputError(
+            f"{out.path} exists and was not made by clusterkit (it holds no {META_FILE}), so "
+            f"--overwrite does not replace it: remove it yourself or choose another {out.param}"
+        )
+
+
+def marker(*, run_id: str, job: str, meta: Mapping[str, Any] | None = None) -> str:
+    """The text of an output's ``_clusterkit.json``: ``meta`` and the run, job and time."""
+    written = datetime.now(UTC).isoformat(timespec="seconds")
+    return json.dumps({**(meta or {}), "run_id": run_id, "job": job, "written": written},
+                      indent=2)  # fmt: skip
+
+
 @contextlib.contextmanager
 def writing(
-    storage: FileStore, target: str, *, run_id: str, meta: Mapping[str, Any] | None = None
+    storage: FileStore,
+    out: Output,
+    *,
+    meta: Mapping[str, Any] | None = None,
+    stage: AbstractContextManager[Any] | None = None,
 ) -> Iterator[str]:
-    """Yield a temporary folder beside ``target`` to write into; when the block ends without
-    an error, ``meta`` goes to its ``_clusterkit.json`` and the folder replaces ``target``.
-    On any error (a cancel included) the temporary folder is deleted and ``target`` is left
-    as it was."""
-    tmp = f"{target}.tmp-{run_id}"
+    """Yield a temporary folder beside ``out.path`` to write into.
+
+    When the block ends without an error, the marker (``meta``, read then, with the run, the
+    job and the time) goes into the folder, :func:`check_output` is asked again, and the
+    folder replaces ``out.path`` (:meth:`FileStore.commit`), timed by ``stage`` if given
+    (e.g. ``ctx.stage("commit")``). On any error (a cancel included) the temporary folder is
+    deleted and ``out.path`` left as it was; a full disk is raised as NoSpaceLeft naming
+    ``out.path``.
+    """
+    tmp = f"{out.path}.tmp-{out.run_id}"
     try:
         yield tmp
-        if meta is not None:
-            storage.write_text(f"{tmp}/{META_FILE}", json.dumps(dict(meta), indent=2))
-        storage.commit(tmp, target)
+        with stage or contextlib.nullcontext():
+            storage.write_text(f"{tmp}/{META_FILE}", marker(run_id=out.run_id, job=out.job,
+                                                            meta=meta))  # fmt: skip
+            check_output(storage, out)
+            storage.commit(tmp, out.path, run_id=out.run_id)
+    except Exception as exc:
+        if is_no_space(exc) and not isinstance(exc, NoSpaceLeft):
+            raise NoSpaceLeft(out.path) from exc
+        raise
     finally:
         if storage.exists(tmp):
             storage.delete(tmp)
 
 
-def write_table(storage: FileStore, table: Any, path: str, *, run_id: str) -> None:
-    """Write a small Arrow table as one Parquet file in the folder ``path`` (temp + rename),
+def write_table(storage: FileStore, table: Any, out: Output) -> None:
+    """Write a small Arrow table as one Parquet file in the folder ``out`` (temp + rename),
     through any engine's storage: how the queries publish their few result rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     buffer = pa.BufferOutputStream()
     pq.write_table(table, buffer, coerce_timestamps="us")
-    with writing(storage, path, run_id=run_id) as tmp:
+    with writing(storage, out) as tmp:
         storage.write_bytes(f"{tmp}/part-00000.parquet", buffer.getvalue().to_pybytes())
 
 
@@ -209,7 +376,7 @@ def raise_input_error_for(
     each file through once: the first unreadable one is named."""
     try:
         yield
-    except JobInputError:
+    except (JobInputError, JobFailed):  # already named (a full disk is a JobFailed)
         raise
     except Exception as exc:
         bare = dataset.split(":", 1)[-1] if dataset.startswith(("file:", "hdfs:")) else dataset
@@ -338,6 +505,11 @@ class ArrowStorage(FileStore):
         fs.create_dir(local.rsplit("/", 1)[0] or "/", recursive=True)
         with fs.open_output_stream(local) as out:
             out.write(data)
+
+    def make_dir(self, path: str) -> None:
+        """Create the folder ``path`` and its missing parents (nothing if it exists)."""
+        fs, local = self.file_system(path)
+        fs.create_dir(local, recursive=True)
 
     def list_dirs(self, path: str) -> list[str]:
         import pyarrow.fs as pafs

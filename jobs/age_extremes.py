@@ -16,6 +16,7 @@ from typing import Any
 
 from clusterkit.jobkit import Job, JobContext, Param
 from jobs._queries import ENGINE_PARAM, Input, open_query, publish, rows_out
+from jobs._storage import OVERWRITE_PARAM
 
 COLUMNS = {"id": "integer", "full_name": "string", "age": "integer", "is_active": "boolean"}
 
@@ -24,7 +25,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
     import pandas as pd
 
     n = int(ctx.params["count"])
-    query, target = open_query(ctx, "age-extremes", COLUMNS)
+    query, out = open_query(ctx, "age-extremes", COLUMNS)
     extremes = {"spark": _spark, "ray": _ray, "duckdb": _duckdb}[query.engine]
     with ctx.stage("top_n"), query.errors():
         winners = extremes(ctx, query, n).drop_duplicates()  # a row can be both
@@ -34,10 +35,10 @@ def main(ctx: JobContext) -> dict[str, Any]:
     oldest.insert(0, "extreme", "oldest")
     result = pd.concat([youngest, oldest], ignore_index=True)
     with ctx.stage("write"):
-        table = publish(ctx, query, result, target,
+        table = publish(query, result, out,
                         f"the {n} youngest and {n} oldest active rows:")  # fmt: skip
     return {"rows": query.rows, "rows_out": rows_out(table), "input": query.path,
-            "output": target}  # fmt: skip
+            "output": out.path}  # fmt: skip
 
 
 def _spark(ctx: JobContext, query: Input, n: int) -> Any:
@@ -92,5 +93,6 @@ JOB = Job(
         Param("count", "int", 5, "how many youngest and oldest rows"),
         Param("input", "str", "", "input (default: <storage>/datasets/people-processed)"),
         Param("output", "str", "", "output (default: <storage>/results/age-extremes)"),
+        OVERWRITE_PARAM,
     ],
 )

@@ -6,7 +6,8 @@ the processed dataset with ``etl`` (on DuckDB, the quickest). Then, ``repeats`` 
 every job runs on every engine, the engines' order rotated each round so that no engine
 always runs first or last on a drifting machine. Each of these is a run of its own (its
 ``parent`` is the bench's run), so ``clusterkit runs`` lists it and cancelling the bench
-cancels it. Outputs go under ``bench/`` and are deleted after each run.
+cancels it. Outputs go under ``bench/`` and are deleted after each run; the bench's datasets
+and timed runs pass ``overwrite`` (they replace only what the kit made: their own).
 
 Before any timed run, the bench checks that every size fits the storage root's free disk:
 the dataset, the processed dataset and the largest output, from bytes per row measured on a
@@ -82,7 +83,8 @@ class Bench:
         if meta.get("source") != raw or meta.get("checksum") != self.storage.metadata(raw).get(
             "checksum"
         ):
-            self.prepare("etl", {"engine": "duckdb", "input": raw, "output": path})
+            self.prepare("etl", {"engine": "duckdb", "input": raw, "output": path,
+                                 "overwrite": True})  # fmt: skip
         return path
 
     def bytes_per_row(self, path: str) -> float:
@@ -144,7 +146,8 @@ def main(ctx: JobContext) -> dict[str, Any]:
                 raw = bench.raw(rows)
                 inputs[(rows, job)] = raw if job == "etl" else bench.processed(raw)
             output = ctx.storage_path("bench", f"{job}-{engine}")
-            params = {"input": inputs[(rows, job)], "output": output}
+            # the bench's own scratch output (one a cancelled bench left behind is replaced)
+            params = {"input": inputs[(rows, job)], "output": output, "overwrite": True}
             if engine == "seed-paper":
                 record = bench.run("seed-paper", {"script": job, **params})
             else:

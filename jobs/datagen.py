@@ -7,7 +7,9 @@ and row count give the same rows whatever the partitioning or node count. Files 
 temporary folder that is committed by rename once every task has finished, so a failed or
 cancelled run leaves nothing half-written. ``result.json`` carries ``checksum``: the sum
 (mod 2**64) of a 64-bit hash of every row written, which depends on the rows, not on their
-order or partitioning.
+order or partitioning. ``--name`` follows the rule of cluster names (so it cannot leave
+``<storage>/datasets/``), and an existing dataset is replaced only with ``--overwrite`` (and
+only one the kit made).
 
 Profiles:
 - realistic: salary = 30000 + 1200*(age-18) + 8000*is_active + 2500*tenure_years + N(0, SIGMA)
@@ -26,12 +28,12 @@ pyarrow's HadoopFileSystem, which needs libhdfs on the nodes (the hadoop role in
 
 from __future__ import annotations
 
-import json
+import contextlib
 from datetime import date
 from typing import Any
 
-from clusterkit.jobkit import Job, JobContext, JobInputError, Param
-from jobs._storage import META_FILE
+from clusterkit.jobkit import Job, JobContext, Param, check_name
+from jobs._storage import OVERWRITE_PARAM, ArrowStorage, check_output, job_output, writing
 
 BLOCK_ROWS = 100_000
 ROWS_PER_FILE = 2_000_000
@@ -179,60 +181,65 @@ def write_file(
 
 
 def main(ctx: JobContext) -> dict[str, Any]:
-    import pyarrow.fs as pafs
-
     p = ctx.params
     rows, seed, profile = int(p["rows"]), int(p["seed"]), p["profile"]
-    path = ctx.storage_path("datasets", p["name"])
-    fs, target = pafs.FileSystem.from_uri(path if "://" in path else f"file://{path}")
-    if fs.get_file_info(target).type != pafs.FileType.NotFound and not p["overwrite"]:
-        raise JobInputError(f"dataset {path} exists; pass --overwrite to replace it")
+    name = check_name(p["name"], param="name")
+    storage = ArrowStorage()
+    out = job_output(ctx, f"datasets/{name}", param="--name")
+    check_output(storage, out)
 
     ray = ctx.ray()
     blocks = (rows + BLOCK_ROWS - 1) // BLOCK_ROWS
     cpus = int(ray.cluster_resources().get("CPU", 1))
     files = min(blocks, int(p["partitions"]) or max(cpus, -(-rows // ROWS_PER_FILE)))
-    tmp = f"{target}.tmp-{ctx.run_id}"
-    fs.create_dir(tmp)
-    uri = tmp if "://" in path else f"file://{tmp}"
-    task = ray.remote(num_cpus=1)(write_file)
     bounds = [blocks * i // files for i in range(files + 1)]
-    meta = {
+    meta: dict[str, Any] = {
         "profile": profile, "seed": seed, "rows": rows, "block_rows": BLOCK_ROWS,
         "sigma": SIGMA if profile == "realistic" else None,
         "noise_floor": SIGMA**2 if profile == "realistic" else SEED_PAPER_VARIANCE,
         "reference_date": REFERENCE_DATE.isoformat(),
     }  # fmt: skip
-    try:
+    with writing(storage, out, meta=meta, stage=ctx.stage("commit")) as tmp:
+        storage.make_dir(tmp)
         with ctx.stage("generate_and_write"):
-            pending = [
-                task.remote(uri, i, range(bounds[i], bounds[i + 1]), rows=rows, seed=seed,
-                            profile=profile)
-                for i in range(files)
-            ]  # fmt: skip
-            done_rows, checksum = 0, 0
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
-                part_rows, part_sum = ray.get(ready[0])
-                done_rows += part_rows
-                checksum = (checksum + part_sum) % 2**64
-                ctx.progress(done_rows, rows, "rows")
-        with ctx.stage("commit"):
-            with fs.open_output_stream(f"{tmp}/{META_FILE}") as out:
-                out.write(json.dumps({**meta, "checksum": f"{checksum:016x}"}, indent=2).encode())
-            if fs.get_file_info(target).type != pafs.FileType.NotFound:
-                fs.delete_dir(target)
-            fs.move(tmp, target)
-    except BaseException:
-        if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
-            fs.delete_dir(tmp)
-        raise
-    if done_rows != rows:
-        raise RuntimeError(f"wrote {done_rows} rows to {path}, expected {rows}")
+            parts = [range(bounds[i], bounds[i + 1]) for i in range(files)]
+            done_rows, checksum = _generate(ctx, storage.uri(tmp), parts, rows=rows, seed=seed,
+                                            profile=profile)  # fmt: skip
+        if done_rows != rows:
+            raise RuntimeError(f"wrote {done_rows} rows to {out.path}, expected {rows}")
+        meta["checksum"] = f"{checksum:016x}"  # read by the commit, into _clusterkit.json
+    path = out.path
     print(f"datagen: {rows} rows ({profile}, seed {seed}) in {files} files -> {path}")
     print(f"datagen: checksum {checksum:016x}")
-    return {"rows": rows, "columns": len(COLUMNS), "path": path, "partitions": files,
-            "checksum": f"{checksum:016x}", **meta}  # fmt: skip
+    return {"rows": rows, "columns": len(COLUMNS), "path": path, "partitions": files, **meta}
+
+
+def _generate(
+    ctx: JobContext, folder: str, parts: list[range], *, rows: int, seed: int, profile: str
+) -> tuple[int, int]:
+    """Write ``parts`` (the blocks of each file) into ``folder`` as Ray tasks, one a file;
+    (rows, checksum). On a failure the tasks still going are cancelled before it is raised,
+    so none writes into the folder after it is removed."""
+    ray = ctx.ray()
+    task = ray.remote(num_cpus=1)(write_file)
+    pending = [task.remote(folder, i, blocks, rows=rows, seed=seed, profile=profile)
+               for i, blocks in enumerate(parts)]  # fmt: skip
+    done_rows, checksum = 0, 0
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            part_rows, part_sum = ray.get(ready[0])
+            done_rows += part_rows
+            checksum = (checksum + part_sum) % 2**64
+            ctx.progress(done_rows, rows, "rows")
+    except BaseException:
+        with contextlib.suppress(Exception):  # best effort: the error raised is the first
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            if pending:
+                ray.wait(pending, num_returns=len(pending), timeout=30)
+        raise
+    return done_rows, checksum
 
 
 JOB = Job(
@@ -245,7 +252,7 @@ JOB = Job(
         Param("seed", "int", 42, "random seed: the same seed gives the same data"),
         Param("partitions", "int", 0, "output files, one Ray task each (0: 1 per 2M rows)"),
         Param("profile", "choice", "realistic", "data profile", ("realistic", "seed-paper")),
-        Param("name", "str", "people", "dataset name under <storage>/datasets/"),
-        Param("overwrite", "bool", False, "replace an existing dataset"),
+        Param("name", "str", "people", "dataset name under <storage>/datasets/ (a-z, 0-9, -)"),
+        OVERWRITE_PARAM,
     ],
 )

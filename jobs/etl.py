@@ -5,7 +5,8 @@ timestamp and writes the processed dataset (via a temporary folder and a rename)
 columns unchanged and in their order. The three engines write the same rows with the same
 schema. Stages: ``open`` (check the input's files and columns), ``transform_write`` (the work
 itself: reading, transforming and writing happen here) and ``verify`` (rows written, from the
-output's Parquet footers). Memory is sampled by the kit while the work runs.
+output's Parquet footers). Memory is sampled by the kit while the work runs. An existing
+output is replaced only with ``--overwrite`` (see jobs/_storage.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from typing import Any
 
 from clusterkit.jobkit import Job, JobContext, Param
 from jobs._queries import ENGINE_PARAM, Input, open_input
-from jobs._storage import inspect_parquet, writing
+from jobs._storage import (
+    OVERWRITE_PARAM,
+    check_output,
+    input_path,
+    inspect_parquet,
+    job_output,
+    writing,
+)
 
 RAW_COLUMNS = {
     "id": "integer", "name": "string", "age": "integer", "salary": "number",
@@ -26,21 +34,21 @@ TIMESTAMP = "signup_date"
 
 
 def main(ctx: JobContext) -> dict[str, Any]:
-    source = ctx.params["input"] or ctx.storage_path("datasets", "people")
-    target = ctx.params["output"] or ctx.storage_path("datasets", "people-processed")
+    source = input_path(ctx, ctx.params["input"], "datasets", "people")
+    out = job_output(ctx, ctx.params["output"], "datasets", "people-processed")
     data = open_input(ctx, source, RAW_COLUMNS, made_by="datagen")
+    check_output(data.storage, out)
     meta = {**data.storage.metadata(source), "source": source, "made_by": "etl"}
     transform_write = {"spark": _spark, "ray": _ray, "duckdb": _duckdb}[data.engine]
-    with data.errors(), \
-            writing(data.storage, target, run_id=ctx.run_id, meta=meta) as tmp:  # fmt: skip
+    with data.errors(), writing(data.storage, out, meta=meta) as tmp:
         with ctx.stage("transform_write"):
             columns = transform_write(ctx, data, tmp)
         with ctx.stage("verify"):
             rows = _rows_written(ctx, data, tmp)
         if rows != data.rows:
             raise RuntimeError(f"etl wrote {rows} rows for {data.rows} input rows")
-    print(f"etl ({data.engine}): {rows} rows, {len(columns)} columns -> {target}")
-    return {"rows": rows, "columns": len(columns), "input": source, "output": target}
+    print(f"etl ({data.engine}): {rows} rows, {len(columns)} columns -> {out.path}")
+    return {"rows": rows, "columns": len(columns), "input": source, "output": out.path}
 
 
 def output_columns(schema: dict[str, str]) -> list[str]:
@@ -114,5 +122,6 @@ JOB = Job(
         ENGINE_PARAM,
         Param("input", "str", "", "input dataset (default: <storage>/datasets/people)"),
         Param("output", "str", "", "output (default: <storage>/datasets/people-processed)"),
+        OVERWRITE_PARAM,
     ],
 )

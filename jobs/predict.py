@@ -4,8 +4,9 @@ The model version (``--model NAME``, ``NAME:vN`` or a model folder) is read once
 Ray's object store; each Ray worker unpickles it once and predicts Arrow batches of
 ``BATCH_ROWS`` rows. The output (``id``, ``predicted_salary``, and ``salary`` when the input
 has it) is written by Ray Data to a temporary folder that is renamed into place, so a failed
-or cancelled run leaves nothing half-written. No Spark: the input is checked from its
-Parquet footers (pyarrow), so a missing input column is named before any work starts.
+or cancelled run leaves nothing half-written (an existing output is replaced only with
+``--overwrite``). No Spark: the input is checked from its Parquet footers (pyarrow), so a
+missing input column is named before any work starts.
 
 Stages: ``load_model``, ``open`` (the input checked against the model's inputs),
 ``predict_write`` and ``verify`` (rows counted from the written footers; with ``salary`` in
@@ -28,7 +29,16 @@ from jobs._model import (
     unpickle,
 )
 from jobs._ray_data import read_parquet
-from jobs._storage import ArrowStorage, check_columns, inspect_parquet, writing
+from jobs._storage import (
+    OVERWRITE_PARAM,
+    ArrowStorage,
+    check_columns,
+    check_output,
+    input_path,
+    inspect_parquet,
+    job_output,
+    writing,
+)
 
 BATCH_ROWS = 100_000
 PREDICTION = f"predicted_{TARGET}"
@@ -64,16 +74,18 @@ def predict_batch(
 def main(ctx: JobContext) -> dict[str, Any]:
     p = ctx.params
     storage = ArrowStorage()
+    given = job_output(ctx, p["output"]) if p["output"] else None  # refused before any work
     with ctx.stage("load_model"):
         ref = resolve_model(storage, ctx.storage_path("models"), p["model"])
         blob, card = load_model(storage, ref)
-    source = p["input"] or ctx.storage_path("datasets", "people")
-    target = p["output"] or ctx.storage_path("predictions", f"{ref.name}-v{ref.version}")
+    source = input_path(ctx, p["input"], "datasets", "people")
+    out = given or job_output(ctx, "", "predictions", f"{ref.name}-v{ref.version}")
     needed_by = f"model {ref.label()}"
     with ctx.stage("open"):
         dataset = inspect_parquet(storage, source)
         check_columns(dataset.schema, source, {KEY: "integer"}, needed_by=f" ({needed_by})")
         columns = resolve_inputs(dataset.schema, source, needed_by=needed_by)
+    check_output(storage, out)
     scored = TARGET in dataset.schema
     read = sorted({KEY, *columns.values(), *([TARGET] if scored else [])})
 
@@ -81,7 +93,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
     dataset_in = read_parquet(ctx, storage, dataset.files, rows=dataset.rows, columns=read)
     meta = {"made_by": "predict", "model": ref.label(), "model_path": ref.path,
             "source": source, "rows": dataset.rows}  # fmt: skip
-    with writing(storage, target, run_id=ctx.run_id, meta=meta) as tmp:
+    with writing(storage, out, meta=meta) as tmp:
         with ctx.stage("predict_write"):
             kwargs = {"model": ray.put(blob), "key": f"{ref.path}@{card['run_id']}",
                       "columns": columns, "scored": scored}  # fmt: skip
@@ -104,9 +116,9 @@ def main(ctx: JobContext) -> dict[str, Any]:
         "model_path": ref.path,
         "model_trained_on": card["dataset"]["path"],
         "input": source,
-        "output": target,
+        "output": out.path,
     }
-    print(f"predict: {rows:,} rows with {ref.label()} -> {target} "
+    print(f"predict: {rows:,} rows with {ref.label()} -> {out.path} "
           f"({result['rows_per_s']:,.0f} rows/s end to end)")  # fmt: skip
     if scored:
         print(f"against the input's {TARGET}: mse {result['mse']:.4g}  r2 {result['r2']:.4f}")
@@ -142,5 +154,6 @@ JOB = Job(
         Param("input", "str", "", "rows to predict (default: <storage>/datasets/people)"),
         Param("output", "str", "",
               "where predictions go (default: <storage>/predictions/NAME-vN)"),
+        OVERWRITE_PARAM,
     ],
 )  # fmt: skip

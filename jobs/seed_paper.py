@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from clusterkit.jobkit import Job, JobContext, Param
-from jobs._storage import ArrowStorage, inspect_parquet, writing
+from jobs._storage import (
+    OVERWRITE_PARAM,
+    ArrowStorage,
+    check_output,
+    input_path,
+    inspect_parquet,
+    job_output,
+    writing,
+)
 
 SCRIPTS = {  # the kit's job -> the source project's script, and the input it reads
     "etl": ("etl_benchmark.py", ("datasets", "people")),
@@ -33,13 +41,15 @@ HERE = Path(__file__).resolve().parent / "_seed_paper"
 def main(ctx: JobContext) -> dict[str, Any]:
     name = ctx.params["script"]
     script, default_input = SCRIPTS[name]
-    source = ctx.params["input"] or ctx.storage_path(*default_input)
-    target = ctx.params["output"] or ctx.storage_path("results", f"seed-paper-{name}")
+    source = input_path(ctx, ctx.params["input"], *default_input)
+    out = job_output(ctx, ctx.params["output"], "results", f"seed-paper-{name}")
     storage = ArrowStorage()
     with ctx.stage("open"):
         rows = inspect_parquet(storage, source, made_by="datagen" if name == "etl" else "etl").rows
+    check_output(storage, out)
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    with writing(storage, target, run_id=ctx.run_id) as tmp, ctx.stage("script"):
+    with writing(storage, out, meta={"source": source, "script": script}) as tmp, \
+            ctx.stage("script"):  # fmt: skip
         proc = subprocess.run(
             [sys.executable, str(HERE / script), source, tmp],
             cwd=HERE, env=env, stdout=subprocess.PIPE, text=True, check=False,
@@ -49,7 +59,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     print(json.dumps(report))
     return {"rows": rows, "script": script, "script_s": report["seconds"], "report": report,
-            "input": source, "output": target}  # fmt: skip
+            "input": source, "output": out.path}  # fmt: skip
 
 
 JOB = Job(
@@ -61,5 +71,6 @@ JOB = Job(
         Param("script", "choice", "etl", "which script", tuple(SCRIPTS)),
         Param("input", "str", "", "input (default: what the kit's job of that name reads)"),
         Param("output", "str", "", "output (default: <storage>/results/seed-paper-SCRIPT)"),
+        OVERWRITE_PARAM,
     ],
 )

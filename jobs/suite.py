@@ -18,15 +18,17 @@ from clusterkit.jobkit import Job, JobContext, Param, human_bytes, human_seconds
 
 
 def steps(p: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(job, params) of each step, from the suite's parameters."""
+    """(job, params) of each step, from the suite's parameters. Each step replaces what an
+    earlier suite (or run) wrote at its default output (``overwrite``: the kit's outputs
+    only); ``train`` never replaces anything, it adds a model version."""
     return [
         ("datagen", {"rows": p["rows"], "profile": p["profile"], "seed": p["seed"],
                      "overwrite": True}),
-        ("etl", {}),
-        ("top-earners", {}),
-        ("age-extremes", {}),
+        ("etl", {"overwrite": True}),
+        ("top-earners", {"overwrite": True}),
+        ("age-extremes", {"overwrite": True}),
         ("train", {"sample": min(p["rows"], p["sample"]), "seed": p["seed"]}),
-        ("predict", {}),
+        ("predict", {"overwrite": True}),
     ]  # fmt: skip
 
 
@@ -93,7 +95,7 @@ JOB = Job(
     engine="python",
     main=main,
     params=[
-        Param("rows", "count", 1_000_000, "rows datagen makes (the dataset is replaced)"),
+        Param("rows", "count", 1_000_000, "rows datagen makes (the steps' outputs are replaced)"),
         Param("profile", "choice", "realistic", "datagen's profile", ("realistic", "seed-paper")),
         Param("seed", "int", 42, "seed of the data and of the training"),
         Param("sample", "count", 1_000_000, "train's sample (at most the rows)"),

@@ -15,6 +15,7 @@ from typing import Any
 
 from clusterkit.jobkit import Job, JobContext, Param
 from jobs._queries import ENGINE_PARAM, Input, open_query, publish, rows_out
+from jobs._storage import OVERWRITE_PARAM
 
 COLUMNS = {"id": "integer", "full_name": "string", "salary": "number"}
 
@@ -37,7 +38,7 @@ def top_distinct(candidates: Any, n: int, *, complete: bool) -> Any | None:
 
 def main(ctx: JobContext) -> dict[str, Any]:
     n = int(ctx.params["top"])
-    query, target = open_query(ctx, "top-earners", COLUMNS)
+    query, out = open_query(ctx, "top-earners", COLUMNS)
     top_k = {"spark": _spark, "ray": _ray, "duckdb": _duckdb}[query.engine]
     k, rounds = max(64, 8 * n), 0
     with ctx.stage("top_k"), query.errors():
@@ -49,10 +50,10 @@ def main(ctx: JobContext) -> dict[str, Any]:
                 break
             k *= 8
     with ctx.stage("write"):
-        table = publish(ctx, query, top, target,
+        table = publish(query, top, out,
                         f"top {n} earners (distinct full_name, salary):")  # fmt: skip
     return {"rows": query.rows, "rows_out": rows_out(table), "candidates_k": k, "rounds": rounds,
-            "input": query.path, "output": target}  # fmt: skip
+            "input": query.path, "output": out.path}  # fmt: skip
 
 
 def _spark(ctx: JobContext, query: Input, k: int) -> Any:
@@ -95,5 +96,6 @@ JOB = Job(
         Param("top", "int", 10, "how many distinct (full_name, salary) pairs"),
         Param("input", "str", "", "input (default: <storage>/datasets/people-processed)"),
         Param("output", "str", "", "output (default: <storage>/results/top-earners)"),
+        OVERWRITE_PARAM,
     ],
 )

@@ -14,11 +14,10 @@ is below 0.01 the result says plainly that the features carry no signal.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
-from clusterkit.jobkit import Job, JobContext, JobInputError, Param
+from clusterkit.jobkit import Job, JobContext, JobInputError, Param, check_name
 from jobs._model import (
     FEATURES,
     FORMAT,
@@ -36,7 +35,9 @@ from jobs._model import (
 from jobs._storage import (
     ArrowStorage,
     check_columns,
+    input_path,
     open_dataset,
+    output_path,
     raise_input_error_for,
     spark_schema,
 )
@@ -46,8 +47,8 @@ NO_SIGNAL_R2 = 0.01
 
 def main(ctx: JobContext) -> dict[str, Any]:
     p = ctx.params
-    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", p["name"]):
-        raise JobInputError(f"--name {p['name']!r}: use lowercase letters, digits, '-' and '_'")
+    name = check_name(p["name"], param="name")
+    output_path(ctx.storage_root, f"models/{name}", param="--name")  # the store: inside the root
     if not 2 <= p["cv"] <= 20:
         raise JobInputError(f"--cv {p['cv']} is out of range: use 2 to 20 folds")
     if not 0.05 <= p["holdout"] <= 0.5:
@@ -56,7 +57,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
 
     spark = ctx.spark()
     storage = ArrowStorage()
-    source = p["input"] or ctx.storage_path("datasets", "people")
+    source = input_path(ctx, p["input"], "datasets", "people")
     with ctx.stage("open"):
         df, rows = open_dataset(storage, spark, source, {})
         check_columns(spark_schema(df), source, {KEY: "integer", TARGET: "number"},
@@ -140,7 +141,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
     }  # fmt: skip
     with ctx.stage("save"):
         ref = save_model(
-            storage, ctx.storage_path("models"), p["name"], blob=pickle_model(pipeline),
+            storage, ctx.storage_path("models"), name, blob=pickle_model(pipeline),
             card=card, holdout=test, run_id=ctx.run_id,
         )  # fmt: skip
     _report(summary, found["trials"], ref.label(), ref.path)
@@ -233,6 +234,7 @@ JOB = Job(
         Param("cv", "int", 3, "cross-validation folds"),
         Param("holdout", "float", 0.2, "share of the sample held out for the final metrics"),
         Param("seed", "int", 0, "seed of the sample, the split, the folds and the models"),
-        Param("name", "str", "salary", "model name: saved as <storage>/models/NAME/vN"),
+        Param("name", "str", "salary",
+              "model name (a-z, 0-9, -): saved as <storage>/models/NAME/vN"),
     ],
 )  # fmt: skip

@@ -109,9 +109,9 @@ def test_warm_and_classic_spark_runs_give_the_same_results(local_cluster: LocalC
         assert etl["spark_session"] == session
         outputs[session] = pq.ParquetDataset(etl["result"]["output"]).read().sort_by("id")
         for job in ("top-earners", "age-extremes"):
-            code, query = local_cluster.run(
-                job, "--engine", "spark", "--input", f"{raw}-{session}", "--spark-session", session
-            )
+            code, query = local_cluster.run(job, "--engine", "spark", "--input",
+                                            f"{raw}-{session}", "--spark-session", session,
+                                            "--overwrite")  # fmt: skip
             assert code == 0, query["error"]
             outputs[f"{session} {job}"] = query["result"]["rows_out"]
     assert outputs["warm"].equals(outputs["classic"])
@@ -120,7 +120,8 @@ def test_warm_and_classic_spark_runs_give_the_same_results(local_cluster: LocalC
 
 
 def test_a_warm_run_charges_the_shared_processes_and_names_them(local_cluster, processed):
-    code, record = local_cluster.run("top-earners", "--engine", "spark", "--input", processed)
+    code, record = local_cluster.run("top-earners", "--engine", "spark", "--input", processed,
+                                     "--overwrite")  # fmt: skip
     assert code == 0, record["error"]
     assert record["spark_session"] == "warm"
     shared = record["shared_processes"]
@@ -132,13 +133,14 @@ def test_a_warm_run_charges_the_shared_processes_and_names_them(local_cluster, p
 
 def test_stock_pi_through_spark_submit_after_a_connect_job(local_cluster, processed):
     """The server gives its idle executors back: Apache's pi.py gets cores and finishes."""
-    code, record = local_cluster.run("top-earners", "--engine", "spark", "--input", processed)
+    code, record = local_cluster.run("top-earners", "--engine", "spark", "--input", processed,
+                                     "--overwrite")  # fmt: skip
     assert code == 0 and record["spark_session"] == "warm", record["error"]
     master = next(s["address"] for s in local_cluster.status()["services"]
                   if s["name"] == "spark-master")  # fmt: skip
     spark_home = Path(pyspark.__file__).parent
-    env = {**os.environ, "SPARK_HOME": str(spark_home), "PYSPARK_PYTHON": sys.executable,
-           "SPARK_LOCAL_IP": "127.0.0.1"}  # fmt: skip
+    given = local_cluster.cli("env", "--json", "--spark-session", "classic").json()
+    env = {**os.environ, **given, "SPARK_HOME": str(spark_home)}  # the cluster's secret
     started = time.monotonic()
     out = subprocess.run([str(spark_home / "bin" / "spark-submit"), "--master", master,
                           "--conf", "spark.ui.enabled=false", str(PI), "4"],
@@ -168,7 +170,7 @@ def test_cancelling_a_warm_run_interrupts_its_work_and_the_server_goes_on(local_
     # the hour-long tasks were interrupted: the next run gets the executors at once
     t0 = time.monotonic()
     code, record = local_cluster.run("top-earners", "--engine", "spark", "--input", processed,
-                                     timeout=180)  # fmt: skip
+                                     "--overwrite", timeout=180)  # fmt: skip
     assert code == 0, record["error"]
     assert time.monotonic() - t0 < 90
     assert _connect(local_cluster)["state"] == "up"

@@ -24,8 +24,9 @@ def test_files_folders_and_renames(tmp_path):
     storage.write_text(f"{root}/b/keep", "kept")
     assert storage.rename(f"{root}/a", f"{root}/b") is False  # never replaces
     assert storage.read_text(f"{root}/b/keep") == "kept"
-    storage.commit(f"{root}/a", f"{root}/b")  # commit does replace
+    storage.commit(f"{root}/a", f"{root}/b", run_id="r1")  # commit does replace
     assert storage.list_dirs(root) == ["b"] and storage.exists(f"{root}/b/part-0.parquet")
+    assert storage.read_text(f"{root}/b/keep") is None  # the previous copy is gone
     storage.delete(f"{root}/b")
     assert not storage.exists(f"{root}/b") and storage.read_text(f"{root}/b/keep") is None
 

@@ -79,7 +79,9 @@ def test_existing_dataset_is_kept_without_overwrite(local_cluster: LocalCluster)
     assert code == 0
     code, second = local_cluster.run("datagen", "--rows", "30k", "--name", "keep")
     assert code == 1 and second["status"] == "failed"
-    assert second["error"].endswith("exists; pass --overwrite to replace it")
+    assert second["error"].endswith(
+        "exists: pass --overwrite to replace it (or choose another --name)"
+    )
     assert len(_read(first["result"]["path"])) == 20_000  # untouched
     code, _ = local_cluster.run("datagen", "--rows", "30k", "--name", "keep", "--overwrite")
     assert code == 0 and len(_read(first["result"]["path"])) == 30_000

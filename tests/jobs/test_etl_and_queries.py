@@ -37,7 +37,7 @@ def processed(local_cluster: LocalCluster) -> pd.DataFrame:
         "datagen", "--rows", "200k", "--profile", "seed-paper", "--overwrite"
     )
     assert code == 0, gen["error"]
-    code, etl = local_cluster.run("etl")
+    code, etl = local_cluster.run("etl", "--overwrite")  # the default output: replaced
     assert code == 0, etl["error"]
     result = etl["result"]
     assert result["input"] == str(_datasets(local_cluster) / "people")
@@ -68,7 +68,7 @@ def _pandas_top_earners(frame: pd.DataFrame, n: int = 10) -> pd.DataFrame:
 
 
 def test_top_earners_equals_pandas(local_cluster, processed):
-    code, record = local_cluster.run("top-earners")
+    code, record = local_cluster.run("top-earners", "--overwrite")
     assert code == 0, record["error"]
     got = pd.DataFrame(record["result"]["rows_out"])
     want = _pandas_top_earners(processed)
@@ -99,7 +99,7 @@ def test_top_earners_drops_duplicates_and_keeps_ties(local_cluster: LocalCluster
 
 
 def test_age_extremes_equals_pandas(local_cluster, processed):
-    code, record = local_cluster.run("age-extremes")
+    code, record = local_cluster.run("age-extremes", "--overwrite")
     assert code == 0, record["error"]
     got = pd.DataFrame(record["result"]["rows_out"])
     active = processed[processed["is_active"]]
