@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 import click
@@ -167,6 +167,16 @@ def _remove_after_failure(yes: bool) -> Any:
     return confirm
 
 
+def _asker(yes: bool) -> Callable[[str], bool] | None:
+    """How a command asks before removing what may not be this cluster's: ``--yes`` says yes;
+    with no terminal to ask on, None (it is left, and said)."""
+    if yes:
+        return lambda _question: True
+    if not sys.stdin.isatty():
+        return None
+    return lambda question: typer.confirm(question, default=False)
+
+
 @app.command()
 def down(
     cluster_name: ClusterOpt = None,
@@ -191,10 +201,11 @@ def down(
         if not yes:
             typer.confirm(f"Remove everything tagged clusterkit:cluster={cluster_name} in "
                           f"{region or 'the default region'}?", abort=True)  # fmt: skip
-        swept = cloud.down_by_tag(cluster_name, region=region, say=_say)
+        swept = cloud.down_by_tag(cluster_name, region=region, say=_say,
+                                  confirm=_asker(yes))  # fmt: skip
         _print_json(swept) if as_json else out.print(swept["message"])
         return
-    report = lifecycle.down(cluster_name, purge=purge, say=_say)
+    report = lifecycle.down(cluster_name, purge=purge, say=_say, confirm=_asker(yes))
     _print_json(asdict(report)) if as_json else out.print(report.message)
 
 
@@ -423,24 +434,32 @@ def _start_and_follow(target: Cluster | NoCluster, start: Callable[[], RunRecord
                       detach: bool, as_json: bool) -> None:  # fmt: skip
     """Start a run, then print its id (``detach``) or follow it to the end, cancelling it on
     Ctrl-C; exit 1 unless it succeeded."""
+    stop = _StopSignals()  # the first signal while the run is made waits until it exists
     try:
         record = start()
         assert isinstance(target, Cluster)  # else start raised why there is none
         runs = target.runs()
-        if detach:
+        if detach and not stop.stopped:
             _print_json(_record_view(runs.store, record)) if as_json else out.print(record.id)
             if record.final and record.status != "succeeded":  # it failed before it started
                 raise ClusterkitError(f"run {record.id} {record.status}: {record.error}")
             return
         if not record.final:
-            err.print(f"[dim]run {record.id} ({record.job}) started; Ctrl-C cancels it[/dim]")
             try:
+                stop.arm()  # from here the first signal raises; one that came already does
+                _quietly(err.print, f"[dim]run {record.id} ({record.job}) started; Ctrl-C "
+                                    "cancels it[/dim]")  # fmt: skip
                 record = _follow_with_progress(runs, record.id, as_json=as_json)
-            except KeyboardInterrupt:
-                err.print(f"cancelling run {record.id} ...")
-                record = runs.cancel(record.id, reason="interrupted (Ctrl-C)")
+            except (KeyboardInterrupt, OSError) as exc:
+                if isinstance(exc, OSError) and not stop.stopped:
+                    raise
+                # cancelled first: after a hangup the terminal cannot be written to
+                stop.disarm()
+                record = runs.cancel(record.id, reason=f"interrupted ({stop.why})")
+                _quietly(err.print, f"cancelled run {record.id} ({stop.why})")
         view = _record_view(runs.store, record)
     finally:
+        stop.restore()
         if isinstance(target, Cluster):
             target.close()
     _print_json(view) if as_json else _print_record(view)
@@ -739,6 +758,37 @@ def notebook(
             out.print("stopping the notebook server")
 
 
+@app.command(name="env")
+def env_command(
+    cluster_name: ClusterOpt = None,
+    shell: Annotated[bool, typer.Option("--shell", help="as `export` lines for eval")] = False,
+    spark_session: SparkSessionOpt = SparkSession.warm,
+    as_json: JsonOpt = False,
+) -> None:
+    """What your own code on the driver node needs to reach the cluster: RAY_ADDRESS and Ray's
+    token, SPARK_CONF_DIR (with the Spark RPC secret), CLUSTERKIT_STORAGE, and SPARK_REMOTE
+    (warm) or MASTER (classic: for `spark-submit` by hand). `eval "$(clusterkit env --shell)"`
+    on the driver node."""
+    target = open_cluster(cluster_name)
+    with contextlib.closing(target):
+        session = spark_session.value
+        env, exports = target.user_env(session), target.user_exports(session)
+        where = target.state.inventory.driver()
+        remote = target.state.provider != "local"
+    if as_json:
+        _print_json(env)
+        return
+    if shell:
+        if remote:
+            out.print(f"# on the driver node: `clusterkit ssh {where.name}`, then eval these",
+                      markup=False)  # fmt: skip
+        for line in exports:
+            out.print(line, markup=False, soft_wrap=True)
+        return
+    for key, value in sorted(env.items()):
+        out.print(f"{key}={value}", markup=False, soft_wrap=True)
+
+
 @app.command()
 def tui(cluster_name: ClusterOpt = None) -> None:
     """A live console: nodes, services, jobs (submit, follow, cancel), runs compared."""
@@ -776,6 +826,59 @@ def use(name: Annotated[str, typer.Argument(help="a cluster from `clusterkit clu
     """Make NAME the current cluster."""
     Contexts().use(name)
     out.print(f"current cluster: {name}")
+
+
+class _StopSignals:
+    """SIGINT, SIGTERM and SIGHUP stop a foreground run alike (a signal set to be ignored, as
+    by ``nohup`` or for a shell's background job, stays ignored). Until :meth:`arm`, the first
+    is only noted (``why`` names it; the run is being made and cannot be cancelled yet) and a
+    second raises KeyboardInterrupt; once armed, the first raises. Any later one is absorbed
+    (the cancel it asks for is under way)."""
+
+    NAMES: ClassVar[dict[int, str]] = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM",
+                                       signal.SIGHUP: "SIGHUP"}  # fmt: skip
+
+    def __init__(self) -> None:
+        self.why: str | None = None
+        self._armed = self._raised = False
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.NAMES
+                          if signal.getsignal(sig) is not signal.SIG_IGN}  # fmt: skip
+
+    @property
+    def stopped(self) -> bool:
+        """Whether a stop signal came."""
+        return self.why is not None
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self._raised:
+            return
+        first = self.why is None
+        if first:
+            self.why = self.NAMES.get(signum, f"signal {signum}")
+        if self._armed or not first:
+            self._raised = True
+            raise KeyboardInterrupt(self.why)
+
+    def arm(self) -> None:
+        """Raise on the first signal from now on (at once, when one came already)."""
+        self._armed = True
+        if self.stopped and not self._raised:
+            self._raised = True
+            raise KeyboardInterrupt(self.why)
+
+    def disarm(self) -> None:
+        """Absorb every signal from now on."""
+        self._raised = True
+
+    def restore(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
+def _quietly(write: Callable[..., Any], *args: Any) -> None:
+    """Write to the terminal, if it is still there (after a hangup it is not)."""
+    with contextlib.suppress(OSError):
+        write(*args)
 
 
 def _interrupt(signum: int, _frame: Any) -> None:

@@ -8,6 +8,7 @@ out the runners; nothing here asks which provider it is.
 from __future__ import annotations
 
 import contextlib
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,6 +155,37 @@ class Cluster:
                 "CLUSTERKIT_SPARK_DRIVER_MEMORY": f"{state.sizing.driver_memory_mb}m",
             }
         return env
+
+    def user_env(self, spark_session: str = "warm") -> dict[str, str]:
+        """What a user's own code on the driver node needs to reach this cluster:
+        ``RAY_ADDRESS`` and Ray's token settings, ``CLUSTERKIT_STORAGE``, ``SPARK_CONF_DIR``
+        (whose 0600 defaults hold the Spark RPC secret), and either ``SPARK_REMOTE`` (warm:
+        ``getOrCreate()`` attaches to the Spark Connect server) or ``MASTER`` (classic: a
+        plain ``spark-submit`` goes to the standalone master; Spark refuses both at once).
+        No secret itself: tokens stay in their files (see :meth:`user_exports`)."""
+        state = self.state
+        env = {k: v for k, v in self.job_env().items() if not k.startswith("CLUSTERKIT_SPARK_")}
+        spark = ({"SPARK_REMOTE": state.endpoints.spark_connect_url} if spark_session == "warm"
+                 else {"MASTER": state.endpoints.spark_master_url})  # fmt: skip
+        return (
+            env
+            | spark
+            | {
+                "RAY_ADDRESS": state.endpoints.ray_address,
+                "CLUSTERKIT_STORAGE": state.storage_root,
+                "PYSPARK_PYTHON": state.node_python,
+            }
+        )
+
+    def user_exports(self, spark_session: str = "warm") -> list[str]:
+        """:meth:`user_env` as POSIX shell ``export`` lines, the Spark Connect token read from
+        its file when the lines run (so it never appears in them)."""
+        token = shlex.quote(self.job_env()["CLUSTERKIT_SPARK_CONNECT_TOKEN_FILE"])
+        env = sorted(self.user_env(spark_session).items())
+        lines = [f"export {key}={shlex.quote(value)}" for key, value in env]
+        if spark_session != "warm":
+            return lines
+        return [*lines, f'export SPARK_CONNECT_AUTHENTICATE_TOKEN="$(cat {token})"']
 
     def run_setup(self) -> RunSetup:
         """What every run of this cluster is given (its folder is added per run)."""

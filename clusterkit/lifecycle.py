@@ -21,7 +21,16 @@ from typing import Any
 import yaml
 
 from clusterkit.cluster import Cluster, open_cluster, services_for
-from clusterkit.core.errors import ClusterkitError, NoCluster, NodeUnreachable, ServiceError
+from clusterkit.core.errors import (
+    ClusterkitError,
+    NoCluster,
+    NodeUnreachable,
+    ServiceError,
+    StateError,
+    StateLayoutError,
+)
+from clusterkit.core.files import private_dir, write_text_atomic
+from clusterkit.core.lock import cluster_lock
 from clusterkit.core.records import now_iso
 from clusterkit.core.spec import Spec, parse_size
 from clusterkit.core.state import (
@@ -33,6 +42,7 @@ from clusterkit.core.state import (
     storage_root_for,
 )
 from clusterkit.exec.processes import is_alive
+from clusterkit.metrics.sampling import stop_run_processes
 from clusterkit.notebook import stop_notebook
 from clusterkit.providers import get_provider
 from clusterkit.providers.base import NodeProvider
@@ -130,9 +140,16 @@ def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = HEALTH_TIMEOUT_
     """Start the cluster ``spec`` describes and return once every service is healthy. When a
     failed or interrupted ``up`` made nodes whose provider asks before removing them,
     ``confirm`` is asked (None: remove them)."""
+    paths = paths_for(spec)
+    private_dir(paths.root, tighten=True)  # 0700: tokens, keys and runs are the operator's
+    with cluster_lock(paths.root, "up"):
+        return _up_locked(spec, paths, say=say, timeout_s=timeout_s, confirm=confirm)
+
+
+def _up_locked(spec: Spec, paths: ClusterPaths, *, say: Progress, timeout_s: float,
+               confirm: Confirm | None) -> UpReport:  # fmt: skip
     t0 = time.monotonic()
     provider = get_provider(spec.provider)
-    paths = paths_for(spec)
     existing = ClusterState.load(paths)
     if existing is not None:
         changes = _spec_changes(existing.spec.model_dump(), spec.model_dump())
@@ -144,8 +161,7 @@ def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = HEALTH_TIMEOUT_
         return _up_again(Cluster.of(existing, paths), t0=t0, say=say, timeout_s=timeout_s)
     services = services_for(provider, spec.name, paths)
     services.plan(spec)  # what this machine must have (Java, free ports), before anything
-    paths.root.mkdir(parents=True, exist_ok=True)
-    paths.spec_file.write_text(yaml.safe_dump(spec.model_dump(), sort_keys=False))
+    write_text_atomic(paths.spec_file, yaml.safe_dump(spec.model_dump(), sort_keys=False))
     contexts = Contexts()
     if provider.ask_before_removing:  # `down --cluster NAME` finds what a failed `up` kept
         contexts.add(spec.name, paths.root)
@@ -202,7 +218,7 @@ def _remove_after_failure(provider: NodeProvider, spec: Spec, paths: ClusterPath
                     f"{spec.name}` removes them")  # fmt: skip
                 return
             say(f"removing what this `up` made (cluster {spec.name!r})")
-            provider.remove(spec.name, paths, say=say)
+            provider.remove(spec.name, paths, say=say, confirm=confirm)
         paths.state_file.unlink(missing_ok=True)
     except ClusterkitError as cleanup:  # the first error is the one raised
         say(f"could not remove everything: {cleanup}")
@@ -234,13 +250,15 @@ def _up_again(cluster: Cluster, *, t0: float, say: Progress, timeout_s: float) -
 def provision(name: str | None = None, *, say: Progress = _quiet) -> dict[str, Any]:
     """Run the playbooks again on a cluster that is up; the counts of tasks changed per host
     (all zero when nothing had drifted). Refused for a cluster of this machine's processes."""
-    cluster = open_cluster(name)
+    name, paths = Contexts().resolve(name)
     t0 = time.monotonic()
-    try:
-        report = cluster.services.provision(cluster.state, cluster.paths, say=say)
-        _wait_healthy(cluster, say=say, timeout_s=HEALTH_TIMEOUT_S)
-    finally:
-        cluster.close()
+    with cluster_lock(paths.root, "provision"):
+        cluster = open_cluster(name)
+        try:
+            report = cluster.services.provision(cluster.state, cluster.paths, say=say)
+            _wait_healthy(cluster, say=say, timeout_s=HEALTH_TIMEOUT_S)
+        finally:
+            cluster.close()
     return {
         "cluster": cluster.name,
         "tasks": report.tasks,
@@ -290,13 +308,15 @@ def _provider_of(paths: ClusterPaths) -> NodeProvider | None:
     return get_provider(data["provider"]) if isinstance(data, dict) and "provider" in data else None
 
 
-def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet) -> DownReport:
+def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet,
+         confirm: Confirm | None = None) -> DownReport:  # fmt: skip
     """Stop everything the cluster started and remove its nodes, verified (by pid and port
     on this machine, by the provider's own listing elsewhere); ``purge`` deletes its data.
 
     With nothing up, says so and changes nothing (not an error); what a failed ``up`` left
     (a cloud's resources, a crashed rehearsal's namespaces) is removed. Runs still going are
-    cancelled first, their records saying why.
+    cancelled first, their records saying why. ``confirm`` is asked before a provider
+    removes what it is unsure is this cluster's (None: it is left, and said).
     """
     t0 = time.monotonic()
     contexts = Contexts()
@@ -304,11 +324,32 @@ def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet
         name, paths = contexts.resolve(name)
     except NoCluster as exc:
         return DownReport(cluster=name, changed=False, message=f"nothing is up: {exc}")
+    with cluster_lock(paths.root, "down"):
+        report = _down_locked(name, paths, purge=purge, say=say, confirm=confirm)
+    if purge:
+        if paths.root.exists():
+            shutil.rmtree(paths.root)
+            report.purged.append(str(paths.root))
+        contexts.remove(name)
+        report.changed = True
+        report.message += f"; purged {paths.root}"
+    report.elapsed_s = round(time.monotonic() - t0, 2)
+    return report
+
+
+def _down_locked(name: str, paths: ClusterPaths, *, purge: bool, say: Progress,
+                 confirm: Confirm | None) -> DownReport:  # fmt: skip
     report = DownReport(cluster=name, changed=False, message="")
-    cluster = Cluster.load(paths)
+    try:
+        cluster = Cluster.load(paths)
+    except StateLayoutError:
+        raise  # another kit's cluster: that kit takes it down
+    except StateError as exc:
+        return _down_without_state(name, paths, exc, say=say, confirm=confirm)
     if cluster is None:
         provider = _provider_of(paths)
-        removed = provider.remove(name, paths, say=say) if provider is not None else []
+        removed = (provider.remove(name, paths, say=say, confirm=confirm)
+                   if provider is not None else [])  # fmt: skip
         report.changed = bool(removed)
         report.message = (_removed(name, removed) if removed
                           else f"cluster {name!r} is not up; nothing to stop")  # fmt: skip
@@ -321,7 +362,7 @@ def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet
             except ClusterkitError as exc:  # the nodes go anyway; say why it was not checked
                 say(f"the notebook server was not checked: {exc}")
             stopped = cluster.services.stop(cluster.state, paths, say=say)
-            removed = cluster.provider.remove(name, paths, say=say)
+            removed = cluster.provider.remove(name, paths, say=say, confirm=confirm)
         finally:
             cluster.close()
         if cluster.provider.nodes(name, paths) is not None:
@@ -338,15 +379,61 @@ def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet
                                    "(not the kit's folder)")  # fmt: skip
         else:
             report.message = _removed(name, removed)
-    if purge:
-        if paths.root.exists():
-            shutil.rmtree(paths.root)
-            report.purged.append(str(paths.root))
-        contexts.remove(name)
-        report.changed = True
-        report.message += f"; purged {paths.root}"
-    report.elapsed_s = round(time.monotonic() - t0, 2)
     return report
+
+
+def _down_without_state(name: str, paths: ClusterPaths, unreadable: StateError, *,
+                        say: Progress, confirm: Confirm | None) -> DownReport:  # fmt: skip
+    """``down`` when ``cluster.json`` cannot be read: stop what can be found without it (this
+    machine's daemons by their pid files and the spec's ports, a provider's nodes by its own
+    records), then set the unreadable file aside. ServiceError says what could not be done."""
+    spec = _saved_spec(paths)
+    if spec is None:
+        raise ServiceError(
+            f"{unreadable}; and {paths.spec_file} cannot be read either, so nothing could be "
+            f"found to stop: stop the cluster's processes by hand, then delete "
+            f"{paths.state_file}"
+        ) from unreadable
+    say(f"{unreadable}; stopping what can be found without it")
+    provider = get_provider(spec.provider)
+    if provider.services == "processes":  # this machine's runs: their processes, by marker
+        _fail_runs_here(paths, say=say)
+    stopped = services_for(provider, name, paths).stop_found(spec, paths, say=say)
+    removed = provider.remove(name, paths, say=say, confirm=confirm)
+    if provider.nodes(name, paths) is not None:
+        raise ServiceError(f"cluster {name!r}: nodes still exist after down; run it again")
+    aside = paths.state_file.with_name(f"{paths.state_file.name}.unreadable")
+    if paths.state_file.exists():
+        paths.state_file.replace(aside)
+    what = [f"{len(stopped.pids)} processes stopped by pid file"] if stopped.ports else []
+    what += removed
+    return DownReport(
+        cluster=name, changed=True, stopped_pids=stopped.pids, ports_checked=stopped.ports,
+        message=(f"cluster {name!r} is down without its state file ({', '.join(what) or 'nothing'}"
+                 f" found and stopped{', ports free' if stopped.ports else ''}); the unreadable "
+                 f"file is kept as {aside}"),
+    )  # fmt: skip
+
+
+def _fail_runs_here(paths: ClusterPaths, *, say: Progress) -> None:
+    """The runs still going on this machine, their processes stopped (found by the run's
+    marker) and each recorded failed with the reason."""
+    store = FolderRunStore(paths.runs)
+    for record in store.active():
+        stopped = stop_run_processes(record.id, settle=True)
+        say(f"run {record.id} ({record.job}): {len(stopped)} processes stopped")
+        record.status, record.ended = "failed", now_iso()
+        record.error = "the cluster was taken down without its state file"
+        store.save(record)
+
+
+def _saved_spec(paths: ClusterPaths) -> Spec | None:
+    """The spec the cluster's last ``up`` saved, or None when it cannot be read."""
+    try:
+        data = yaml.safe_load(paths.spec_file.read_text())
+        return Spec.model_validate(data)
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
 
 
 def status(name: str | None = None) -> dict[str, Any]:

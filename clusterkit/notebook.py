@@ -71,25 +71,10 @@ def notebook_paths(cluster: Cluster) -> NotebookPaths:
     return NotebookPaths(str(home / "notebook"))
 
 
-def kernel_env(cluster: Cluster) -> dict[str, str]:
-    """What the kernels see of the cluster (no secret: tokens are read from their files)."""
-    state = cluster.state
-    env = {k: v for k, v in cluster.job_env().items() if not k.startswith("CLUSTERKIT_SPARK_")}
-    return env | {
-        "SPARK_REMOTE": state.endpoints.spark_connect_url,
-        "RAY_ADDRESS": state.endpoints.ray_address,
-        "CLUSTERKIT_STORAGE": state.storage_root,
-        "PYSPARK_PYTHON": state.node_python,
-    }
-
-
 def _launch_script(cluster: Cluster, paths: NotebookPaths, *, port: int, root_dir: str) -> str:
-    env = kernel_env(cluster)
-    token_file = cluster.job_env()["CLUSTERKIT_SPARK_CONNECT_TOKEN_FILE"]
     lines = ["#!/bin/sh", "set -e", f"echo $$ > {shlex.quote(paths.pid)}"]
-    lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(env.items())]
+    lines += cluster.user_exports()  # the kernels' environment
     lines += [
-        f'export SPARK_CONNECT_AUTHENTICATE_TOKEN="$(cat {shlex.quote(token_file)})"',
         f'export JUPYTER_TOKEN="$(cat {shlex.quote(paths.token)})"',
         f"mkdir -p {shlex.quote(root_dir)}",
         f"exec {shlex.quote(cluster.state.node_python)} -m jupyterlab --no-browser "

@@ -49,3 +49,7 @@ class NodeUnreachable(ClusterkitError):
 
 class StateError(ClusterkitError):
     """A state file (``cluster.json``, a run record) cannot be read as this kit writes it."""
+
+
+class StateLayoutError(StateError):
+    """A state file was written by another version of the kit (a layout it does not read)."""

@@ -164,7 +164,7 @@ class Aws(_Section):
 
     region: str | None = Field(
         None, pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$",
-        description="null = the AWS profile's region (or AWS_REGION)",
+        description="null = AWS_REGION, AWS_DEFAULT_REGION, or the profile's region",
     )  # fmt: skip
     instance_type: str = Field("t2.large", pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
     ami_family: Literal["debian-12", "ubuntu-24.04"] = "debian-12"
@@ -213,6 +213,7 @@ class Spec(_Section):
     state_dir: str | None = Field(
         None, description="where this cluster's state, logs and runs live; default ~/.clusterkit"
     )
+
     nodes: Nodes = Field(default_factory=Nodes)
     versions: Versions = Field(default_factory=Versions)
     ports: Ports = Field(default_factory=Ports)
@@ -243,6 +244,25 @@ def _describe(error: Any, source: str) -> str:
     return f"{source}: {field} = {error['input']!r} is not allowed: {message}"
 
 
+def check_state_dir(value: str | None, source: str) -> None:
+    """A ``state_dir`` the user gives reaches Ansible and shells as it is: no template syntax,
+    quotes or whitespace (they would be rendered or split, not taken as a folder's name).
+    Checked on the spec a user gives, not on saved state (a cluster made before stays usable).
+    """
+    if value is None:
+        return
+    bad = [t for t in ("{{", "{%", "{#", "'", '"', "`", "$") if t in value]
+    if value == "":
+        why = "an empty path; leave state_dir out (null) for the default"
+    elif bad or any(c.isspace() for c in value):
+        found = ", ".join(repr(t) for t in bad) or "whitespace"
+        why = (f"{found} in a folder path; choose a folder whose path has none of '{{{{', "
+               "'{%', quotes, '$', '`' or whitespace")  # fmt: skip
+    else:
+        return
+    raise SpecError(f"{source}: state_dir = {value!r} is not allowed: {why}")
+
+
 def parse_spec(data: dict[str, Any] | None, *, source: str = SPEC_FILENAME) -> Spec:
     """Validate ``data`` (a parsed YAML mapping) into a Spec, or raise SpecError."""
     if data is None:
@@ -252,10 +272,12 @@ def parse_spec(data: dict[str, Any] | None, *, source: str = SPEC_FILENAME) -> S
             f"{source}: the spec must be a mapping of fields, not {type(data).__name__}"
         )
     try:
-        return Spec.model_validate(data)
+        spec = Spec.model_validate(data)
     except ValidationError as exc:
         lines = [_describe(error, source) for error in exc.errors()]
         raise SpecError("; ".join(lines)) from exc
+    check_state_dir(spec.state_dir, source)
+    return spec
 
 
 def load_spec_data(path: Path | None) -> tuple[dict[str, Any], str]:
@@ -266,10 +288,20 @@ def load_spec_data(path: Path | None) -> tuple[dict[str, Any], str]:
         if not candidate.exists():
             return {}, "the defaults"
         path = candidate
-    if not path.exists():
-        raise SpecError(f"{path}: no such spec file; create one with `clusterkit init`")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file; create one with `clusterkit init`") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path} is a folder, not a spec file; give the YAML file's path") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{path}: byte {exc.start} is not UTF-8; save the spec as UTF-8 text"
+        ) from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot be read ({exc.strerror}); check its mode") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -331,7 +363,8 @@ def default_spec_text() -> str:
         f"  interval_s: {spec.metrics.interval_s}               # memory/CPU sampling period",
         "",
         "aws:                            # provider aws only",
-        "  region: null                  # null = the AWS profile's region (or AWS_REGION)",
+        "  region: null                  # null = AWS_REGION, AWS_DEFAULT_REGION, or the "
+        "profile's region",
         f"  {'instance_type: ' + spec.aws.instance_type:<30}# both nodes (the source project's)",
         f"  {'ami_family: ' + spec.aws.ami_family:<30}# or ubuntu-24.04",
         f"  {'volume_gb: ' + str(spec.aws.volume_gb):<30}# each node's gp3 root volume (encrypted)",

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clusterkit.core.errors import NoCluster, StateError
+from clusterkit.core.errors import NoCluster, StateError, StateLayoutError
 from clusterkit.core.files import write_json_atomic
 from clusterkit.core.inventory import Inventory, SshSettings
 from clusterkit.core.records import Daemon
@@ -56,6 +56,14 @@ class ClusterPaths:
     @property
     def spark_connect_token(self) -> Path:
         return self.root / "spark-connect-token"
+
+    @property
+    def pids(self) -> Path:
+        return self.root / "pids"
+
+    @property
+    def spark_secret(self) -> Path:
+        return self.root / "spark-secret"
 
     @property
     def spark_dir(self) -> Path:
@@ -187,7 +195,7 @@ class ClusterState:
         schema = data.get("schema") if isinstance(data, dict) else None
         schema = schema if isinstance(schema, int) else 1  # the first layout had none
         if schema != SCHEMA:
-            raise StateError(
+            raise StateLayoutError(
                 f"{path} was written by {'an older' if schema < SCHEMA else 'a newer'} "
                 f"clusterkit (layout {schema}; this one reads {SCHEMA}): take the cluster "
                 f"down with the kit that started it, or, if nothing of it runs any more, "

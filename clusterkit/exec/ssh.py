@@ -14,7 +14,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import logging
-import os
 import secrets
 import select
 import shlex
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from clusterkit.core.errors import ClusterkitError, NodeUnreachable
+from clusterkit.core.files import write_bytes_atomic
 from clusterkit.core.inventory import Inventory, Node, SshSettings
 from clusterkit.exec.runner import (
     CommandFailed,
@@ -441,13 +441,13 @@ def ensure_key(key: Path) -> str:
             serialization.PrivateFormat.OpenSSH,
             serialization.NoEncryption(),
         )
-        # mode 600 from the start: the private key is never readable by others, even briefly
-        with os.fdopen(os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-            f.write(pem)
         line = private.public_key().public_bytes(
             serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
         )
-        pub.write_text(line.decode() + " clusterkit\n")
+        # each written whole (mode 600 from its creation) and renamed into place, the public
+        # half first: a crash leaves no key, or both halves, never half a key
+        write_bytes_atomic(pub, line + b" clusterkit\n", mode=0o644)
+        write_bytes_atomic(key, pem, mode=0o600)
     return pub.read_text().strip()
 
 
@@ -500,7 +500,10 @@ def record_host_keys(inventory: Inventory, ssh: SshSettings, *, timeout_s: float
         keys = HostKeys(str(ssh.known_hosts))
         keys.pop(host, None)  # a node made again at the same address has new keys
         keys.add(host, key.get_name(), key)
-        keys.save(str(ssh.known_hosts))
+        draft = ssh.known_hosts.with_name(f".{ssh.known_hosts.name}.draft")
+        keys.save(str(draft))  # then renamed into place whole
+        write_bytes_atomic(ssh.known_hosts, draft.read_bytes())
+        draft.unlink()
         found.append(f"{node.name}: {key.get_name()}")
         say(f"node {node.name} answers SSH on {host}; its {key.get_name()} host key recorded")
     return found

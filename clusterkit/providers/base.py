@@ -48,7 +48,14 @@ class NodeProvider(Protocol):
 
     def nodes(self, name: str, paths: ClusterPaths) -> Inventory | None: ...
 
-    def remove(self, name: str, paths: ClusterPaths, *, say: Progress) -> list[str]: ...
+    def remove(
+        self,
+        name: str,
+        paths: ClusterPaths,
+        *,
+        say: Progress,
+        confirm: Callable[[str], bool] | None = None,
+    ) -> list[str]: ...
 
     def runner(
         self, inventory: Inventory, node: Node, ssh: SshSettings | None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +34,14 @@ class LocalProvider:
     def nodes(self, name: str, paths: ClusterPaths) -> Inventory | None:
         return None  # nothing is ever made: this machine is there before and after
 
-    def remove(self, name: str, paths: ClusterPaths, *, say: Progress) -> list[str]:
+    def remove(
+        self,
+        name: str,
+        paths: ClusterPaths,
+        *,
+        say: Progress,
+        confirm: Callable[[str], bool] | None = None,
+    ) -> list[str]:
         return []  # this machine stays; its services' processes are stopped by the services
 
     def runner(self, inventory: Inventory, node: Node, ssh: SshSettings | None) -> CommandRunner:

@@ -17,6 +17,7 @@ before its job started is recorded ``cancelled`` without running it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -257,7 +258,10 @@ def sweep_temp_outputs(root: str, run_id: str) -> list[str]:
     Every job writes an output to ``<target>.tmp-<run id>`` (a model to ``.tmp-<run id>``)
     and renames it into place when it is complete, so once the run's processes are all gone,
     whatever still carries that name is an unfinished output of a failed or cancelled run.
-    Remote storage (hdfs://) is left to the node-side cleanup of the remote providers.
+    An output it was replacing, set aside as ``.<name>.old-<run id>``, is put back when the
+    new one never took its place, and removed otherwise.
+    Remote storage (hdfs://) is not swept: a killed run's ``NAME.tmp-RUN`` stays there until
+    removed with ``hdfs dfs -rm -r``.
     """
     if "://" in root and not root.startswith("file://"):
         return []
@@ -266,14 +270,31 @@ def sweep_temp_outputs(root: str, run_id: str) -> list[str]:
         return []
     removed = []
     for path in sorted(base.rglob(f"*tmp-{run_id}"), key=lambda p: len(p.parts)):
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.exists():
-            path.unlink()
-        else:
-            continue
-        removed.append(str(path))
+        with contextlib.suppress(OSError):  # one that cannot go does not stop the others
+            if _remove(path):
+                removed.append(str(path))
+    # an output being replaced when the run stopped: the old copy set aside as .NAME.old-RUN
+    # goes back when the new one never arrived, else it is what the commit had yet to remove
+    for old in sorted(base.rglob(f".*.old-{run_id}"), key=lambda p: len(p.parts)):
+        target = old.with_name(old.name[1:].removesuffix(f".old-{run_id}"))
+        with contextlib.suppress(OSError):
+            if not target.exists():
+                old.rename(target)
+                removed.append(f"{old} (put back as {target.name}: the new one never arrived)")
+            elif _remove(old):
+                removed.append(str(old))
     return removed
+
+
+def _remove(path: Path) -> bool:
+    """Remove a file or a folder (not a link's target); whether there was one."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+    else:
+        return False
+    return True
 
 
 def is_supervisor(proc: psutil.Process) -> bool:

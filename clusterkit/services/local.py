@@ -10,7 +10,9 @@ tests check each port. Ray token authentication is on; Spark's REST submission i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -22,7 +24,7 @@ from pathlib import Path
 import pyspark
 
 from clusterkit.core.errors import ClusterkitError, ServiceError
-from clusterkit.core.files import ensure_secret
+from clusterkit.core.files import ensure_secret, private_dir, write_json_atomic, write_text_atomic
 from clusterkit.core.records import SHARED_MARKER, Daemon
 from clusterkit.core.spec import Spec
 from clusterkit.core.state import LOOPBACK, ClusterPaths, ClusterState, Endpoints
@@ -48,9 +50,12 @@ def ray_executable() -> Path:
 
 
 def ray_temp_dir(paths: ClusterPaths) -> Path:
-    """A short temp folder for Ray: its Unix socket paths must stay under 108 bytes."""
+    """A short temp folder for Ray (its Unix socket paths must stay under 108 bytes), inside
+    this user's 0700 folder ``/tmp/ck-UID``, checked to be theirs and not a symlink: Ray makes
+    its own subfolders 0777, and a predictable name in /tmp could be made first by another."""
     digest = hashlib.sha1(str(paths.root).encode()).hexdigest()[:10]
-    return Path(tempfile.gettempdir()) / f"ck-ray-{digest}"
+    mine = private_dir(Path(tempfile.gettempdir()) / f"ck-{os.geteuid()}")
+    return mine / f"ray-{digest}"
 
 
 def ray_client_env(paths: ClusterPaths) -> dict[str, str]:
@@ -77,18 +82,31 @@ def spark_env(paths: ClusterPaths, java_home: Path) -> dict[str, str]:
 
 
 def write_spark_conf(paths: ClusterPaths) -> Path:
-    """spark-defaults.conf for the daemons: REST submission off, explicitly (CVE-2018-11770)."""
+    """spark-defaults.conf (mode 600) for the daemons and every driver of this cluster (they
+    find it through ``SPARK_CONF_DIR``): RPC authentication on with the cluster's secret, so
+    that no other local user can submit; REST submission off, explicitly (CVE-2018-11770); a
+    UI that cannot kill jobs."""
     conf_dir = paths.spark_dir / "conf"
     conf_dir.mkdir(parents=True, exist_ok=True)
     (paths.spark_dir / "work").mkdir(parents=True, exist_ok=True)
     defaults = conf_dir / "spark-defaults.conf"
-    defaults.write_text(
-        "# written by clusterkit up; do not edit (regenerated on every up)\n"
-        "spark.master.rest.enabled  false\n"
-        "spark.ui.reverseProxy      false\n"
-        "spark.worker.cleanup.enabled true\n"
-    )
+    lines = ["# written by clusterkit up; do not edit (regenerated on every up)",
+             *(f"{key}  {value}" for key, value in spark_security_conf(paths).items()),
+             "spark.master.rest.enabled  false",
+             "spark.ui.reverseProxy  false",
+             "spark.worker.cleanup.enabled  true"]  # fmt: skip
+    write_text_atomic(defaults, "\n".join(lines) + "\n", mode=0o600)
     return defaults
+
+
+def spark_security_conf(paths: ClusterPaths) -> dict[str, str]:
+    """Spark's RPC authentication with the cluster's secret (a 0600 file made once), and a
+    UI that cannot kill jobs."""
+    return {
+        "spark.authenticate": "true",
+        "spark.authenticate.secret": ensure_secret(paths.spark_secret),
+        "spark.ui.killEnabled": "false",
+    }
 
 
 class Launcher:
@@ -112,7 +130,9 @@ class Launcher:
 
     def _spawn(self, name: str, argv: list[str], **env: str) -> Daemon:
         log = self.paths.logs / f"{name}.out"
-        return processes.spawn(name, argv, env={**self.env, **env}, log=log, cwd=self.paths.root)
+        daemon = processes.spawn(name, argv, env={**self.env, **env}, log=log, cwd=self.paths.root)
+        write_json_atomic(self.paths.pids / f"{name}.json", daemon.to_dict())
+        return daemon
 
     def spark_master(self) -> Daemon:
         ports = self.spec.ports
@@ -196,6 +216,18 @@ def exited(daemons: list[Daemon]) -> list[str]:
             for d in daemons if not processes.is_alive(d)]  # fmt: skip
 
 
+def _pid_files(paths: ClusterPaths, say: Progress) -> list[Daemon]:
+    """The daemons the state folder's pid files name (one written as each is started, so a
+    crash before ``cluster.json`` recorded it still leaves it findable)."""
+    found: list[Daemon] = []
+    for pid_file in sorted(paths.pids.glob("*.json")) if paths.pids.is_dir() else []:
+        try:
+            found.append(Daemon.from_dict(json.loads(pid_file.read_text())))
+        except (OSError, ValueError, TypeError) as exc:
+            say(f"{pid_file}: unreadable ({exc}); skipped")
+    return found
+
+
 class LocalServices:
     """The local provider's services: Spark's master and worker and Ray's head, started as
     this machine's processes (:class:`Launcher`), recorded in the cluster's state by pid and
@@ -249,9 +281,15 @@ class LocalServices:
         state.save(paths)
 
     def check(self, state: ClusterState, rows: list[ServiceHealth]) -> list[str]:
-        """What is wrong besides what the services' APIs say: processes that exited."""
-        return [f"{d.name} (pid {d.pid}) exited" for d in state.daemons
-                if not processes.is_alive(d)]  # fmt: skip
+        """What is wrong besides what the services' APIs say: processes that exited, Spark
+        started without RPC authentication (by an older kit: `up` restarts it with it)."""
+        found = [f"{d.name} (pid {d.pid}) exited" for d in state.daemons
+                 if not processes.is_alive(d)]  # fmt: skip
+        defaults = Path(state.state_dir) / "spark" / "conf" / "spark-defaults.conf"
+        with contextlib.suppress(OSError):
+            if "spark.authenticate" not in defaults.read_text():
+                found.append("Spark runs without RPC authentication (started by an older kit)")
+        return found
 
     def failed(self, state: ClusterState) -> str | None:
         """What no waiting mends: processes that exited, with the end of their logs."""
@@ -261,9 +299,11 @@ class LocalServices:
         """Stop every process the services started (their whole trees), verify their ports
         are free and remove Ray's temp folder. ServiceError names a port still held. With
         nothing started, there is nothing to stop or verify."""
-        if not state.daemons:
+        known = {d.pid for d in state.daemons}
+        started = state.daemons + [d for d in _pid_files(paths, say) if d.pid not in known]
+        if not started:
             return Stopped()
-        pids = processes.stop_all(state.daemons)
+        pids = processes.stop_all(started)
         ports = sorted(state.spec.ports.fixed().values())
         if not processes.wait_until(lambda: not preflight.listening_ports(ports),
                                     timeout_s=PORTS_FREE_TIMEOUT_S):  # fmt: skip
@@ -275,6 +315,27 @@ class LocalServices:
         if state.ray_temp_dir:
             shutil.rmtree(state.ray_temp_dir, ignore_errors=True)
         state.daemons = []
+        shutil.rmtree(paths.pids, ignore_errors=True)
+        return Stopped(pids, ports)
+
+    def stop_found(self, spec: Spec, paths: ClusterPaths, *, say: Progress) -> Stopped:
+        """Without a readable ``cluster.json``: stop the daemons its pid files name (each
+        checked by create time, so a reused pid is left alone) and check the spec's ports.
+        ServiceError names every port still held and by what."""
+        pids = processes.stop_all(_pid_files(paths, say))
+        say(f"stopped {len(pids)} processes found by the pid files in {paths.pids}")
+        ports = sorted(spec.ports.fixed().values())
+        processes.wait_until(lambda: not preflight.listening_ports(ports),
+                             timeout_s=PORTS_FREE_TIMEOUT_S)  # fmt: skip
+        held = preflight.listening_ports(ports)
+        if held:
+            holders = ", ".join(f"{p} ({preflight.port_holder(p)})" for p in held)
+            raise ServiceError(
+                f"cluster {spec.name!r}: stopped what its pid files name, but its ports are "
+                f"still listening: {holders}; stop those processes by hand"
+            )
+        shutil.rmtree(paths.pids, ignore_errors=True)
+        shutil.rmtree(ray_temp_dir(paths), ignore_errors=True)
         return Stopped(pids, ports)
 
     def repair(self, state: ClusterState, paths: ClusterPaths, *, say: Progress,

@@ -156,7 +156,8 @@ def test_ray_job_runs_in_ray_workers(local_cluster: LocalCluster):
 
 
 def test_spark_submit_of_a_program_nobody_here_wrote(local_cluster: LocalCluster):
-    """Apache's own pi.py example, to the master URL that `status --json` reports."""
+    """Apache's own pi.py example, to the master URL that `status --json` reports, with what
+    `clusterkit env` gives for spark-submit by hand (the cluster's secret, by SPARK_CONF_DIR)."""
     import pyspark
 
     master = next(
@@ -164,8 +165,8 @@ def test_spark_submit_of_a_program_nobody_here_wrote(local_cluster: LocalCluster
     )
     spark_home = Path(pyspark.__file__).parent
     example = spark_home / "examples" / "src" / "main" / "python" / "pi.py"
-    env = {**os.environ, "SPARK_HOME": str(spark_home), "PYSPARK_PYTHON": sys.executable,
-           "SPARK_LOCAL_IP": "127.0.0.1"}  # fmt: skip
+    given = local_cluster.cli("env", "--json", "--spark-session", "classic").json()
+    env = {**os.environ, **given, "SPARK_HOME": str(spark_home)}
     out = subprocess.run(
         [str(spark_home / "bin" / "spark-submit"), "--master", master, str(example), "4"],
         capture_output=True, text=True, timeout=300, env=env,

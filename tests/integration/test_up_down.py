@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +39,11 @@ def test_up_repair_down_purge(tmp_path: Path):
     state_dir = Path(up.json()["state_dir"])
     state = json.loads((state_dir / "cluster.json").read_text())
     ray_head = Daemon.from_dict(next(d for d in state["daemons"] if d["name"] == "ray-head"))
+    # the state folder and Ray's temp folder's parent are the operator's alone
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+    ray_parent = Path(state["ray_temp_dir"]).parent
+    assert ray_parent.name == f"ck-{os.geteuid()}" and not ray_parent.is_symlink()
+    assert stat.S_IMODE(ray_parent.stat().st_mode) == 0o700
 
     # a service that died is noticed and the cluster restarted by the next `up`
     daemons.stop_all([ray_head])
@@ -68,6 +75,27 @@ def test_up_repair_down_purge(tmp_path: Path):
     etl = run_cli("run", "etl", "--json", env=env)
     assert etl.code == 0, etl.stderr
     assert etl.json()["result"]["rows"] == 20_000
+
+    # an empty cluster.json (a crash while it was written by another tool, a full disk):
+    # status says so in one line; down stops what its pid files name and frees the ports
+    state = json.loads((state_dir / "cluster.json").read_text())
+    running = [daemons.process_of(Daemon.from_dict(d)) for d in state["daemons"]]
+    assert all(running) and len(running) == 4
+    (state_dir / "cluster.json").write_text("")
+    broken = run_cli("status", env=env)
+    assert broken.code == 1 and "Traceback" not in broken.stderr
+    assert f"{state_dir / 'cluster.json'} is not valid JSON" in broken.stderr
+    blind = run_cli("down", "--json", env=env)
+    assert blind.code == 0, blind.stderr
+    assert "down without its state file" in blind.json()["message"]
+    assert {p.pid for p in running if p} <= set(blind.json()["stopped_pids"])
+    assert not any(p.is_running() and p.status() != "zombie" for p in running if p)
+    assert preflight.listening_ports([p for p in test_ports(BASE).values() if p < BASE + 100]) == []
+    assert (state_dir / "cluster.json.unreadable").exists()
+    again = run_cli("up", "--spec", str(spec), "--json", env=env)
+    assert again.code == 0, again.stderr
+    code = run_cli("run", "etl", "--overwrite", "--json", env=env)
+    assert code.code == 0, code.stderr
 
     # a notebook still open when the cluster goes down is stopped with it
     notebook = subprocess.Popen([sys.executable, "-m", "clusterkit.cli", "notebook", "--port",

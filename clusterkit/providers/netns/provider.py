@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -126,7 +127,14 @@ class NetnsProvider:
         present = topology.existing_namespaces() & set(self.layout(name).namespaces)
         return self._inventory(name) if present else None
 
-    def remove(self, name: str, paths: ClusterPaths, *, say: Progress) -> list[str]:
+    def remove(
+        self,
+        name: str,
+        paths: ClusterPaths,
+        *,
+        say: Progress,
+        confirm: Callable[[str], bool] | None = None,
+    ) -> list[str]:
         """End every node process, remove namespaces, links and routes, and the nodes'
         folders (their roots, with everything the playbooks installed). Idempotent."""
         removed = topology.destroy(self.layout(name))
