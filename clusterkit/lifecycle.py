@@ -299,13 +299,19 @@ def _removed(name: str, removed: list[str]) -> str:
     return f"cluster {name!r} is down: removed {', '.join(removed)}"
 
 
-def _provider_of(paths: ClusterPaths) -> NodeProvider | None:
-    """The provider of a cluster that is not up, from the spec its last ``up`` saved."""
+def _saved_spec_data(paths: ClusterPaths) -> dict[str, Any] | None:
+    """The fields of the spec the cluster's last ``up`` saved, or None when unreadable."""
     try:
         data = yaml.safe_load(paths.spec_file.read_text())
     except (OSError, yaml.YAMLError):
         return None
-    return get_provider(data["provider"]) if isinstance(data, dict) and "provider" in data else None
+    return data if isinstance(data, dict) else None
+
+
+def _provider_of(paths: ClusterPaths) -> NodeProvider | None:
+    """The provider of a cluster that is not up, from the spec its last ``up`` saved."""
+    data = _saved_spec_data(paths) or {}
+    return get_provider(data["provider"]) if "provider" in data else None
 
 
 def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet,
@@ -428,11 +434,11 @@ def _fail_runs_here(paths: ClusterPaths, *, say: Progress) -> None:
 
 
 def _saved_spec(paths: ClusterPaths) -> Spec | None:
-    """The spec the cluster's last ``up`` saved, or None when it cannot be read."""
+    """The spec the cluster's last ``up`` saved, or None when it cannot be read as one."""
+    data = _saved_spec_data(paths)
     try:
-        data = yaml.safe_load(paths.spec_file.read_text())
-        return Spec.model_validate(data)
-    except (OSError, ValueError, yaml.YAMLError):
+        return Spec.model_validate(data) if data is not None else None
+    except ValueError:
         return None
 
 

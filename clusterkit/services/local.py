@@ -86,10 +86,9 @@ def write_spark_conf(paths: ClusterPaths) -> Path:
     find it through ``SPARK_CONF_DIR``): RPC authentication on with the cluster's secret, so
     that no other local user can submit; REST submission off, explicitly (CVE-2018-11770); a
     UI that cannot kill jobs."""
-    conf_dir = paths.spark_dir / "conf"
-    conf_dir.mkdir(parents=True, exist_ok=True)
+    defaults = spark_defaults_file(paths)
+    defaults.parent.mkdir(parents=True, exist_ok=True)
     (paths.spark_dir / "work").mkdir(parents=True, exist_ok=True)
-    defaults = conf_dir / "spark-defaults.conf"
     lines = ["# written by clusterkit up; do not edit (regenerated on every up)",
              *(f"{key}  {value}" for key, value in spark_security_conf(paths).items()),
              "spark.master.rest.enabled  false",
@@ -97,6 +96,11 @@ def write_spark_conf(paths: ClusterPaths) -> Path:
              "spark.worker.cleanup.enabled  true"]  # fmt: skip
     write_text_atomic(defaults, "\n".join(lines) + "\n", mode=0o600)
     return defaults
+
+
+def spark_defaults_file(paths: ClusterPaths) -> Path:
+    """The cluster's spark-defaults.conf (in ``SPARK_CONF_DIR``)."""
+    return paths.spark_dir / "conf" / "spark-defaults.conf"
 
 
 def spark_security_conf(paths: ClusterPaths) -> dict[str, str]:
@@ -228,6 +232,23 @@ def _pid_files(paths: ClusterPaths, say: Progress) -> list[Daemon]:
     return found
 
 
+def _stop_verified(spec: Spec, paths: ClusterPaths, daemons: list[Daemon]) -> Stopped:
+    """Stop ``daemons`` (their whole trees), check that the spec's ports are free, remove
+    the pid files and Ray's temp folder. ServiceError names every port still held and by
+    what."""
+    pids = processes.stop_all(daemons)
+    ports = sorted(spec.ports.fixed().values())
+    if not processes.wait_until(lambda: not preflight.listening_ports(ports),
+                                timeout_s=PORTS_FREE_TIMEOUT_S):  # fmt: skip
+        holders = ", ".join(f"{p} ({preflight.port_holder(p)})"
+                            for p in preflight.listening_ports(ports))  # fmt: skip
+        raise ServiceError(f"cluster {spec.name!r} stopped, but ports are still listening: "
+                           f"{holders}; stop those processes by hand")  # fmt: skip
+    shutil.rmtree(paths.pids, ignore_errors=True)
+    shutil.rmtree(ray_temp_dir(paths), ignore_errors=True)
+    return Stopped(pids, ports)
+
+
 class LocalServices:
     """The local provider's services: Spark's master and worker and Ray's head, started as
     this machine's processes (:class:`Launcher`), recorded in the cluster's state by pid and
@@ -285,7 +306,7 @@ class LocalServices:
         started without RPC authentication (by an older kit: `up` restarts it with it)."""
         found = [f"{d.name} (pid {d.pid}) exited" for d in state.daemons
                  if not processes.is_alive(d)]  # fmt: skip
-        defaults = Path(state.state_dir) / "spark" / "conf" / "spark-defaults.conf"
+        defaults = spark_defaults_file(ClusterPaths(Path(state.state_dir)))
         with contextlib.suppress(OSError):
             if "spark.authenticate" not in defaults.read_text():
                 found.append("Spark runs without RPC authentication (started by an older kit)")
@@ -303,40 +324,19 @@ class LocalServices:
         started = state.daemons + [d for d in _pid_files(paths, say) if d.pid not in known]
         if not started:
             return Stopped()
-        pids = processes.stop_all(started)
-        ports = sorted(state.spec.ports.fixed().values())
-        if not processes.wait_until(lambda: not preflight.listening_ports(ports),
-                                    timeout_s=PORTS_FREE_TIMEOUT_S):  # fmt: skip
-            holders = ", ".join(f"{p} ({preflight.port_holder(p)})"
-                                for p in preflight.listening_ports(ports))  # fmt: skip
-            raise ServiceError(
-                f"cluster {state.name!r} stopped, but ports are still listening: {holders}"
-            )
-        if state.ray_temp_dir:
+        stopped = _stop_verified(state.spec, paths, started)
+        if state.ray_temp_dir:  # where an older kit put it, too
             shutil.rmtree(state.ray_temp_dir, ignore_errors=True)
         state.daemons = []
-        shutil.rmtree(paths.pids, ignore_errors=True)
-        return Stopped(pids, ports)
+        return stopped
 
     def stop_found(self, spec: Spec, paths: ClusterPaths, *, say: Progress) -> Stopped:
         """Without a readable ``cluster.json``: stop the daemons its pid files name (each
         checked by create time, so a reused pid is left alone) and check the spec's ports.
         ServiceError names every port still held and by what."""
-        pids = processes.stop_all(_pid_files(paths, say))
-        say(f"stopped {len(pids)} processes found by the pid files in {paths.pids}")
-        ports = sorted(spec.ports.fixed().values())
-        processes.wait_until(lambda: not preflight.listening_ports(ports),
-                             timeout_s=PORTS_FREE_TIMEOUT_S)  # fmt: skip
-        held = preflight.listening_ports(ports)
-        if held:
-            holders = ", ".join(f"{p} ({preflight.port_holder(p)})" for p in held)
-            raise ServiceError(
-                f"cluster {spec.name!r}: stopped what its pid files name, but its ports are "
-                f"still listening: {holders}; stop those processes by hand"
-            )
-        shutil.rmtree(paths.pids, ignore_errors=True)
-        shutil.rmtree(ray_temp_dir(paths), ignore_errors=True)
-        return Stopped(pids, ports)
+        stopped = _stop_verified(spec, paths, _pid_files(paths, say))
+        say(f"stopped {len(stopped.pids)} processes found by the pid files in {paths.pids}")
+        return stopped
 
     def repair(self, state: ClusterState, paths: ClusterPaths, *, say: Progress,
                timeout_s: float) -> str:  # fmt: skip
