@@ -301,6 +301,14 @@ def status(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
     for s in data["services"]:
         table.add_row(s["name"], s["state"], s["address"], s["detail"])
     out.print(table)
+    keeper = data.get("keeper")
+    if keeper:  # the local cluster: what its keeper started again
+        restarts = ", ".join(f"{n} {c}x" for n, c in sorted(keeper["restarts"].items()))
+        out.print(f"keeper: {'running' if keeper['alive'] else 'NOT running (`clusterkit up`)'}"
+                  f"; restarts: {restarts or 'none'}", markup=False)  # fmt: skip
+        for name in keeper["given_up"]:
+            out.print(f"  {name}: ended too often; left down (see its log, then `clusterkit "
+                      "up`)", markup=False)  # fmt: skip
     if all(_loopback(url) for url in data["endpoints"].values()):
         out.print("endpoints (loopback only; from another machine, use an SSH tunnel):")
     else:

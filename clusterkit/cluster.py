@@ -191,8 +191,9 @@ class Cluster:
         """What every run of this cluster is given (its folder is added per run)."""
         state = self.state
         master = state.inventory.driver()
+        env = self.job_env()
         return RunSetup(
-            env=self.job_env(),
+            env=env,
             cluster=state.name,
             provider=state.provider,
             node=master.name,
@@ -202,6 +203,11 @@ class Cluster:
             python=state.node_python,
             peers=[{"name": n.name, "address": n.address}
                    for n in state.inventory.nodes if n.name != master.name],
+            stall_timeout_s=state.spec.runs.stall_timeout,
+            spark_master_ui=state.endpoints.spark_master_ui,
+            ray_dashboard=state.endpoints.ray_dashboard,
+            ray_token_file=env.get("RAY_AUTH_TOKEN_PATH"),
+            ray_gcs_port=state.spec.ports.ray_gcs,
         )  # fmt: skip
 
     def runs(self) -> Runs:

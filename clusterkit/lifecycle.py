@@ -30,7 +30,7 @@ from clusterkit.core.errors import (
     StateLayoutError,
 )
 from clusterkit.core.files import private_dir, write_text_atomic
-from clusterkit.core.lock import cluster_lock
+from clusterkit.core.lock import cluster_lock, state_lock
 from clusterkit.core.records import now_iso
 from clusterkit.core.spec import Spec, parse_size
 from clusterkit.core.state import (
@@ -48,6 +48,8 @@ from clusterkit.providers import get_provider
 from clusterkit.providers.base import NodeProvider
 from clusterkit.runs.store import FolderRunStore
 from clusterkit.services import health
+from clusterkit.services.keeper import read_events
+from clusterkit.services.local import keeper_alive
 
 Progress = Callable[[str], None]
 Confirm = Callable[[str], bool]
@@ -131,8 +133,11 @@ def _wait_healthy(cluster: Cluster, *, say: Progress, timeout_s: float) -> None:
                                what=f"cluster {cluster.name!r}", timeout_s=timeout_s, say=say,
                                failed=lambda: cluster.services.failed(cluster.state))  # fmt: skip
     driver_mb = parse_size(cluster.state.spec.nodes.driver_memory) // 1024**2
-    cluster.state.sizing = health.job_sizing(rows, driver_mb)
-    cluster.state.save(cluster.paths)
+    sizing = health.job_sizing(rows, driver_mb)
+    with state_lock(cluster.paths.root):  # the local keeper may have recorded a restart
+        fresh = ClusterState.load(cluster.paths) or cluster.state
+        fresh.sizing = cluster.state.sizing = sizing
+        fresh.save(cluster.paths)
 
 
 def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = HEALTH_TIMEOUT_S,
@@ -462,6 +467,12 @@ def status(name: str | None = None) -> dict[str, Any]:
     processes = {d.name: {"pid": d.pid, "alive": is_alive(d), "log": d.log}
                  for d in state.daemons}  # fmt: skip
     overall = "up" if all(r.state == "up" for r in rows) else "degraded"
+    kept = {}
+    if state.provider == "local":  # a remote cluster's nodes have systemd
+        events = read_events(paths)
+        kept = {"keeper": {"alive": keeper_alive(paths), "restarts": events["restarts"],
+                           "given_up": events["given_up"],
+                           "events": events["events"][-5:]}}  # fmt: skip
     return {
         "cluster": name,
         "provider": state.provider,
@@ -473,4 +484,5 @@ def status(name: str | None = None) -> dict[str, Any]:
         "nodes": nodes,
         "services": [r.to_dict() for r in rows],
         "processes": processes,
+        **kept,
     }

@@ -120,7 +120,8 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
     spec_file = root / "clusterkit.yaml"
     spec_file.write_text(
         yaml.safe_dump({"name": "itest", "ports": test_ports(BASE_PORT),
-                        "nodes": {"worker_memory": "2g", "ray_object_store_memory": "1g"}})
+                        "nodes": {"worker_memory": "2g", "ray_object_store_memory": "1g"},
+                        "runs": {"stall_timeout": 20}})
     )  # fmt: skip
     env = cli_env(home)
     result = run_cli("up", "--spec", str(spec_file), "--json", env=env, timeout=300)

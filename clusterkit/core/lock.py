@@ -25,6 +25,18 @@ class ClusterBusy(ClusterkitError):
     """Another command holds the cluster's lock."""
 
 
+@contextmanager
+def state_lock(root: Path) -> Iterator[None]:
+    """Hold ``cluster.json``'s write lock while it is read, changed and written back (the
+    local keeper and ``up`` both do), so that neither loses what the other wrote."""
+    fd = os.open(root / ".state.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _holder(path: Path) -> str:
     try:
         text = path.read_text().strip()

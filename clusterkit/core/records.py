@@ -59,6 +59,8 @@ class RunRecord:
     # the processes runs share that did this run's work too (the Connect server, its
     # executors), by node: counted in the peaks, and named here as shared
     shared_processes: dict[str, list[str]] = field(default_factory=dict)
+    # what the run outlived (a Spark worker or Ray node lost, then back), said plainly
+    notes: list[str] = field(default_factory=list)
 
     @property
     def final(self) -> bool:

@@ -178,6 +178,14 @@ class Metrics(_Section):
     interval_s: float = Field(1.0, ge=0.1, le=60, description="sampling interval in seconds")
 
 
+class Runs(_Section):
+    stall_timeout: float = Field(
+        120.0, ge=5, le=86400,
+        description="seconds a run may go without what it needs (an ALIVE Spark worker for a "
+                    "Spark run, an ALIVE Ray node for a Ray run) before it is failed",
+    )  # fmt: skip
+
+
 #: A cluster's name when the spec gives none: its provider's, so that a rehearsal or a cloud
 #: cluster brought up beside the local one is a second cluster, not the same one.
 DEFAULT_NAMES = {"local": "local", "netns": "rehearsal", "aws": "aws"}
@@ -219,6 +227,7 @@ class Spec(_Section):
     ports: Ports = Field(default_factory=Ports)
     storage: Storage = Field(default_factory=Storage)
     metrics: Metrics = Field(default_factory=Metrics)
+    runs: Runs = Field(default_factory=Runs)
     aws: Aws = Field(default_factory=Aws)
 
 
@@ -361,6 +370,10 @@ def default_spec_text() -> str:
         "",
         "metrics:",
         f"  interval_s: {spec.metrics.interval_s}               # memory/CPU sampling period",
+        "",
+        "runs:",
+        f"  stall_timeout: {spec.runs.stall_timeout:<14}# s without a Spark worker / Ray node "
+        "before a run fails",
         "",
         "aws:                            # provider aws only",
         "  region: null                  # null = AWS_REGION, AWS_DEFAULT_REGION, or the "

@@ -62,6 +62,12 @@ class RunSetup:
     storage_root: str
     python: str
     peers: list[dict[str, str]] = field(default_factory=list)
+    # the stall rule (clusterkit.runs.stall): what the supervisor watches, and for how long
+    stall_timeout_s: float = 120.0
+    spark_master_ui: str | None = None
+    ray_dashboard: str | None = None
+    ray_token_file: str | None = None
+    ray_gcs_port: int | None = None
 
     def for_run(self, run_id: str) -> RunSetup:
         """This setup for run ``run_id``: its folder is the job's CLUSTERKIT_RUN_DIR."""

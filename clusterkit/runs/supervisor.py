@@ -44,6 +44,7 @@ from clusterkit.metrics.sampling import (
     stop_run_processes,
 )
 from clusterkit.runs.launcher import CANCEL_FILE, RunSetup
+from clusterkit.runs.stall import CHECK_EVERY_S, StallWatch
 from clusterkit.runs.store import FolderRunStore
 
 #: After the driver exits, how long its executors and Ray workers get to end on their own.
@@ -174,24 +175,39 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
             sampler.start()
         for peer in peers:
             peer.start()
+        watch = StallWatch(run_id, run_dir, timeout_s=setup.stall_timeout_s,
+                           spark_master_ui=setup.spark_master_ui,
+                           ray_dashboard=setup.ray_dashboard,
+                           ray_token_file=setup.ray_token_file,
+                           ray_gcs_port=setup.ray_gcs_port)  # fmt: skip
+        next_look, stalled = time.monotonic(), None  # the first look: what it starts with
         while proc.poll() is None:
-            if cancel.is_set():
+            if cancel.is_set() or stalled:
                 processes.terminate_tree(psutil.Process(proc.pid), prune=is_supervisor)
                 proc.wait()
                 break
+            if time.monotonic() >= next_look:
+                stalled = watch.tick()
+                next_look = time.monotonic() + CHECK_EVERY_S
             time.sleep(0.1)
         exit_code = proc.returncode
         wall_s = round(time.perf_counter() - started, 3)
-    _drain(run_id, proc.pid, peers, time.time(), settle=cancel.is_set() or exit_code != 0)
+        if not stalled:
+            watch.tick()  # a last look: what it lost since the one before goes in its notes
+    ended_badly = cancel.is_set() or stalled is not None or exit_code != 0
+    _drain(run_id, proc.pid, peers, time.time(), settle=ended_badly)
     driver = sampler.stop() if sampler is not None else None
     for peer in peers:
         peer.stop()
-    if cancel.is_set() or exit_code != 0:  # a job that succeeded renamed its outputs
+    if ended_badly:  # a job that succeeded renamed its outputs
         for path in sweep_temp_outputs(setup.storage_root, run_id):
             print(f"removed {path}: a temporary output the run left unfinished", flush=True)
 
     record.ended, record.wall_s, record.exit_code = now_iso(), wall_s, exit_code
-    if cancel.is_set():
+    record.notes = watch.notes
+    if stalled is not None and not cancel.is_set():
+        record.status, record.error = "failed", stalled
+    elif cancel.is_set():
         record.status = "cancelled"
         record.cancel_requested = _cancel_reason(store, run_id)
         record.error = record.cancel_requested or "cancelled (the supervisor was signalled)"

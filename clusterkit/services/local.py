@@ -177,6 +177,11 @@ class Launcher:
         return self._spawn("spark-connect", argv, SPARK_CONNECT_AUTHENTICATE_TOKEN=token,
                            **{SHARED_MARKER: connect.SHARED})  # fmt: skip
 
+    def keeper(self) -> Daemon:
+        """The keeper (:mod:`clusterkit.services.keeper`): it starts again what ends."""
+        return self._spawn(KEEPER, [sys.executable, "-m", "clusterkit.services.keeper",
+                                    "--state-dir", str(self.paths.root)])  # fmt: skip
+
     def ray_head(self) -> Daemon:
         ports, sizing = self.spec.ports, self.sizing
         return self._spawn("ray-head", [
@@ -220,6 +225,30 @@ def exited(daemons: list[Daemon]) -> list[str]:
             for d in daemons if not processes.is_alive(d)]  # fmt: skip
 
 
+KEEPER = "keeper"
+
+
+def keeper_daemon(paths: ClusterPaths) -> Daemon | None:
+    """The keeper, by its pid file, or None."""
+    try:
+        return Daemon.from_dict(json.loads((paths.pids / f"{KEEPER}.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def keeper_alive(paths: ClusterPaths) -> bool:
+    daemon = keeper_daemon(paths)
+    return daemon is not None and processes.is_alive(daemon)
+
+
+def stop_keeper(paths: ClusterPaths) -> list[int]:
+    """Stop the keeper (if it runs) and wait until it has; its pid. Only its own process:
+    the daemons it started again are its children, and stay."""
+    daemon = keeper_daemon(paths)
+    process = processes.process_of(daemon) if daemon is not None else None
+    return processes.terminate_all([process], grace_s=5.0) if process is not None else []
+
+
 def _pid_files(paths: ClusterPaths, say: Progress) -> list[Daemon]:
     """The daemons the state folder's pid files name (one written as each is started, so a
     crash before ``cluster.json`` recorded it still leaves it findable)."""
@@ -233,10 +262,11 @@ def _pid_files(paths: ClusterPaths, say: Progress) -> list[Daemon]:
 
 
 def _stop_verified(spec: Spec, paths: ClusterPaths, daemons: list[Daemon]) -> Stopped:
-    """Stop ``daemons`` (their whole trees), check that the spec's ports are free, remove
-    the pid files and Ray's temp folder. ServiceError names every port still held and by
-    what."""
-    pids = processes.stop_all(daemons)
+    """Stop the keeper first (it would start again what is being stopped), then ``daemons``
+    (their whole trees); check that the spec's ports are free, remove the pid files and Ray's
+    temp folder. ServiceError names every port still held and by what."""
+    pids = stop_keeper(paths)
+    pids += processes.stop_all([d for d in daemons if d.name != KEEPER])
     ports = sorted(spec.ports.fixed().values())
     if not processes.wait_until(lambda: not preflight.listening_ports(ports),
                                 timeout_s=PORTS_FREE_TIMEOUT_S):  # fmt: skip
@@ -265,6 +295,10 @@ class LocalServices:
         return {"java_home": str(checked.java.home), "java_major": checked.java.major,
                 "sizing": asdict(checked.sizing)}  # fmt: skip
 
+    def check_machine_sizes(self, spec: Spec) -> Plan:
+        """Java and sizes (not the ports: some of the cluster's own hold theirs)."""
+        return Plan(preflight.find_java(spec.versions.java_min), preflight.size_services(spec))
+
     def check_machine(self, spec: Spec) -> Plan:
         """Java, sizes and free ports checked; raises the error ``up`` would raise."""
         java = preflight.find_java(spec.versions.java_min)
@@ -284,6 +318,7 @@ class LocalServices:
             f"{sizing.worker_memory_mb} MiB) and Ray head ({sizing.ray_cpus} CPUs)")  # fmt: skip
         launcher = Launcher(state.spec, paths, java=plan.java, sizing=sizing,
                             base_env=os.environ)  # fmt: skip
+        (paths.root / "keeper.json").unlink(missing_ok=True)  # its counts start again with it
         state.java_home, state.ray_temp_dir = str(plan.java.home), str(ray_temp_dir(paths))
         state.daemons = [launcher.spark_master(), launcher.ray_head()]
         state.save(paths)
@@ -300,11 +335,18 @@ class LocalServices:
                      failed=lambda: self.failed(state))  # fmt: skip
         state.daemons += [launcher.spark_worker(), launcher.spark_connect()]
         state.save(paths)
+        launcher.keeper()  # from now on, what ends is started again
+
+    def _current(self, state: ClusterState) -> list[Daemon]:
+        """The daemons as the state file says now (the keeper replaces those it restarts);
+        the given state's when there is no file."""
+        fresh = ClusterState.load(ClusterPaths(Path(state.state_dir)))
+        return fresh.daemons if fresh is not None else state.daemons
 
     def check(self, state: ClusterState, rows: list[ServiceHealth]) -> list[str]:
         """What is wrong besides what the services' APIs say: processes that exited, Spark
         started without RPC authentication (by an older kit: `up` restarts it with it)."""
-        found = [f"{d.name} (pid {d.pid}) exited" for d in state.daemons
+        found = [f"{d.name} (pid {d.pid}) exited" for d in self._current(state)
                  if not processes.is_alive(d)]  # fmt: skip
         defaults = spark_defaults_file(ClusterPaths(Path(state.state_dir)))
         with contextlib.suppress(OSError):
@@ -314,15 +356,19 @@ class LocalServices:
 
     def failed(self, state: ClusterState) -> str | None:
         """What no waiting mends: processes that exited, with the end of their logs."""
-        return "; ".join(exited(state.daemons)) or None
+        if keeper_alive(ClusterPaths(Path(state.state_dir))):
+            return None  # it starts again what ended: waiting mends it
+        return "; ".join(exited(self._current(state))) or None
 
     def stop(self, state: ClusterState, paths: ClusterPaths, *, say: Progress) -> Stopped:
         """Stop every process the services started (their whole trees), verify their ports
         are free and remove Ray's temp folder. ServiceError names a port still held. With
         nothing started, there is nothing to stop or verify."""
-        known = {d.pid for d in state.daemons}
-        started = state.daemons + [d for d in _pid_files(paths, say) if d.pid not in known]
-        if not started:
+        daemons = self._current(state)
+        known = {d.pid for d in daemons}
+        started = daemons + [d for d in _pid_files(paths, say)
+                             if d.pid not in known and d.name != KEEPER]  # fmt: skip
+        if not started and not keeper_alive(paths):
             return Stopped()
         stopped = _stop_verified(state.spec, paths, started)
         if state.ray_temp_dir:  # where an older kit put it, too
@@ -340,10 +386,20 @@ class LocalServices:
 
     def repair(self, state: ClusterState, paths: ClusterPaths, *, say: Progress,
                timeout_s: float) -> str:  # fmt: skip
-        """Start the services again (what is left of them is stopped first); what was done."""
-        processes.stop_all(state.daemons)
-        self.start(state, paths, say=say, timeout_s=timeout_s)
-        return "restarted"
+        """Start again only what ended, through the keeper (started again if it ended too):
+        nothing that runs is stopped, so runs on it go on; what was done. With nothing of the
+        cluster left, all of it."""
+        if not any(processes.is_alive(d) for d in self._current(state)):
+            stop_keeper(paths)
+            self.start(state, paths, say=say, timeout_s=timeout_s)
+            return "restarted"
+        if keeper_alive(paths):
+            return "the keeper starts again what ended"
+        plan = self.check_machine_sizes(state.spec)
+        Launcher(
+            state.spec, paths, java=plan.java, sizing=plan.sizing, base_env=os.environ
+        ).keeper()  # it starts again what ended, within a second
+        return "the keeper had ended: started it again; it starts again what ended"
 
     def provision(self, state: ClusterState, paths: ClusterPaths, *,
                   say: Progress) -> Provisioned:  # fmt: skip

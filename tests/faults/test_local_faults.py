@@ -17,12 +17,14 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
-from clusterkit.exec.processes import wait_until
-from clusterkit.metrics.sampling import RunProcessFinder
+from clusterkit.core.records import Daemon
+from clusterkit.exec.processes import is_alive, process_of, wait_until
+from clusterkit.metrics.sampling import RunProcessFinder, process_role
 from clusterkit.runs.launcher import ORPHANED
 from tests.conftest import LocalCluster
 
@@ -49,6 +51,10 @@ def _started_run(cluster: LocalCluster, before: set[str], marker: str) -> Path:
     run_dir = found()
     assert run_dir is not None
     return run_dir
+
+
+def _new_runs(cluster: LocalCluster, before: set[str]) -> list[Path]:
+    return [p for p in _runs_dir(cluster).iterdir() if p.name not in before]
 
 
 def _next_run_succeeds(cluster: LocalCluster) -> None:
@@ -203,3 +209,147 @@ def _apps(cluster: LocalCluster) -> list[str]:
     with urllib.request.urlopen(f"{ui}/json/", timeout=10) as response:
         data = json.load(response)
     return sorted(a["id"] for a in data.get("activeapps", []) + data.get("completedapps", []))
+
+
+def _daemon(cluster: LocalCluster, name: str) -> Daemon:
+    state = json.loads((Path(cluster.up["state_dir"]) / "cluster.json").read_text())
+    return Daemon.from_dict(next(d for d in state["daemons"] if d["name"] == name))
+
+
+def _keeper(cluster: LocalCluster) -> Daemon:
+    pid_file = Path(cluster.up["state_dir"]) / "pids" / "keeper.json"
+    return Daemon.from_dict(json.loads(pid_file.read_text()))
+
+
+def _kill(daemon: Daemon) -> float:
+    """SIGKILL a daemon (no chance to clean up, as the OOM killer does); when it was."""
+    process = process_of(daemon)
+    assert process is not None, f"{daemon.name} should be running"
+    process.kill()
+    process.wait(30)
+    return time.monotonic()
+
+
+def _restarted_within(cluster: LocalCluster, name: str, old: Daemon, killed: float,
+                      limit_s: float = 10.0) -> Daemon:  # fmt: skip
+    """The daemon the keeper started in place of ``old``, within ``limit_s`` of the kill."""
+    assert wait_until(lambda: _daemon(cluster, name).pid != old.pid
+                      and is_alive(_daemon(cluster, name)), timeout_s=limit_s), (
+        f"{name} was not started again within {limit_s:.0f} s")  # fmt: skip
+    assert time.monotonic() - killed <= limit_s + 1
+    return _daemon(cluster, name)
+
+
+def _healthy(cluster: LocalCluster) -> dict[str, Any]:
+    assert wait_until(lambda: cluster.status()["state"] == "up", timeout_s=90), cluster.status()
+    return cluster.status()
+
+
+def test_a_killed_connect_server_and_ray_head_are_started_again_while_idle(
+        local_cluster: LocalCluster):  # fmt: skip
+    before = local_cluster.status()["keeper"]["restarts"]
+    for name in ("spark-connect", "ray-head"):
+        old = _daemon(local_cluster, name)
+        _restarted_within(local_cluster, name, old, _kill(old))
+    status = _healthy(local_cluster)
+    for name in ("spark-connect", "ray-head"):
+        assert status["keeper"]["restarts"].get(name, 0) == before.get(name, 0) + 1
+    log = (Path(local_cluster.up["state_dir"]) / "logs" / "keeper.out").read_text()
+    assert "spark-connect" in log and "had ended; started again" in log
+    code, record = local_cluster.run("busy", "--seconds", "0.1")  # a Spark run, warm
+    assert code == 0 and record["spark_session"] == "warm", record
+    _next_run_succeeds(local_cluster)  # and a Ray one
+
+
+def test_a_spark_worker_killed_during_etl_is_started_again_and_the_run_says_so(
+        local_cluster: LocalCluster):  # fmt: skip
+    made = local_cluster.cli("run", "datagen", "--rows", "3M", "--overwrite", timeout=600)
+    assert made.code == 0, made.stderr
+    before = {p.name for p in _runs_dir(local_cluster).iterdir()}
+    etl = subprocess.Popen([sys.executable, "-m", "clusterkit.cli", "run", "etl", "--overwrite",
+                            "--json"], env=local_cluster.env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert wait_until(lambda: bool(_new_runs(local_cluster, before)), timeout_s=60)
+        run_dir = _new_runs(local_cluster, before)[0]
+        # as soon as it works on the cluster's Spark Connect server (its executors busy)
+        assert wait_until(lambda: (run_dir / "shared.json").exists(), timeout_s=60)
+        assert wait_until(lambda: _executors(local_cluster) > 0, timeout_s=60)
+        old = _daemon(local_cluster, "spark-worker")
+        _restarted_within(local_cluster, "spark-worker", old, _kill(old))
+        stdout, stderr = etl.communicate(timeout=600)
+    finally:
+        if etl.poll() is None:
+            etl.kill()
+    assert stdout, stderr[-2000:]
+    record = json.loads(stdout)
+    assert record["id"] == run_dir.name
+    if record["status"] == "succeeded":  # Spark retried the lost tasks on the new worker
+        assert record["result"]["rows"] == 3_000_000
+        assert any(n.startswith("Spark worker") and "was lost" in n for n in record["notes"])
+    else:  # it may not survive the loss; then it says what was lost, never hangs
+        assert "worker" in record["error"].lower() or "executor" in record["error"].lower()
+    assert RunProcessFinder(record["id"]).find() == []
+    _healthy(local_cluster)
+    _next_run_succeeds(local_cluster)
+
+
+def test_a_run_with_no_spark_worker_fails_as_stalled_instead_of_hanging(
+        local_cluster: LocalCluster):  # fmt: skip
+    """The keeper stopped and the worker killed: nothing brings it back, so the run fails
+    after the spec's runs.stall_timeout (20 s here) naming what it lacks; `up` mends it."""
+    _kill(_keeper(local_cluster))
+    _kill(_daemon(local_cluster, "spark-worker"))
+    t0 = time.monotonic()
+    code, record = local_cluster.run("busy", "--seconds", "1", timeout=300)
+    assert code == 1 and record["status"] == "failed", record
+    assert record["error"].startswith("stalled: no Spark worker has been ALIVE for"), record
+    assert "`clusterkit up`" in record["error"]
+    assert 20 <= time.monotonic() - t0 < 120
+    assert RunProcessFinder(record["id"]).find() == []
+    mended = local_cluster.cli("up", "--spec", str(local_cluster.spec_file), "--json")
+    assert mended.code == 0, mended.stderr
+    assert _healthy(local_cluster)["keeper"]["alive"] is True
+    code, record = local_cluster.run("busy", "--seconds", "0.1")
+    assert code == 0, record
+    _next_run_succeeds(local_cluster)
+
+
+def test_a_ray_worker_killed_during_train_is_retried_or_said(local_cluster: LocalCluster):
+    made = local_cluster.cli("run", "datagen", "--rows", "200k", "--overwrite", timeout=600)
+    assert made.code == 0, made.stderr
+    before = {p.name for p in _runs_dir(local_cluster).iterdir()}
+    train = subprocess.Popen([sys.executable, "-m", "clusterkit.cli", "run", "train", "--sample",
+                              "200k", "--json"], env=local_cluster.env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert wait_until(lambda: bool(_new_runs(local_cluster, before)), timeout_s=60)
+        run_dir = _new_runs(local_cluster, before)[0]
+
+        def ray_workers() -> list[psutil.Process]:
+            return [p for p in RunProcessFinder(run_dir.name).find()
+                    if process_role(p.cmdline()) == "ray-worker"]  # fmt: skip
+
+        assert wait_until(lambda: bool(ray_workers()), timeout_s=120), "no Ray worker started"
+        ray_workers()[0].kill()
+        stdout, stderr = train.communicate(timeout=600)
+    finally:
+        if train.poll() is None:
+            train.kill()
+    assert stdout, stderr[-2000:]
+    record = json.loads(stdout)
+    assert record["status"] in ("succeeded", "failed"), record
+    if record["status"] == "failed":  # then why, in one line, not a hang
+        assert record["error"] and "Traceback" not in record["error"]
+    assert RunProcessFinder(record["id"]).find() == []
+    _next_run_succeeds(local_cluster)
+
+
+def _executors(cluster: LocalCluster) -> int:
+    """Executors the Spark master lists as running, over every application."""
+    import urllib.request
+
+    ui = cluster.up["endpoints"]["spark_master_ui"]
+    with urllib.request.urlopen(f"{ui}/json/", timeout=10) as response:
+        data = json.load(response)
+    return sum(int(w.get("coresused", 0)) for w in data.get("workers", []))

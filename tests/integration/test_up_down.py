@@ -28,6 +28,14 @@ def _text(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
+def _kill_only(daemon: Daemon) -> None:
+    """End one process, not its tree (the keeper's children are the daemons it restarted)."""
+    process = daemons.process_of(daemon)
+    assert process is not None
+    process.kill()
+    process.wait(30)
+
+
 def test_up_repair_down_purge(tmp_path: Path):
     home = tmp_path / "home"
     spec = tmp_path / "clusterkit.yaml"
@@ -45,19 +53,28 @@ def test_up_repair_down_purge(tmp_path: Path):
     assert ray_parent.name == f"ck-{os.geteuid()}" and not ray_parent.is_symlink()
     assert stat.S_IMODE(ray_parent.stat().st_mode) == 0o700
 
-    # a service that died is noticed and the cluster restarted by the next `up`
+    # with its keeper stopped too, a service that died is noticed; the next `up` starts
+    # again only what ended (and the keeper), nothing that runs
+    keeper = Daemon.from_dict(json.loads((state_dir / "pids" / "keeper.json").read_text()))
+    _kill_only(keeper)
     daemons.stop_all([ray_head])
+    others = [Daemon.from_dict(d) for d in state["daemons"] if d["name"] != "ray-head"]
     degraded = run_cli("status", "--json", env=env).json()
-    assert degraded["state"] == "degraded"
+    assert degraded["state"] == "degraded" and degraded["keeper"]["alive"] is False
     assert {s["name"]: s["state"] for s in degraded["services"]}["ray-head"] == "down"
     repaired = run_cli("up", "--spec", str(spec), "--json", env=env)
     assert repaired.code == 0, repaired.stderr
-    assert repaired.json()["changed"] is True and "restarted" in repaired.json()["message"]
-    assert run_cli("status", "--json", env=env).json()["state"] == "up"
+    assert repaired.json()["changed"] is True and "keeper" in repaired.json()["message"]
+    healthy = run_cli("status", "--json", env=env).json()
+    assert healthy["state"] == "up" and healthy["keeper"]["alive"] is True
+    assert healthy["keeper"]["restarts"] == {"ray-head": 1}
+    assert all(daemons.is_alive(d) for d in others)  # the Spark daemons were left running
 
-    # a killed Spark Connect server: the next Spark run says so and how to fix it; `up` does
+    # a killed Spark Connect server (its keeper stopped first, or it would start it again at
+    # once): the next Spark run says so and how to fix it; `up` does
     made = run_cli("run", "datagen", "--rows", "20k", env=env)
     assert made.code == 0, made.stderr
+    _kill_only(Daemon.from_dict(json.loads((state_dir / "pids" / "keeper.json").read_text())))
     state = json.loads((state_dir / "cluster.json").read_text())
     connect = Daemon.from_dict(next(d for d in state["daemons"] if d["name"] == "spark-connect"))
     process = daemons.process_of(connect)
@@ -80,7 +97,9 @@ def test_up_repair_down_purge(tmp_path: Path):
     # status says so in one line; down stops what its pid files name and frees the ports
     state = json.loads((state_dir / "cluster.json").read_text())
     running = [daemons.process_of(Daemon.from_dict(d)) for d in state["daemons"]]
-    assert all(running) and len(running) == 4
+    running.append(daemons.process_of(Daemon.from_dict(
+        json.loads((state_dir / "pids" / "keeper.json").read_text()))))  # fmt: skip
+    assert all(running) and len(running) == 5
     (state_dir / "cluster.json").write_text("")
     broken = run_cli("status", env=env)
     assert broken.code == 1 and "Traceback" not in broken.stderr

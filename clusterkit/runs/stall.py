@@ -1,0 +1,159 @@
+"""A run never hangs silently: the stall rule its supervisor applies while the job runs.
+
+A run that uses Spark (its own driver JVM, or the cluster's Spark Connect server) needs an
+ALIVE Spark worker to have executors; a run that uses Ray (a process of it holds a connection
+to Ray's GCS, or it has Ray workers) needs an ALIVE Ray node. When what it needs has
+been gone for longer than ``runs.stall_timeout``, :meth:`StallWatch.tick` returns the error
+the run fails with: what was lost, since when, and what to do. Losses the run outlives (a
+worker that came back, its tasks retried by Spark or Ray) are kept as ``notes`` for its
+record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+
+from clusterkit.core.records import SHARED_FILE, now_iso
+from clusterkit.metrics.sampling import RunProcessFinder, process_role
+
+#: Seconds between two looks (each is one HTTP request per engine and a process scan).
+CHECK_EVERY_S = 2.0
+TIMEOUT_S = 3.0
+
+
+@dataclass
+class Watched:
+    """What one engine has looked like: its ALIVE members and since when it has had none."""
+
+    alive: set[str] = field(default_factory=set)
+    none_since: float | None = None
+    lost: list[str] = field(default_factory=list)  # member (at time) lost during the run
+
+
+def spark_workers(master_ui: str) -> set[str]:
+    """The ALIVE workers the Spark master lists, by id (a worker started again at the same
+    address has a new one); an empty set when it does not answer (no executor can start
+    then either)."""
+    try:
+        response = requests.get(f"{master_ui}/json/", timeout=TIMEOUT_S)
+        data: dict[str, Any] = response.json()
+    except (requests.RequestException, ValueError):
+        return set()
+    return {str(w.get("id") or f"{w.get('host')}:{w.get('port')}")
+            for w in data.get("workers", []) if w.get("state") == "ALIVE"}  # fmt: skip
+
+
+def ray_nodes(dashboard: str, token_file: str | None) -> set[str]:
+    """The ALIVE Ray nodes the dashboard lists, by address; empty when it does not answer."""
+    headers = {}
+    if token_file:
+        try:
+            headers = {"Authorization": f"Bearer {Path(token_file).read_text().strip()}"}
+        except OSError:
+            return set()
+    try:
+        response = requests.get(f"{dashboard}/nodes?view=summary", headers=headers,
+                                timeout=TIMEOUT_S)  # fmt: skip
+        nodes = response.json()["data"]["summary"]
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return set()
+    return {str(n.get("raylet", {}).get("nodeManagerAddress") or n.get("ip"))
+            for n in nodes if n.get("raylet", {}).get("state") == "ALIVE"}  # fmt: skip
+
+
+class StallWatch:
+    """The stall rule for one run: ``tick()`` every :data:`CHECK_EVERY_S` while its job runs.
+
+    ``spark_master_ui`` / ``ray_dashboard`` (None: that engine is not watched) are read as
+    the run's supervisor sees them; ``clock`` and the readers are injectable for tests."""
+
+    def __init__(self, run_id: str, run_dir: Path, *, timeout_s: float,
+                 spark_master_ui: str | None, ray_dashboard: str | None,
+                 ray_token_file: str | None = None, ray_gcs_port: int | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.run_id, self.run_dir, self.timeout_s, self.clock = run_id, run_dir, timeout_s, clock
+        self.readers: dict[str, Callable[[], set[str]]] = {}
+        if spark_master_ui:
+            self.readers["spark"] = lambda: spark_workers(spark_master_ui)
+        if ray_dashboard:
+            self.readers["ray"] = lambda: ray_nodes(ray_dashboard, ray_token_file)
+        self.ray_gcs_port = ray_gcs_port
+        self.watched: dict[str, Watched] = {}
+        self.used: set[str] = set()
+        self._notes: list[tuple[str, str]] = []  # (engine, note)
+
+    @property
+    def notes(self) -> list[str]:
+        """What the run outlived, of the engines it used."""
+        return [note for engine, note in self._notes if engine in self.used]
+
+    def uses(self) -> set[str]:
+        """The engines the run uses so far, from its processes and files."""
+        found = set()
+        if (self.run_dir / SHARED_FILE).exists():
+            found.add("spark")
+        for proc in RunProcessFinder(self.run_id).find():
+            try:
+                role = process_role(proc.cmdline())
+                if role == "spark-driver-jvm":
+                    found.add("spark")
+                elif role == "ray-worker" or _connected_to(proc, self.ray_gcs_port):
+                    found.add("ray")
+            except psutil.Error:
+                continue
+        return found
+
+    def tick(self) -> str | None:
+        """One look at every engine (the first, as the run starts, is what it began with);
+        the error the run fails with when an engine it uses has stalled, else None."""
+        now = self.clock()
+        self.used |= self.uses()
+        errors = [self._look(engine, reader(), now) for engine, reader in self.readers.items()]
+        used = [e for engine, e in zip(self.readers, errors, strict=True) if engine in self.used]
+        return next((e for e in used if e), None)
+
+    def _look(self, engine: str, alive: set[str], now: float) -> str | None:
+        seen = self.watched.setdefault(engine, Watched(alive=set(alive)))
+        what = "Spark worker" if engine == "spark" else "Ray node"
+        for member in sorted(seen.alive - alive):
+            seen.lost.append(f"{member} at {now_iso()}")
+            self._notes.append((engine, f"{what} {member} was lost at {now_iso()} while the "
+                                        "run ran"))  # fmt: skip
+        for member in sorted(alive - seen.alive):
+            if seen.lost:
+                self._notes.append((engine, f"{what} {member} joined at {now_iso()}; the run "
+                                            "went on (its tasks were retried)"))  # fmt: skip
+        seen.alive = set(alive)
+        if alive:
+            seen.none_since = None
+            return None
+        if seen.none_since is None:
+            seen.none_since = now
+        waited = now - seen.none_since
+        if waited < self.timeout_s:
+            return None
+        lost = f" (lost: {', '.join(seen.lost)})" if seen.lost else ""
+        if engine == "spark":
+            return (f"stalled: no Spark worker has been ALIVE for {waited:.0f} s{lost}, so the "
+                    "run could have no executor; `clusterkit status` shows what is down and "
+                    "`clusterkit up` starts it again, then run it again")  # fmt: skip
+        return (f"stalled: no Ray node has been ALIVE for {waited:.0f} s{lost}, so the run's "
+                "tasks could not run; `clusterkit status` shows what is down and `clusterkit "
+                "up` starts it again, then run it again")  # fmt: skip
+
+
+def _connected_to(proc: psutil.Process, port: int | None) -> bool:
+    """Whether ``proc`` holds a TCP connection to ``port`` (a Ray driver, to Ray's GCS)."""
+    if port is None:
+        return False
+    try:
+        return any(c.raddr and c.raddr.port == port for c in proc.net_connections(kind="tcp"))
+    except (psutil.Error, OSError):
+        return False
