@@ -8,12 +8,14 @@ three talk to EC2 with boto3; the CLI calls these, never boto3 itself.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from clusterkit.core.errors import ClusterkitError
+from clusterkit.core.lock import cluster_lock
 from clusterkit.core.spec import check_name
 from clusterkit.core.state import ClusterPaths, Contexts, default_state_dir
 from clusterkit.providers.aws import access, pricing, sweep
@@ -82,9 +84,12 @@ def down_by_tag(name: str, *, region: str | None, say: Callable[[str], None],
         say(f"{question} yes: everything tagged {name} was to go")
         return True
 
-    removed = AwsProvider().remove(name, paths, say=say, region=region,
-                                   confirm=confirm or asked_before)  # fmt: skip
-    paths.state_file.unlink(missing_ok=True)
+    # a state folder of that name here: its lock, so no `up` of it runs meanwhile
+    guard = cluster_lock(paths.root, "down") if paths.root.is_dir() else contextlib.nullcontext()
+    with guard:
+        removed = AwsProvider().remove(name, paths, say=say, region=region,
+                                       confirm=confirm or asked_before)  # fmt: skip
+        paths.state_file.unlink(missing_ok=True)
     what = f"removed {', '.join(removed)}" if removed else "nothing tagged with it was left"
     message = f"cluster {name!r} is down: {what}"
     return {"cluster": name, "changed": bool(removed), "message": message, "removed": removed,

@@ -48,7 +48,7 @@ from clusterkit.providers import get_provider
 from clusterkit.providers.base import NodeProvider
 from clusterkit.runs.store import FolderRunStore
 from clusterkit.services import health
-from clusterkit.services.keeper import read_events
+from clusterkit.services.keeper_events import read_events
 from clusterkit.services.local import keeper_alive
 
 Progress = Callable[[str], None]

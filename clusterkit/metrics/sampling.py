@@ -27,6 +27,7 @@ from typing import Any
 
 import psutil
 
+from clusterkit.core.outputs import sweep_temp_outputs
 from clusterkit.core.records import RUN_MARKER, SHARED_MARKER
 from clusterkit.exec.processes import terminate_all
 
@@ -340,11 +341,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="end the run's processes on this node; print their pids",
     )
+    parser.add_argument("--sweep-outputs", metavar="ROOT", default=None,
+                        help="remove what the run left half-written under this storage "
+                             "root (after --stop-processes, if given)")  # fmt: skip
     args = parser.parse_args(argv)
-    if args.stop_processes:
+    if args.stop_processes or args.sweep_outputs:
         if not args.run_id:
-            parser.error("--stop-processes needs --run-id")
-        print(json.dumps(stop_run_processes(args.run_id, settle=True)), flush=True)
+            parser.error("--stop-processes and --sweep-outputs need --run-id")
+        stopped = stop_run_processes(args.run_id, settle=True) if args.stop_processes else []
+        if args.sweep_outputs:  # only once nothing of the run can write any more
+            for path in sweep_temp_outputs(args.sweep_outputs, args.run_id):
+                print(f"removed {path}: a temporary output the run left unfinished",
+                      file=sys.stderr, flush=True)  # fmt: skip
+        print(json.dumps(stopped), flush=True)
         return 0
     out = open(args.out, "a") if args.out else sys.stdout  # noqa: SIM115
     stop = threading.Event()

@@ -188,7 +188,8 @@ class Runs:
     # -- reaping --------------------------------------------------------------------------
     def reap_if_orphaned(self, record: RunRecord) -> RunRecord:
         """An active run whose supervisor is gone is recorded failed with that reason, once
-        its processes on every node are stopped. Any other run is returned as it is."""
+        its processes on every node are stopped and what it left half-written there is
+        removed (the supervisor's own sweep never ran). Any other run is returned as is."""
         supervisor = record.supervisor
         if record.final or supervisor is None:
             return record
@@ -199,11 +200,11 @@ class Runs:
         record = self.store.load(record.id)
         if record.final:
             return record
-        stop = [self.setup.python, "-m", "clusterkit.metrics", "--run-id", record.id,
-                "--stop-processes"]  # fmt: skip
-        for runner in self.nodes:
-            with contextlib.suppress(ClusterkitError):  # a node gone has nothing we can stop
-                runner.run(stop, check=False, timeout=60)
+        node_side = [self.setup.python, "-m", "clusterkit.metrics", "--run-id", record.id]
+        for step in (["--stop-processes"], ["--sweep-outputs", self.setup.storage_root]):
+            for runner in self.nodes:  # every node stopped before any is swept
+                with contextlib.suppress(ClusterkitError):  # a node gone has nothing to do
+                    runner.run([*node_side, *step], check=False, timeout=60)
         node = supervisor.get("node") or self.setup.node
         reaped = replace(record, status="failed", ended=now_iso(), error=ORPHANED.format(node=node))
         self.store.save(reaped)

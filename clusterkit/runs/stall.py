@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psutil
 import requests
@@ -42,16 +41,17 @@ def spark_workers(master_ui: str) -> set[str]:
     address has a new one); an empty set when it does not answer (no executor can start
     then either)."""
     try:
-        response = requests.get(f"{master_ui}/json/", timeout=TIMEOUT_S)
-        data: dict[str, Any] = response.json()
+        data = requests.get(f"{master_ui}/json/", timeout=TIMEOUT_S).json()
     except (requests.RequestException, ValueError):
         return set()
-    return {str(w.get("id") or f"{w.get('host')}:{w.get('port')}")
-            for w in data.get("workers", []) if w.get("state") == "ALIVE"}  # fmt: skip
+    workers = data.get("workers") if isinstance(data, dict) else None
+    alive = [w for w in workers or [] if isinstance(w, dict) and w.get("state") == "ALIVE"]
+    return {str(w.get("id") or f"{w.get('host')}:{w.get('port')}") for w in alive}
 
 
 def ray_nodes(dashboard: str, token_file: str | None) -> set[str]:
-    """The ALIVE Ray nodes the dashboard lists, by address; empty when it does not answer."""
+    """The ALIVE Ray nodes the dashboard lists, by node id (a node started again at the same
+    address has a new one); empty when it does not answer."""
     headers = {}
     if token_file:
         try:
@@ -64,8 +64,9 @@ def ray_nodes(dashboard: str, token_file: str | None) -> set[str]:
         nodes = response.json()["data"]["summary"]
     except (requests.RequestException, ValueError, KeyError, TypeError):
         return set()
-    return {str(n.get("raylet", {}).get("nodeManagerAddress") or n.get("ip"))
-            for n in nodes if n.get("raylet", {}).get("state") == "ALIVE"}  # fmt: skip
+    raylets = [n.get("raylet") or {} for n in nodes or [] if isinstance(n, dict)]
+    return {str(r.get("nodeId") or r.get("nodeManagerAddress"))
+            for r in raylets if isinstance(r, dict) and r.get("state") == "ALIVE"}  # fmt: skip
 
 
 class StallWatch:
@@ -88,6 +89,7 @@ class StallWatch:
         self.watched: dict[str, Watched] = {}
         self.used: set[str] = set()
         self._notes: list[tuple[str, str]] = []  # (engine, note)
+        self._finder = RunProcessFinder(run_id)
 
     @property
     def notes(self) -> list[str]:
@@ -99,7 +101,9 @@ class StallWatch:
         found = set()
         if (self.run_dir / SHARED_FILE).exists():
             found.add("spark")
-        for proc in RunProcessFinder(self.run_id).find():
+        for proc in self._finder.find():
+            if {"spark", "ray"} <= self.used | found:
+                break  # nothing more to learn (a connection scan is the costly part)
             try:
                 role = process_role(proc.cmdline())
                 if role == "spark-driver-jvm":
@@ -128,8 +132,7 @@ class StallWatch:
                                         "run ran"))  # fmt: skip
         for member in sorted(alive - seen.alive):
             if seen.lost:
-                self._notes.append((engine, f"{what} {member} joined at {now_iso()}; the run "
-                                            "went on (its tasks were retried)"))  # fmt: skip
+                self._notes.append((engine, f"{what} {member} joined at {now_iso()}"))
         seen.alive = set(alive)
         if alive:
             seen.none_since = None

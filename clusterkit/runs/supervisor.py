@@ -17,10 +17,8 @@ before its job started is recorded ``cancelled`` without running it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +30,7 @@ from typing import Any
 import psutil
 
 from clusterkit.core.files import write_json_atomic
+from clusterkit.core.outputs import sweep_temp_outputs
 from clusterkit.core.records import RUN_MARKER, SHARED_FILE, RunRecord, now_iso
 from clusterkit.exec import processes
 from clusterkit.metrics.peers import PeerSampler
@@ -187,13 +186,13 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
                 proc.wait()
                 break
             if time.monotonic() >= next_look:
-                stalled = watch.tick()
+                stalled = _look(watch)
                 next_look = time.monotonic() + CHECK_EVERY_S
             time.sleep(0.1)
         exit_code = proc.returncode
         wall_s = round(time.perf_counter() - started, 3)
         if not stalled:
-            watch.tick()  # a last look: what it lost since the one before goes in its notes
+            _look(watch)  # a last look: what it lost since the one before goes in its notes
     ended_badly = cancel.is_set() or stalled is not None or exit_code != 0
     _drain(run_id, proc.pid, peers, time.time(), settle=ended_badly)
     driver = sampler.stop() if sampler is not None else None
@@ -221,6 +220,18 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
     record.children = [r.id for r in store.all() if r.parent == run_id]
     store.save(record)
     return 0
+
+
+def _look(watch: StallWatch) -> str | None:
+    """One look of the stall rule; a look that fails (an answer of a shape never seen) is
+    said in ``supervisor.log`` and skipped: it must not end the supervisor, the run's only
+    recorder."""
+    try:
+        return watch.tick()
+    except Exception as exc:
+        print(f"clusterkit: the stall check failed ({type(exc).__name__}: {exc}); skipped",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return None
 
 
 def _cancel_reason(store: FolderRunStore, run_id: str) -> str | None:
@@ -266,51 +277,6 @@ def _add_driver_peak(peaks: dict[str, Any], driver_max_rss: int | None) -> None:
     roles = peaks["peak_rss_by_role"]
     roles["driver"] = max(roles.get("driver", 0), driver_max_rss)
     peaks["peak_rss_bytes"] = max(peaks["peak_rss_bytes"], driver_max_rss)
-
-
-def sweep_temp_outputs(root: str, run_id: str) -> list[str]:
-    """Remove what the run left half-written under a local storage root.
-
-    Every job writes an output to ``<target>.tmp-<run id>`` (a model to ``.tmp-<run id>``)
-    and renames it into place when it is complete, so once the run's processes are all gone,
-    whatever still carries that name is an unfinished output of a failed or cancelled run.
-    An output it was replacing, set aside as ``.<name>.old-<run id>``, is put back when the
-    new one never took its place, and removed otherwise.
-    Remote storage (hdfs://) is not swept: a killed run's ``NAME.tmp-RUN`` stays there until
-    removed with ``hdfs dfs -rm -r``.
-    """
-    if "://" in root and not root.startswith("file://"):
-        return []
-    base = Path(root.removeprefix("file://"))
-    if not base.is_dir():
-        return []
-    removed = []
-    for path in sorted(base.rglob(f"*tmp-{run_id}"), key=lambda p: len(p.parts)):
-        with contextlib.suppress(OSError):  # one that cannot go does not stop the others
-            if _remove(path):
-                removed.append(str(path))
-    # an output being replaced when the run stopped: the old copy set aside as .NAME.old-RUN
-    # goes back when the new one never arrived, else it is what the commit had yet to remove
-    for old in sorted(base.rglob(f".*.old-{run_id}"), key=lambda p: len(p.parts)):
-        target = old.with_name(old.name[1:].removesuffix(f".old-{run_id}"))
-        with contextlib.suppress(OSError):
-            if not target.exists():
-                old.rename(target)
-                removed.append(f"{old} (put back as {target.name}: the new one never arrived)")
-            elif _remove(old):
-                removed.append(str(old))
-    return removed
-
-
-def _remove(path: Path) -> bool:
-    """Remove a file or a folder (not a link's target); whether there was one."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-    else:
-        return False
-    return True
 
 
 def is_supervisor(proc: psutil.Process) -> bool:

@@ -3,7 +3,9 @@
 ``python -m clusterkit.services.keeper --state-dir DIR``, started by ``up`` beside the local
 daemons (and stopped first by ``down``). Every second it looks at the daemons
 ``cluster.json`` records; one that is no longer running is started again with the same
-settings (the Spark master first, then what needs it), within about two seconds of its end.
+settings (the Spark master first, then what needs it), within about two seconds of its end;
+a master started again has forgotten the Connect server's application, so that server is
+started again too.
 Each event is a line in ``logs/keeper.out`` and counted in ``keeper.json`` (what ``status``
 shows). A daemon that ends five times within a minute is left down and said so, as systemd's
 start limit does: restarting it again would only hide what kills it.
@@ -12,7 +14,6 @@ start limit does: restarting it again would only hide what kills it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -30,27 +31,16 @@ from clusterkit.core.state import ClusterPaths, ClusterState
 from clusterkit.exec import processes
 from clusterkit.services import preflight
 from clusterkit.services.health import spark_master_alive
+from clusterkit.services.keeper_events import keeper_file, read_events
 
 #: The daemons in the order they are started again (each needs those before it).
 ORDER = ("spark-master", "ray-head", "spark-worker", "spark-connect")
 NAME = "keeper"
+#: The daemons that register with the Spark master: started only once it is ALIVE.
+NEEDS_MASTER = ("spark-worker", "spark-connect")
 #: Within ``LIMIT_WINDOW_S``, at most ``LIMIT_BURST`` restarts of one daemon.
 LIMIT_BURST, LIMIT_WINDOW_S = 5, 60.0
 POLL_S = 1.0
-
-
-def keeper_file(paths: ClusterPaths) -> Path:
-    """What the keeper did: restarts per daemon, the last events, daemons given up on."""
-    return paths.root / "keeper.json"
-
-
-def read_events(paths: ClusterPaths) -> dict[str, Any]:
-    """``keeper.json``, or an empty record when the keeper has done nothing yet."""
-    try:
-        data: dict[str, Any] = json.loads(keeper_file(paths).read_text())
-        return data
-    except (OSError, ValueError):
-        return {"restarts": {}, "events": [], "given_up": []}
 
 
 class Keeper:
@@ -61,6 +51,7 @@ class Keeper:
         self.paths, self.starters, self.say = paths, starters, say
         self.events = read_events(paths)
         self.recent: dict[str, list[float]] = {}
+        self.master_restarted = False
 
     def check(self) -> list[str]:
         """One pass: every recorded daemon that ended is started again (in :data:`ORDER`);
@@ -76,16 +67,29 @@ class Keeper:
         started = []
         for name in ORDER:
             daemon = by_name.get(name)
-            if daemon is None or processes.is_alive(daemon) or name in self.events["given_up"]:
+            if daemon is None or name in self.events["given_up"]:
                 continue
+            # a master started again has forgotten the Connect server's application (no
+            # recovery mode): that server would never get an executor again
+            orphaned = name == "spark-connect" and self.master_restarted
+            if processes.is_alive(daemon) and not orphaned:
+                continue
+            if name in NEEDS_MASTER and not self._master_ready(state, by_name):
+                continue  # the master first: a worker registering earlier is dropped
             if not self._may_restart(name):
                 continue
-            if name != "spark-master" and not self._master_ready(state, by_name):
-                continue  # the master first: a worker registering earlier is dropped
+            why = "had ended"
+            if processes.is_alive(daemon):
+                processes.stop_all([daemon])
+                why = "lost its application when the Spark master ended"
             fresh = self.starters[name]()
             by_name[name] = fresh
             started.append(name)
-            self._note(name, f"{name} (pid {daemon.pid}) had ended; started again as pid "
+            if name == "spark-master":
+                self.master_restarted = True
+            elif name == "spark-connect":
+                self.master_restarted = False
+            self._note(name, f"{name} (pid {daemon.pid}) {why}; started again as pid "
                              f"{fresh.pid}")  # fmt: skip
         if started:
             state.daemons = [by_name[d.name] for d in state.daemons]
@@ -160,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             keeper.check()
         except ClusterkitError as exc:  # a state being rewritten, a port taken: next pass
             say(f"this pass failed: {exc}")
+        except Exception as exc:
+            say(f"this pass failed: {type(exc).__name__}: {exc}")
         time.sleep(POLL_S)
     say("stopped")
     return 0

@@ -32,6 +32,7 @@ from clusterkit.exec import processes
 from clusterkit.services import connect, preflight
 from clusterkit.services.base import Provisioned, Stopped
 from clusterkit.services.health import ServiceHealth, spark_master_alive, wait_healthy
+from clusterkit.services.keeper_events import forgive_given_up, keeper_file, read_events
 from clusterkit.services.preflight import Java, Sizing
 
 Progress = Callable[[str], None]
@@ -261,12 +262,13 @@ def _pid_files(paths: ClusterPaths, say: Progress) -> list[Daemon]:
     return found
 
 
-def _stop_verified(spec: Spec, paths: ClusterPaths, daemons: list[Daemon]) -> Stopped:
-    """Stop the keeper first (it would start again what is being stopped), then ``daemons``
-    (their whole trees); check that the spec's ports are free, remove the pid files and Ray's
-    temp folder. ServiceError names every port still held and by what."""
-    pids = stop_keeper(paths)
-    pids += processes.stop_all([d for d in daemons if d.name != KEEPER])
+def _stop_verified(spec: Spec, paths: ClusterPaths, kept: list[int],
+                   daemons: list[Daemon]) -> Stopped:  # fmt: skip
+    """With the keeper stopped already (its pid in ``kept``: it would start again what is
+    being stopped), stop ``daemons`` (their whole trees); check that the spec's ports are
+    free, remove the pid files and Ray's temp folder. ServiceError names every port still
+    held and by what."""
+    pids = kept + processes.stop_all([d for d in daemons if d.name != KEEPER])
     ports = sorted(spec.ports.fixed().values())
     if not processes.wait_until(lambda: not preflight.listening_ports(ports),
                                 timeout_s=PORTS_FREE_TIMEOUT_S):  # fmt: skip
@@ -318,7 +320,7 @@ class LocalServices:
             f"{sizing.worker_memory_mb} MiB) and Ray head ({sizing.ray_cpus} CPUs)")  # fmt: skip
         launcher = Launcher(state.spec, paths, java=plan.java, sizing=sizing,
                             base_env=os.environ)  # fmt: skip
-        (paths.root / "keeper.json").unlink(missing_ok=True)  # its counts start again with it
+        keeper_file(paths).unlink(missing_ok=True)  # its counts start again with it
         state.java_home, state.ray_temp_dir = str(plan.java.home), str(ray_temp_dir(paths))
         state.daemons = [launcher.spark_master(), launcher.ray_head()]
         state.save(paths)
@@ -355,22 +357,27 @@ class LocalServices:
         return found
 
     def failed(self, state: ClusterState) -> str | None:
-        """What no waiting mends: processes that exited, with the end of their logs."""
-        if keeper_alive(ClusterPaths(Path(state.state_dir))):
-            return None  # it starts again what ended: waiting mends it
-        return "; ".join(exited(self._current(state))) or None
+        """What no waiting mends: processes that exited, with the end of their logs (with the
+        keeper running, only those it gave up on: it starts the others again)."""
+        paths = ClusterPaths(Path(state.state_dir))
+        daemons = self._current(state)
+        if keeper_alive(paths):
+            given_up = set(read_events(paths)["given_up"])
+            daemons = [d for d in daemons if d.name in given_up]
+        return "; ".join(exited(daemons)) or None
 
     def stop(self, state: ClusterState, paths: ClusterPaths, *, say: Progress) -> Stopped:
         """Stop every process the services started (their whole trees), verify their ports
         are free and remove Ray's temp folder. ServiceError names a port still held. With
         nothing started, there is nothing to stop or verify."""
+        kept = stop_keeper(paths)  # first: what it starts meanwhile is then in the files
         daemons = self._current(state)
         known = {d.pid for d in daemons}
         started = daemons + [d for d in _pid_files(paths, say)
                              if d.pid not in known and d.name != KEEPER]  # fmt: skip
-        if not started and not keeper_alive(paths):
+        if not started and not kept:
             return Stopped()
-        stopped = _stop_verified(state.spec, paths, started)
+        stopped = _stop_verified(state.spec, paths, kept, started)
         if state.ray_temp_dir:  # where an older kit put it, too
             shutil.rmtree(state.ray_temp_dir, ignore_errors=True)
         state.daemons = []
@@ -380,26 +387,30 @@ class LocalServices:
         """Without a readable ``cluster.json``: stop the daemons its pid files name (each
         checked by create time, so a reused pid is left alone) and check the spec's ports.
         ServiceError names every port still held and by what."""
-        stopped = _stop_verified(spec, paths, _pid_files(paths, say))
+        kept = stop_keeper(paths)  # first: what it starts meanwhile is then in the files
+        stopped = _stop_verified(spec, paths, kept, _pid_files(paths, say))
         say(f"stopped {len(stopped.pids)} processes found by the pid files in {paths.pids}")
         return stopped
 
     def repair(self, state: ClusterState, paths: ClusterPaths, *, say: Progress,
                timeout_s: float) -> str:  # fmt: skip
-        """Start again only what ended, through the keeper (started again if it ended too):
+        """Start again only what ended, through a fresh keeper (one it gave up on included):
         nothing that runs is stopped, so runs on it go on; what was done. With nothing of the
         cluster left, all of it."""
+        had_keeper = bool(stop_keeper(paths))  # first: it may be starting something now
         if not any(processes.is_alive(d) for d in self._current(state)):
-            stop_keeper(paths)
             self.start(state, paths, say=say, timeout_s=timeout_s)
             return "restarted"
-        if keeper_alive(paths):
-            return "the keeper starts again what ended"
+        forgive_given_up(paths)  # `up` is the operator's word to try those again
         plan = self.check_machine_sizes(state.spec)
         Launcher(
             state.spec, paths, java=plan.java, sizing=plan.sizing, base_env=os.environ
         ).keeper()  # it starts again what ended, within a second
-        return "the keeper had ended: started it again; it starts again what ended"
+        return (
+            "the keeper starts again what ended"
+            if had_keeper
+            else "the keeper had ended: started it again; it starts again what ended"
+        )
 
     def provision(self, state: ClusterState, paths: ClusterPaths, *,
                   say: Progress) -> Provisioned:  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from clusterkit import lifecycle
 from clusterkit.cli import main
 from clusterkit.core.errors import ClusterkitError
 from clusterkit.core.inventory import SshSettings
+from clusterkit.core.lock import cluster_lock
 from clusterkit.core.spec import parse_spec
 from clusterkit.core.state import ClusterPaths, Contexts
 from clusterkit.providers.aws import access, sweep
@@ -406,6 +408,37 @@ def test_down_by_tag_spares_another_id_when_the_state_here_records_one(ec2, home
     assert (
         f"left vpc {theirs['vpc']} (clusterkit-alpha): its {ID_TAG_KEY} is" in shown.out + shown.err
     )
+
+
+def _hold_lock(root: str, held, release) -> None:
+    with cluster_lock(Path(root), "up"):
+        held.set()
+        release.wait(30)
+
+
+def test_down_by_tag_waits_for_the_clusters_lock_and_names_its_holder(ec2, home, capsys,
+                                                                      monkeypatch):  # fmt: skip
+    """An `up` of the same cluster holding its lock: the sweep removes nothing meanwhile,
+    and says who holds it; once released, the sweep goes ahead."""
+    ours = make_cluster(ec2, "alpha")
+    paths = _state_here(home, ours)
+    monkeypatch.setattr("clusterkit.core.lock.WAIT_S", 1.0)
+    forked = multiprocessing.get_context("fork")
+    held, release = forked.Event(), forked.Event()
+    holder = forked.Process(target=_hold_lock, args=(str(paths.root), held, release))
+    holder.start()
+    try:
+        assert held.wait(10)
+        argv = ["down", "--provider", "aws", "--cluster", "alpha", "--region", REGION, "--yes"]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"is locked by pid {holder.pid}" in err, err
+        assert {t.cluster_id for t in sweep.find(ec2, "alpha")} == {ours["cluster_id"]}
+    finally:
+        release.set()
+        holder.join(30)
+    assert main(argv) == 0
+    assert sweep.find(ec2, "alpha") == []
 
 
 def test_allow_ip_moves_only_its_own_clusters_rule(ec2, home, capsys):

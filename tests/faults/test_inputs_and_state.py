@@ -184,7 +184,7 @@ def test_the_kits_own_open_folder_is_tightened_not_refused(tmp_path):
 def test_a_run_stopped_mid_commit_gets_its_old_output_back(tmp_path):
     """Killed between the commit's two renames: the old copy goes back, the half is removed;
     killed after them: the old copy it had yet to remove goes."""
-    from clusterkit.runs.supervisor import sweep_temp_outputs
+    from clusterkit.core.outputs import sweep_temp_outputs
 
     run = "20261202-000000-abcd"
     (tmp_path / f".people.old-{run}").mkdir()

@@ -1,9 +1,18 @@
-"""The stall rule's arithmetic, with its readings given (the cluster tests kill real daemons)."""
+"""The stall rule's arithmetic, with its readings given, and its readers against a real HTTP
+server answering as the Spark master and the Ray dashboard do (the cluster tests kill real
+daemons)."""
 
-from collections.abc import Callable
+import http.server
+import json
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
-from clusterkit.runs.stall import StallWatch
+import pytest
+
+from clusterkit.runs.stall import StallWatch, ray_nodes, spark_workers
+from clusterkit.runs.supervisor import _look
 
 
 class Clock:
@@ -62,3 +71,73 @@ def test_an_engine_the_run_does_not_use_is_not_watched(tmp_path):
     for clock.now in (0.0, 500.0):
         assert watch.tick() is None
     assert watch.notes == []
+
+
+class _Canned(http.server.BaseHTTPRequestHandler):
+    """Answers each path with the body the test set (a real HTTP server on loopback)."""
+
+    bodies: ClassVar[dict[str, bytes]] = {}
+    seen_auth: ClassVar[list[str | None]] = []
+
+    def do_GET(self) -> None:
+        self.seen_auth.append(self.headers.get("Authorization"))
+        body = self.bodies.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def canned() -> Iterator[tuple[str, type[_Canned]]]:
+    handler = type("Handler", (_Canned,), {"bodies": {}, "seen_auth": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_spark_masters_alive_workers_are_read_by_id(canned):
+    url, handler = canned
+    handler.bodies["/json/"] = json.dumps({"workers": [
+        {"id": "worker-1", "host": "127.0.0.1", "port": 7078, "state": "ALIVE"},
+        {"id": "worker-0", "host": "127.0.0.1", "port": 7078, "state": "DEAD"},
+        "not a worker"]}).encode()  # fmt: skip
+    assert spark_workers(url) == {"worker-1"}
+    handler.bodies["/json/"] = b"[1, 2]"  # an answer of another shape: no worker, no crash
+    assert spark_workers(url) == set()
+    handler.bodies["/json/"] = b"<html>"
+    assert spark_workers(url) == set()
+    assert spark_workers("http://127.0.0.1:1") == set()  # nothing listening
+
+
+def test_the_ray_dashboards_alive_nodes_are_read_by_id_with_the_token(canned, tmp_path):
+    url, handler = canned
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    handler.bodies["/nodes?view=summary"] = json.dumps({"data": {"summary": [
+        {"raylet": {"nodeId": "n1", "nodeManagerAddress": "10.0.0.1", "state": "ALIVE"}},
+        {"raylet": {"nodeId": "n0", "nodeManagerAddress": "10.0.0.1", "state": "DEAD"}},
+        {"raylet": None, "ip": "10.0.0.2"}]}}).encode()  # fmt: skip
+    assert ray_nodes(url, str(token)) == {"n1"}
+    assert handler.seen_auth[-1] == "Bearer s3cret"
+    handler.bodies["/nodes?view=summary"] = b'{"data": {"summary": null}}'
+    assert ray_nodes(url, str(token)) == set()
+    assert ray_nodes(url, str(tmp_path / "no-token")) == set()  # unreadable token: none
+
+
+def test_a_look_that_raises_is_said_and_does_not_end_the_supervisor(tmp_path, capsys):
+    watch = _watch(tmp_path, Clock(), {"spark": {"w"}})
+
+    def broken() -> set[str]:
+        raise AttributeError("'NoneType' object has no attribute 'get'")
+
+    watch.readers["spark"] = broken
+    assert _look(watch) is None
+    assert "the stall check failed (AttributeError" in capsys.readouterr().err

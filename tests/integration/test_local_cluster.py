@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from clusterkit.exec import processes as daemons
-from clusterkit.exec.processes import Daemon
+from clusterkit.exec.processes import Daemon, wait_until
 from clusterkit.metrics.sampling import RunProcessFinder
 from tests.conftest import BASE_PORT, LocalCluster
 
@@ -214,7 +214,17 @@ def _runs_dir(cluster: LocalCluster) -> Path:
     return Path(cluster.up["state_dir"]) / "runs"
 
 
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
 def test_ctrl_c_during_run_cancels_it_and_leaves_no_process(local_cluster: LocalCluster):
+    before = {p.name for p in _runs_dir(local_cluster).iterdir()}  # earlier busy runs too
+
+    def started() -> list[Path]:
+        return [p for p in _runs_dir(local_cluster).iterdir() if p.name not in before
+                and "busy: spark tasks started" in _text(p / "stdout.log")]  # fmt: skip
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "clusterkit.cli", "run", "busy", "--json"],
         env=local_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -222,18 +232,8 @@ def test_ctrl_c_during_run_cancels_it_and_leaves_no_process(local_cluster: Local
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not list(_runs_dir(local_cluster).glob("*/stdout.log")) or not any(
-            "busy: spark tasks started" in p.read_text()
-            for p in _runs_dir(local_cluster).glob("*/stdout.log")
-        ):
-            assert time.monotonic() < deadline, "the busy job never started"
-            time.sleep(0.3)
-        run_dir = max(
-            (p.parent for p in _runs_dir(local_cluster).glob("*/stdout.log")
-             if "busy: spark tasks started" in p.read_text()),
-            key=lambda p: p.name,
-        )  # fmt: skip
+        assert wait_until(lambda: bool(started()), timeout_s=60), "the busy job never started"
+        [run_dir] = started()
         _wait_for_role(run_dir, "shared spark-executor")
         # the job's own driver, executors and Python workers listen on loopback only
         assert _exposed_listeners(RunProcessFinder(run_dir.name).find()) == []

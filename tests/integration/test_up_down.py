@@ -138,11 +138,14 @@ def test_up_repair_down_purge(tmp_path: Path):
         pids += [root.pid, *(c.pid for c in root.children(recursive=True))]
     assert len(pids) > 5
     assert RunProcessFinder(busy_id).find(), "the busy run's Ray workers should be running"
+    keeper = Daemon.from_dict(json.loads((state_dir / "pids" / "keeper.json").read_text()))
+    assert daemons.is_alive(keeper)
     down = run_cli("down", "--json", env=env)
     assert down.code == 0, down.stderr
     # down stopped the three daemons' trees (Ray ends some workers on its own meanwhile,
     # so the exact set differs from the one seen above); none of those processes is left
-    assert set(roots) <= set(down.json()["stopped_pids"])
+    assert set(roots) | {keeper.pid} <= set(down.json()["stopped_pids"])
+    assert not daemons.is_alive(keeper)
     alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
     assert alive == []
     ports = list(test_ports(BASE).values())
