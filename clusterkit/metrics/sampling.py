@@ -298,7 +298,11 @@ def stop_run_processes(run_id: str, *, settle: bool) -> list[int]:
     me = os.getpid()
     finder = RunProcessFinder(run_id)
     deadline = time.monotonic() + 30
-    stopped: list[int] = []
+    # the drivers first: a Ray driver that ends cancels its leases and Ray ends its workers;
+    # workers killed under a live driver are replaced, and one killed while it starts holds
+    # its CPUs until Ray's registration timeout (the next run waits for them)
+    stopped = terminate_all([p for p in finder.find() if p.pid != me and not is_ray_worker(p)],
+                            grace_s=5.0)  # fmt: skip
     quiet = 0
     while time.monotonic() < deadline:
         found = [p for p in finder.find() if p.pid != me]
@@ -311,6 +315,13 @@ def stop_run_processes(run_id: str, *, settle: bool) -> list[int]:
             quiet += 1
             time.sleep(0.5)
     return stopped
+
+
+def is_ray_worker(proc: psutil.Process) -> bool:
+    try:
+        return process_role(proc.cmdline()) == "ray-worker"
+    except psutil.Error:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,7 +39,7 @@ from clusterkit.metrics.sampling import (
     RunProcessFinder,
     Sampler,
     fold_shared,
-    process_role,
+    is_ray_worker,
     stop_run_processes,
 )
 from clusterkit.runs.launcher import CANCEL_FILE, RunSetup
@@ -83,7 +83,7 @@ def _drain(run_id: str, job_pid: int, peers: list[PeerSampler], ended: float, *,
     def here_left(*, but_ray: bool = False) -> list[psutil.Process]:
         left = [p for p in finder.find() if p.pid not in (me, job_pid)]
         if but_ray:
-            left = [p for p in left if not _is_ray_worker(p)]
+            left = [p for p in left if not is_ray_worker(p)]
         return left
 
     processes.wait_until(  # Spark's executors end once their driver has: give them the time
@@ -100,13 +100,6 @@ def _drain(run_id: str, job_pid: int, peers: list[PeerSampler], ended: float, *,
     for peer in peers:
         if not peer_done(peer):
             peer.stop_run_processes()
-
-
-def _is_ray_worker(proc: psutil.Process) -> bool:
-    try:
-        return process_role(proc.cmdline()) == "ray-worker"
-    except psutil.Error:
-        return False
 
 
 def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:

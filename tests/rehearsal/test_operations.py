@@ -271,7 +271,7 @@ def test_a_run_whose_supervisor_dies_is_recorded_failed_and_its_processes_stoppe
 
 @pytest.mark.timeout(1800)
 def test_a_suite_runs_on_the_master_with_its_steps_as_runs_of_their_own(rehearsal):
-    record = rehearsal.ck_json("run", "suite", "--rows", "100k", timeout=1800)
+    record = rehearsal.ck_json("run", "suite", "--rows", "20k", timeout=1800)
     assert record["status"] == "succeeded", record
     steps = [r for r in rehearsal.ck_json("runs") if r["parent"] == record["id"]]
     assert [r["job"] for r in steps] == [
@@ -295,7 +295,7 @@ def test_a_suite_runs_on_the_master_with_its_steps_as_runs_of_their_own(rehearsa
 
 @pytest.mark.timeout(1800)
 def test_bench_on_the_rehearsal_produces_its_table(rehearsal: Rehearsal):
-    record = rehearsal.ck_json("bench", "--sizes", "100k", "--engines", "spark,duckdb",
+    record = rehearsal.ck_json("bench", "--sizes", "20k", "--engines", "spark,duckdb",
                                "--repeats", "1", timeout=1800)  # fmt: skip
     assert record["status"] == "succeeded", record
     table = record["result"]["table"]
@@ -303,7 +303,7 @@ def test_bench_on_the_rehearsal_produces_its_table(rehearsal: Rehearsal):
         (j, e) for j in ("etl", "top-earners", "age-extremes") for e in ("spark", "duckdb")
     }
     for row in table:
-        assert row["rows"] == 100_000 and row["runs"] == 1 and row["failed"] == 0, row
+        assert row["rows"] == 20_000 and row["runs"] == 1 and row["failed"] == 0, row
         assert row["median_s"] > 0 and row["ratio_to_fastest"] >= 1.0, row
     copied = rehearsal.paths.runs / record["id"] / "bench.md"  # fetched from the master
     assert len(copied.read_text().splitlines()) == 2 + 6
