@@ -294,7 +294,7 @@ def stop_run_processes(run_id: str, *, settle: bool) -> list[int]:
     """Stop every process of this node that carries the run's marker (not this one); the
     pids stopped. With ``settle`` (a run cancelled, failed or orphaned), until none has been
     seen for a second: Ray restarts a killed worker's task in a new worker, and that one goes
-    too."""
+    too; else (a run that ended well: only what lingers) until one more look finds none."""
     me = os.getpid()
     finder = RunProcessFinder(run_id)
     deadline = time.monotonic() + 30
@@ -309,11 +309,11 @@ def stop_run_processes(run_id: str, *, settle: bool) -> list[int]:
         if found:
             stopped += terminate_all(found, grace_s=5.0)
             quiet = 0
-        elif quiet >= 2 or not (stopped or settle):
+        elif quiet >= (2 if settle else 1) or not (stopped or settle):
             break
         else:
             quiet += 1
-            time.sleep(0.5)
+            time.sleep(0.5 if settle else 0.2)
     return stopped
 
 

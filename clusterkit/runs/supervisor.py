@@ -84,7 +84,7 @@ def _drain(run_id: str, job_pid: int, peers: list[PeerSampler], ended: float, *,
         left = [p for p in finder.find() if p.pid not in (me, job_pid)]
         if but_ray:
             left = [p for p in left if not is_ray_worker(p)]
-        return left
+        return [p for p in left if not _never_ends(p)]
 
     processes.wait_until(  # Spark's executors end once their driver has: give them the time
         lambda: not here_left(but_ray=True) and all(peer_done(p, but_ray=True) for p in peers),
@@ -100,6 +100,19 @@ def _drain(run_id: str, job_pid: int, peers: list[PeerSampler], ended: float, *,
     for peer in peers:
         if not peer_done(peer):
             peer.stop_run_processes()
+
+
+#: Ray workers that never end by themselves once their job has: Ray Data's statistics actor
+#: is detached (it outlives its driver), so waiting for it is time lost; it is stopped.
+NEVER_ENDS = ("ray::_StatsActor",)
+
+
+def _never_ends(proc: psutil.Process) -> bool:
+    try:
+        argv = proc.cmdline()
+    except psutil.Error:
+        return False
+    return bool(argv) and argv[0].startswith(NEVER_ENDS)
 
 
 def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
