@@ -157,7 +157,11 @@ def test_a_killed_supervisor_is_found_and_its_run_recorded_failed(local_cluster:
     assert RunProcessFinder(run_id).find() == []
     assert not half.exists() and not set_aside.exists()
     assert (set_aside.parent / "kept" / "part-0.parquet").read_bytes() == b"old"
+    # its Ray CPUs were given back at once (the driver stopped before its workers: a worker
+    # killed while it starts would hold them until Ray's registration timeout, ~60 s)
+    t0 = time.monotonic()
     _next_run_succeeds(local_cluster)
+    assert time.monotonic() - t0 < 30, "the next Ray run waited for the reaped run's CPUs"
 
 
 PI = "from pyspark.sql import SparkSession\n" \
