@@ -221,6 +221,8 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
     else:
         record.status = "failed"
         record.error = _error_from(run_dir, exit_code)
+        if watch.server_lost:  # the job saw only its session break: say why it did
+            record.error = f"{watch.server_lost} (the job: {record.error})"
     if driver is not None:
         _record_peaks(record, run_dir, peaks, driver, [p for p in peers if p.error])
     record.children = [r.id for r in store.all() if r.parent == run_id]

@@ -26,6 +26,7 @@ from clusterkit.core.records import Daemon
 from clusterkit.exec.processes import is_alive, process_of, wait_until
 from clusterkit.metrics.sampling import RunProcessFinder, process_role
 from clusterkit.runs.launcher import ORPHANED
+from clusterkit.runs.stall import CHECK_EVERY_S
 from tests.conftest import LocalCluster
 
 pytestmark = pytest.mark.cluster
@@ -259,13 +260,36 @@ def _healthy(cluster: LocalCluster) -> dict[str, Any]:
     return cluster.status()
 
 
-def test_killed_daemons_are_started_again_while_idle(local_cluster: LocalCluster):
-    """The Connect server, the Ray head, then the Spark master killed: each is started again
-    within 10 s; after the master, the worker registers again and the Connect server (whose
-    application the new master does not know) is started again too; the next Spark and Ray
-    runs succeed."""
+def test_killed_daemons_are_started_again_and_a_run_on_one_fails_saying_why(
+        local_cluster: LocalCluster):  # fmt: skip
+    """The Connect server killed under a warm run: it is started again within 10 s, and the
+    run (its session gone with the server) is failed at once saying so. Then, idle, the Ray
+    head and the Spark master: each started again within 10 s; after the master, the worker
+    registers again and the Connect server (whose application the new master does not know)
+    is started again too. The next Spark and Ray runs succeed."""
     before = local_cluster.status()["keeper"]["restarts"]
-    for name in ("spark-connect", "ray-head", "spark-master"):
+    runs_before = {p.name for p in _runs_dir(local_cluster).iterdir()}
+    busy = local_cluster.cli("run", "busy", "--detach")  # warm Spark tasks of 600 s
+    assert busy.code == 0, busy.stderr
+    run_dir = _started_run(local_cluster, runs_before, "busy: spark tasks started")
+    assert wait_until(lambda: (run_dir / "shared.json").exists(), timeout_s=60)
+    assert wait_until(lambda: _executors(local_cluster) > 0, timeout_s=60)
+    time.sleep(CHECK_EVERY_S + 1)  # the supervisor has looked at the server it works on
+    old = _daemon(local_cluster, "spark-connect")
+    _restarted_within(local_cluster, "spark-connect", old, _kill(old))
+
+    def final() -> dict[str, Any] | None:
+        listed = {r["id"]: r for r in local_cluster.cli("runs", "--json").json()}
+        return listed[run_dir.name] if listed[run_dir.name]["status"] != "running" else None
+
+    assert wait_until(lambda: final() is not None, timeout_s=60, interval_s=1.0)
+    record = final()
+    assert record is not None and record["status"] == "failed", record
+    assert record["error"].startswith(
+        f"the Spark Connect server this run worked on (pid {old.pid}) ended at"
+    ), record["error"]
+    assert RunProcessFinder(run_dir.name).find() == []
+    for name in ("ray-head", "spark-master"):
         old = _daemon(local_cluster, name)
         _restarted_within(local_cluster, name, old, _kill(old))
     connect = _daemon(local_cluster, "spark-connect")

@@ -4,11 +4,13 @@ daemons)."""
 
 import http.server
 import json
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
+import psutil
 import pytest
 
 from clusterkit.runs.stall import StallWatch, ray_nodes, spark_workers
@@ -141,3 +143,28 @@ def test_a_look_that_raises_is_said_and_does_not_end_the_supervisor(tmp_path, ca
     watch.readers["spark"] = broken
     assert _look(watch) is None
     assert "the stall check failed (AttributeError" in capsys.readouterr().err
+
+
+def test_a_run_whose_connect_server_ends_fails_at_once_saying_so(tmp_path):
+    """A stand-in server (a real process): found once the run attached to it; its end fails
+    the run at the next look, whatever the workers say, and is noted."""
+    server = subprocess.Popen(["sleep", "60"])
+    try:
+        watch = StallWatch("r1", tmp_path, timeout_s=120, spark_master_ui=None,
+                           ray_dashboard=None, clock=Clock(),
+                           find_server=lambda: psutil.Process(server.pid))  # fmt: skip
+        assert watch.tick() is None  # not attached yet: nothing to watch
+        (tmp_path / "shared.json").write_text("{}")
+        assert watch.tick() is None  # attached: the server found
+        assert watch.tick() is None and watch.server_lost is None
+        server.kill()
+        server.wait()
+        error = watch.tick()
+        assert error is not None and error == watch.server_lost
+        assert error.startswith(f"the Spark Connect server this run worked on (pid {server.pid}) "
+                                "ended at")  # fmt: skip
+        assert watch.notes[-1].startswith(f"the Spark Connect server (pid {server.pid}) ended")
+        assert watch.tick() == error  # it stays lost
+    finally:
+        server.kill()
+        server.wait()
