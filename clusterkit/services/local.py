@@ -303,10 +303,9 @@ class LocalServices:
 
     def check_machine(self, spec: Spec) -> Plan:
         """Java, sizes and free ports checked; raises the error ``up`` would raise."""
-        java = preflight.find_java(spec.versions.java_min)
-        sizing = preflight.size_services(spec)
+        plan = self.check_machine_sizes(spec)
         preflight.check_ports(spec)
-        return Plan(java, sizing)
+        return plan
 
     def start(self, state: ClusterState, paths: ClusterPaths, *, say: Progress,
               timeout_s: float) -> None:  # fmt: skip

@@ -16,6 +16,7 @@ import termios
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import pytest
 
 from clusterkit.core.records import Daemon
 from clusterkit.exec.processes import is_alive, process_of, wait_until
-from clusterkit.metrics.sampling import RunProcessFinder, process_role
+from clusterkit.metrics.sampling import RunProcessFinder, is_ray_worker
 from clusterkit.runs.launcher import ORPHANED
 from clusterkit.runs.stall import CHECK_EVERY_S
 from tests.conftest import LocalCluster
@@ -56,6 +57,28 @@ def _started_run(cluster: LocalCluster, before: set[str], marker: str) -> Path:
 
 def _new_runs(cluster: LocalCluster, before: set[str]) -> list[Path]:
     return [p for p in _runs_dir(cluster).iterdir() if p.name not in before]
+
+
+def _run_with_fault(cluster: LocalCluster, args: list[str],
+                    fault: Callable[[Path], None]) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+    """`clusterkit run ARGS --json` in the foreground; ``fault`` is done to its run (given its
+    folder) while it runs; its folder and the record it printed at its end."""
+    before = {p.name for p in _runs_dir(cluster).iterdir()}
+    proc = subprocess.Popen([sys.executable, "-m", "clusterkit.cli", "run", *args, "--json"],
+                            env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+        assert wait_until(lambda: bool(_new_runs(cluster, before)), timeout_s=60)
+        run_dir = _new_runs(cluster, before)[0]
+        fault(run_dir)
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert stdout, stderr[-2000:]
+    record: dict[str, Any] = json.loads(stdout)
+    assert record["id"] == run_dir.name
+    return run_dir, record
 
 
 def _next_run_succeeds(cluster: LocalCluster) -> None:
@@ -313,25 +336,15 @@ def test_a_spark_worker_killed_during_etl_is_started_again_and_the_run_says_so(
         local_cluster: LocalCluster):  # fmt: skip
     made = local_cluster.cli("run", "datagen", "--rows", "3M", "--overwrite", timeout=600)
     assert made.code == 0, made.stderr
-    before = {p.name for p in _runs_dir(local_cluster).iterdir()}
-    etl = subprocess.Popen([sys.executable, "-m", "clusterkit.cli", "run", "etl", "--overwrite",
-                            "--json"], env=local_cluster.env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        assert wait_until(lambda: bool(_new_runs(local_cluster, before)), timeout_s=60)
-        run_dir = _new_runs(local_cluster, before)[0]
+
+    def kill_the_worker(run_dir: Path) -> None:
         # as soon as it works on the cluster's Spark Connect server (its executors busy)
         assert wait_until(lambda: (run_dir / "shared.json").exists(), timeout_s=60)
         assert wait_until(lambda: _executors(local_cluster) > 0, timeout_s=60)
         old = _daemon(local_cluster, "spark-worker")
         _restarted_within(local_cluster, "spark-worker", old, _kill(old))
-        stdout, stderr = etl.communicate(timeout=600)
-    finally:
-        if etl.poll() is None:
-            etl.kill()
-    assert stdout, stderr[-2000:]
-    record = json.loads(stdout)
-    assert record["id"] == run_dir.name
+
+    _, record = _run_with_fault(local_cluster, ["etl", "--overwrite"], kill_the_worker)
     # Spark retried the lost tasks on the worker started again: every row is there
     assert record["status"] == "succeeded", record.get("error")
     assert record["result"]["rows"] == 3_000_000
@@ -366,26 +379,15 @@ def test_a_run_with_no_spark_worker_fails_as_stalled_instead_of_hanging(
 def test_a_ray_worker_killed_during_train_is_retried_or_said(local_cluster: LocalCluster):
     made = local_cluster.cli("run", "datagen", "--rows", "200k", "--overwrite", timeout=600)
     assert made.code == 0, made.stderr
-    before = {p.name for p in _runs_dir(local_cluster).iterdir()}
-    train = subprocess.Popen([sys.executable, "-m", "clusterkit.cli", "run", "train", "--sample",
-                              "200k", "--json"], env=local_cluster.env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        assert wait_until(lambda: bool(_new_runs(local_cluster, before)), timeout_s=60)
-        run_dir = _new_runs(local_cluster, before)[0]
 
+    def kill_a_ray_worker(run_dir: Path) -> None:
         def ray_workers() -> list[psutil.Process]:
-            return [p for p in RunProcessFinder(run_dir.name).find()
-                    if process_role(p.cmdline()) == "ray-worker"]  # fmt: skip
+            return [p for p in RunProcessFinder(run_dir.name).find() if is_ray_worker(p)]
 
         assert wait_until(lambda: bool(ray_workers()), timeout_s=120), "no Ray worker started"
         ray_workers()[0].kill()
-        stdout, stderr = train.communicate(timeout=600)
-    finally:
-        if train.poll() is None:
-            train.kill()
-    assert stdout, stderr[-2000:]
-    record = json.loads(stdout)
+
+    _, record = _run_with_fault(local_cluster, ["train", "--sample", "200k"], kill_a_ray_worker)
     assert record["status"] in ("succeeded", "failed"), record
     if record["status"] == "failed":  # then why, in one line, not a hang
         assert record["error"] and "Traceback" not in record["error"]
