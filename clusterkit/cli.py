@@ -31,12 +31,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from clusterkit import catalog, cloud, lifecycle, operate
+from clusterkit import catalog, cloud, lifecycle, operate, power
 from clusterkit.cluster import (
     Cluster,
     ParamsRefused,
     open_cluster,
     open_or_why,
+    opened,
     run_store,
     submit_job,
 )
@@ -113,16 +114,36 @@ def up(
     name: Annotated[str | None, typer.Option(help="override the spec's cluster name")] = None,
     dry_run: Annotated[bool, typer.Option(help="check the spec and this machine only")] = False,
     yes: Annotated[
-        bool, typer.Option("--yes", "-y", help="a failed cloud up removes what it made, unasked")
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="a failed cloud up removes what it made, unasked; a list price over "
+            "aws.max_hourly_usd is accepted",
+        ),
+    ] = False,
+    idle_minutes: Annotated[
+        int | None,
+        typer.Option(
+            help="the idle guard acts after N minutes idle (overrides idle_guard.idle_minutes)",
+            min=1,
+        ),
+    ] = None,
+    no_idle_guard: Annotated[
+        bool, typer.Option("--no-idle-guard", help="no idle guard on this cluster")
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Start the cluster (default: a real Spark + Ray cluster on this machine)."""
-    spec = load_spec(spec_path, provider=provider, name=name)
+    if no_idle_guard and idle_minutes is not None:
+        raise BadInput("give --idle-minutes or --no-idle-guard, not both")
+    guard = 0 if no_idle_guard else idle_minutes
+    spec = load_spec(spec_path, provider=provider, name=name,
+                     **{"idle_guard.idle_minutes": guard})  # fmt: skip
     if dry_run:
         _print_plan(lifecycle.up_check(spec), as_json=as_json)
         return
-    report = lifecycle.up(spec, say=_say, confirm=_remove_after_failure(yes))
+    report = lifecycle.up(spec, say=_say, confirm=_remove_after_failure(yes), accept_price=yes)
     if as_json:
         _print_json(asdict(report))
         return
@@ -140,10 +161,11 @@ def _print_plan(plan: dict[str, Any], *, as_json: bool) -> None:
             f"spec OK; AWS account {plan['account']} in {plan['region']}; SSH would be open "
             f"to {plan['operator_cidr']} only; Terraform: {plan['terraform']}"
         )
-        _line(
-            f"list price: {plan['formula']} (AWS on-demand, {plan['price_table_date']}); "
-            f"nothing made"
-        )
+        budget = f"aws.max_hourly_usd = ${plan['max_hourly_usd']:g}"
+        verdict = (f"within {budget}" if plan["within_budget"]
+                   else f"over {budget}: `up` refuses it unless --yes")  # fmt: skip
+        _line(f"list price: {plan['formula']} (AWS on-demand; {plan['price_source']}); "
+              f"{verdict}; nothing made")  # fmt: skip
     elif "services" in plan:  # installed on the nodes by the playbooks
         out.print(f"spec OK; provider {plan['provider']} can run here; {plan['services']}; "
                   f"nothing started")  # fmt: skip
@@ -233,7 +255,7 @@ def allow_ip(
 
 @app.command()
 def cost(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
-    """The list price per hour of an AWS cluster's running resources (not a bill)."""
+    """An AWS cluster's list price per hour now, and its cost since `up` (not a bill)."""
     data = cloud.cost(cluster_name)
     if as_json:
         _print_json(data)
@@ -244,8 +266,64 @@ def cost(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
         each = f"${line['unit_price']:g}{line['unit']}"
         _line(f"  {line['count']:g} {line['what']} at {each} = ${line['hourly']:.4f}/h")
     _line(f"  {data['formula']}")
-    _line(f"AWS on-demand list prices of {data['price_table_date']} (Linux); taxes, data "
+    spent = data["accrued"]
+    _print_accrued(spent)
+    _line(f"prices: {data['source']} (AWS on-demand list prices, Linux); taxes, data "
           f"transfer and credits not included: {', '.join(data['sources'])}")  # fmt: skip
+    for note in dict.fromkeys([*spent["notes"], *data["notes"], *spent["skipped"]]):
+        _line(f"note: {note}")
+
+
+def _print_accrued(spent: dict[str, Any]) -> None:
+    """What ``cost`` says of the cost since ``up``: per instance, per extra, the formula."""
+    _line(f"since up ({spent['since_iso'] or 'unknown'}): ${spent['usd']:.4f} at list prices")
+    for i in spent["instances"]:
+        who = f"{i['role'] or i['name']} {i['instance_type']} {i['instance_id']}".strip()
+        _line(f"  {who} ({i['state']}): {i['hours']:.2f} h at ${i['price']:g}/h = "
+              f"${i['usd']:.4f}")  # fmt: skip
+    for e in spent["extras"]:
+        _line(f"  {e['what']}: {e['quantity']:.2f} {e['unit']} at ${e['price']:g}/{e['unit']} "
+              f"= ${e['usd']:.4f}")  # fmt: skip
+    _line(f"  {spent['formula']}")
+
+
+@app.command()
+def idle(
+    cluster_name: ClusterOpt = None,
+    extend: Annotated[
+        str | None, typer.Option(help="act no sooner than this from now, e.g. 2h, 45m, 1h30m")
+    ] = None,
+    off: Annotated[
+        bool, typer.Option("--off", help="the guard stops acting (it still watches) until --on")
+    ] = False,
+    on: Annotated[
+        bool,
+        typer.Option(
+            "--on", help="the guard acts again, its timer started again, any extension dropped"
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The idle guard of a remote cluster: what keeps it up, or when it stops (and change it)."""
+    chosen = [verb for verb, given in (("extend", extend is not None), ("off", off),
+                                       ("on", on)) if given]  # fmt: skip
+    if len(chosen) > 1:
+        raise BadInput(f"give one of --extend, --off, --on (got {', '.join(chosen)})")
+    verb = chosen[0] if chosen else "show"
+    with opened(cluster_name) as cluster:
+        data = power.idle_guard(cluster, verb, extend)
+        name = cluster.name
+    if as_json:
+        _print_json({"cluster": name, **data})
+        return
+    out.print(f"cluster {name!r}: {data['line']}", markup=False)
+    if data.get("installed"):
+        workers = ", ".join(data.get("workers") or []) or "none"
+        ago = data.get("seconds_since_last_pass")
+        out.print(f"  {data['action']} after {data['idle_minutes']:g} min idle; workers first "
+                  f"({workers}), then the master; last pass "
+                  f"{'never' if ago is None else f'{ago:.0f} s ago'}; its log: `clusterkit "
+                  "ssh -- journalctl -u clusterkit-idle`", markup=False)  # fmt: skip
 
 
 @app.command()
@@ -262,6 +340,43 @@ def provision(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None
     )
 
 
+@app.command()
+def stop(
+    cluster_name: ClusterOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="cancel the runs still going, then stop")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop the cluster, keeping its disks and data (AWS: the instances, workers first; the
+    rehearsal: the services; local: the processes); `clusterkit start` starts it again."""
+    report = lifecycle.stop(cluster_name, force=force, say=_say)
+    if as_json:
+        _print_json(asdict(report))
+        return
+    _line(f"{report.message} ({report.elapsed_s:.1f} s)")
+
+
+@app.command()
+def start(
+    cluster_name: ClusterOpt = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="AWS: accept a list price over aws.max_hourly_usd")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a stopped cluster again and wait until it is healthy (the playbooks run only if
+    it is not)."""
+    report = lifecycle.start(cluster_name, yes=yes, say=_say)
+    if as_json:
+        _print_json(asdict(report))
+        return
+    _line(f"{report.message} ({report.elapsed_s:.1f} s)")
+    address = report.details.get("master_public_ip")
+    if address:
+        _line(f"  master's public address: {address}")
+
+
 def _loopback(url: str) -> bool:
     host = urlsplit(url).hostname or url.split("://", 1)[-1].split(":", 1)[0]
     return host in ("127.0.0.1", "localhost", "::1")
@@ -276,6 +391,9 @@ def status(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
         return
     if data["state"] == "down":
         out.print(f"cluster {data['cluster']!r} is down (state in {data['state_dir']})")
+        return
+    if data["state"] == "stopped":
+        _print_stopped(data)
         return
     out.print(
         f"cluster [bold]{data['cluster']}[/bold] · provider {data['provider']} · "
@@ -309,6 +427,11 @@ def status(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
         for name in keeper["given_up"]:
             out.print(f"  {name}: ended too often; left down (see its log, then `clusterkit "
                       "up`)", markup=False)  # fmt: skip
+    guard = data.get("idle_guard") or {}
+    if data.get("provider") != "local" and guard:
+        out.print(f"idle guard: {guard['line']}", markup=False)
+    if data.get("cost"):
+        out.print(f"cost: {data['cost']['line']}", markup=False)
     if all(_loopback(url) for url in data["endpoints"].values()):
         out.print("endpoints (loopback only; from another machine, use an SSH tunnel):")
     else:
@@ -316,6 +439,20 @@ def status(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
                   "the master)")  # fmt: skip
     for key, url in data["endpoints"].items():
         out.print(f"  {key:<17} {url}")
+
+
+def _print_stopped(data: dict[str, Any]) -> None:
+    """``status`` of a stopped cluster: since when, what it still costs (AWS), the fix."""
+    _line(f"cluster {data['cluster']!r} · provider {data['provider']} · stopped since "
+          f"{data['stopped_at']} (disks and data kept; `clusterkit start` starts it)")  # fmt: skip
+    if data.get("stopped_by"):
+        _line(f"stopped by {data['stopped_by']}")
+    held = data.get("still_billed")
+    if held and "error" in held:
+        _line(f"still billed: unknown ({held['error']})")
+    elif held:
+        _line(f"still billed while stopped: ${held['hourly_usd']:.4f} per hour at list prices "
+              f"({held['formula']}; the kit's table of {held['price_table_date']})")  # fmt: skip
 
 
 @app.command(name="jobs")

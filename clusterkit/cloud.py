@@ -18,7 +18,7 @@ from clusterkit.core.errors import ClusterkitError
 from clusterkit.core.lock import cluster_lock
 from clusterkit.core.spec import check_name
 from clusterkit.core.state import ClusterPaths, Contexts, default_state_dir
-from clusterkit.providers.aws import access, pricing, sweep
+from clusterkit.providers.aws import access, accrued, pricing, sweep
 from clusterkit.providers.aws import preflight as aws_preflight
 from clusterkit.providers.aws.provider import AwsProvider
 
@@ -48,14 +48,19 @@ def allow_ip(name: str | None, cidr: str | None, *, fetch: Any = None) -> dict[s
     return {"cluster": name, **asdict(change), "changed": change.changed}
 
 
-def cost(name: str | None) -> dict[str, Any]:
-    """The list price per hour of what the cluster runs now, with the formula and the price
-    table's date."""
+def cost(name: str | None, *, now: float | None = None) -> dict[str, Any]:
+    """The list price per hour of what the cluster runs now, and what it has cost since its
+    ``up`` (:mod:`.accrued`: EC2 and the kit's power log; ``now`` default: the clock), each
+    with its formula and where its prices came from (the Price List API, else the table)."""
     name, paths, variables = _aws_cluster(name)
     region = variables["region"]
-    ec2 = aws_preflight.session(region).client("ec2")
+    sess = aws_preflight.session(region)
+    ec2 = sess.client("ec2")
     cluster_id = AwsProvider().recorded_id(paths) or None  # an older kit's: by name
-    found = pricing.running(ec2, name, region, cluster_id=cluster_id)
+    prices = pricing.Prices.asking_aws(region, sess)
+    found = pricing.running(ec2, name, region, cluster_id=cluster_id, prices=prices)
+    spent = accrued.accrued(ec2, name, paths.root, prices=prices, cluster_id=cluster_id,
+                            now=now)  # fmt: skip
     return {
         "cluster": name,
         "region": region,
@@ -64,6 +69,11 @@ def cost(name: str | None) -> dict[str, Any]:
         "formula": found.formula(),
         "price_table_date": pricing.PRICE_TABLE_DATE,
         "sources": list(pricing.PRICE_SOURCES),
+        "source": found.source,
+        "accrued_usd": round(spent.usd, 4),
+        "accrued_formula": spent.formula(),
+        "accrued": spent.as_dict(),
+        "notes": list(dict.fromkeys(prices.notes)),
     }
 
 

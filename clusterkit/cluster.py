@@ -225,20 +225,24 @@ class Cluster:
 
 
 def open_cluster(name: str | None = None) -> Cluster:
-    """The named (or current) cluster, which must be up; NoCluster with the fix otherwise."""
+    """The named (or current) cluster, which must be up and running (not stopped); NoCluster
+    with the fix otherwise."""
     name, paths = Contexts().resolve(name)
     cluster = Cluster.load(paths)
     if cluster is None:
         raise NoCluster(f"cluster {name!r} is down: start it with `clusterkit up`")
+    if cluster.state.power == "stopped":
+        raise NoCluster(f"cluster {name!r} is stopped (since {cluster.state.stopped_at}): "
+                        f"start it with `clusterkit start`")  # fmt: skip
     return cluster
 
 
 def run_store(name: str | None = None) -> tuple[Cluster | None, RunStore]:
-    """A cluster's run store even when it is down (its history stays here): the cluster
-    (None when down) and its store."""
+    """A cluster's run store even when it is down or stopped (its history stays here): the
+    cluster (None when down or stopped) and its store."""
     name, paths = Contexts().resolve(name)
     cluster = Cluster.load(paths)
-    if cluster is None:
+    if cluster is None or cluster.state.power == "stopped":
         return None, FolderRunStore(paths.runs)
     return cluster, cluster.runs().store
 

@@ -20,7 +20,9 @@ from typing import Any
 
 import yaml
 
+from clusterkit import power
 from clusterkit.cluster import Cluster, open_cluster, services_for
+from clusterkit.core import power_log
 from clusterkit.core.errors import (
     ClusterkitError,
     NoCluster,
@@ -30,9 +32,9 @@ from clusterkit.core.errors import (
     StateLayoutError,
 )
 from clusterkit.core.files import private_dir, write_text_atomic
-from clusterkit.core.lock import cluster_lock, state_lock
+from clusterkit.core.lock import cluster_lock
 from clusterkit.core.records import now_iso
-from clusterkit.core.spec import Spec, parse_size
+from clusterkit.core.spec import Spec
 from clusterkit.core.state import (
     ClusterPaths,
     ClusterState,
@@ -45,9 +47,9 @@ from clusterkit.exec.processes import is_alive
 from clusterkit.metrics.sampling import stop_run_processes
 from clusterkit.notebook import stop_notebook
 from clusterkit.providers import get_provider
+from clusterkit.providers.aws.provider import AwsProvider
 from clusterkit.providers.base import NodeProvider
 from clusterkit.runs.store import FolderRunStore
-from clusterkit.services import health
 from clusterkit.services.keeper_events import read_events
 from clusterkit.services.local import keeper_alive
 
@@ -126,34 +128,23 @@ def _report(cluster: Cluster, *, changed: bool, t0: float, message: str) -> UpRe
     )
 
 
-def _wait_healthy(cluster: Cluster, *, say: Progress, timeout_s: float) -> None:
-    """Wait until Spark and Ray list every node; the sizes jobs are given follow from what
-    Spark lists, and the state is saved with them."""
-    rows = health.wait_healthy(cluster.read_health, cluster.problems,
-                               what=f"cluster {cluster.name!r}", timeout_s=timeout_s, say=say,
-                               failed=lambda: cluster.services.failed(cluster.state))  # fmt: skip
-    driver_mb = parse_size(cluster.state.spec.nodes.driver_memory) // 1024**2
-    sizing = health.job_sizing(rows, driver_mb)
-    with state_lock(cluster.paths.root):  # the local keeper may have recorded a restart
-        fresh = ClusterState.load(cluster.paths) or cluster.state
-        fresh.sizing = cluster.state.sizing = sizing
-        fresh.save(cluster.paths)
-
-
 def up(spec: Spec, *, say: Progress = _quiet, timeout_s: float = HEALTH_TIMEOUT_S,
-       confirm: Confirm | None = None) -> UpReport:  # fmt: skip
+       confirm: Confirm | None = None, accept_price: bool = False) -> UpReport:  # fmt: skip
     """Start the cluster ``spec`` describes and return once every service is healthy. When a
     failed or interrupted ``up`` made nodes whose provider asks before removing them,
-    ``confirm`` is asked (None: remove them)."""
+    ``confirm`` is asked (None: remove them). On aws, a new cluster whose list price per hour
+    is over ``aws.max_hourly_usd`` is refused before anything is made, unless
+    ``accept_price``."""
     paths = paths_for(spec)
     private_dir(paths.root, tighten=True)  # 0700: tokens, keys and runs are the operator's
     with cluster_lock(paths.root, "up"):
-        return _up_locked(spec, paths, say=say, timeout_s=timeout_s, confirm=confirm)
+        return _up_locked(spec, paths, say=say, timeout_s=timeout_s, confirm=confirm,
+                          accept_price=accept_price)  # fmt: skip
 
 
 def _up_locked(spec: Spec, paths: ClusterPaths, *, say: Progress, timeout_s: float,
-               confirm: Confirm | None) -> UpReport:  # fmt: skip
-    t0 = time.monotonic()
+               confirm: Confirm | None, accept_price: bool = False) -> UpReport:  # fmt: skip
+    t0, began = time.monotonic(), time.time()  # the nodes bill from their making
     provider = get_provider(spec.provider)
     existing = ClusterState.load(paths)
     if existing is not None:
@@ -163,7 +154,11 @@ def _up_locked(spec: Spec, paths: ClusterPaths, *, say: Progress, timeout_s: flo
                 f"cluster {spec.name!r} is up with a different spec (changed: "
                 f"{', '.join(changes)}); run `clusterkit down` first, then `clusterkit up`"
             )
+        if existing.power == "stopped":  # `start` is the verb that bills again (budget, --yes)
+            raise ClusterkitError(power.stopped_message(existing))
         return _up_again(Cluster.of(existing, paths), t0=t0, say=say, timeout_s=timeout_s)
+    if isinstance(provider, AwsProvider):  # over aws.max_hourly_usd: refused, nothing made
+        provider.check_budget(spec, yes=accept_price, say=say)
     services = services_for(provider, spec.name, paths)
     services.plan(spec)  # what this machine must have (Java, free ports), before anything
     write_text_atomic(paths.spec_file, yaml.safe_dump(spec.model_dump(), sort_keys=False))
@@ -196,13 +191,14 @@ def _up_locked(spec: Spec, paths: ClusterPaths, *, say: Progress, timeout_s: flo
         contexts.add(spec.name, paths.root)
         cluster = Cluster(state, paths, provider, services)
         services.start(state, paths, say=say, timeout_s=timeout_s)
-        _wait_healthy(cluster, say=say, timeout_s=timeout_s)
+        power.wait_healthy(cluster, say=say, timeout_s=timeout_s)
     except BaseException as exc:
         _remove_after_failure(provider, spec, paths, cluster, exc, say=say, confirm=confirm)
         raise
     finally:
         if cluster is not None:
             cluster.close()
+    power_log.record(paths.root, "up", at=began)  # what `cost` counts the cluster's time from
     return _report(cluster, changed=True, t0=t0, message=f"cluster {spec.name!r} is up")
 
 
@@ -245,7 +241,7 @@ def _up_again(cluster: Cluster, *, t0: float, say: Progress, timeout_s: float) -
                                    "nothing changed")  # fmt: skip
         say(f"cluster {cluster.name!r} was unhealthy ({'; '.join(found)}): repairing it")
         done = cluster.services.repair(cluster.state, cluster.paths, say=say, timeout_s=timeout_s)
-        _wait_healthy(cluster, say=say, timeout_s=timeout_s)
+        power.wait_healthy(cluster, say=say, timeout_s=timeout_s)
     finally:
         cluster.close()
     message = f"cluster {cluster.name!r} is up ({done}: {'; '.join(found)})"
@@ -261,7 +257,7 @@ def provision(name: str | None = None, *, say: Progress = _quiet) -> dict[str, A
         cluster = open_cluster(name)
         try:
             report = cluster.services.provision(cluster.state, cluster.paths, say=say)
-            _wait_healthy(cluster, say=say, timeout_s=HEALTH_TIMEOUT_S)
+            power.wait_healthy(cluster, say=say, timeout_s=HEALTH_TIMEOUT_S)
         finally:
             cluster.close()
     return {
@@ -273,6 +269,22 @@ def provision(name: str | None = None, *, say: Progress = _quiet) -> dict[str, A
     }
 
 
+def stop(name: str | None = None, *, force: bool = False,
+         say: Progress = _quiet) -> power.PowerReport:  # fmt: skip
+    """Stop the cluster, its nodes' disks and data kept (:mod:`clusterkit.power`: this
+    machine's processes, the rehearsal's units, AWS's instances, the workers first); already
+    stopped, nothing changes. Refused while a run is going, unless ``force`` (then cancelled)."""
+    return power.stop(name, force=force, say=say)
+
+
+def start(name: str | None = None, *, yes: bool = False,
+          say: Progress = _quiet) -> power.PowerReport:  # fmt: skip
+    """Start a stopped cluster again (the master first) and return once it is healthy, the
+    playbooks run only if it is not; already running, nothing changes. On AWS the list price
+    is checked against ``aws.max_hourly_usd`` first (``yes`` accepts a price over it)."""
+    return power.start(name, yes=yes, say=say)
+
+
 def _cancel_active_runs(cluster: Cluster, *, say: Progress) -> None:
     """Cancel the cluster's runs still going, each record saying why (before ``down``).
 
@@ -281,20 +293,11 @@ def _cancel_active_runs(cluster: Cluster, *, say: Progress) -> None:
     runs = cluster.runs()
     try:
         runs.store.refresh()
-    except NodeUnreachable as exc:
-        here = FolderRunStore(cluster.paths.runs)  # the copies: the master cannot be written
-        for record in here.active():
-            say(f"run {record.id} ({record.job}) could not be cancelled: {exc}")
-            record.status, record.ended = "failed", now_iso()
-            record.error = f"the cluster was taken down; its master did not answer: {exc}"
-            here.save(record)
+    except NodeUnreachable as exc:  # the copies: the master cannot be written
+        power.fail_copies(cluster, f"the cluster was taken down; its master did not answer: "
+                                   f"{exc}", say)  # fmt: skip
         return
-    for record in runs.store.active():
-        say(f"cancelling run {record.id} ({record.job})")
-        try:
-            runs.cancel(record.id, reason="the cluster was taken down")
-        except ClusterkitError as exc:  # the nodes go all the same
-            say(f"run {record.id} ({record.job}) could not be cancelled: {exc}")
+    power.cancel_runs(runs, runs.store.active(), reason="the cluster was taken down", say=say)
 
 
 def _removed(name: str, removed: list[str]) -> str:
@@ -366,12 +369,13 @@ def _down_locked(name: str, paths: ClusterPaths, *, purge: bool, say: Progress,
                           else f"cluster {name!r} is not up; nothing to stop")  # fmt: skip
     else:
         try:
-            _cancel_active_runs(cluster, say=say)
-            try:
-                if stop_notebook(cluster):
-                    say("stopped the notebook server")
-            except ClusterkitError as exc:  # the nodes go anyway; say why it was not checked
-                say(f"the notebook server was not checked: {exc}")
+            if cluster.state.power != "stopped":  # stopped: no run goes on, no notebook runs
+                _cancel_active_runs(cluster, say=say)
+                try:
+                    if stop_notebook(cluster):
+                        say("stopped the notebook server")
+                except ClusterkitError as exc:  # the nodes go anyway; say why it was not checked
+                    say(f"the notebook server was not checked: {exc}")
             stopped = cluster.services.stop(cluster.state, paths, say=say)
             removed = cluster.provider.remove(name, paths, say=say, confirm=confirm)
         finally:
@@ -379,6 +383,7 @@ def _down_locked(name: str, paths: ClusterPaths, *, purge: bool, say: Progress,
         if cluster.provider.nodes(name, paths) is not None:
             raise ServiceError(f"cluster {name!r}: nodes still exist after down")
         paths.state_file.unlink(missing_ok=True)
+        power_log.record(paths.root, "down")
         report.changed = True
         if stopped.ports:  # this machine's processes: stopped, and their ports free
             ports = stopped.ports
@@ -416,6 +421,7 @@ def _down_without_state(name: str, paths: ClusterPaths, unreadable: StateError, 
     aside = paths.state_file.with_name(f"{paths.state_file.name}.unreadable")
     if paths.state_file.exists():
         paths.state_file.replace(aside)
+    power_log.record(paths.root, "down")
     what = [f"{len(stopped.pids)} processes stopped by pid file"] if stopped.ports else []
     what += removed
     return DownReport(
@@ -457,9 +463,17 @@ def status(name: str | None = None) -> dict[str, Any]:
     if cluster is None:
         return {"cluster": name, "state": "down", "state_dir": str(paths.root), "nodes": [],
                 "services": []}  # fmt: skip
+    if cluster.state.power == "stopped":  # its services are not probed: they are stopped
+        return power.stopped_status(cluster)
+    outside = power.stopped_outside(cluster)  # AWS: the idle guard powered it off
+    if outside is not None:
+        cluster.close()
+        return outside
     try:
         rows = cluster.health()
         nodes = cluster.node_metrics(cpu_interval=0.2)
+        guard = power.idle_guard_view(cluster)
+        spend = power.cost_summary(cluster)
     finally:
         cluster.close()
     state = cluster.state
@@ -484,5 +498,7 @@ def status(name: str | None = None) -> dict[str, Any]:
         "nodes": nodes,
         "services": [r.to_dict() for r in rows],
         "processes": processes,
+        "idle_guard": guard,
+        "cost": spend,
         **kept,
     }

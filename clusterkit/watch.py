@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,11 +23,14 @@ from clusterkit.core.errors import NoCluster
 from clusterkit.core.records import RunRecord
 from clusterkit.core.state import Contexts
 from clusterkit.metrics.nodes import NodeWatch
+from clusterkit.power import cost_summary, idle_guard_view, stopped_message
 from clusterkit.runs.store import FolderRunStore, RunStore
 from clusterkit.services.health import ServiceHealth
 
 #: a reading older than this is marked stale even if its source has not failed outright
 STALE_AFTER_S = 6.0
+#: Seconds between two readings of a remote cluster's idle guard and cost.
+EXTRAS_EVERY_S = 30.0
 HISTORY_POINTS = 60
 
 
@@ -35,10 +39,14 @@ class ClusterInfo:
     """Which cluster a console is looking at and whether it is up."""
 
     name: str | None
-    state: str  # up | down | none (no cluster known at all)
+    state: str  # up | down | stopped (`clusterkit stop`) | none (no cluster known at all)
     provider: str | None = None
     started_at: str | None = None
-    message: str = ""  # for down/none: what is the matter and what to do
+    message: str = ""  # for down/stopped/none: what is the matter and what to do
+    #: a remote cluster's idle guard ("idle for 12 min, stops in 48 min") and, on AWS, its
+    #: cost ("$0.1939/h now, $1.23 since up"); "" when there is none
+    guard: str = ""
+    cost: str = ""
 
     def uptime_s(self, now: float) -> float | None:
         if self.state != "up" or self.started_at is None:
@@ -73,6 +81,7 @@ class LiveSource:
         self._loaded: tuple[tuple[str, int], Cluster] | None = None
         self._watch: NodeWatch | None = None
         self._lock = threading.RLock()  # the console's workers read from several threads
+        self._extras_read: tuple[float, str, str] | None = None
 
     def _forget(self) -> None:
         if self._watch is not None:
@@ -104,7 +113,24 @@ class LiveSource:
                 return ClusterInfo(name, "down", message=f"cluster {name!r} is down"), None
             self._loaded = (stamp, loaded)
         found = self._loaded[1]
-        return ClusterInfo(name, "up", found.state.provider, found.state.started_at), found
+        if found.state.power == "stopped":  # nothing to read: its services are stopped
+            return ClusterInfo(name, "stopped", found.state.provider,
+                               message=stopped_message(found.state)), None  # fmt: skip
+        guard, cost = self._extras(found)
+        return ClusterInfo(name, "up", found.state.provider, found.state.started_at,
+                           guard=guard, cost=cost), found  # fmt: skip
+
+    def _extras(self, found: Cluster) -> tuple[str, str]:
+        """The idle guard's line and the cost line, read at most every :data:`EXTRAS_EVERY_S`
+        (each asks the master or AWS once)."""
+        now = time.monotonic()
+        if found.state.provider == "local":
+            return "", ""
+        if self._extras_read is None or now - self._extras_read[0] > EXTRAS_EVERY_S:
+            guard = idle_guard_view(found)
+            spend = cost_summary(found)
+            self._extras_read = (now, guard.get("line", ""), (spend or {}).get("line", ""))
+        return self._extras_read[1], self._extras_read[2]
 
     def info(self) -> ClusterInfo:
         return self._cluster()[0]

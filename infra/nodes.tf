@@ -6,6 +6,10 @@ resource "aws_key_pair" "operator" {
 }
 
 locals {
+  # A poweroff from inside (the idle guard's) stops or terminates the instance: terminate
+  # only when the guard is to terminate; record (the guard only logs) and stop keep the disks.
+  shutdown_behavior = var.idle_action == "terminate" ? "terminate" : "stop"
+
   # cloud-init: root accepts the operator's key too (the playbooks and the kit's run
   # supervisor work as root, as on the rehearsal); passwords are never accepted.
   user_data = <<-EOT
@@ -35,6 +39,8 @@ resource "aws_instance" "master" {
   key_name                    = aws_key_pair.operator.key_name
   user_data                   = local.user_data
   monitoring                  = false
+  # the idle guard powers nodes off from inside: this makes that a stop or a terminate
+  instance_initiated_shutdown_behavior = local.shutdown_behavior
 
   metadata_options {
     http_endpoint               = "enabled"
@@ -68,6 +74,8 @@ resource "aws_instance" "worker" {
   key_name                    = aws_key_pair.operator.key_name
   user_data                   = local.user_data
   monitoring                  = false
+  # the idle guard powers nodes off from inside: this makes that a stop or a terminate
+  instance_initiated_shutdown_behavior = local.shutdown_behavior
 
   metadata_options {
     http_endpoint               = "enabled"

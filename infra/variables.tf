@@ -135,3 +135,14 @@ variable "availability_zone" {
     error_message = "availability_zone: a zone of the region, e.g. us-east-1a."
   }
 }
+
+variable "idle_action" {
+  description = "What the idle guard's poweroff of a node does: stop (the volumes are kept), terminate, or record (the guard only logs; a poweroff by hand stops)."
+  type        = string
+  default     = "stop"
+
+  validation {
+    condition     = contains(["stop", "terminate", "record"], var.idle_action)
+    error_message = "idle_action: stop, terminate or record."
+  }
+}

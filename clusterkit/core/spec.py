@@ -172,6 +172,11 @@ class Aws(_Section):
     operator_cidr: str | None = Field(
         None, description="SSH is open to this CIDR only; null = this machine's public IP/32"
     )
+    max_hourly_usd: float = Field(
+        0.50, ge=0,
+        description="`up` refuses a cluster whose list price per hour is over this (USD) "
+                    "unless given --yes",
+    )  # fmt: skip
 
 
 class Metrics(_Section):
@@ -184,6 +189,44 @@ class Runs(_Section):
         description="seconds a run may go without what it needs (an ALIVE Spark worker for a "
                     "Spark run, an ALIVE Ray node for a Ray run) before it is failed",
     )  # fmt: skip
+
+
+#: What the idle guard does on each provider when the spec says nothing: on AWS it stops the
+#: instances (disks kept) after an hour; a network namespace cannot power off, so the
+#: rehearsal's guard records what it would do; the local cluster has no guard (it would have
+#: to power off this machine).
+IDLE_DEFAULTS: dict[str, tuple[int, str | None]] = {
+    "aws": (60, "stop"),
+    "netns": (0, "record"),
+    "local": (0, None),
+}
+
+
+class IdleGuard(_Section):
+    """The idle guard on the master: after ``idle_minutes`` with nothing active (no run, Spark
+    application holding cores, Ray job, outside SSH session or tunnel) it stops the cluster,
+    the workers first."""
+
+    idle_minutes: int | None = Field(
+        None, ge=0, le=10080,
+        description="minutes with nothing active before it acts; 0 = no guard; null = the "
+                    "provider's (60 on aws, no guard on local and netns)",
+    )  # fmt: skip
+    action: Literal["stop", "terminate", "record"] | None = Field(
+        None,
+        description="stop (instances stopped, disks kept), terminate (instances and disks "
+                    "gone), record (only log what it would do); null = stop on aws, record "
+                    "on netns",
+    )  # fmt: skip
+
+    def minutes_for(self, provider: str) -> int:
+        """The minutes in force on ``provider`` (0: no guard)."""
+        default = IDLE_DEFAULTS.get(provider, (0, None))[0]
+        return default if self.idle_minutes is None else self.idle_minutes
+
+    def action_for(self, provider: str) -> str:
+        """The action in force on ``provider``."""
+        return self.action or IDLE_DEFAULTS.get(provider, (0, "stop"))[1] or "stop"
 
 
 #: A cluster's name when the spec gives none: its provider's, so that a rehearsal or a cloud
@@ -229,6 +272,24 @@ class Spec(_Section):
     metrics: Metrics = Field(default_factory=Metrics)
     runs: Runs = Field(default_factory=Runs)
     aws: Aws = Field(default_factory=Aws)
+    idle_guard: IdleGuard = Field(default_factory=IdleGuard)
+
+    @model_validator(mode="after")
+    def _idle_guard_fits_provider(self) -> Spec:
+        minutes = self.idle_guard.minutes_for(self.provider)
+        if minutes and self.provider == "local":
+            raise ValueError(
+                f"idle_guard.idle_minutes = {minutes} is for remote clusters (aws, netns): on "
+                "the local provider the guard would power off this machine; set it to 0 or "
+                "leave it out"
+            )
+        action = self.idle_guard.action_for(self.provider)
+        if minutes and self.provider == "netns" and action != "record":
+            raise ValueError(
+                f"idle_guard.action = {action} cannot run on the rehearsal (a network "
+                "namespace cannot power off): use record, which logs what it would do"
+            )
+        return self
 
 
 def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -250,6 +311,8 @@ def _describe(error: Any, source: str) -> str:
         return f"{source}: unknown field {field!r}; allowed here: {allowed}"
     if error["type"] == "missing":
         return f"{source}: {field} is required"
+    if not loc:  # a check across fields: its message names them
+        return f"{source}: {message}"
     return f"{source}: {field} = {error['input']!r} is not allowed: {message}"
 
 
@@ -327,7 +390,15 @@ def load_spec(path: Path | None, **overrides: Any) -> Spec:
     given = {key: value for key, value in overrides.items() if value is not None}
     if given:
         source = f"{source} with the command line's {', '.join(sorted(given))}"
-    return parse_spec({**data, **given}, source=source)
+    merged = dict(data)
+    for key, value in given.items():  # "section.field" sets one field of a section
+        section, _, field = key.partition(".")
+        if field:
+            inner = merged.get(section)
+            merged[section] = {**(inner if isinstance(inner, dict) else {}), field: value}
+        else:
+            merged[key] = value
+    return parse_spec(merged, source=source)
 
 
 def default_spec_text() -> str:
@@ -382,6 +453,13 @@ def default_spec_text() -> str:
         f"  {'ami_family: ' + spec.aws.ami_family:<30}# or ubuntu-24.04",
         f"  {'volume_gb: ' + str(spec.aws.volume_gb):<30}# each node's gp3 root volume (encrypted)",
         "  operator_cidr: null           # SSH open to this only; null = this machine's IP/32",
+        f"  {'max_hourly_usd: ' + format(spec.aws.max_hourly_usd, 'g'):<30}# `up` and `start` "
+        "refuse a higher list price unless --yes",
+        "",
+        "idle_guard:                     # stops a cluster nobody uses (docs/aws.md)",
+        "  idle_minutes: null            # null = 60 on aws, none on local and netns; 0 = none",
+        "  action: null                  # stop | terminate | record; null = stop on aws, "
+        "record on netns",
         "",
     ]
     return "\n".join(lines)

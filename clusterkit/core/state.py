@@ -128,7 +128,7 @@ class ClusterState:
     ``node_python`` is the Python of the nodes' environment (drivers, supervisors and
     samplers run with it); ``runs_dir`` the driver node's run folders. The ``daemons``,
     ``java_home`` and ``ray_temp_dir`` are the local services'; ``provisioned`` the
-    playbooks' task counts.
+    playbooks' task counts; ``power`` whether ``clusterkit stop`` stopped it.
     """
 
     name: str
@@ -147,6 +147,10 @@ class ClusterState:
     java_home: str | None = None
     ray_temp_dir: str | None = None
     provisioned: dict[str, Any] | None = None
+    #: "running", or "stopped" by ``clusterkit stop`` (nodes, disks and data kept) at
+    #: ``stopped_at``; a file written before stop/start existed loads as running.
+    power: str = "running"
+    stopped_at: str | None = None
     schema: int = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:

@@ -507,3 +507,35 @@ def record_host_keys(inventory: Inventory, ssh: SshSettings, *, timeout_s: float
         found.append(f"{node.name}: {key.get_name()}")
         say(f"node {node.name} answers SSH on {host}; its {key.get_name()} host key recorded")
     return found
+
+
+def move_host_keys(known_hosts: Path, old: str, new: str) -> list[str]:
+    """Record under ``new`` the host keys known for ``old``, which no longer names the host
+    (a cloud node given another address on start; its disk, and so its keys, kept): ``old``
+    goes, and whatever ``new`` was known for is replaced. No key is learnt: the node must
+    still present one of these. The key types moved (none when ``new`` alone is known
+    already); ClusterkitError when neither is known (nothing is trusted, nothing changed)."""
+    from paramiko import HostKeys
+
+    if old == new:
+        return []
+    keys = HostKeys(str(known_hosts)) if known_hosts.exists() else HostKeys()
+    found = keys.lookup(old)
+    if not found and keys.lookup(new):
+        return []  # moved already (by a start that ended before it recorded the address)
+    if not found:
+        raise ClusterkitError(
+            f"{known_hosts} holds no host key for {old}, so the node now at {new} cannot be "
+            f"checked: nothing was trusted; if the node was made again, take the cluster down "
+            f"and up again"
+        )
+    moved = {key_type: found[key_type] for key_type in found}
+    keys.pop(old, None)
+    keys.pop(new, None)
+    for key_type, key in moved.items():
+        keys.add(new, key_type, key)
+    draft = known_hosts.with_name(f".{known_hosts.name}.draft")
+    keys.save(str(draft))  # then renamed into place whole
+    write_bytes_atomic(known_hosts, draft.read_bytes())
+    draft.unlink()
+    return sorted(moved)

@@ -1,5 +1,6 @@
 """The idle guard on the master: ``python -m clusterkit.idle.guard --state FILE ... --once``,
-run by a systemd timer every minute (without ``--once`` it passes every 60 s itself).
+run by a systemd timer every minute (without ``--once`` it passes every ``--every`` seconds
+itself, 60 by default: the rehearsal's way, whose systemctl stand-in has no timers).
 
 A pass reads every source (:mod:`clusterkit.idle.sources`), decides
 (:func:`clusterkit.idle.rules.decide`), saves the state and prints one line, for the journal.
@@ -122,7 +123,9 @@ def one_pass(config: GuardConfig, *, read: Reader = read_all, run: Runner = run_
 
     def judge(state: GuardState) -> Decision:
         after_boot(state, booted_at)
-        return decide(readings, state, now, config.idle_minutes)
+        decision = decide(readings, state, now, config.idle_minutes)
+        state.last.update(idle_minutes=config.idle_minutes, action=config.action)
+        return decision
 
     decision = update(config.state, judge)
     say(describe(decision, config.action))
@@ -134,6 +137,8 @@ def one_pass(config: GuardConfig, *, read: Reader = read_all, run: Runner = run_
 def _set_acted(config: GuardConfig, acted: dict[str, Any] | None) -> None:
     def change(state: GuardState) -> None:
         state.acted = acted
+        if acted is not None:
+            state.last_acted = acted
 
     update(config.state, change)
 
@@ -186,13 +191,21 @@ def _parser() -> argparse.ArgumentParser:
     add("--workers", default="", help="host1,host2: powered off first")
     add("--ssh-key", type=Path, default=None, help="the master's key to the workers")
     add("--once", action="store_true", help="one pass (the systemd timer's way)")
+    add("--every", type=float, default=EVERY_S, help="seconds between passes without --once")
     return parser
 
 
 def config_from(argv: list[str] | None) -> tuple[GuardConfig, bool]:
     """The config and ``--once`` from a command line (exit 2 with the reason when wrong)."""
+    config, once, _every = _config_every(argv)
+    return config, once
+
+
+def _config_every(argv: list[str] | None) -> tuple[GuardConfig, bool, float]:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.every < 1:
+        parser.error("--every must be 1 second or more")
     workers = tuple(h.strip() for h in args.workers.split(",") if h.strip())
     if args.idle_minutes <= 0:
         parser.error("--idle-minutes must be more than 0")
@@ -205,13 +218,13 @@ def config_from(argv: list[str] | None) -> tuple[GuardConfig, bool]:
         workers=workers, ssh_key=args.ssh_key, connect_ui=args.connect_ui,
         spark_connect_port=args.spark_connect_port, ssh_port=args.ssh_port,
     )  # fmt: skip
-    return config, args.once
+    return config, args.once, args.every
 
 
 def main(argv: list[str] | None = None, *, read: Reader = read_all, run: Runner = run_command,
          booted_at: float | None = None) -> int:  # fmt: skip
-    """Pass once (``--once``: exit 1 when the pass failed) or every :data:`EVERY_S`."""
-    config, once = config_from(argv)
+    """Pass once (``--once``: exit 1 when the pass failed) or every ``--every`` seconds."""
+    config, once, every = _config_every(argv)
     while True:
         failed = False
         try:
@@ -224,7 +237,7 @@ def main(argv: list[str] | None = None, *, read: Reader = read_all, run: Runner 
             log_line(f"this pass failed ({type(exc).__name__}: {exc}) and did nothing")
         if once:
             return 1 if failed else 0
-        time.sleep(EVERY_S)
+        time.sleep(every)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "extended_until": (int, float, type(None)),
     "off": (bool,),
     "acted": (dict, type(None)),
+    "last_acted": (dict, type(None)),
     "last": (dict,),
 }
 
@@ -87,12 +88,14 @@ _FIELDS: dict[str, tuple[type, ...]] = {
 class GuardState:
     """The guard's file: since when nothing has been active (epoch s; None: something is),
     the extension's end, whether it is off, what it did when it acted (``what``, ``at``
-    epoch s, ``when`` ISO, the commands) and its last decision (``last``)."""
+    epoch s, ``when`` ISO, the commands; cleared when it is armed again), the last time it
+    acted (``last_acted``, kept, for ``status``) and its last decision (``last``)."""
 
     idle_since: float | None = None
     extended_until: float | None = None
     off: bool = False
     acted: dict[str, Any] | None = None
+    last_acted: dict[str, Any] | None = None
     last: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -200,10 +203,11 @@ def turn_off(state: GuardState) -> None:
 
 
 def turn_on(state: GuardState) -> None:
-    """The guard acts again, its idle timer started again (the time it was off is not idle
-    time it counts), armed again if it had acted."""
+    """The guard acts again as the spec says: its idle timer started again (the time it was
+    off is not idle time it counts), any extension dropped, armed again if it had acted."""
     state.off = False
     state.idle_since = None
+    state.extended_until = None
     state.acted = None
 
 

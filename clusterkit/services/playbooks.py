@@ -328,6 +328,9 @@ def playbook_vars(spec: Spec, paths: ClusterPaths, *, python: str, wheel: Path) 
         "ray_metrics_export_port": ports.ray_metrics_export,
         "ray_min_worker_port": ports.ray_min_worker,
         "ray_max_worker_port": ports.ray_max_worker,
+        "idle_guard_minutes": spec.idle_guard.minutes_for(spec.provider),
+        "idle_guard_action": spec.idle_guard.action_for(spec.provider),
+        "idle_guard_runs_dir": NODE_RUNS_DIR,
     }
 
 

@@ -245,6 +245,7 @@ class ClusterkitApp(App[None]):
         uptime = info.uptime_s(self.clock())
         parts = [f"cluster {info.name or '-'}", f"provider {info.provider or '-'}"]
         parts.append(f"up {human_seconds(uptime)}" if uptime is not None else info.state.upper())
+        parts += [text for text in (info.guard, info.cost) if text]
         if self.paused:
             parts.append("refresh PAUSED (p resumes)")
         return " · ".join(parts)

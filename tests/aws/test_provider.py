@@ -283,7 +283,7 @@ def test_cost_cli(ec2, home, capsys):
     out = capsys.readouterr().out
     assert "cluster 'alpha' in us-east-1: $0.1939 per hour at list prices" in out
     assert "2 × $0.0928/h + 30 × $0.0001096/GB-h + 1 × $0.005/h = $0.1939/h" in out
-    assert "AWS on-demand list prices of 2025-06-01" in out
+    assert "prices: the kit's table dated 2025-06-01 (AWS on-demand list prices, Linux)" in out
     assert main(["cost", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["hourly_usd"] == pytest.approx(0.1939, abs=1e-4)
 

@@ -83,3 +83,27 @@ def test_numbered_ports_are_a_valid_set_apart_from_the_defaults():
     assert set(ports.fixed().values()) == set(range(27000, 27000 + len(ports.fixed())))
     assert (ports.ray_min_worker, ports.ray_max_worker) == (27100, 27199)
     assert not set(ports.fixed().values()) & set(Ports().fixed().values())
+
+
+def test_the_idle_guard_follows_the_provider_unless_set():
+    cases = {"aws": (60, "stop"), "netns": (0, "record"), "local": (0, "stop")}
+    for provider, expected in cases.items():
+        guard = parse_spec({"provider": provider}).idle_guard
+        assert (guard.minutes_for(provider), guard.action_for(provider)) == expected
+    set_ = parse_spec({"provider": "aws", "idle_guard": {"idle_minutes": 15,
+                                                         "action": "terminate"}})  # fmt: skip
+    assert (set_.idle_guard.minutes_for("aws"), set_.idle_guard.action_for("aws")) == (
+        15, "terminate")  # fmt: skip
+    # the command line's --idle-minutes / --no-idle-guard set one field of the section
+    spec = load_spec(None, provider="aws", **{"idle_guard.idle_minutes": 0})
+    assert spec.idle_guard.minutes_for("aws") == 0
+
+
+def test_an_idle_guard_that_cannot_act_is_refused_naming_the_field():
+    with pytest.raises(SpecError, match=r"idle_guard.idle_minutes = 5 is for remote clusters"):
+        parse_spec({"idle_guard": {"idle_minutes": 5}})
+    with pytest.raises(SpecError, match=r"idle_guard.action = stop cannot run on the rehearsal"):
+        parse_spec({"provider": "netns", "idle_guard": {"idle_minutes": 1, "action": "stop"}})
+    with pytest.raises(SpecError, match=r"idle_guard.idle_minutes = -1 is not allowed"):
+        parse_spec({"provider": "aws", "idle_guard": {"idle_minutes": -1}})
+    assert parse_spec({"provider": "netns", "idle_guard": {"idle_minutes": 1}})

@@ -63,6 +63,9 @@ def test_record_idle_past_the_limit_writes_what_it_would_run_and_runs_nothing(tm
     assert guard.main(_argv(tmp_path, "record"), read=_quiet, run=caught, booted_at=0) == 0
     assert "it acted at" in capsys.readouterr().out  # once: not again
     assert GuardState.load(tmp_path / "idle.json").acted == acted
+    assert GuardState.load(tmp_path / "idle.json").last_acted == acted  # kept for `status`
+    last = GuardState.load(tmp_path / "idle.json").last
+    assert (last["idle_minutes"], last["action"]) == (60, "record")  # what `idle` shows
 
 
 def test_under_the_limit_nothing_is_done(tmp_path, capsys):
@@ -145,3 +148,12 @@ def test_the_tunnel_ports_are_the_dashboards_and_spark_connect():
         "--idle-minutes", "60", "--action", "stop"])  # fmt: skip
     assert config.tunnel_ports() == [8080, 8265, 15002] and not once
     assert guard.commands(config) == [POWEROFF]  # no workers: the master alone
+
+
+def test_without_once_it_passes_every_given_seconds(tmp_path, capsys):
+    argv = [a for a in _argv(tmp_path, "record") if a != "--once"]
+    assert guard._config_every([*argv, "--every", "15"])[1:] == (False, 15.0)
+    assert guard._config_every(argv)[1:] == (False, guard.EVERY_S)
+    with pytest.raises(SystemExit):
+        guard._config_every([*argv, "--every", "0.5"])
+    assert "--every must be 1 second or more" in capsys.readouterr().err

@@ -129,9 +129,11 @@ def test_off_never_acts_and_on_starts_the_timer_again():
     turn_off(state)
     off = decide(quiet(), state, T0 + 10 * 60 * MIN, LIMIT)
     assert not off.act and off.reason == "off" and off.acts_in_s is None
-    turn_on(state)
+    extend(state, 5 * 60 * MIN, T0 + 10 * 60 * MIN)
+    turn_on(state)  # back to the spec: no extension either
     on = decide(quiet(), state, T0 + 10 * 60 * MIN, LIMIT)  # off time is not idle time
     assert not on.act and on.idle_for_s == 0 and on.acts_in_s == 60 * MIN
+    assert state.extended_until is None
 
 
 def test_a_boot_forgets_the_idle_timer_and_the_action_before_it():

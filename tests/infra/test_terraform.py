@@ -232,6 +232,7 @@ def test_every_variable_and_output_described_and_typed(tf):
         "ami_family",
         "public_key",
         "availability_zone",
+        "idle_action",
     }
     assert set(tf["variable"]) == expected_vars
     for name, var in tf["variable"].items():
@@ -346,3 +347,39 @@ def test_checkov_fails_the_same_infra_made_insecure(tmp_path):
     assert ("CKV_AWS_8", "aws_instance.master") in failed
     assert ("CKV_AWS_79", "aws_instance.worker[0]") in failed
     assert ("CKV_AWS_24", "aws_vpc_security_group_ingress_rule.ssh_from_operator") in failed
+
+
+def _shutdown_behavior(tf: dict[str, dict[str, Any]], action: str) -> str:
+    """infra's local.shutdown_behavior for ``var.idle_action = action``: its conditional,
+    evaluated (the only form it may take; anything else fails here)."""
+    expr = tf["locals"]["shutdown_behavior"]
+    match = re.fullmatch(r'\$\{var\.idle_action == "(\w+)" \? "(\w+)" : "(\w+)"\}', expr)
+    assert match, f"local.shutdown_behavior is no longer the conditional this test reads: {expr}"
+    when, then, other = match.groups()
+    return then if action == when else other
+
+
+def test_shutdown_behavior_follows_the_idle_guards_action(tf):
+    from clusterkit.core.spec import IdleGuard, parse_spec
+    from clusterkit.providers.aws.provider import AwsProvider
+
+    r = tf["resource"]
+    for node in ("aws_instance.master", "aws_instance.worker"):
+        assert r[node]["instance_initiated_shutdown_behavior"] == "${local.shutdown_behavior}"
+    choices = IdleGuard.model_fields["action"].annotation.__args__[0].__args__
+    assert set(choices) == {"stop", "terminate", "record"}
+    assert tf["variable"]["idle_action"]["default"] == "stop"
+    validation = _one(tf["variable"]["idle_action"]["validation"])["condition"]
+    assert all(f'"{c}"' in validation for c in choices)
+
+    def variables(guard: dict[str, Any]) -> dict[str, Any]:
+        spec = parse_spec({"provider": "aws", "idle_guard": guard})
+        return AwsProvider.variables(spec, region="us-east-1", operator_cidr="1.2.3.4/32",
+                                     public_key="ssh-ed25519 AAAA", cluster_id="c1")  # fmt: skip
+
+    expected = {"stop": "stop", "terminate": "terminate", "record": "stop"}
+    for action, behavior in expected.items():
+        given = variables({"action": action})
+        assert given["idle_action"] == action
+        assert _shutdown_behavior(tf, given["idle_action"]) == behavior
+    assert _shutdown_behavior(tf, variables({})["idle_action"]) == "stop"  # the default

@@ -7,6 +7,7 @@ t2.large."""
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import shlex
@@ -20,6 +21,7 @@ import pytest
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from clusterkit.core.state import ClusterPaths
 from clusterkit.services import connect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +57,7 @@ def test_every_role_has_defaults_argument_specs_and_metadata():
         "hadoop",
         "spark",
         "ray",
+        "idle_guard",
     }
     for role in roles:
         specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())
@@ -166,8 +169,11 @@ def test_the_spark_connect_server_listens_on_loopback_and_gives_executors_back(r
 @pytest.mark.tools
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
 def test_systemd_analyze_verifies_the_rendered_units(rendered):
-    units = sorted(rendered.glob("*/*.service"))
-    assert len(units) == 10  # hdfs, spark-master, spark-worker, spark-connect, ray, each host
+    units = sorted([*rendered.glob("*/*.service"), *rendered.glob("*/*.timer"),
+                    *rendered.glob("*/loop/*.service")])  # fmt: skip
+    # hdfs, spark-master, spark-worker, spark-connect, ray on each host; the idle guard's
+    # oneshot, timer and loop on the master
+    assert len(units) == 13
     for unit in units:
         proc = _run("systemd-analyze", "verify", str(unit))
         assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), (
@@ -331,3 +337,60 @@ def test_sshd_accepts_the_dropin_and_its_settings_win(rendered, tmp_path: Path):
     refused = _sshd(*shlex.split(check % dropin))
     assert refused.returncode != 0 and "NoSuchKeyword" in refused.stderr, refused.stderr
     assert not list(tmp_path.glob("*.whole"))  # its temporary whole file removed either way
+
+
+def _guard_exec_start(unit: Path) -> list[str]:
+    lines = [ln for ln in unit.read_text().splitlines() if ln.startswith("ExecStart=")]
+    assert len(lines) == 1, unit
+    words = shlex.split(lines[0].removeprefix("ExecStart="))
+    assert words[1:3] == ["-m", "clusterkit.idle.guard"], words
+    return words[3:]
+
+
+def test_the_idle_guards_units_run_the_guard_as_it_parses_them(rendered):
+    from clusterkit.idle.guard import _config_every
+
+    master = rendered / "master"
+    assert not (rendered / "worker" / "clusterkit-idle.service").exists()  # the master only
+    timer = configparser.ConfigParser(strict=False)
+    timer.read(master / "clusterkit-idle.timer")
+    assert timer["Timer"]["OnUnitActiveSec"] == "1min"
+    assert timer["Timer"]["Unit"] == "clusterkit-idle.service"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+    oneshot = (master / "clusterkit-idle.service").read_text()
+    assert "Type=oneshot" in oneshot and "[Install]" not in oneshot  # the timer starts it
+    config, once, _ = _config_every(_guard_exec_start(master / "clusterkit-idle.service"))
+    assert once
+    assert (config.idle_minutes, config.action) == (60, "stop")
+    assert config.workers == ("10.0.2.10",)  # the worker's private address, then the master
+    assert str(config.ssh_key) == "/root/.ssh/id_ed25519"  # the ssh role's key of root
+    assert config.spark_master_ui == "http://10.0.1.10:8080"
+    assert config.ray_dashboard == "http://10.0.1.10:8265"
+    assert config.private_cidr == "10.0.0.0/16"
+    assert str(config.runs_dir) == "/var/lib/clusterkit/runs"
+    assert str(config.ray_token_file) == "/etc/clusterkit/ray-token"
+    loop_unit = master / "loop" / "clusterkit-idle.service"
+    assert "Type=simple" in loop_unit.read_text()
+    assert "WantedBy=multi-user.target" in loop_unit.read_text()
+    config, once, every = _config_every(_guard_exec_start(loop_unit))
+    assert not once and every == 60
+
+
+def test_the_idle_guard_role_follows_the_spec():
+    from clusterkit.core.spec import parse_spec
+    from clusterkit.services.playbooks import playbook_vars
+
+    tasks = _tasks("idle_guard")
+    install, remove = (t for t in tasks if "block" in t)
+    assert install["when"] == "idle_guard_minutes | int > 0"
+    assert remove["when"] == "idle_guard_minutes | int == 0"  # off: the units go
+    site = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
+    assert site[-1]["hosts"] == "masters"
+    assert [r["role"] for r in site[-1]["roles"]] == ["idle_guard"]  # last, on the master
+    cases = {("aws", None): (60, "stop"), ("netns", None): (0, "record"),
+             ("netns", 1): (1, "record"), ("aws", 0): (0, "stop")}  # fmt: skip
+    for (provider, minutes), expected in cases.items():
+        spec = parse_spec({"provider": provider, "idle_guard": {"idle_minutes": minutes}})
+        variables = playbook_vars(spec, ClusterPaths(Path("/nonexistent")), python="/p",
+                                  wheel=Path("/w.whl"))  # fmt: skip
+        assert (variables["idle_guard_minutes"], variables["idle_guard_action"]) == expected

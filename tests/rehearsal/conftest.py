@@ -90,8 +90,10 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
     env["CLUSTERKIT_HOME"] = str(home)
     topology.destroy(Layout(cluster=NAME))  # what a run killed half-way left
     started = time.monotonic()
-    proc = subprocess.run([CLUSTERKIT, "up", "--provider", "netns", "--name", NAME], env=env,
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    # the idle guard at its shortest (it only records on the rehearsal): test_idle_guard.py
+    proc = subprocess.run([CLUSTERKIT, "up", "--provider", "netns", "--name", NAME,
+                           "--idle-minutes", "1"], env=env, capture_output=True, text=True,
+                          timeout=900)  # fmt: skip
     r = Rehearsal(home, env, Layout(cluster=NAME), time.monotonic() - started,
                   proc.stdout + proc.stderr)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

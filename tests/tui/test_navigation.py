@@ -221,3 +221,18 @@ def test_the_command_palette_offers_the_views_and_every_job(fixed_store: Path):
     titles = {c.title for c in app.get_system_commands(OverviewScreen())}
     assert {"Overview", "Jobs", "Compare", "Pause or resume refresh"} <= titles
     assert {"Submit etl", "Submit top-earners", "Submit train"} <= titles
+
+
+async def test_the_header_shows_the_idle_guard_and_the_cost_of_a_cloud_cluster(fixed_store):
+    source = FixedSource(fixed_store)
+    source.info_value = ClusterInfo(
+        "demo", "up", "aws", source.info_value.started_at,
+        guard="idle for 12 min, stops in 48 min",
+        cost="$0.1939/h now, $1.23 since up (list prices)",
+    )  # fmt: skip
+    app = fixed_app(source)
+    async with app.run_test(size=(160, 24)) as pilot:
+        await settle(pilot)
+        line = app.cluster_line()
+        assert "idle for 12 min, stops in 48 min" in line and "$1.23 since up" in line
+        assert app.sub_title == line

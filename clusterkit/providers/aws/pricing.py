@@ -1,17 +1,24 @@
-"""``clusterkit cost``: the list price per hour of what the cluster runs now (not a bill).
+"""``clusterkit cost``: the list price per hour of what the cluster runs now (not a bill),
+and the budget ``up`` holds a cluster to (``aws.max_hourly_usd``).
 
-Prices are AWS's public on-demand list prices (Linux, per region) from the table below, with
-its date; running instances are priced per hour, volumes per GB-month over 730 hours, and
-each public IPv4 address per hour (AWS bills those since 2024-02-01). Taxes, data transfer,
-free tier and credits are not in it.
+Instance prices are AWS's on-demand list prices (Linux, shared tenancy, per region), asked
+of the AWS Price List API when a client is given (:class:`Prices`); when it cannot answer
+(no credentials or network, throttled, no such product, an answer not understood) they come
+from the table below, with its date, and every figure says which source it used. Volumes are
+priced per GB-month over 730 hours and each public IPv4 address per hour (AWS bills those
+since 2024-02-01), both from the table. Taxes, data transfer, free tier and credits are not
+in it.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusterkit.core.errors import ClusterkitError
+from clusterkit.core.errors import BadInput, ClusterkitError
 from clusterkit.providers.aws.sweep import LIVE_STATES
 from clusterkit.providers.aws.tags import tag_filter
 
@@ -55,6 +62,14 @@ GP3_GB_MONTH: dict[str, float] = {
     "eu-central-1": 0.0952,
 }
 PUBLIC_IPV4_HOURLY = 0.005
+#: Where a price came from: the AWS Price List API, or the table above.
+API_SOURCE = "AWS Price List API"
+TABLE_SOURCE = f"the kit's table dated {PRICE_TABLE_DATE}"
+#: The Price List API has its endpoint in us-east-1 (and a few others), whatever is priced.
+API_REGION = "us-east-1"
+#: Seconds to connect and to read, and attempts in all: an offline laptop waits ~10 s at most.
+API_TIMEOUT_S = 5
+API_ATTEMPTS = 2
 
 
 @dataclass
@@ -64,20 +79,38 @@ class CostLine:
     unit_price: float
     unit: str
     hourly: float
+    source: str = TABLE_SOURCE
 
 
 @dataclass
 class Cost:
     region: str
     lines: list[CostLine] = field(default_factory=list)
+    #: Why the Price List API was not used, when it was asked and did not answer.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def hourly(self) -> float:
         return sum(line.hourly for line in self.lines)
 
+    @property
+    def source(self) -> str:
+        return combined_source((line.what, line.source) for line in self.lines)
+
     def formula(self) -> str:
         parts = [f"{line.count:g} × ${line.unit_price:g}{line.unit}" for line in self.lines]  # noqa: RUF001
         return " + ".join(parts) + f" = ${self.hourly:.4f}/h" if parts else "$0/h"
+
+
+def combined_source(priced: Iterable[tuple[str, str]]) -> str:
+    """Where the prices of ``priced`` ((what, source) pairs) came from: the one source when
+    they share it, else each source with what it priced."""
+    by_source: dict[str, list[str]] = {}
+    for what, source in priced:
+        by_source.setdefault(source, []).append(what)
+    if len(by_source) <= 1:
+        return next(iter(by_source), TABLE_SOURCE)
+    return "; ".join(f"{source} ({', '.join(whats)})" for source, whats in by_source.items())
 
 
 def _price(table: dict[str, float], region: str, what: str) -> float:
@@ -90,6 +123,8 @@ def _price(table: dict[str, float], region: str, what: str) -> float:
 
 
 def instance_hourly(instance_type: str, region: str) -> float:
+    """The table's price per hour of ``instance_type`` in ``region``; ClusterkitError naming
+    what the table has when it has not that one."""
     table = INSTANCE_HOURLY.get(instance_type)
     if table is None:
         raise ClusterkitError(
@@ -99,35 +134,173 @@ def instance_hourly(instance_type: str, region: str) -> float:
     return _price(table, region, instance_type)
 
 
-def estimate(
-    *, region: str, instance_type: str, nodes: int, volume_gb: int, public_ips: int = 1
-) -> Cost:
-    """The list price per hour of a cluster not yet made (what `up` would start)."""
-    gp3 = _price(GP3_GB_MONTH, region, "gp3") / HOURS_PER_MONTH
-    return Cost(
-        region,
-        [
-            CostLine(
-                f"{instance_type} instance",
-                nodes,
-                instance_hourly(instance_type, region),
-                "/h",
-                nodes * instance_hourly(instance_type, region),
-            ),
-            CostLine(
-                "GB of gp3", nodes * volume_gb, round(gp3, 7), "/GB-h", nodes * volume_gb * gp3
-            ),
-            CostLine(
-                "public IPv4", public_ips, PUBLIC_IPV4_HOURLY, "/h", public_ips * PUBLIC_IPV4_HOURLY
-            ),
-        ],
+class PriceUnavailable(Exception):
+    """The Price List API gave no usable price; the message says why, to follow the words
+    "the AWS Price List API"."""
+
+
+def price_list_client(session: Any = None) -> Any:
+    """A client of the Price List API (endpoint in :data:`API_REGION`) with short timeouts
+    and :data:`API_ATTEMPTS` attempts, from ``session`` (default: boto3's)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=API_TIMEOUT_S,
+        read_timeout=API_TIMEOUT_S,
+        retries={"total_max_attempts": API_ATTEMPTS, "mode": "standard"},
+    )
+    return (session or boto3.session.Session()).client(
+        "pricing", region_name=API_REGION, config=config
     )
 
 
-def running(ec2: Any, cluster: str, region: str, *, cluster_id: str | None = None) -> Cost:
+def api_filters(instance_type: str, region: str) -> list[dict[str, str]]:
+    """The ``get_products`` filters of one on-demand Linux instance type in one region."""
+    wanted = {
+        "instanceType": instance_type,
+        "regionCode": region,
+        "operatingSystem": "Linux",
+        "tenancy": "Shared",
+        "preInstalledSw": "NA",
+        "capacitystatus": "Used",
+    }
+    return [{"Type": "TERM_MATCH", "Field": key, "Value": value} for key, value in wanted.items()]
+
+
+def parse_price_list(price_list: list[Any], what: str) -> float:
+    """The one non-zero USD price per hour in ``price_list`` (``get_products``' PriceList: JSON
+    strings, each a product with its terms); PriceUnavailable when there is none, several,
+    or the documents are not understood."""
+    found: set[float] = set()
+    try:
+        for item in price_list:
+            document = json.loads(item) if isinstance(item, str) else item
+            for term in document["terms"]["OnDemand"].values():
+                for dimension in term["priceDimensions"].values():
+                    usd = float(dimension["pricePerUnit"]["USD"])
+                    if dimension.get("unit") == "Hrs" and usd > 0:
+                        found.add(usd)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PriceUnavailable(
+            f"answered for {what} with a price list not understood ({type(exc).__name__}: "
+            f"{str(exc)[:120]})"
+        ) from exc
+    if not found:
+        raise PriceUnavailable(f"has no on-demand Linux price per hour for {what}")
+    if len(found) > 1:
+        listed = ", ".join(f"${usd:g}" for usd in sorted(found))
+        raise PriceUnavailable(f"has several prices per hour for {what} ({listed})")
+    return found.pop()
+
+
+def api_instance_hourly(client: Any, instance_type: str, region: str) -> float:
+    """The on-demand Linux price per hour of ``instance_type`` in ``region``, asked of the
+    Price List API through ``client``; PriceUnavailable saying why on any failure."""
+    try:
+        answer = client.get_products(
+            ServiceCode="AmazonEC2", Filters=api_filters(instance_type, region), MaxResults=100
+        )
+    except Exception as exc:  # no credentials or network, throttled, refused: the table answers
+        raise PriceUnavailable(
+            f"could not be asked ({type(exc).__name__}: {str(exc)[:160]})"
+        ) from exc
+    return parse_price_list(answer.get("PriceList", []), f"{instance_type} in {region}")
+
+
+class Prices:
+    """The prices of one region, each with its source. An instance type's price comes from
+    the Price List API when ``client`` is given and it answers (asked once per type), else
+    from the kit's table (why is kept in :attr:`notes`); gp3 and public IPv4 from the table.
+    ClusterkitError when neither has an instance type's price."""
+
+    def __init__(self, region: str, client: Any = None) -> None:
+        self.region = region
+        self.client = client
+        self.notes: list[str] = []
+        self._instances: dict[str, tuple[float, str]] = {}
+
+    @classmethod
+    def asking_aws(cls, region: str, session: Any = None) -> Prices:
+        """Prices that ask the Price List API first, through ``session``'s credentials."""
+        try:
+            return cls(region, price_list_client(session))
+        except Exception as exc:  # a broken profile: the table answers, and says why
+            prices = cls(region)
+            prices.notes.append(f"the AWS Price List API could not be asked: {exc}")
+            return prices
+
+    def instance(self, instance_type: str) -> tuple[float, str]:
+        """(USD per hour, source) of ``instance_type``."""
+        if instance_type not in self._instances:
+            self._instances[instance_type] = self._instance(instance_type)
+        return self._instances[instance_type]
+
+    def _instance(self, instance_type: str) -> tuple[float, str]:
+        why = ""
+        if self.client is not None:
+            try:
+                return api_instance_hourly(self.client, instance_type, self.region), API_SOURCE
+            except PriceUnavailable as exc:
+                why = f"the AWS Price List API {exc}"
+        try:
+            price = instance_hourly(instance_type, self.region)
+        except ClusterkitError as exc:
+            raise ClusterkitError(f"{exc}; {why}" if why else str(exc)) from exc
+        if why:
+            self.notes.append(f"{instance_type} priced from {TABLE_SOURCE}: {why}")
+        return price, TABLE_SOURCE
+
+    def gp3_gb_hour(self) -> tuple[float, str]:
+        """(USD per GB-hour of gp3, source)."""
+        return _price(GP3_GB_MONTH, self.region, "gp3") / HOURS_PER_MONTH, TABLE_SOURCE
+
+    def public_ipv4_hour(self) -> tuple[float, str]:
+        """(USD per hour of one public IPv4 address, source)."""
+        return PUBLIC_IPV4_HOURLY, TABLE_SOURCE
+
+
+def _prices_of(region: str, prices: Prices | None) -> Prices:
+    if prices is None:
+        return Prices(region)
+    if prices.region != region:
+        raise ValueError(f"prices of {prices.region} given to price a cluster in {region}")
+    return prices
+
+
+def estimate(
+    *,
+    region: str,
+    instance_type: str,
+    nodes: int,
+    volume_gb: int,
+    public_ips: int = 1,
+    prices: Prices | None = None,
+) -> Cost:
+    """The list price per hour of a cluster not yet made (what `up` would start); ``prices``
+    default: the kit's table only."""
+    prices = _prices_of(region, prices)
+    each, source = prices.instance(instance_type)
+    gp3, gp3_source = prices.gp3_gb_hour()
+    ipv4, ipv4_source = prices.public_ipv4_hour()
+    gb = nodes * volume_gb
+    lines = [
+        CostLine(f"{instance_type} instance", nodes, each, "/h", nodes * each, source),
+        CostLine("GB of gp3", gb, round(gp3, 7), "/GB-h", gb * gp3, gp3_source),
+        CostLine("public IPv4", public_ips, ipv4, "/h", public_ips * ipv4, ipv4_source),
+    ]
+    return Cost(region, lines, notes=list(prices.notes))
+
+
+def running(
+    ec2: Any, cluster: str, region: str, *, cluster_id: str | None = None,
+    prices: Prices | None = None,
+) -> Cost:  # fmt: skip
     """The list price per hour of the cluster's resources as they are now: running
     instances, every volume (stopped instances keep theirs), public addresses. With
-    ``cluster_id``, only those carrying it (not another cluster's of the same name)."""
+    ``cluster_id``, only those carrying it (not another cluster's of the same name).
+    ``prices`` default: the kit's table only."""
+    prices = _prices_of(region, prices)
     cost = Cost(region)
     tags = tag_filter(cluster, cluster_id)
     by_type: dict[str, int] = {}
@@ -143,18 +316,55 @@ def running(ec2: Any, cluster: str, region: str, *, cluster_id: str | None = Non
         1 for a in ec2.describe_addresses(Filters=tags)["Addresses"] if not a.get("InstanceId")
     )  # an idle Elastic IP bills too
     for itype, count in sorted(by_type.items()):
-        price = instance_hourly(itype, region)
-        cost.lines.append(CostLine(f"{itype} instance", count, price, "/h", count * price))
+        price, source = prices.instance(itype)
+        cost.lines.append(CostLine(f"{itype} instance", count, price, "/h", count * price, source))
     gb = sum(
         v["Size"]
         for v in ec2.describe_volumes(Filters=tags)["Volumes"]
         if v.get("VolumeType") == "gp3"
     )
     if gb:
-        per_gb_h = _price(GP3_GB_MONTH, region, "gp3") / HOURS_PER_MONTH
-        cost.lines.append(CostLine("GB of gp3", gb, round(per_gb_h, 7), "/GB-h", gb * per_gb_h))
-    if public:
+        per_gb_h, source = prices.gp3_gb_hour()
         cost.lines.append(
-            CostLine("public IPv4", public, PUBLIC_IPV4_HOURLY, "/h", public * PUBLIC_IPV4_HOURLY)
+            CostLine("GB of gp3", gb, round(per_gb_h, 7), "/GB-h", gb * per_gb_h, source)
         )
+    if public:
+        ipv4, source = prices.public_ipv4_hour()
+        cost.lines.append(CostLine("public IPv4", public, ipv4, "/h", public * ipv4, source))
+    cost.notes = list(prices.notes)
     return cost
+
+
+class OverBudget(BadInput):
+    """A cluster's list price per hour is over its spec's ``aws.max_hourly_usd``."""
+
+
+def within_budget(cost: Cost, limit: float) -> bool:
+    """Whether ``cost`` per hour is at most ``limit`` USD (a hundredth of a cent spared)."""
+    return cost.hourly <= limit + 1e-6
+
+
+def check_budget(cost: Cost, limit: float, *, yes: bool, spec_editable: bool = True) -> None:
+    """Nothing when ``cost`` per hour is within ``limit`` (the spec's aws.max_hourly_usd) or
+    ``yes`` accepts it; OverBudget naming the price, the limit, the field and the ways on (a
+    higher aws.max_hourly_usd, for a cluster not made yet: ``spec_editable``; or --yes)."""
+    if yes or within_budget(cost, limit):
+        return
+    enough = math.ceil(cost.hourly * 100) / 100
+    raise_it = (f"set aws.max_hourly_usd to {enough:.2f} or more in the spec, or "
+                if spec_editable else "")  # fmt: skip
+    raise OverBudget(
+        f"the cluster would cost ${cost.hourly:.4f} per hour at list prices ({cost.formula()}; "
+        f"{cost.source}), over aws.max_hourly_usd = ${limit:g}: {raise_it}pass --yes to "
+        "accept the price"
+    )
+
+
+def budget_unknown(exc: ClusterkitError, *, yes: bool, say: Callable[[str], None]) -> None:
+    """When a cluster cannot be priced (a region or type the kit's table lacks, and no Price
+    List API answer): with ``yes``, said, and nothing stops; else OverBudget with the reason
+    and --yes."""
+    if not yes:
+        raise OverBudget(f"{exc}; so aws.max_hourly_usd cannot be checked: pass --yes to go "
+                         "on without a price")  # fmt: skip
+    say(f"no list price ({exc}); going on without the budget check (--yes)")

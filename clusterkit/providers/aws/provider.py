@@ -80,6 +80,7 @@ class AwsProvider:
             "operator_cidr": operator_cidr,
             "ami_family": spec.aws.ami_family,
             "public_key": public_key,
+            "idle_action": spec.idle_guard.action_for("aws"),
         }
 
     def preflight(
@@ -105,18 +106,50 @@ class AwsProvider:
         """Every preflight check (nothing is made in AWS; the cluster's SSH key is made here
         if missing), and the list price per hour of what ``up`` would make."""
         ctx, _ = self.preflight(spec, paths)
-        price = pricing.estimate(
-            region=ctx.region,
-            instance_type=spec.aws.instance_type,
-            nodes=1 + spec.nodes.workers,
-            volume_gb=spec.aws.volume_gb,
-        )
+        price = self.estimate(spec, ctx.region)
         return {
             **asdict(ctx),
             "hourly_usd": round(price.hourly, 4),
             "formula": price.formula(),
             "price_table_date": pricing.PRICE_TABLE_DATE,
+            "price_source": price.source,
+            "price_notes": price.notes,
+            "max_hourly_usd": spec.aws.max_hourly_usd,
+            "within_budget": pricing.within_budget(price, spec.aws.max_hourly_usd),
         }
+
+    @staticmethod
+    def estimate(spec: Spec, region: str | None = None) -> pricing.Cost:
+        """The list price per hour of what ``up`` would make of ``spec`` in ``region``
+        (default: the spec's, else the environment's), asking the Price List API first."""
+        sess = aws_preflight.session(region or spec.aws.region)
+        return pricing.estimate(
+            region=sess.region_name,
+            instance_type=spec.aws.instance_type,
+            nodes=1 + spec.nodes.workers,
+            volume_gb=spec.aws.volume_gb,
+            prices=pricing.Prices.asking_aws(sess.region_name, sess),
+        )
+
+    def check_budget(self, spec: Spec, *, yes: bool, region: str | None = None, made: bool = False,
+                     say: Progress = _quiet) -> pricing.Cost | None:  # fmt: skip
+        """The estimate of ``spec`` (in ``region``; default the spec's), said; OverBudget
+        (nothing made or started) when it is over ``aws.max_hourly_usd`` and ``yes`` does not
+        accept it, or when it cannot be priced and ``yes`` does not say go on (then None).
+        ``made``: the cluster exists, its spec can no longer change (the fix is --yes)."""
+        try:
+            price = self.estimate(spec, region)
+        except aws_preflight.AwsPreflightError:
+            raise  # no region: the preflight's own message says how to give one
+        except ClusterkitError as exc:
+            pricing.budget_unknown(exc, yes=yes, say=say)
+            return None
+        pricing.check_budget(price, spec.aws.max_hourly_usd, yes=yes, spec_editable=not made)
+        within = pricing.within_budget(price, spec.aws.max_hourly_usd)
+        say(f"list price ${price.hourly:.4f}/h ({price.source}): "
+            f"{'within' if within else 'over, accepted by --yes,'} aws.max_hourly_usd = "
+            f"${spec.aws.max_hourly_usd:g}")  # fmt: skip
+        return price
 
     def create(self, spec: Spec, paths: ClusterPaths, *, storage: Path | None,
                say: Progress) -> Inventory:  # fmt: skip

@@ -11,7 +11,8 @@ Before a node starts, :func:`prepare` writes into its upper folder what a cloud 
 have on first boot: fresh SSH host keys, the operator's key authorized for root, no DNS
 resolver (the rehearsal has no DNS; lookups then fail at once instead of timing out), and
 docker-systemctl-replacement as ``systemctl`` (a node has no systemd; this one starts, stops
-and enables the playbooks' units from their unit files).
+and enables the playbooks' units from their unit files, and keeps their output for its
+``journalctl -u``; it has no timers, so the idle guard's unit passes in a loop there).
 
 Run as ``python -m clusterkit.providers.netns.nodes init NAME ADDRESS FOLDER [SHARED ...]`` inside
 the node's namespaces, this module is the node's first process: it mounts the root, binds
@@ -99,17 +100,21 @@ def prepare(target: Node, *, authorized_key: str) -> None:
     (target.upper / "etc" / "hostname").write_text(target.name + "\n")
     (target.upper / "etc" / "resolv.conf").write_text("# the rehearsal has no DNS\n")
     (target.upper / "run" / "sshd").mkdir(parents=True, exist_ok=True)
-    systemctl = target.upper / "usr" / "bin" / "systemctl"
-    systemctl.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(_systemctl_replacement(), systemctl)
-    os.chmod(systemctl, 0o755)
+    bin_dir = target.upper / "usr" / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    # its journalctl (-u UNIT) runs "systemctl3.py log UNIT" from its own folder
+    for name, source in (("systemctl", "systemctl3.py"), ("systemctl3.py", "systemctl3.py"),
+                         ("journalctl", "journalctl3.py")):  # fmt: skip
+        shutil.copyfile(_systemctl_replacement(source), bin_dir / name)
+        os.chmod(bin_dir / name, 0o755)
 
 
-def _systemctl_replacement() -> Path:
-    """docker-systemctl-replacement's one-file systemctl (standard library only)."""
+def _systemctl_replacement(name: str = "systemctl3.py") -> Path:
+    """A file of docker-systemctl-replacement (standard library only): its one-file
+    systemctl, or its journalctl."""
     from importlib.resources import files
 
-    return Path(str(files("systemctl2") / "systemctl3.py"))
+    return Path(str(files("systemctl2") / name))
 
 
 def start(layout: Layout, target: Node, *, shared: Sequence[Path] = ()) -> int:

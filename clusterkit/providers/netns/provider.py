@@ -164,6 +164,9 @@ class NetnsProvider:
             "clusterkit_private_subnet": layout.private_subnet,
             "clusterkit_hdfs": False,  # Hadoop cannot be downloaded here
             "common_apt_update_cache": False,  # no internet: the host's packages are there
+            # the systemctl stand-in has no timers: the guard's unit passes every 15 s itself
+            "idle_guard_scheduler": "loop",
+            "idle_guard_every_s": 15,
         }
 
     def host_variables(self, name: str) -> dict[str, dict[str, object]]:
