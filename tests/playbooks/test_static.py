@@ -145,6 +145,10 @@ def test_spark_and_ray_settings_carry_the_private_addresses(rendered):
         assert f"Environment=HADOOP_HOME={hadoop}\n" in ray
         assert f"Environment=ARROW_LIBHDFS_DIR={hadoop}/lib/native\n" in ray
         assert "Environment=JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64\n" in ray
+        # `ray start --block` outlives `ray stop`: the stop ends it too (SIGINT: a clean exit)
+        stop = next(ln for ln in ray.splitlines() if ln.startswith("ExecStop="))
+        assert stop.startswith("ExecStop=/bin/sh -c '") and " stop; /bin/kill -INT" in stop
+        assert '"$MAINPID"' in stop
     head = (rendered / "master" / "ray.service").read_text()
     assert "--head" in head and "--dashboard-host 10.0.1.10" in head
     assert "--address 10.0.1.10:6379" in (rendered / "worker" / "ray.service").read_text()

@@ -35,7 +35,7 @@ from clusterkit.core.errors import ClusterkitError
 from clusterkit.core.power_log import PowerEvent
 from clusterkit.providers.aws.pricing import Prices, combined_source
 from clusterkit.providers.aws.sweep import LIVE_STATES
-from clusterkit.providers.aws.tags import tag_filter, tag_value
+from clusterkit.providers.aws.tags import ROLE_TAG_KEY, tag_filter, tag_value
 
 #: AWS bills a Linux instance per second, with this minimum per start.
 MIN_BILLED_S = 60.0
@@ -45,7 +45,6 @@ SAME_START_S = 300.0
 #: The time inside ``StateTransitionReason``: "User initiated (2026-12-01 10:00:00 GMT)"
 #: (moto writes UTC).
 STOP_TIME = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
-ROLE_TAG_KEY = "clusterkit:role"
 RUNNING_STATES = ("pending", "running")
 
 Span = tuple[float, float]

@@ -16,9 +16,8 @@ from typing import Any
 
 from clusterkit.core.errors import ClusterkitError
 from clusterkit.providers.aws.sweep import LIVE_STATES
-from clusterkit.providers.aws.tags import TAG_KEY, tag_filter, tag_value
+from clusterkit.providers.aws.tags import ROLE_TAG_KEY, TAG_KEY, tag_filter, tag_value
 
-ROLE_TAG_KEY = "clusterkit:role"
 #: Seconds between two looks of a waiter, and how long it waits at most (EC2 stops a t2 in
 #: about a minute; one stuck in ``stopping`` is said after this).
 WAIT_DELAY_S = 5

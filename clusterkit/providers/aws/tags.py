@@ -9,6 +9,8 @@ import secrets
 
 TAG_KEY = "clusterkit:cluster"
 ID_TAG_KEY = "clusterkit:cluster-id"
+#: Each instance's role ("master" or "worker"), as infra/nodes.tf tags it.
+ROLE_TAG_KEY = "clusterkit:role"
 #: 12 lowercase hex characters (infra/variables.tf checks the same).
 ID_PATTERN = re.compile(r"[0-9a-f]{12}")
 
