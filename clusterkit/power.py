@@ -18,6 +18,10 @@ healthy by then. Both verbs take the cluster's lock; ``stop`` refuses while a ru
 unless forced (then the runs are cancelled, as ``down`` does); each writes the power log.
 A ``start`` whose nodes did not start leaves the cluster stopped (``start`` again); one
 whose services did not come up leaves it running: ``up`` repairs it, ``stop`` stops it.
+
+Also here, for ``status``, ``clusterkit idle`` and the console: a remote cluster's idle guard
+as its master sees it (:func:`idle_guard`), an AWS cluster's cost now and since ``up``
+(:func:`cost_summary`), and an AWS cluster its guard powered off (:func:`stopped_outside`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -366,7 +367,8 @@ def test_shutdown_behavior_follows_the_idle_guards_action(tf):
     r = tf["resource"]
     for node in ("aws_instance.master", "aws_instance.worker"):
         assert r[node]["instance_initiated_shutdown_behavior"] == "${local.shutdown_behavior}"
-    choices = IdleGuard.model_fields["action"].annotation.__args__[0].__args__
+    optional = typing.get_args(IdleGuard.model_fields["action"].annotation)  # Literal | None
+    choices = typing.get_args(optional[0])
     assert set(choices) == {"stop", "terminate", "record"}
     assert tf["variable"]["idle_action"]["default"] == "stop"
     validation = _one(tf["variable"]["idle_action"]["validation"])["condition"]

@@ -26,6 +26,9 @@ from clusterkit.providers.netns.topology import Layout
 from tests.conftest import stop_local_clusters
 
 NAME = "tnet"
+#: `up`'s arguments for the shared cluster (again, to repair it: the same spec): the idle
+#: guard at its shortest (it only records on the rehearsal), for test_idle_guard.py
+UP_ARGS = ("--provider", "netns", "--name", NAME, "--idle-minutes", "1")
 CLUSTERKIT = str(Path(sys.executable).parent / "clusterkit")
 
 
@@ -90,10 +93,8 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
     env["CLUSTERKIT_HOME"] = str(home)
     topology.destroy(Layout(cluster=NAME))  # what a run killed half-way left
     started = time.monotonic()
-    # the idle guard at its shortest (it only records on the rehearsal): test_idle_guard.py
-    proc = subprocess.run([CLUSTERKIT, "up", "--provider", "netns", "--name", NAME,
-                           "--idle-minutes", "1"], env=env, capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+    proc = subprocess.run([CLUSTERKIT, "up", *UP_ARGS], env=env, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
     r = Rehearsal(home, env, Layout(cluster=NAME), time.monotonic() - started,
                   proc.stdout + proc.stderr)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -21,7 +21,7 @@ import pytest
 
 from clusterkit.services.playbooks import NODE_SPARK_CONF_DIR, NODE_SPARK_CONNECT_TOKEN
 from tests.notebook_client import code_cells, run_cells
-from tests.rehearsal.conftest import CLUSTERKIT, Rehearsal, sh
+from tests.rehearsal.conftest import CLUSTERKIT, UP_ARGS, Rehearsal, sh
 
 pytestmark = pytest.mark.rehearsal
 
@@ -210,7 +210,7 @@ def test_a_killed_connect_server_is_named_and_up_restores_it(rehearsal: Rehearsa
     code, record = _record(rehearsal, str(EXAMPLES / "wordcount.py"))
     assert code == 1 and "Spark Connect server" in record["error"], record["error"]
     assert "clusterkit up" in record["error"]
-    up = rehearsal.ck("up", "--provider", "netns", "--name", rehearsal.state.name)
+    up = rehearsal.ck("up", *UP_ARGS)
     assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
     code, record = _record(rehearsal, str(EXAMPLES / "wordcount.py"))
     assert code == 0, record["error"]
