@@ -224,6 +224,12 @@ class Cluster:
         return self._runs
 
 
+def stopped_message(state: ClusterState) -> str:
+    """One line: the cluster is stopped (``clusterkit stop``), since when, and the fix."""
+    return (f"cluster {state.name!r} is stopped (since {state.stopped_at}; its disks and data "
+            "are kept): `clusterkit start` starts it")  # fmt: skip
+
+
 def open_cluster(name: str | None = None) -> Cluster:
     """The named (or current) cluster, which must be up and running (not stopped); NoCluster
     with the fix otherwise."""
@@ -232,8 +238,7 @@ def open_cluster(name: str | None = None) -> Cluster:
     if cluster is None:
         raise NoCluster(f"cluster {name!r} is down: start it with `clusterkit up`")
     if cluster.state.power == "stopped":
-        raise NoCluster(f"cluster {name!r} is stopped (since {cluster.state.stopped_at}): "
-                        f"start it with `clusterkit start`")  # fmt: skip
+        raise NoCluster(stopped_message(cluster.state))
     return cluster
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from clusterkit import power
-from clusterkit.cluster import Cluster, open_cluster, services_for
+from clusterkit.cluster import Cluster, open_cluster, services_for, stopped_message
 from clusterkit.core import power_log
 from clusterkit.core.errors import (
     ClusterkitError,
@@ -155,7 +155,7 @@ def _up_locked(spec: Spec, paths: ClusterPaths, *, say: Progress, timeout_s: flo
                 f"{', '.join(changes)}); run `clusterkit down` first, then `clusterkit up`"
             )
         if existing.power == "stopped":  # `start` is the verb that bills again (budget, --yes)
-            raise ClusterkitError(power.stopped_message(existing))
+            raise ClusterkitError(stopped_message(existing))
         return _up_again(Cluster.of(existing, paths), t0=t0, say=say, timeout_s=timeout_s)
     if isinstance(provider, AwsProvider):  # over aws.max_hourly_usd: refused, nothing made
         provider.check_budget(spec, yes=accept_price, say=say)

@@ -271,12 +271,6 @@ def _mark(cluster: Cluster, power: str) -> None:
     _save(cluster)
 
 
-def stopped_message(state: ClusterState) -> str:
-    """One line: the cluster is stopped, since when, and the fix."""
-    return (f"cluster {state.name!r} is stopped (since {state.stopped_at}; its disks and data "
-            "are kept): `clusterkit start` starts it")  # fmt: skip
-
-
 def stopped_status(cluster: Cluster) -> dict[str, Any]:
     """``status`` of a stopped cluster, without probing its services: since when, and (AWS)
     what it still costs per hour (``still_billed``)."""

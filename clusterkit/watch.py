@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from clusterkit.cluster import Cluster, submit_job
+from clusterkit.cluster import Cluster, stopped_message, submit_job
 from clusterkit.core.errors import NoCluster
 from clusterkit.core.records import RunRecord
 from clusterkit.core.state import Contexts
 from clusterkit.metrics.nodes import NodeWatch
-from clusterkit.power import cost_summary, idle_guard_view, stopped_message
+from clusterkit.power import cost_summary, idle_guard_view
 from clusterkit.runs.store import FolderRunStore, RunStore
 from clusterkit.services.health import ServiceHealth
 
