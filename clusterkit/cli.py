@@ -44,11 +44,12 @@ from clusterkit.cluster import (
 from clusterkit.core.errors import BadInput, ClusterkitError, NoCluster, RunNotFound
 from clusterkit.core.fmt import human_bytes, human_seconds
 from clusterkit.core.records import RunRecord
-from clusterkit.core.spec import SPEC_FILENAME, default_spec_text, load_spec
+from clusterkit.core.spec import MAX_WORKERS, SPEC_FILENAME, default_spec_text, load_spec
 from clusterkit.core.state import Contexts
 from clusterkit.runs.launcher import Runs
 from clusterkit.runs.store import RunStore
 from clusterkit.runs.tails import LogTail, progress
+from clusterkit.scale import scale as scale_cluster
 from clusterkit.scripts import plan_script, submit_script
 
 app = typer.Typer(
@@ -132,14 +133,36 @@ def up(
     no_idle_guard: Annotated[
         bool, typer.Option("--no-idle-guard", help="no idle guard on this cluster")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(help=f"how many workers, 1 to {MAX_WORKERS} (overrides nodes.workers)"),
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="AWS: the region (aws.region)")] = None,
+    instance_type: Annotated[
+        str | None, typer.Option(help="AWS: every node's EC2 type (aws.*_instance_type)")
+    ] = None,
+    worker_instance_type: Annotated[
+        str | None, typer.Option(help="AWS: the workers' EC2 type (aws.worker_instance_type)")
+    ] = None,
+    spot_workers: Annotated[
+        bool, typer.Option("--spot-workers", help="AWS: the workers are spot instances")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Start the cluster (default: a real Spark + Ray cluster on this machine)."""
+    """Start the cluster (default: a real Spark + Ray cluster on this machine). The options
+    override the spec for this cluster, and its saved spec keeps them."""
     if no_idle_guard and idle_minutes is not None:
         raise BadInput("give --idle-minutes or --no-idle-guard, not both")
     guard = 0 if no_idle_guard else idle_minutes
-    spec = load_spec(spec_path, provider=provider, name=name,
-                     **{"idle_guard.idle_minutes": guard})  # fmt: skip
+    overrides = {
+        "idle_guard.idle_minutes": guard,
+        "nodes.workers": workers,
+        "aws.region": region,
+        "aws.master_instance_type": instance_type,
+        "aws.worker_instance_type": worker_instance_type or instance_type,
+        "aws.worker_market": "spot" if spot_workers else None,
+    }
+    spec = load_spec(spec_path, provider=provider, name=name, **overrides)
     if dry_run:
         _print_plan(lifecycle.up_check(spec), as_json=as_json)
         return
@@ -358,6 +381,36 @@ def stop(
 
 
 @app.command()
+def scale(
+    workers: Annotated[
+        int,
+        typer.Option("--workers", help=f"the workers the cluster is to have, 1 to {MAX_WORKERS}"),
+    ],
+    cluster_name: ClusterOpt = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="shrinking: cancel the runs still going, and remove the "
+            "workers even if a drain fails",
+        ),
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="AWS: accept a list price over aws.max_hourly_usd")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Grow or shrink a running cluster (rehearsal or AWS): new workers are made and
+    provisioned alone; leaving ones are drained (Spark, HDFS, Ray) first. The price per hour
+    before and after is said first (AWS)."""
+    report = scale_cluster(cluster_name, workers=workers, force=force, yes=yes, say=_say)
+    if as_json:
+        _print_json(asdict(report))
+        return
+    _line(f"{report.message} ({report.elapsed_s:.1f} s)")
+
+
+@app.command()
 def start(
     cluster_name: ClusterOpt = None,
     yes: Annotated[
@@ -419,6 +472,11 @@ def status(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
     for s in data["services"]:
         table.add_row(s["name"], s["state"], s["address"], s["detail"])
     out.print(table)
+    for problem in data.get("problems") or []:
+        out.print(f"problem: {problem}")
+    if data.get("reclaimed"):
+        out.print(f"reclaimed by AWS (spot): {', '.join(data['reclaimed'])}; `clusterkit scale "
+                  "--workers N` (N: the workers it has) replaces them")  # fmt: skip
     keeper = data.get("keeper")
     if keeper:  # the local cluster: what its keeper started again
         restarts = ", ".join(f"{n} {c}x" for n, c in sorted(keeper["restarts"].items()))

@@ -453,6 +453,17 @@ def _saved_spec(paths: ClusterPaths) -> Spec | None:
         return None
 
 
+def _reclaimed(cluster: Cluster) -> list[str] | None:
+    """The spot workers AWS took back (``clusterkit scale`` replaces them); None when EC2
+    could not say, empty for any other provider."""
+    if not isinstance(cluster.provider, AwsProvider):
+        return []
+    try:
+        return cluster.provider.reclaimed_workers(cluster.name, cluster.paths)
+    except ClusterkitError:
+        return None
+
+
 def status(name: str | None = None) -> dict[str, Any]:
     """Provider, nodes (memory, CPU), services (state, address, URL) of a cluster.
 
@@ -471,16 +482,18 @@ def status(name: str | None = None) -> dict[str, Any]:
         return outside
     try:
         rows = cluster.health()
+        found = cluster.problems(rows)  # a node missing from Spark or Ray: not up
         nodes = cluster.node_metrics(cpu_interval=0.2)
         guard = power.idle_guard_view(cluster)
         spend = power.cost_summary(cluster)
+        reclaimed = _reclaimed(cluster)
     finally:
         cluster.close()
     state = cluster.state
     # the local services' processes (a remote cluster's are the nodes' systemd units)
     processes = {d.name: {"pid": d.pid, "alive": is_alive(d), "log": d.log}
                  for d in state.daemons}  # fmt: skip
-    overall = "up" if all(r.state == "up" for r in rows) else "degraded"
+    overall = "up" if all(r.state == "up" for r in rows) and not found else "degraded"
     kept = {}
     if state.provider == "local":  # a remote cluster's nodes have systemd
         events = read_events(paths)
@@ -497,6 +510,8 @@ def status(name: str | None = None) -> dict[str, Any]:
         "endpoints": asdict(state.endpoints),
         "nodes": nodes,
         "services": [r.to_dict() for r in rows],
+        "problems": found,
+        "reclaimed": reclaimed,
         "processes": processes,
         "idle_guard": guard,
         "cost": spend,

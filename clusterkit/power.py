@@ -205,7 +205,8 @@ class _Instances:
         assert change.public_ip is not None  # aws_power.start raises otherwise
         _follow_address(cluster, self.provider, change.public_ip, say=say)
         return {"instances_started": change.acted, "already_running": change.already,
-                "master_public_ip": change.public_ip}  # fmt: skip
+                "master_public_ip": change.public_ip,
+                "reclaimed": change.reclaimed}  # fmt: skip
 
     def held(self, cluster: Cluster) -> dict[str, Any] | None:
         """What still bills (volumes, an address left), at the kit's table's prices; the
@@ -405,7 +406,7 @@ def _stop_locked(cluster: Cluster, *, force: bool, say: Progress, t0: float) -> 
                        message=f"cluster {name!r}: its instances were stopped already (by its "
                                "idle guard, or in the EC2 console); recorded as stopped",
                        details={"instances": found})  # fmt: skip
-    _settle_runs(cluster, force=force, say=say)
+    settle_runs(cluster, force=force, say=say)
     _stop_notebook(cluster, say=say)
     details = nodes.stop(cluster, say=say)
     _mark(cluster, STOPPED)
@@ -416,11 +417,12 @@ def _stop_locked(cluster: Cluster, *, force: bool, say: Progress, t0: float) -> 
                            "it again")  # fmt: skip
 
 
-def _settle_runs(cluster: Cluster, *, force: bool, say: Progress) -> None:
+def settle_runs(cluster: Cluster, *, force: bool, say: Progress, verb: str = "stop") -> None:
     """Nothing when no run is going. RunsActive naming them and the fixes, unless ``force``:
-    then each is cancelled (its record says why); when the master does not answer, their
-    copies here are recorded failed with the reason."""
+    then each is cancelled (its record says why: ``clusterkit VERB --force``); when the master
+    does not answer, their copies here are recorded failed with the reason."""
     runs = cluster.runs()
+    why = {"stop": "the cluster was stopped"}.get(verb, "workers were removed")
     try:
         runs.store.refresh()
         active = [r for r in map(runs.reap_if_orphaned, runs.store.active()) if not r.final]
@@ -428,9 +430,9 @@ def _settle_runs(cluster: Cluster, *, force: bool, say: Progress) -> None:
         if not force:
             raise RunsActive(
                 f"cluster {cluster.name!r}: its runs could not be checked ({exc}); `clusterkit "
-                "stop --force` stops it all the same (runs still going are recorded failed)"
+                f"{verb} --force` goes on all the same (runs still going are recorded failed)"
             ) from exc
-        fail_copies(cluster, f"the cluster was stopped; its master did not answer: {exc}", say)
+        fail_copies(cluster, f"{why}; its master did not answer: {exc}", say)
         return
     if not active:
         return
@@ -438,11 +440,10 @@ def _settle_runs(cluster: Cluster, *, force: bool, say: Progress) -> None:
     if not force:
         raise RunsActive(
             f"cluster {cluster.name!r} has {len(active)} run(s) going: {listed}; wait for them "
-            "(`clusterkit runs`), cancel them (`clusterkit cancel ID`), or `clusterkit stop "
-            "--force` cancels them and stops"
+            f"(`clusterkit runs`), cancel them (`clusterkit cancel ID`), or `clusterkit {verb} "
+            f"--force` cancels them and goes on"
         )
-    cancel_runs(runs, active, reason="the cluster was stopped (clusterkit stop --force)",
-                say=say)  # fmt: skip
+    cancel_runs(runs, active, reason=f"{why} (clusterkit {verb} --force)", say=say)
 
 
 def cancel_runs(runs: Runs, records: list[RunRecord], *, reason: str, say: Progress) -> None:
@@ -516,6 +517,12 @@ def _start_locked(cluster: Cluster, *, yes: bool, say: Progress, timeout_s: floa
             "stop` stops it again")  # fmt: skip
         raise
     _mark(cluster, RUNNING)  # from here a start cut short is a running cluster to repair
+    if details.get("reclaimed"):  # spot workers only EC2 may start: health cannot come
+        return _report(cluster, "start", changed=True, t0=t0, details=details,
+                       message=f"cluster {name!r} is running again but for spot worker(s) "
+                               f"AWS reclaimed ({', '.join(details['reclaimed'])}): `clusterkit "
+                               f"scale --workers {len(state.inventory.workers())}` replaces "
+                               "them")  # fmt: skip
     try:
         details |= _healthy(cluster, say=say, timeout_s=timeout_s)
     except BaseException:

@@ -26,20 +26,32 @@ locals {
     }
   }
   image = local.images[var.ami_family]
-  zone  = coalesce(var.availability_zone, try(sort(data.aws_ec2_instance_type_offerings.node.locations)[0], null))
+  # The zones that offer both instance types; the first of them (by name), unless
+  # availability_zone names one. The public subnet's precondition refuses a zone not in it.
+  zones = setintersection(data.aws_ec2_instance_type_offerings.master.locations, data.aws_ec2_instance_type_offerings.worker.locations)
+  zone  = var.availability_zone != null ? var.availability_zone : try(sort(tolist(local.zones))[0], null)
 
   master_private_ip  = cidrhost(var.public_subnet_cidr, 10)
   worker_private_ips = [for i in range(var.worker_count) : cidrhost(var.private_subnet_cidr, 10 + i)]
 }
 
-# The zones of the region that offer the instance type (older types such as t2 are missing
-# from some newer zones); the first, unless availability_zone names one.
-data "aws_ec2_instance_type_offerings" "node" {
+# The zones of the region that offer each role's instance type (older types such as t2 are
+# missing from some newer zones).
+data "aws_ec2_instance_type_offerings" "master" {
   location_type = "availability-zone"
 
   filter {
     name   = "instance-type"
-    values = [var.instance_type]
+    values = [var.master_instance_type]
+  }
+}
+
+data "aws_ec2_instance_type_offerings" "worker" {
+  location_type = "availability-zone"
+
+  filter {
+    name   = "instance-type"
+    values = [var.worker_instance_type]
   }
 }
 

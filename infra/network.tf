@@ -29,6 +29,13 @@ resource "aws_subnet" "public" {
   map_public_ip_on_launch = false
 
   tags = { Name = "clusterkit-${var.cluster_name}-public" }
+
+  lifecycle {
+    precondition {
+      condition     = contains(tolist(local.zones), coalesce(local.zone, "none"))
+      error_message = "No zone of ${var.region} offers both ${var.master_instance_type} (master) and ${var.worker_instance_type} (workers)${var.availability_zone == null ? "" : " in ${var.availability_zone}"}: pick other types (aws.master_instance_type, aws.worker_instance_type) or another region."
+    }
+  }
 }
 
 resource "aws_subnet" "private" {

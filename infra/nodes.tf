@@ -18,9 +18,10 @@ locals {
     ssh_pwauth: false
   EOT
 
+  # Every node boots the same image: the one a made cluster was given (ami_id), else the
+  # newest of ami_family.
   node_common = {
-    ami           = data.aws_ami.node.id
-    instance_type = var.instance_type
+    ami = coalesce(var.ami_id, data.aws_ami.node.id)
   }
 }
 
@@ -30,7 +31,7 @@ resource "aws_instance" "master" {
   # checkov:skip=CKV_AWS_135:t2 instances cannot be EBS-optimized; the source project's t2.large is the default
   # checkov:skip=CKV2_AWS_41:the nodes call no AWS API, so they get no instance profile (least privilege)
   ami                         = local.node_common.ami
-  instance_type               = local.node_common.instance_type
+  instance_type               = var.master_instance_type
   subnet_id                   = aws_subnet.public.id
   private_ip                  = local.master_private_ip
   associate_public_ip_address = true
@@ -66,7 +67,7 @@ resource "aws_instance" "worker" {
   count = var.worker_count
 
   ami                         = local.node_common.ami
-  instance_type               = local.node_common.instance_type
+  instance_type               = var.worker_instance_type
   subnet_id                   = aws_subnet.private.id
   private_ip                  = local.worker_private_ips[count.index]
   associate_public_ip_address = false
@@ -76,6 +77,23 @@ resource "aws_instance" "worker" {
   monitoring                  = false
   # the idle guard powers nodes off from inside: this makes that a stop or a terminate
   instance_initiated_shutdown_behavior = local.shutdown_behavior
+
+  # Spot workers (worker_market = spot): a persistent request that stops the instance when
+  # AWS interrupts it (a one-time request could not be stopped and started by the kit; the
+  # request starts the instance again once capacity returns). No maximum price: the spot
+  # price is paid, at most the on-demand price.
+  dynamic "instance_market_options" {
+    for_each = var.worker_market == "spot" ? ["spot"] : []
+
+    content {
+      market_type = "spot"
+
+      spot_options {
+        spot_instance_type             = "persistent"
+        instance_interruption_behavior = "stop"
+      }
+    }
+  }
 
   metadata_options {
     http_endpoint               = "enabled"

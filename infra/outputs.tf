@@ -39,8 +39,33 @@ output "image_user" {
 }
 
 output "ami_id" {
-  description = "The image both nodes boot, found by the aws_ami data source."
-  value       = data.aws_ami.node.id
+  description = "The image every node boots (ami_id, else the newest of ami_family); clusterkit gives it back as ami_id when it applies again."
+  value       = local.node_common.ami
+}
+
+output "availability_zone" {
+  description = "The zone the subnets and every node are in; clusterkit gives it back as availability_zone when it applies again."
+  value       = local.zone
+}
+
+output "master_instance_id" {
+  description = "The master's EC2 instance id."
+  value       = aws_instance.master.id
+}
+
+output "worker_names" {
+  description = "The workers' node names, worker-1 to worker-N, in the order of worker_private_ips and worker_instance_ids."
+  value       = [for i in range(var.worker_count) : "worker-${i + 1}"]
+}
+
+output "worker_instance_ids" {
+  description = "The workers' EC2 instance ids, worker-1 first."
+  value       = aws_instance.worker[*].id
+}
+
+output "worker_market" {
+  description = "How the workers are bought: on-demand or spot."
+  value       = var.worker_market
 }
 
 output "master_security_group_id" {

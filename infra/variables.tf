@@ -28,14 +28,43 @@ variable "region" {
   }
 }
 
-variable "instance_type" {
-  description = "The EC2 instance type of both nodes (the source project used t2.large: 2 vCPU, 8 GiB)."
+variable "master_instance_type" {
+  description = "The master's EC2 instance type (the source project used t2.large: 2 vCPU, 8 GiB). Always on-demand: it holds HDFS's NameNode, the drivers and the NAT."
   type        = string
   default     = "t2.large"
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.instance_type))
-    error_message = "instance_type: an EC2 instance type such as t2.large or m5.large."
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.master_instance_type))
+    error_message = "master_instance_type: an EC2 instance type such as t2.large or m5.large."
+  }
+}
+
+variable "worker_instance_type" {
+  description = "Every worker's EC2 instance type."
+  type        = string
+  default     = "t2.large"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.worker_instance_type))
+    error_message = "worker_instance_type: an EC2 instance type such as t2.large or m5.large."
+  }
+}
+
+variable "worker_market" {
+  description = "How the workers are bought: on-demand, or spot (a persistent spot request each, stopped when AWS interrupts it, so the kit's stop and start still work). The master is always on-demand."
+  type        = string
+  default     = "on-demand"
+
+  validation {
+    condition     = contains(["on-demand", "spot"], var.worker_market)
+    error_message = "worker_market: on-demand or spot."
+  }
+
+  # A persistent spot instance that terminates is launched again by its request, outside
+  # Terraform: a poweroff from inside must stop a spot worker, never terminate it.
+  validation {
+    condition     = var.worker_market != "spot" || var.idle_action != "terminate"
+    error_message = "worker_market = spot needs idle_action stop or record: a spot worker that terminates itself is launched again by its persistent spot request, outside Terraform and the kit."
   }
 }
 
@@ -126,13 +155,24 @@ variable "public_key" {
 }
 
 variable "availability_zone" {
-  description = "The zone both subnets are in; null: the first zone of the region that offers instance_type."
+  description = "The zone both subnets are in; null: the first zone of the region that offers both instance types."
   type        = string
   default     = null
 
   validation {
     condition     = var.availability_zone == null || can(regex("^${var.region}[a-z]$", var.availability_zone))
     error_message = "availability_zone: a zone of the region, e.g. us-east-1a."
+  }
+}
+
+variable "ami_id" {
+  description = "The image every node boots; null: the newest image of ami_family. clusterkit gives a made cluster's own image here when it applies again (clusterkit scale), so a newer image never replaces its nodes."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.ami_id == null || can(regex("^ami-[0-9a-f]+$", var.ami_id))
+    error_message = "ami_id: an EC2 image id (ami- and hex digits), or null to look the image up."
   }
 }
 

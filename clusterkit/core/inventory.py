@@ -12,6 +12,14 @@ from typing import Any
 
 from clusterkit.core.errors import BadInput
 
+#: ``worker`` names the first worker, as before clusters had more than one
+WORKER_ALIASES = {"worker": "worker-1", "worker-1": "worker"}
+
+
+def worker_name(index: int) -> str:
+    """The name of the ``index``-th worker (1-based): worker-1 ... worker-N."""
+    return f"worker-{index}"
+
 
 @dataclass(frozen=True)
 class Node:
@@ -52,13 +60,19 @@ class Inventory:
                 return node
         raise LookupError(f"cluster {self.cluster} has no master node")
 
+    def workers(self) -> tuple[Node, ...]:
+        """The nodes with the worker role, in the inventory's order (worker-1 first)."""
+        return tuple(node for node in self.nodes if "worker" in node.roles)
+
     def node(self, name: str) -> Node:
-        """The node called ``name``, or else the one node with the role ``name`` (``master``
-        and ``worker`` name this machine on the local provider); BadInput listing the
-        cluster's nodes otherwise."""
-        for node in self.nodes:
-            if node.name == name:
-                return node
+        """The node called ``name``; else its alias (``worker`` is ``worker-1``, and the
+        other way round in a cluster made before workers were numbered); else the one node
+        with the role ``name`` (``master`` and ``worker`` name this machine on the local
+        provider); BadInput listing the cluster's nodes otherwise."""
+        for wanted in (name, WORKER_ALIASES.get(name)):
+            for node in self.nodes:
+                if node.name == wanted:
+                    return node
         holders = [node for node in self.nodes if name in node.roles]
         if len(holders) == 1:
             return holders[0]

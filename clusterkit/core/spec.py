@@ -101,10 +101,17 @@ class Ports(_Section):
         }
 
 
+#: The most workers a cluster may have (Terraform's worker_count allows as many).
+MAX_WORKERS = 8
+
+
 class Nodes(_Section):
     """How big the services are. ``auto`` sizes them from this machine (psutil)."""
 
-    workers: int = Field(1, ge=1, le=1, description="worker count (the local provider has one)")
+    workers: int = Field(
+        1, ge=1, le=MAX_WORKERS,
+        description=f"worker count: 1 to {MAX_WORKERS} on aws and netns (local: one)",
+    )  # fmt: skip
     worker_cores: int | Literal["auto"] = "auto"
     ray_cpus: int | Literal["auto"] = "auto"
     worker_memory: str = Field("auto", description="Spark worker memory, e.g. 4g, or auto")
@@ -159,6 +166,9 @@ class Storage(_Section):
     )
 
 
+_INSTANCE_TYPE = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"
+
+
 class Aws(_Section):
     """The AWS provider's settings (Terraform variables of infra/); unused by the others."""
 
@@ -166,7 +176,28 @@ class Aws(_Section):
         None, pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$",
         description="null = AWS_REGION, AWS_DEFAULT_REGION, or the profile's region",
     )  # fmt: skip
-    instance_type: str = Field("t2.large", pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+    master_instance_type: str = Field(
+        "t2.large", pattern=_INSTANCE_TYPE, description="the master's EC2 type"
+    )
+    worker_instance_type: str = Field(
+        "t2.large", pattern=_INSTANCE_TYPE, description="every worker's EC2 type"
+    )
+    worker_market: Literal["on-demand", "spot"] = Field(
+        "on-demand",
+        description="spot: the workers are spot instances (the master stays on-demand)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_type_for_both(cls, data: Any) -> Any:
+        """``instance_type`` (the field of specs before per-role types) sets both roles'."""
+        if isinstance(data, dict) and "instance_type" in data:
+            data = dict(data)
+            both = data.pop("instance_type")
+            data.setdefault("master_instance_type", both)
+            data.setdefault("worker_instance_type", both)
+        return data
+
     ami_family: Literal["debian-12", "ubuntu-24.04"] = "debian-12"
     volume_gb: int = Field(15, ge=10, le=1024, description="each node's gp3 root volume, GB")
     operator_cidr: str | None = Field(
@@ -273,6 +304,15 @@ class Spec(_Section):
     runs: Runs = Field(default_factory=Runs)
     aws: Aws = Field(default_factory=Aws)
     idle_guard: IdleGuard = Field(default_factory=IdleGuard)
+
+    @model_validator(mode="after")
+    def _workers_fit_provider(self) -> Spec:
+        if self.provider == "local" and self.nodes.workers != 1:
+            raise ValueError(
+                f"nodes.workers = {self.nodes.workers}: the local provider runs one worker "
+                "(this machine); use --provider netns (the rehearsal) or aws for more"
+            )
+        return self
 
     @model_validator(mode="after")
     def _idle_guard_fits_provider(self) -> Spec:
@@ -416,7 +456,8 @@ def default_spec_text() -> str:
         "state_dir: null        # state, logs and runs; null = ~/.clusterkit (or $CLUSTERKIT_HOME)",
         "",
         "nodes:",
-        "  workers: 1                    # Spark workers (the local provider runs one)",
+        f"  workers: 1                    # 1-{MAX_WORKERS} workers on aws and netns "
+        "(the local provider runs one)",
         "  worker_cores: auto            # auto = every core of this machine",
         "  ray_cpus: auto                # CPUs Ray schedules tasks on; auto = every core",
         "  worker_memory: auto           # Spark worker memory; auto = 40% of this machine's RAM",
@@ -449,7 +490,10 @@ def default_spec_text() -> str:
         "aws:                            # provider aws only",
         "  region: null                  # null = AWS_REGION, AWS_DEFAULT_REGION, or the "
         "profile's region",
-        f"  {'instance_type: ' + spec.aws.instance_type:<30}# both nodes (the source project's)",
+        f"  {'master_instance_type: ' + spec.aws.master_instance_type:<34}# the source "
+        "project's t2.large",
+        f"  {'worker_instance_type: ' + spec.aws.worker_instance_type:<34}# every worker",
+        f"  {'worker_market: ' + spec.aws.worker_market:<34}# or spot (workers only)",
         f"  {'ami_family: ' + spec.aws.ami_family:<30}# or ubuntu-24.04",
         f"  {'volume_gb: ' + str(spec.aws.volume_gb):<30}# each node's gp3 root volume (encrypted)",
         "  operator_cidr: null           # SSH open to this only; null = this machine's IP/32",

@@ -30,6 +30,9 @@ class NodeProvider(Protocol):
     - ``create`` makes the nodes (``storage`` is a folder of this machine they must all see,
       when the storage is one) and returns their inventory. On failure it raises, and what it
       made is removed by ``remove`` (the caller asks first when ``ask_before_removing``).
+    - ``resize`` gives a made cluster ``spec.nodes.workers`` workers: new ones made (their
+      services are the caller's business), the highest-numbered beyond it removed; returns
+      the new inventory. The local provider has one worker and refuses.
     - ``nodes`` is the inventory of what exists now, or None when nothing does.
     - ``remove`` removes every node and everything billed for them, and returns what it
       removed (empty: nothing was there). Idempotent; it needs no state but the paths.
@@ -44,6 +47,9 @@ class NodeProvider(Protocol):
     def check(self, spec: Spec, paths: ClusterPaths) -> dict[str, object]: ...
 
     def create(self, spec: Spec, paths: ClusterPaths, *, storage: Path | None,
+               say: Progress) -> Inventory: ...  # fmt: skip
+
+    def resize(self, spec: Spec, paths: ClusterPaths, *, storage: Path | None,
                say: Progress) -> Inventory: ...  # fmt: skip
 
     def nodes(self, name: str, paths: ClusterPaths) -> Inventory | None: ...

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from clusterkit.core.errors import BadInput
 from clusterkit.core.inventory import Inventory, Node, SshSettings
 from clusterkit.core.spec import Spec
 from clusterkit.core.state import ClusterPaths, storage_root_for
@@ -30,6 +31,13 @@ class LocalProvider:
     def create(self, spec: Spec, paths: ClusterPaths, *, storage: Path | None,
                say: Progress) -> Inventory:  # fmt: skip
         return self._inventory(spec.name)
+
+    def resize(self, spec: Spec, paths: ClusterPaths, *, storage: Path | None,
+               say: Progress) -> Inventory:  # fmt: skip
+        raise BadInput(
+            f"cluster {spec.name!r} is local: this machine is its one worker, so it cannot be "
+            "scaled; bring up a rehearsal (--provider netns) or an AWS cluster for more workers"
+        )
 
     def nodes(self, name: str, paths: ClusterPaths) -> Inventory | None:
         return None  # nothing is ever made: this machine is there before and after

@@ -101,6 +101,7 @@ def spark_health(master_url: str, ui_url: str, connect_url: str) -> list[Service
                 f"{state}, {worker.get('cores')} cores, {worker.get('memory')} MiB",
                 {
                     "id": worker.get("id"),
+                    "state": state,
                     "cores": worker.get("cores"),
                     "cores_used": worker.get("coresused"),
                     "memory_mb": worker.get("memory"),
@@ -168,11 +169,17 @@ def ray_health(gcs_address: str, dashboard_url: str, token: str) -> list[Service
         return [
             ServiceHealth("ray-head", "down", gcs_address, dashboard_url, reason, answered=False)
         ]
+    # a node Ray lists DEAD is history (a worker removed by `scale`, a raylet restarted): it
+    # is counted, not listed; a node of the cluster that is missing is :func:`problems`' to say
+    dead = [n for n in nodes if n.get("raylet", {}).get("state") == "DEAD"]
+    nodes = [n for n in nodes if n not in dead]
+    gone = f" ({len(dead)} dead before)" if dead else ""
     rows = [
         ServiceHealth(
-            "ray-head", "up", gcs_address, dashboard_url, f"{len(nodes)} node(s), token auth on"
+            "ray-head", "up", gcs_address, dashboard_url,
+            f"{len(nodes)} node(s){gone}, token auth on",
         )
-    ]
+    ]  # fmt: skip
     for node in nodes:
         raylet = node.get("raylet", {})
         resources = raylet.get("resourcesTotal", {})

@@ -33,7 +33,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from clusterkit.core.errors import ClusterkitError
-from clusterkit.core.files import ensure_secret, write_text_atomic
+from clusterkit.core.files import ensure_secret, private_dir, write_text_atomic
 from clusterkit.core.inventory import Inventory, Node, SshSettings
 from clusterkit.core.spec import Spec, parse_size
 from clusterkit.core.state import ClusterPaths, ClusterState
@@ -93,9 +93,11 @@ RUNNER_ENV = ("ANSIBLE_CALLBACK_PLUGINS", "ANSIBLE_STDOUT_CALLBACK", "AWX_ISOLAT
 ANSIBLE_SSH_ARGS = "-C -o ControlMaster=auto -o ControlPersist=60s"
 
 
-def ansible_settings(*, config: Path, control: Path) -> dict[str, str]:
+def ansible_settings(*, config: Path, control: Path, facts: Path | None = None) -> dict[str, str]:
     """The kit's settings of one run of Ansible: ``config`` (an empty ansible.cfg: no other
-    is read) and ``control`` (the folder of ssh's control sockets, this run's own)."""
+    is read), ``control`` (the folder of ssh's control sockets, this run's own) and ``facts``
+    (the cluster's fact cache, kept between runs: a run limited to some hosts still sees the
+    others' facts, which sizing reads)."""
     # the ansible-playbook of this Python's environment first, whether or not it is on PATH
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     return {
@@ -108,7 +110,11 @@ def ansible_settings(*, config: Path, control: Path) -> dict[str, str]:
         "ANSIBLE_PIPELINING": "True",
         "ANSIBLE_SSH_ARGS": ANSIBLE_SSH_ARGS,
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control),
-    }
+    } | ({} if facts is None else {
+        "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.jsonfile",
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts),
+        "ANSIBLE_CACHE_PLUGIN_TIMEOUT": "0",  # never expires: each run gathers its hosts'
+    })  # fmt: skip
 
 
 def ansible_environment(prepared: dict[str, str], settings: dict[str, str]) -> dict[str, str]:
@@ -161,10 +167,13 @@ def run_playbook(
     playbook: Path = SITE,
     extravars: dict[str, Any] | None = None,
     say: Callable[[str], None] = lambda _: None,
+    limit: list[str] | None = None,
+    facts: Path | None = None,
 ) -> Provisioned:
     """Run ``playbook`` on ``inventory`` (a dict in Ansible's YAML inventory shape) with
     ``extravars``, which may hold secrets: they reach ansible-playbook only in a 0600 file
-    (``-e @file``), never on its command line or in its environment.
+    (``-e @file``), never on its command line or in its environment. ``limit``: only these
+    hosts (None: all); ``facts``: the folder of the hosts' fact cache (None: no cache).
 
     ``work_dir`` is the run's own (ansible-runner's private data folder, mode 0700): emptied
     first, so nothing of an earlier run is reused, and removed afterwards, artifacts and all,
@@ -181,12 +190,15 @@ def run_playbook(
         config.write_text("# clusterkit: Ansible's settings are in the environment\n")
         if extravars:
             write_text_atomic(work_dir / "env" / "extravars", json.dumps(extravars), mode=0o600)
-        settings = ansible_settings(config=config, control=control)
+        settings = ansible_settings(config=config, control=control, facts=facts)
+        if facts is not None:
+            private_dir(facts)
         runner = init_runner(
             private_data_dir=str(work_dir),
             project_dir=str(playbook.parent),
             playbook=str(playbook),
             inventory=inventory,
+            limit=",".join(limit) if limit else None,
             event_handler=events.on_event,
             quiet=True,
             # an operator's ANSIBLE_CALLBACK_PLUGINS left out of the callback path it makes
@@ -352,9 +364,10 @@ class PlaybookServices:
         return ansible_inventory(state.inventory, state.ssh, variables=self.variables,
                                  host_variables=self.host_variables)  # fmt: skip
 
-    def provision(self, state: ClusterState, paths: ClusterPaths, *,
-                  say: Progress) -> Provisioned:  # fmt: skip
-        """Run the playbooks on the cluster's nodes; the report counts tasks changed per host.
+    def provision(self, state: ClusterState, paths: ClusterPaths, *, say: Progress,
+                  limit: list[str] | None = None) -> Provisioned:  # fmt: skip
+        """Run the playbooks on the cluster's nodes (``limit``: these only, the others'
+        facts read from the cluster's fact cache); the report counts tasks changed per host.
         ``<state>/inventory/hosts.yml`` is written too, for ``ansible-playbook -i`` by hand;
         the secrets are not kept beside it (give the roles' token variables with ``-e``)."""
         inventory = self.inventory(state)
@@ -365,7 +378,7 @@ class PlaybookServices:
         extra = playbook_vars(state.spec, paths, python=state.node_python, wheel=wheel)
         started = time.monotonic()
         report = run_playbook(inventory, work_dir=paths.root / "ansible", extravars=extra,
-                              say=say)  # fmt: skip
+                              say=say, limit=limit, facts=paths.root / "ansible-facts")  # fmt: skip
         say(f"provisioned in {time.monotonic() - started:.0f} s: "
             f"{report.tasks} tasks, {report.total_changed} changed")  # fmt: skip
         state.provisioned = {"tasks": report.tasks, "changed": report.changed}

@@ -87,7 +87,7 @@ def test_healthy_with_the_worker_and_hdfs(cloud: Cloud):
     states = {(s["name"], s["state"]) for s in status["services"]}
     assert ("spark-master", "up") in states and ("spark-worker", "up") in states
     assert ("ray-node", "up") in states and ("storage", "up") in states
-    assert [n["name"] for n in status["nodes"]] == ["master", "worker"]
+    assert [n["name"] for n in status["nodes"]] == ["master", "worker-1"]
 
 
 def test_the_jobs_at_small_scale(cloud: Cloud):

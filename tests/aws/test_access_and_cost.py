@@ -76,7 +76,8 @@ def test_cost_stopped_instances_bill_only_their_volumes(ec2):
 
 
 def test_estimate_of_the_default_cluster():
-    cost = pricing.estimate(region="us-east-1", instance_type="t2.large", nodes=2, volume_gb=15)
+    cost = pricing.estimate(region="us-east-1", master_type="t2.large", worker_type="t2.large",
+                            workers=1, volume_gb=15)  # fmt: skip
     expected = 2 * 0.0928 + 30 * 0.08 / 730 + 0.005
     assert cost.hourly == pytest.approx(expected)
     assert cost.formula() == (

@@ -119,8 +119,8 @@ def test_a_price_from_the_api_is_used_and_said(client):
         assert prices.instance("t2.large") == (0.0944, API_SOURCE)
         assert prices.instance("t2.large") == (0.0944, API_SOURCE)  # asked once
         stub.assert_no_pending_responses()
-    cost = pricing.estimate(region="us-east-1", instance_type="t2.large", nodes=2,
-                            volume_gb=15, prices=prices)  # fmt: skip
+    cost = pricing.estimate(region="us-east-1", master_type="t2.large", worker_type="t2.large",
+                            workers=1, volume_gb=15, prices=prices)  # fmt: skip
     assert cost.hourly == pytest.approx(2 * 0.0944 + 30 * 0.08 / 730 + 0.005)
     assert [line.source for line in cost.lines] == [API_SOURCE, TABLE_SOURCE, TABLE_SOURCE]
     assert cost.source == (
@@ -214,7 +214,8 @@ M5_HOURLY = 2 * 0.096 + 30 * 0.08 / 730 + 0.005
 
 
 def _m5_cost() -> pricing.Cost:
-    return pricing.estimate(region="us-east-1", instance_type="m5.large", nodes=2, volume_gb=15)
+    return pricing.estimate(region="us-east-1", master_type="m5.large", worker_type="m5.large",
+                            workers=1, volume_gb=15)  # fmt: skip
 
 
 def test_over_the_budget_is_refused_naming_price_limit_field_and_fix():

@@ -74,15 +74,18 @@ def test_inventory_from_terraform_outputs():
         None,
     )
     assert (worker.name, worker.address, worker.ssh_host, worker.jump_host) == (
-        "worker",
+        "worker-1",  # numbered even alone: `scale` adds worker-2 beside it
         "10.0.2.10",
         "10.0.2.10",
         "54.1.2.3",
     )
-    two = inventory_from_outputs(
-        "alpha", {**OUTPUTS, "worker_private_ips": ["10.0.2.10", "10.0.2.11"]}
+    assert inventory.node("worker") == worker  # the name before workers were numbered
+    three = inventory_from_outputs(
+        "alpha", {**OUTPUTS, "worker_private_ips": ["10.0.2.10", "10.0.2.11", "10.0.2.12"]}
     )
-    assert [n.name for n in two.nodes] == ["master", "worker-1", "worker-2"]
+    assert [n.name for n in three.nodes] == ["master", "worker-1", "worker-2", "worker-3"]
+    assert [n.address for n in three.workers()] == ["10.0.2.10", "10.0.2.11", "10.0.2.12"]
+    assert {n.jump_host for n in three.workers()} == {"54.1.2.3"}
 
 
 def test_ansible_inventory_in_the_example_shape(tmp_path):
@@ -100,7 +103,7 @@ def test_ansible_inventory_in_the_example_shape(tmp_path):
     assert set(example["vars"]) <= set(inv["vars"])
     assert inv["vars"]["clusterkit_hdfs"] is True and inv["vars"]["ansible_user"] == "root"
     master = inv["children"]["masters"]["hosts"]["master"]
-    worker = inv["children"]["workers"]["hosts"]["worker"]
+    worker = inv["children"]["workers"]["hosts"]["worker-1"]
     assert master["ansible_host"] == "54.1.2.3" and master["clusterkit_private_ip"] == "10.0.1.10"
     assert worker["ansible_host"] == "10.0.2.10"
     assert "StrictHostKeyChecking=yes" in worker["ansible_ssh_common_args"]
@@ -108,29 +111,61 @@ def test_ansible_inventory_in_the_example_shape(tmp_path):
     assert "ProxyCommand" not in master["ansible_ssh_common_args"]
 
 
+def _variables(spec):
+    return AwsProvider.variables(spec, region="eu-west-1", operator_cidr="81.2.69.160/32",
+                                 public_key="ssh-ed25519 AAAA",
+                                 cluster_id="0123456789ab")  # fmt: skip
+
+
 def test_variables_from_the_spec():
-    spec = _spec(instance_type="m5.large", ami_family="ubuntu-24.04", volume_gb=30)
-    v = AwsProvider.variables(
-        spec,
-        region="eu-west-1",
-        operator_cidr="81.2.69.160/32",
-        public_key="ssh-ed25519 AAAA",
-        cluster_id="0123456789ab",
-    )
+    spec = _spec(master_instance_type="m5.large", worker_instance_type="t3.large",
+                 worker_market="spot", ami_family="ubuntu-24.04", volume_gb=30)  # fmt: skip
+    v = _variables(spec)
     assert (v["cluster_name"], v["cluster_id"], v["region"]) == (
         "alpha",
         "0123456789ab",
         "eu-west-1",
     )
-    assert (v["instance_type"], v["ami_family"], v["root_volume_gb"], v["worker_count"]) == (
-        "m5.large",
-        "ubuntu-24.04",
-        30,
-        1,
-    )
+    assert (v["master_instance_type"], v["worker_instance_type"], v["worker_market"]) == (
+        "m5.large", "t3.large", "spot")  # fmt: skip
+    assert (v["ami_family"], v["root_volume_gb"], v["worker_count"]) == ("ubuntu-24.04", 30, 1)
+    assert "instance_type" not in v
     infra_vars = (Path(__file__).resolve().parents[2] / "infra" / "variables.tf").read_text()
     for name in v:
         assert f'variable "{name}"' in infra_vars, name
+
+
+def test_variables_wire_the_worker_count_and_the_legacy_type():
+    spec = parse_spec({"name": "alpha", "provider": "aws", "nodes": {"workers": 8},
+                       "aws": {"instance_type": "m5.large"}})  # fmt: skip
+    v = _variables(spec)
+    assert v["worker_count"] == 8
+    assert (v["master_instance_type"], v["worker_instance_type"]) == ("m5.large", "m5.large")
+    assert v["worker_market"] == "on-demand"  # the default
+    defaults = _variables(parse_spec({"name": "alpha", "provider": "aws"}))
+    assert (defaults["master_instance_type"], defaults["worker_instance_type"]) == (
+        "t2.large", "t2.large")  # fmt: skip
+
+
+def test_saved_variables_of_an_older_kit_are_upgraded():
+    older = {"cluster_name": "alpha", "region": REGION, "instance_type": "m5.large"}
+    upgraded = aws_provider.upgraded_vars(older)
+    assert "instance_type" not in upgraded
+    assert (upgraded["master_instance_type"], upgraded["worker_instance_type"],
+            upgraded["worker_market"]) == ("m5.large", "m5.large", "on-demand")  # fmt: skip
+    assert aws_provider.upgraded_vars({}) == {}  # nothing applied: nothing invented
+    kept = {"master_instance_type": "t2.large", "worker_instance_type": "t2.large",
+            "worker_market": "on-demand", "root_volume_gb": 15, "ami_family": IMAGE}  # fmt: skip
+    spec = _spec(worker_instance_type="t3.large", worker_market="spot")
+    said = aws_provider.kept_differences(spec, kept)
+    assert said == [
+        "aws.worker_instance_type is 't3.large' in the spec and 't2.large' in the cluster: "
+        "scale keeps 't2.large' (`clusterkit down` and `up` make it anew with the spec's)",
+        "aws.worker_market is 'spot' in the spec and 'on-demand' in the cluster: scale keeps "
+        "'on-demand' (`clusterkit down` and `up` make it anew with the spec's)",
+    ]
+    made = aws_provider.upgraded_spec(spec, kept)
+    assert (made.aws.worker_instance_type, made.aws.worker_market) == ("t2.large", "on-demand")
 
 
 def test_dry_run_checks_everything_and_prices_it_making_nothing(ec2, home, tmp_path, capsys):

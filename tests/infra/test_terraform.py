@@ -97,10 +97,10 @@ def test_master_and_worker_nodes(tf):
     assert worker["subnet_id"] == "${aws_subnet.private.id}"
     assert worker["count"] == "${var.worker_count}"
     for node in (master, worker):
-        assert node["instance_type"] == "${local.node_common.instance_type}"
         assert node["ami"] == "${local.node_common.ami}"  # the data source, never an id
         assert node["key_name"] == "${aws_key_pair.operator.key_name}"
-    assert tf["locals"]["node_common"]["ami"] == "${data.aws_ami.node.id}"
+    # the image a made cluster was given, else the data source's newest
+    assert tf["locals"]["node_common"]["ami"] == "${coalesce(var.ami_id, data.aws_ami.node.id)}"
     assert not re.search(
         r"ami-[0-9a-f]{8,}", "".join(p.read_text() for p in INFRA_DIR.glob("*.tf"))
     )
@@ -223,7 +223,9 @@ def test_every_variable_and_output_described_and_typed(tf):
         "cluster_name",
         "cluster_id",
         "region",
-        "instance_type",
+        "master_instance_type",
+        "worker_instance_type",
+        "worker_market",
         "worker_count",
         "vpc_cidr",
         "public_subnet_cidr",
@@ -233,6 +235,7 @@ def test_every_variable_and_output_described_and_typed(tf):
         "ami_family",
         "public_key",
         "availability_zone",
+        "ami_id",
         "idle_action",
     }
     assert set(tf["variable"]) == expected_vars
@@ -241,7 +244,10 @@ def test_every_variable_and_output_described_and_typed(tf):
         assert var.get("type"), name
         assert var.get("validation"), f"variable {name} has no validation"
     assert tf["variable"]["worker_count"]["default"] == 1
-    assert tf["variable"]["instance_type"]["default"] == "t2.large"
+    assert tf["variable"]["master_instance_type"]["default"] == "t2.large"
+    assert tf["variable"]["worker_instance_type"]["default"] == "t2.large"
+    assert tf["variable"]["worker_market"]["default"] == "on-demand"
+    assert tf["variable"]["ami_id"]["default"] is None  # looked up unless pinned
     assert tf["variable"]["ami_family"]["default"] == "debian-12"
     assert "default" not in tf["variable"]["operator_cidr"]  # never a silent 0.0.0.0/0
     for name in (
@@ -254,6 +260,84 @@ def test_every_variable_and_output_described_and_typed(tf):
         assert tf["output"][name]["description"], name
     for name, out in tf["output"].items():
         assert out.get("description"), name
+
+
+# --- more than two nodes: worker count, types per role, spot workers -----------------------
+
+
+def test_worker_count_is_the_specs(tf):
+    """worker_count, 1 to 8 (nodes.workers), numbers the workers worker-1 to worker-N in
+    their Name tags and private addresses, and the kit names them the same."""
+    from clusterkit.core.spec import MAX_WORKERS, parse_spec
+    from clusterkit.providers.aws.provider import AwsProvider
+
+    worker = tf["resource"]["aws_instance.worker"]
+    assert worker["count"] == "${var.worker_count}"
+    assert worker["tags"]["Name"] == "clusterkit-${var.cluster_name}-worker-${count.index + 1}"
+    assert worker["private_ip"] == "${local.worker_private_ips[count.index]}"
+    condition = _one(tf["variable"]["worker_count"]["validation"])["condition"]
+    assert (
+        f"var.worker_count <= {MAX_WORKERS}" in condition and "var.worker_count >= 1" in condition
+    )
+    assert tf["output"]["worker_names"]["value"] == (
+        '${[for i in range(var.worker_count) : "worker-${i + 1}"]}'
+    )
+    for count in (1, 3, MAX_WORKERS):
+        spec = parse_spec({"provider": "aws", "nodes": {"workers": count}})
+        given = AwsProvider.variables(spec, region="us-east-1", operator_cidr="1.2.3.4/32",
+                                      public_key="ssh-ed25519 AAAA", cluster_id="c1")  # fmt: skip
+        assert given["worker_count"] == count
+
+
+def test_each_role_has_its_own_instance_type(tf):
+    r = tf["resource"]
+    assert r["aws_instance.master"]["instance_type"] == "${var.master_instance_type}"
+    assert r["aws_instance.worker"]["instance_type"] == "${var.worker_instance_type}"
+    assert "instance_type" not in tf["locals"]["node_common"]
+    # the zone is one both types are offered in
+    offerings = {
+        k: v for k, v in tf["data"].items() if k.startswith("aws_ec2_instance_type_offerings.")
+    }
+    assert {k: _one(v["filter"])["values"] for k, v in offerings.items()} == {
+        "aws_ec2_instance_type_offerings.master": ["${var.master_instance_type}"],
+        "aws_ec2_instance_type_offerings.worker": ["${var.worker_instance_type}"],
+    }
+    assert "setintersection" in tf["locals"]["zones"]
+    precondition = _one(_one(r["aws_subnet.public"]["lifecycle"])["precondition"])
+    assert "local.zones" in precondition["condition"]
+    assert "aws.master_instance_type" in precondition["error_message"]
+
+
+def test_spot_market_options_on_the_workers_only_and_only_for_spot(tf):
+    r = tf["resource"]
+    master, worker = r["aws_instance.master"], r["aws_instance.worker"]
+    assert "instance_market_options" not in master and "dynamic" not in master  # on-demand
+    assert "instance_market_options" not in worker  # never a static block
+    dynamic = _one(worker["dynamic"])["instance_market_options"]
+    assert dynamic["for_each"] == '${var.worker_market == "spot" ? ["spot"] : []}'
+    content = _one(dynamic["content"])
+    assert content["market_type"] == "spot"
+    options = _one(content["spot_options"])
+    # persistent and stopped on interruption: the kit's stop and start keep working
+    assert options == {"spot_instance_type": "persistent",
+                       "instance_interruption_behavior": "stop"}  # fmt: skip
+    assert "max_price" not in options  # the spot price, at most on-demand
+    choices = {"on-demand", "spot"}
+    validations = tf["variable"]["worker_market"]["validation"]
+    assert all(f'"{c}"' in validations[0]["condition"] for c in choices)
+    # a spot worker that terminates itself would be launched again by its request
+    assert validations[1]["condition"] == (
+        '${var.worker_market != "spot" || var.idle_action != "terminate"}'
+    )
+    assert tf["output"]["worker_market"]["value"] == "${var.worker_market}"
+
+
+def test_a_made_cluster_can_pin_its_image_and_zone(tf):
+    """What `clusterkit scale` gives back so that an apply again never replaces nodes."""
+    assert tf["output"]["ami_id"]["value"] == "${local.node_common.ami}"
+    assert tf["output"]["availability_zone"]["value"] == "${local.zone}"
+    assert "var.availability_zone" in tf["locals"]["zone"]
+    assert tf["output"]["worker_instance_ids"]["value"] == "${aws_instance.worker[*].id}"
 
 
 def test_ami_looked_up_for_both_families(tf):

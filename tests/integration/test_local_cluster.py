@@ -311,3 +311,18 @@ def test_exec_copy_ssh_and_tunnel_work_on_the_local_provider(local_cluster: Loca
         tunnel.wait(timeout=20)
     ui = local_cluster.up["endpoints"]["spark_master_ui"]
     assert any(line.split()[:2] == ["spark_master_ui", ui] for line in lines), lines
+
+
+def test_scale_is_refused_on_the_local_cluster_and_for_counts_out_of_bounds(local_cluster):
+    """The local provider has one worker (this machine); nothing of the cluster changes."""
+    local = local_cluster.cli("scale", "--workers", "2")
+    assert local.code == 2, local.stdout + local.stderr
+    assert local.stderr.startswith("error: cluster 'itest' is local: this machine is its one "
+                                   "worker, so it cannot be scaled"), local.stderr  # fmt: skip
+    for count in ("0", "9"):
+        out_of_bounds = local_cluster.cli("scale", "--workers", count)
+        assert out_of_bounds.code == 2, out_of_bounds.stderr
+        assert out_of_bounds.stderr == (f"error: --workers {count}: a cluster has 1 to 8 workers "
+                                        "(nodes.workers); `clusterkit down` removes a whole "
+                                        "cluster\n")  # fmt: skip
+    assert local_cluster.status()["state"] == "up"

@@ -1,9 +1,10 @@
 """The playbooks checked without running them: syntax, ansible-lint's production profile,
-every template rendered by Ansible for the example two-node inventory and parsed (Hadoop's
-XML, Spark's and Ray's settings with the private addresses, sshd's drop-in, checked by sshd
-itself), the rendered systemd units verified by systemd-analyze, the master's key authorized
-from its address only, Ray's metrics port closed but on loopback, and the memory budget of a
-t2.large."""
+every template rendered by Ansible for the example inventory (a master and two workers,
+worker-2 larger) and parsed (Hadoop's XML, Spark's and Ray's settings with the private
+addresses, sshd's drop-in, checked by sshd itself), the rendered systemd units verified by
+systemd-analyze, the master's key authorized from its address only, Ray's metrics port closed
+but on loopback, the memory budget of a t2.large and of each node from its own memory, and
+what `clusterkit scale` relies on to shrink (HDFS's exclude file, Spark's decommissioning)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,13 @@ import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from clusterkit.core.state import ClusterPaths
-from clusterkit.services import connect
+from clusterkit.services import connect, drain
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+#: The example inventory's nodes and their private addresses
+WORKERS = {"worker-1": "10.0.2.10", "worker-2": "10.0.2.11"}
+NODES = {"master": "10.0.1.10", **WORKERS}
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -77,11 +81,21 @@ def test_hosts_template_for_the_example_inventory():  # plain Jinja2, no Ansible
         ansible_managed="managed", groups={"all": list(hostvars)}, hostvars=hostvars
     )
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert "10.0.1.10 master" in lines and "10.0.2.10 worker" in lines
+    assert "10.0.1.10 master" in lines
+    assert "10.0.2.10 worker-1" in lines and "10.0.2.11 worker-2" in lines
     assert not [line for line in lines if line.startswith("127.0.1.1")]
 
 
+def test_every_node_maps_every_node_to_its_private_address(rendered):
+    for host in NODES:  # the master's /etc/hosts and each worker's, as Ansible renders them
+        lines = (rendered / host / "hosts").read_text().splitlines()
+        cluster = [line for line in lines if line.startswith("10.")]
+        assert cluster == [f"{address} {name}" for name, address in NODES.items()], host
+
+
 T2_LARGE_MB = 7982  # what a t2.large reports as ansible_memtotal_mb (8 GiB less the kernel's)
+#: worker-2's clusterkit_node_memory_mb in the example inventory (an m5.xlarge's 16 GiB)
+M5_XLARGE_MB = 15798
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +127,7 @@ def _xml(path: Path) -> dict[str, str]:
 
 
 def test_hadoop_xml_is_valid_and_binds_to_the_private_addresses(rendered):
-    for host, address in (("master", "10.0.1.10"), ("worker", "10.0.2.10")):
+    for host, address in NODES.items():
         core = _xml(rendered / host / "core-site.xml")
         hdfs = _xml(rendered / host / "hdfs-site.xml")
         assert core["fs.defaultFS"] == "hdfs://10.0.1.10:9000"
@@ -122,11 +136,25 @@ def test_hadoop_xml_is_valid_and_binds_to_the_private_addresses(rendered):
         assert hdfs["dfs.namenode.http-address"] == "10.0.1.10:9870"
     assert "ExecStart=" in (rendered / "master" / "hdfs.service").read_text()
     assert "hdfs namenode" in (rendered / "master" / "hdfs.service").read_text()
-    assert "hdfs datanode" in (rendered / "worker" / "hdfs.service").read_text()
+    for host in WORKERS:
+        assert "hdfs datanode" in (rendered / host / "hdfs.service").read_text()
+
+
+def test_hdfs_can_decommission_datanodes_from_an_exclude_file(rendered):
+    defaults = yaml.safe_load((ROOT / "playbooks/roles/hadoop/defaults/main.yml").read_text())
+    exclude = f"{defaults['hadoop_conf_dir']}/{defaults['hadoop_exclude_file']}"
+    assert exclude == "/etc/clusterkit/hadoop/dfs.exclude" == drain.HDFS_EXCLUDE  # scale's
+    for host in NODES:
+        assert _xml(rendered / host / "hdfs-site.xml")["dfs.hosts.exclude"] == exclude
+    # kept on the master, empty at first and never overwritten (clusterkit scale writes it)
+    keep = _task("hadoop", "ansible.builtin.copy")
+    assert keep["dest"] == "{{ hadoop_conf_dir }}/{{ hadoop_exclude_file }}"
+    assert keep["content"] == "" and keep["force"] is False
+    assert keep["when"] == "inventory_hostname in groups['masters']"
 
 
 def test_spark_and_ray_settings_carry_the_private_addresses(rendered):
-    for host, address in (("master", "10.0.1.10"), ("worker", "10.0.2.10")):
+    for host, address in NODES.items():
         env = (rendered / host / "spark-env.sh").read_text()
         assert f"export SPARK_LOCAL_IP={address}" in env
         assert "export SPARK_MASTER_HOST=10.0.1.10" in env
@@ -151,9 +179,27 @@ def test_spark_and_ray_settings_carry_the_private_addresses(rendered):
         assert '"$MAINPID"' in stop
     head = (rendered / "master" / "ray.service").read_text()
     assert "--head" in head and "--dashboard-host 10.0.1.10" in head
-    assert "--address 10.0.1.10:6379" in (rendered / "worker" / "ray.service").read_text()
-    worker = (rendered / "worker" / "spark-worker.service").read_text()
-    assert "--host 10.0.2.10" in worker and "spark://10.0.1.10:7077" in worker
+    for host, address in WORKERS.items():
+        assert "--address 10.0.1.10:6379" in (rendered / host / "ray.service").read_text()
+        worker = (rendered / host / "spark-worker.service").read_text()
+        assert f"--host {address}" in worker and "spark://10.0.1.10:7077" in worker
+
+
+def _spark_defaults(path: Path) -> dict[str, str]:
+    pairs = [line.split(None, 1) for line in path.read_text().splitlines()
+             if line.strip() and not line.startswith("#")]  # fmt: skip
+    return {pair[0]: pair[1].strip() if len(pair) == 2 else "" for pair in pairs}
+
+
+def test_spark_workers_decommission_gracefully(rendered):
+    """clusterkit scale sends a worker SIGPWR before removing it: its executors finish their
+    tasks and move their shuffle and cached blocks to the others."""
+    for host in NODES:  # the daemons and every driver read it
+        conf = _spark_defaults(rendered / host / "spark-defaults.conf")
+        assert conf["spark.decommission.enabled"] == "true", host
+        assert conf["spark.storage.decommission.enabled"] == "true", host
+        assert conf["spark.storage.decommission.shuffleBlocks.enabled"] == "true", host
+        assert conf["spark.storage.decommission.rddBlocks.enabled"] == "true", host
 
 
 def test_the_spark_connect_server_listens_on_loopback_and_gives_executors_back(rendered):
@@ -161,7 +207,7 @@ def test_the_spark_connect_server_listens_on_loopback_and_gives_executors_back(r
     start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     assert "--conf spark.connect.grpc.binding.address=127.0.0.1" in start
     assert "--conf spark.connect.grpc.binding.port=15002" in start
-    assert "--conf spark.driver.host=10.0.1.10" in start  # executors on the worker reach it
+    assert "--conf spark.driver.host=10.0.1.10" in start  # executors on the workers reach it
     assert "--conf spark.dynamicAllocation.enabled=true" in start
     assert "--conf spark.dynamicAllocation.shuffleTracking.enabled=true" in start
     assert "--conf spark.executor.cores=2 --conf spark.executor.memory=3192m" in start
@@ -175,9 +221,9 @@ def test_the_spark_connect_server_listens_on_loopback_and_gives_executors_back(r
 def test_systemd_analyze_verifies_the_rendered_units(rendered):
     units = sorted([*rendered.glob("*/*.service"), *rendered.glob("*/*.timer"),
                     *rendered.glob("*/loop/*.service")])  # fmt: skip
-    # hdfs, spark-master, spark-worker, spark-connect, ray on each host; the idle guard's
-    # oneshot, timer and loop on the master
-    assert len(units) == 13
+    # hdfs, spark-master, spark-worker, spark-connect, ray on each of the three hosts; the
+    # idle guard's oneshot, timer and loop on the master
+    assert len(units) == 5 * len(NODES) + 3 == 18
     for unit in units:
         proc = _run("systemd-analyze", "verify", str(unit))
         assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), (
@@ -186,23 +232,64 @@ def test_systemd_analyze_verifies_the_rendered_units(rendered):
         )
 
 
+def _budget(rendered: Path, host: str) -> dict[str, int]:
+    return json.loads((rendered / host / "budget.json").read_text())
+
+
+def _on_worker(budget: dict[str, int]) -> int:
+    return (budget["hadoop_datanode_heap_mb"] + budget["spark_daemon_memory_mb"]
+            + budget["spark_worker_memory_mb"] + budget["ray_object_store_mb"])  # fmt: skip
+
+
 def test_the_memory_budget_fits_a_t2_large(rendered):
-    master = json.loads((rendered / "master" / "budget.json").read_text())
-    worker = json.loads((rendered / "worker" / "budget.json").read_text())
+    master = _budget(rendered, "master")
+    worker = _budget(rendered, "worker-1")
+    assert master["node_memory_mb"] == worker["node_memory_mb"] == T2_LARGE_MB
     reserve = 1024  # the OS, sshd, and the Python processes of Ray and the jobs
     driver = 1024  # spec.nodes.driver_memory: a job's driver on the master
     on_master = (master["hadoop_namenode_heap_mb"] + master["spark_daemon_memory_mb"]
                  + master["spark_connect_driver_memory_mb"]  # the warm server's driver
                  + master["ray_object_store_mb"] + driver)  # fmt: skip
-    on_worker = (worker["hadoop_datanode_heap_mb"] + worker["spark_daemon_memory_mb"]
-                 + worker["spark_worker_memory_mb"] + worker["ray_object_store_mb"])  # fmt: skip
     assert on_master + reserve <= T2_LARGE_MB, master
-    assert on_worker + reserve <= T2_LARGE_MB, worker
+    assert _on_worker(worker) + reserve <= T2_LARGE_MB, worker
     # below Spark's and Ray's own defaults (the whole machine less 1 GiB for the worker, 30%
     # of it for the object store), which together would not fit beside the daemons
     assert worker["spark_worker_memory_mb"] < T2_LARGE_MB - 1024, worker
     assert worker["ray_object_store_mb"] < 0.3 * T2_LARGE_MB, worker
     assert master["ray_object_store_mb"] < 0.3 * T2_LARGE_MB, master
+
+
+def test_each_worker_budgets_from_its_own_memory(rendered):
+    """worker-2 stands for a larger worker type: the inventory's host variable (which beats
+    group_vars/all.yml's ansible_memtotal_mb) sizes its services, not worker-1's memory."""
+    small, large = _budget(rendered, "worker-1"), _budget(rendered, "worker-2")
+    assert (small["node_memory_mb"], large["node_memory_mb"]) == (T2_LARGE_MB, M5_XLARGE_MB)
+    ratio = M5_XLARGE_MB / T2_LARGE_MB
+    for key in ("spark_worker_memory_mb", "ray_object_store_mb"):
+        assert large[key] > small[key], key
+        assert large[key] == pytest.approx(small[key] * ratio, abs=2), key  # the same shares
+    assert large["spark_worker_memory_mb"] == int(M5_XLARGE_MB * 0.40)
+    assert large["ray_object_store_mb"] == int(M5_XLARGE_MB * 0.15)
+    reserve = 1024
+    assert _on_worker(large) + reserve <= M5_XLARGE_MB, large
+    assert large["spark_worker_memory_mb"] < M5_XLARGE_MB - 1024, large
+    assert large["ray_object_store_mb"] < 0.3 * M5_XLARGE_MB, large
+
+
+def test_spark_connect_executors_fit_the_smallest_worker(rendered):
+    """The warm server's executors are sized as a worker offers: one larger worker never
+    makes them too big for the others (worker-1, the first, is the smaller here)."""
+    master = _budget(rendered, "master")
+    memory = master["spark_connect_executor_memory_mb"]
+    cores = master["spark_connect_executor_cores"]
+    offers = {host: _budget(rendered, host) for host in WORKERS}
+    assert memory <= min(o["spark_worker_memory_mb"] for o in offers.values())
+    assert cores <= min(o["spark_worker_cores"] for o in offers.values())
+    first = offers["worker-1"]
+    assert (memory, cores) == (first["spark_worker_memory_mb"], first["spark_worker_cores"])
+    assert memory < offers["worker-2"]["spark_worker_memory_mb"]  # not the larger worker's
+    unit = (rendered / "master" / "spark-connect.service").read_text()
+    assert f"--conf spark.executor.cores={cores} --conf spark.executor.memory={memory}m" in unit
 
 
 def _tasks(role: str, kind: str = "tasks") -> list[dict]:
@@ -238,7 +325,7 @@ def _settings(text: str) -> dict[str, str]:
 
 
 def test_the_sshd_dropin_allows_keys_only_for_root_and_the_image_user(rendered):
-    for host in ("master", "worker"):
+    for host in NODES:
         assert _settings((rendered / host / "sshd-clusterkit.conf").read_text()) == SSHD_SETTINGS
 
 
@@ -267,10 +354,12 @@ def _hostvars() -> dict[str, dict]:
     return {h: v for group in inventory["children"].values() for h, v in group["hosts"].items()}
 
 
-def test_the_masters_key_is_authorized_on_the_worker_from_its_private_address_only():
+def test_the_masters_key_is_authorized_on_the_workers_from_its_private_address_only():
     task = _task("ssh", "ansible.posix.authorized_key")
     assert task["loop"] == "{{ groups[ssh_from_group] }}"
     assert task["when"] == "inventory_hostname in groups[ssh_to_group]"
+    defaults = yaml.safe_load((ROOT / "playbooks/roles/ssh/defaults/main.yml").read_text())
+    assert (defaults["ssh_from_group"], defaults["ssh_to_group"]) == ("masters", "workers")
     options = Environment(undefined=StrictUndefined).from_string(task["key_options"])
     assert options.render(hostvars=_hostvars(), item="master") == 'from="10.0.1.10"'
 
@@ -288,7 +377,7 @@ def test_rays_metrics_port_is_dropped_from_every_interface_but_loopback(rendered
         "comment": "clusterkit loopback only",
         "loop": "{{ firewall_loopback_only_ports }}",
     }
-    for host in ("master", "worker"):
+    for host in NODES:
         ports = json.loads((rendered / host / "firewall.json").read_text())
         assert ports == {"loopback_only_ports": [6385]}
         # the port Ray's exporter listens on is the one dropped
@@ -317,7 +406,7 @@ def test_sshd_accepts_the_dropin_and_its_settings_win(rendered, tmp_path: Path):
                 "X11Forwarding yes", "AllowAgentForwarding yes"]  # fmt: skip
     main.write_text("\n".join([f"HostKey {tmp_path / 'hk'}", *opposite]) + "\n")
     dropin = tmp_path / "10-clusterkit.conf"
-    dropin.write_text((rendered / "worker" / "sshd-clusterkit.conf").read_text())
+    dropin.write_text((rendered / "worker-1" / "sshd-clusterkit.conf").read_text())
     # the role's own check, as the template module runs it (%s: the new drop-in)
     validate = Environment().from_string(_task("ssh", "ansible.builtin.template")["validate"])
     check = validate.render(ssh_sshd_config=main, ssh_sshd_command="/usr/sbin/sshd")
@@ -355,7 +444,8 @@ def test_the_idle_guards_units_run_the_guard_as_it_parses_them(rendered):
     from clusterkit.idle.guard import _config_every
 
     master = rendered / "master"
-    assert not (rendered / "worker" / "clusterkit-idle.service").exists()  # the master only
+    for host in WORKERS:  # the master only
+        assert not (rendered / host / "clusterkit-idle.service").exists(), host
     timer = configparser.ConfigParser(strict=False)
     timer.read(master / "clusterkit-idle.timer")
     assert timer["Timer"]["OnUnitActiveSec"] == "1min"
@@ -366,7 +456,9 @@ def test_the_idle_guards_units_run_the_guard_as_it_parses_them(rendered):
     config, once, _ = _config_every(_guard_exec_start(master / "clusterkit-idle.service"))
     assert once
     assert (config.idle_minutes, config.action) == (60, "stop")
-    assert config.workers == ("10.0.2.10",)  # the worker's private address, then the master
+    # every worker's private address (it stops them, then the master)
+    assert config.workers == ("10.0.2.10", "10.0.2.11")
+    assert "--workers 10.0.2.10,10.0.2.11 " in oneshot
     assert str(config.ssh_key) == "/root/.ssh/id_ed25519"  # the ssh role's key of root
     assert config.spark_master_ui == "http://10.0.1.10:8080"
     assert config.ray_dashboard == "http://10.0.1.10:8265"

@@ -26,9 +26,13 @@ from clusterkit.providers.netns.topology import Layout
 from tests.conftest import stop_local_clusters
 
 NAME = "tnet"
+#: The shared cluster's workers: two, so that every test sees more than one (test_scale.py
+#: takes one away and gives it back)
+WORKERS = 2
 #: `up`'s arguments for the shared cluster (again, to repair it: the same spec): the idle
 #: guard at its shortest (it only records on the rehearsal), for test_idle_guard.py
-UP_ARGS = ("--provider", "netns", "--name", NAME, "--idle-minutes", "1")
+UP_ARGS = ("--provider", "netns", "--name", NAME, "--idle-minutes", "1",
+           "--workers", str(WORKERS))  # fmt: skip
 CLUSTERKIT = str(Path(sys.executable).parent / "clusterkit")
 
 
@@ -91,11 +95,11 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
     home = tmp_path_factory.mktemp("netns-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERKIT_")}
     env["CLUSTERKIT_HOME"] = str(home)
-    topology.destroy(Layout(cluster=NAME))  # what a run killed half-way left
+    topology.destroy(Layout(cluster=NAME))  # what a run killed half-way left (every worker)
     started = time.monotonic()
     proc = subprocess.run([CLUSTERKIT, "up", *UP_ARGS], env=env, capture_output=True,
                           text=True, timeout=900)  # fmt: skip
-    r = Rehearsal(home, env, Layout(cluster=NAME), time.monotonic() - started,
+    r = Rehearsal(home, env, Layout(cluster=NAME, workers=WORKERS), time.monotonic() - started,
                   proc.stdout + proc.stderr)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     try:

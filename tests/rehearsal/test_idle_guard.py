@@ -3,13 +3,14 @@ rehearsal's action is ``record``: a network namespace cannot power off).
 
 Each case puts the guard's idle timer ten minutes back (past the 1-minute limit) and waits for
 its next pass (every 15 s there): a running job or an SSH session from outside must keep the
-cluster up at that pass, and with nothing active the pass acts, on the worker first, then the
-master. The guard's state is read from the master's disk (its overlay's upper folder, read
-only), never over SSH, which would itself count as a session."""
+cluster up at that pass, and with nothing active the pass acts, on every worker first (in
+order), then the master. The guard's state is read from the master's disk (its overlay's upper
+folder, read only), never over SSH, which would itself count as a session."""
 
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -82,11 +83,14 @@ def test_the_playbooks_install_and_run_the_guard_on_the_master_only(rehearsal: R
         assert sh(master, "systemctl is-active clusterkit-idle.service") == "active"
         unit = sh(master, "cat /etc/systemd/system/clusterkit-idle.service")
     assert "--idle-minutes 1 --action record" in unit and "--every 15" in unit
-    worker_ip = rehearsal.inventory.node("worker").address
-    assert f"--workers {worker_ip} --ssh-key /root/.ssh/id_ed25519" in unit
-    with rehearsal.connect("worker") as worker:
-        assert sh(worker, "test -e /etc/systemd/system/clusterkit-idle.service || echo none") == (
-            "none")  # fmt: skip
+    layout = rehearsal.layout
+    addresses = [layout.address_of(name) for name in layout.worker_names]  # worker-1 first
+    assert [n.address for n in rehearsal.inventory.workers()] == addresses
+    assert f"--workers {','.join(addresses)} --ssh-key /root/.ssh/id_ed25519" in unit
+    for name in layout.worker_names:
+        with rehearsal.connect(name) as worker:
+            assert sh(worker, "test -e /etc/systemd/system/clusterkit-idle.service || "
+                              "echo none") == "none", name  # fmt: skip
     state = _next_pass(rehearsal, time.time())
     assert state["last"]["idle_minutes"] == 1 and state["last"]["action"] == "record"
 
@@ -137,7 +141,7 @@ def test_extend_and_off_change_the_guard_on_the_running_cluster(rehearsal: Rehea
     assert bad.returncode == 2 and "not a duration" in bad.stderr + bad.stdout
 
 
-def test_idle_past_the_limit_it_acts_on_the_worker_first_then_the_master(rehearsal):
+def test_idle_past_the_limit_it_acts_on_every_worker_first_then_the_master(rehearsal):
     rehearsal.ck_json("idle", "--on")  # no extension left from before
     acted: dict[str, Any] | None = None
     for _attempt in range(4):  # a pass that caught the backdating's own SSH starts over
@@ -147,13 +151,17 @@ def test_idle_past_the_limit_it_acts_on_the_worker_first_then_the_master(rehears
         if acted is not None:
             break
     assert acted is not None and acted["what"] == "record", state
-    worker_ip = rehearsal.inventory.node("worker").address
-    first, last = acted["would_run"][0], acted["would_run"][-1]
-    assert first[0] == "ssh" and f"root@{worker_ip}" in first and first[-2:] == [
-        "systemctl", "poweroff"]  # fmt: skip
-    assert last == ["systemctl", "poweroff"] and len(acted["would_run"]) == 2
-    with rehearsal.connect("worker") as worker:  # record ran nothing: the worker is up
-        assert sh(worker, "echo up") == "up"
+    would_run = acted["would_run"]
+    layout = rehearsal.layout
+    addresses = [layout.address_of(name) for name in layout.worker_names]  # worker-1 first
+    assert len(would_run) == len(addresses) + 1, would_run
+    for argv, address in zip(would_run, addresses, strict=False):  # each worker, in order
+        assert argv[0] == "ssh" and f"root@{address}" in argv, would_run
+        assert argv[-2:] == ["systemctl", "poweroff"], would_run
+    assert would_run[-1] == ["systemctl", "poweroff"]  # the master last
+    for name in layout.worker_names:  # record ran nothing: every worker is up
+        with rehearsal.connect(name) as worker:
+            assert sh(worker, "echo up") == "up"
     status = rehearsal.ck("status")
     assert status.returncode == 0, status.stderr
     line = next(ln for ln in status.stdout.splitlines() if ln.startswith("idle guard:"))
@@ -161,4 +169,5 @@ def test_idle_past_the_limit_it_acts_on_the_worker_first_then_the_master(rehears
     with rehearsal.connect("master") as master:
         journal = sh(master, "journalctl -u clusterkit-idle.service -n 400")
     assert "record only, nothing run; acting would run: ssh" in journal
-    assert f"root@{worker_ip} systemctl poweroff; then systemctl poweroff" in journal
+    # the workers' poweroffs in order, then the master's
+    assert "; then ".join(shlex.join(argv) for argv in would_run) in journal

@@ -1,8 +1,8 @@
-"""`clusterkit up --provider netns`: the playbooks on the rehearsal's two nodes, proven.
+"""`clusterkit up --provider netns`: the playbooks on the rehearsal's master and workers, proven.
 
-The rehearsal's one cluster (conftest's ``rehearsal``), brought up through the CLI as a user
-would; every check reads the nodes over SSH or the services through their own APIs.
-``test_teardown.py`` takes it down.
+The rehearsal's one cluster (conftest's ``rehearsal``, with several workers), brought up
+through the CLI as a user would; every check reads the nodes over SSH or the services through
+their own APIs, and covers every worker. ``test_teardown.py`` takes it down.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from clusterkit.cluster import Cluster
-from clusterkit.providers.netns import nodes, topology
+from clusterkit.providers.netns import topology
 from clusterkit.providers.netns.topology import in_ns
 from clusterkit.services.playbooks import PlaybookServices, ProvisionError, run_playbook
 from tests.rehearsal import probes
@@ -36,20 +36,31 @@ def test_up_reports_progress_and_the_private_endpoints(rehearsal):
     status = rehearsal.ck_json("status")
     assert status["provider"] == "netns" and status["state"] == "up", status
     assert status["endpoints"]["spark_master_url"] == f"spark://{rehearsal.layout.master}:7077"
+    layout = rehearsal.layout
+    assert layout.workers >= 2, "the shared rehearsal is to have several workers"
+    # the inventory, the namespaces and the layout the tests use agree: worker-1 ... worker-N
+    assert [n.name for n in rehearsal.inventory.nodes] == layout.node_names
+    assert [n.address for n in rehearsal.inventory.workers()] == [
+        layout.address_of(name) for name in layout.worker_names]  # fmt: skip
+    assert topology.existing_workers(layout.cluster) == layout.worker_names
     names = {n["name"]: n for n in status["nodes"]}
-    assert set(names) == {"master", "worker"}
+    assert sorted(names) == sorted(layout.node_names)
     for node in names.values():  # sampled on each node itself, over SSH
         assert node["mem_total_bytes"] > 0 and node["cpu_count"] >= 1, node
 
 
-def test_spark_master_on_the_private_address_lists_the_worker_by_its_ip(rehearsal):
+def _worker_addresses(rehearsal: Rehearsal) -> list[str]:
+    """Every worker's private address, worker-1's first."""
+    return [rehearsal.layout.address_of(name) for name in rehearsal.layout.worker_names]
+
+
+def test_spark_master_on_the_private_address_lists_every_worker_by_its_ip(rehearsal):
     rows = rehearsal.ck_json("status")["services"]
     master = [r for r in rows if r["name"] == "spark-master"]
     workers = [r for r in rows if r["name"] == "spark-worker"]
     assert [m["address"] for m in master] == [f"spark://{rehearsal.layout.master}:7077"]
-    assert [(w["state"], w["address"]) for w in workers] == [
-        ("up", f"{rehearsal.layout.worker}:7078")
-    ]
+    assert sorted((w["state"], w["address"]) for w in workers) == sorted(
+        ("up", f"{address}:7078") for address in _worker_addresses(rehearsal))  # fmt: skip
     with rehearsal.connect("master") as c:
         assert f"{rehearsal.layout.master}]:7077" in sh(c, "ss -Hltn 'sport = :7077'")
         assert "spark.master.rest.enabled      false" in sh(
@@ -57,10 +68,11 @@ def test_spark_master_on_the_private_address_lists_the_worker_by_its_ip(rehearsa
         )
 
 
-def test_ray_lists_both_nodes_with_token_auth(rehearsal):
+def test_ray_lists_every_node_with_token_auth(rehearsal):
     rows = rehearsal.ck_json("status")["services"]
     ray_nodes = sorted(r["address"] for r in rows if r["name"] == "ray-node" and r["state"] == "up")
-    assert ray_nodes == [f"{rehearsal.layout.master}:6380", f"{rehearsal.layout.worker}:6380"]
+    every = [rehearsal.layout.master, *_worker_addresses(rehearsal)]
+    assert ray_nodes == sorted(f"{address}:6380" for address in every)
     with rehearsal.connect("master") as c:  # without the token the dashboard refuses
         url = f"http://{rehearsal.layout.master}:8265/nodes?view=summary"
         code = sh(c, f"python3 -c \"import urllib.request as u, urllib.error as e\n"
@@ -69,20 +81,44 @@ def test_ray_lists_both_nodes_with_token_auth(rehearsal):
     assert code in {"401", "403"}, code
 
 
-def test_a_suite_job_runs_with_its_executors_on_the_worker(rehearsal):
+#: Each Spark application's event log on the master (Spark 4: a folder per application, its
+#: events zstd-compressed), as "FOLDER JSON" lines of its start and of its executors; zstdcat
+#: and grep may fail on a log still being written (the Connect server's): that log is skipped
+EVENTS = (
+    "cd /var/lib/clusterkit/spark/events && for d in */; do "
+    'zstdcat "$d"events_* 2>/dev/null '
+    "| grep -a -e SparkListenerApplicationStart -e SparkListenerExecutorAdded "
+    '| sed "s|^|${d%/} |"; done'
+)
+
+
+def _executor_hosts(rehearsal: Rehearsal, run_id: str) -> set[str]:
+    """The hosts of the executors of run ``run_id``'s own Spark application (a classic
+    session's, named ``clusterkit-JOB-RUNID``), read from its event log only: the Connect
+    server's and other runs' applications have executors too."""
+    with rehearsal.connect("master") as c:
+        lines = sh(c, EVENTS).splitlines()
+    events = [(folder, json.loads(event)) for folder, event in (ln.split(" ", 1) for ln in lines)]
+    apps = {folder for folder, event in events
+            if event["Event"] == "SparkListenerApplicationStart"
+            and run_id in event["App Name"]}  # fmt: skip
+    assert len(apps) == 1, (run_id, sorted({f for f, _ in events}))
+    return {event["Executor Info"]["Host"] for folder, event in events
+            if folder in apps and event["Event"] == "SparkListenerExecutorAdded"}  # fmt: skip
+
+
+def test_a_suite_job_runs_with_its_executors_on_both_workers(rehearsal):
+    """A classic session is a Spark application of the run's own: the standalone master
+    spreads its executors over every worker."""
     made = rehearsal.ck_json("run", "datagen", "--rows", "100k")
     assert made["status"] == "succeeded", made
-    record = rehearsal.ck_json("run", "etl")
+    record = rehearsal.ck_json("run", "etl", "--spark-session", "classic")
     assert record["status"] == "succeeded", record
     local = rehearsal.paths.runs / record["id"]
     result = json.loads((local / "result.json").read_text())  # fetched back from the master
     assert result["rows"] == 100_000
-    with rehearsal.connect("master") as c:
-        # etl is the module's one Spark application; Spark 4 keeps its events zstd-compressed
-        events = sh(c, "zstdcat /var/lib/clusterkit/spark/events/*/events_* "
-                       "| grep -a SparkListenerExecutorAdded")  # fmt: skip
-    hosts = {json.loads(line)["Executor Info"]["Host"] for line in events.splitlines()}
-    assert hosts == {rehearsal.layout.worker}, events[:500]
+    hosts = _executor_hosts(rehearsal, record["id"])
+    assert hosts == set(_worker_addresses(rehearsal)), hosts
 
 
 def test_from_the_operator_side_only_ssh_answers(rehearsal):
@@ -95,66 +131,90 @@ def test_from_the_operator_side_only_ssh_answers(rehearsal):
     assert probes.connect(None, layout.master, 22) == "open"
     dropped = {p: probes.connect(None, layout.master, p, timeout=1.5) for p in SERVICE_PORTS}
     assert dropped == dict.fromkeys(SERVICE_PORTS, "timeout")
-    # the private subnet: refused by this machine's route table (nothing is sent), and by
-    # the router for the internet's side, probed from the outside namespace
-    assert topology.route_of(layout.worker) == "unreachable"
-    assert probes.connect(layout.ns("outside"), layout.worker, 22) == "unreachable EHOSTUNREACH"
     assert probes.connect(layout.ns("outside"), layout.master, 22) == "open"
+    # every worker, on the private subnet: refused by this machine's route table (nothing is
+    # sent), and by the router for the internet's side, probed from the outside namespace,
+    # its SSH and its services alike. The router answers the first probe with ICMP
+    # unreachable; Linux rate-limits those ICMP replies, so a later probe may time out
+    # instead: either way no connection is made.
+    worker_ports = [7078, *SERVICE_PORTS]
+    for name in layout.worker_names:
+        address = layout.address_of(name)
+        with rehearsal.connect(name) as c:  # its services do listen on its address...
+            listening = sh(c, "ss -Hltn")
+        assert f"{address}:22 " in listening and ":7078 " in listening, (name, listening)
+        assert topology.route_of(address) == "unreachable", name  # ...out of reach from here
+        assert probes.connect(layout.ns("outside"), address, 22) == "unreachable EHOSTUNREACH"
+        seen = {p: probes.connect(layout.ns("outside"), address, p, timeout=1.5)
+                for p in worker_ports}  # fmt: skip
+        refused = {"unreachable EHOSTUNREACH", "timeout"}
+        assert set(seen.values()) <= refused, (name, seen)
 
 
 def test_hosts_and_hostnames(rehearsal):
     layout = rehearsal.layout
-    for name in nodes.NODES:
+    expected = [f"{layout.address_of(name)} {name}" for name in layout.node_names]
+    for name in layout.node_names:
         with rehearsal.connect(name) as c:
             hosts = sh(c, "cat /etc/hosts")
-            assert f"{layout.master} master" in hosts and f"{layout.worker} worker" in hosts
+            lines = [" ".join(line.split()) for line in hosts.splitlines()]
+            assert all(line in lines for line in expected), (name, hosts)
             assert "127.0.1.1" not in hosts
             assert sh(c, "hostname") == name == sh(c, "cat /etc/hostname")
 
 
-def test_ssh_master_to_worker_needs_no_password(rehearsal):
+def test_ssh_master_to_each_worker_needs_no_password(rehearsal):
+    layout = rehearsal.layout
     with rehearsal.connect("master") as c:
-        assert sh(c, "ssh -o BatchMode=yes worker hostname") == "worker"
-        assert sh(c, f"ssh -o BatchMode=yes {rehearsal.layout.worker} hostname") == "worker"
+        for name in layout.worker_names:
+            assert sh(c, f"ssh -o BatchMode=yes {name} hostname") == name
+            assert sh(c, f"ssh -o BatchMode=yes {layout.address_of(name)} hostname") == name
 
 
-def _fetch_from_worker(rehearsal: Rehearsal) -> str:
-    """GET the outside's server from the worker's network namespace: ``answer BODY``,
-    ``refused``, ``unreachable ERRNO`` or ``timeout``."""
-    return probes.fetch(rehearsal.layout.ns("worker"), rehearsal.layout.outside, PORT)
+def _fetch_from_workers(rehearsal: Rehearsal) -> dict[str, str]:
+    """GET the outside's server from each worker's network namespace: ``answer BODY``,
+    ``refused``, ``unreachable ERRNO`` or ``timeout``, by worker."""
+    layout = rehearsal.layout
+    return {name: probes.fetch(layout.ns(name), layout.outside, PORT)
+            for name in layout.worker_names}  # fmt: skip
 
 
-def test_the_worker_reaches_outside_only_through_the_masters_nat(rehearsal):
+def test_the_workers_reach_outside_only_through_the_masters_nat(rehearsal):
     layout = rehearsal.layout
     server = subprocess.Popen(in_ns(layout.ns("outside"), sys.executable, "-c", SERVE,
                                     layout.outside, str(PORT), "outside"))  # fmt: skip
     masquerade = (f"POSTROUTING -s {layout.private_subnet} -o eth0 "
                   f"-m comment --comment 'clusterkit nat' -j MASQUERADE")  # fmt: skip
+    # every worker: the outside sees the master's address, each one behind its NAT
+    through_nat = dict.fromkeys(layout.worker_names,
+                                f"answer hello from outside, you are {layout.master}")  # fmt: skip
     try:
         time.sleep(1.0)
-        expected = f"answer hello from outside, you are {layout.master}"
-        assert _fetch_from_worker(rehearsal) == expected
+        assert _fetch_from_workers(rehearsal) == through_nat
         with rehearsal.connect("master") as c:
             assert "MASQUERADE" in sh(c, "cat /etc/iptables/rules.v4")
             assert sh(c, "sysctl -n net.ipv4.conf.eth0.send_redirects") == "0"
             sh(c, f"iptables -t nat -D {masquerade}")  # NAT off
         try:  # forwarded unmasqueraded: the private route table sends it back to the master
-            assert _fetch_from_worker(rehearsal) == "unreachable EHOSTUNREACH"
+            assert _fetch_from_workers(rehearsal) == dict.fromkeys(
+                layout.worker_names, "unreachable EHOSTUNREACH")  # fmt: skip
         finally:
             with rehearsal.connect("master") as c:  # on again, exactly as the role made it
                 sh(c, f"iptables -t nat -A {masquerade}")
-        assert _fetch_from_worker(rehearsal) == expected
+        assert _fetch_from_workers(rehearsal) == through_nat
     finally:
         server.terminate()
         server.wait(timeout=10)
-    with rehearsal.connect("worker") as c:  # the worker's own default route is left alone
-        assert sh(c, "ip route show default") == f"default via {layout.router_private} dev eth0"
+    for name in layout.worker_names:  # the workers' own default route is left alone
+        with rehearsal.connect(name) as c:
+            route = sh(c, "ip route show default")
+        assert route == f"default via {layout.router_private} dev eth0", (name, route)
 
 
 def test_provision_again_changes_nothing(rehearsal):
     report = rehearsal.ck_json("provision")
     assert report["total_changed"] == 0, report
-    assert set(report["changed"]) == {"master", "worker"}
+    assert set(report["changed"]) == set(rehearsal.layout.node_names)  # master, worker-1, ...
 
 
 def test_a_failed_task_names_host_role_and_task(rehearsal, tmp_path: Path):

@@ -1,5 +1,5 @@
 """Rehearsal nodes for real: namespaces, an overlay root and sshd each, reached over SSH
-(the worker only through the master), each with its own host keys; nothing left after.
+(the workers only through the master), each with its own host keys; nothing left after.
 
 The nodes are the shared rehearsal's (conftest's ``rehearsal``), read with the kit's runner."""
 
@@ -21,15 +21,17 @@ pytestmark = pytest.mark.rehearsal
 
 
 def test_each_node_is_its_own_machine(rehearsal: Rehearsal):
-    for name in nodes.NODES:
+    names = rehearsal.layout.node_names  # the master and every worker
+    for name in names:
         with rehearsal.connect(name) as c:
             assert sh(c, "hostname") == name
             addresses = sh(c, "ip -4 -o addr show scope global")
             assert rehearsal.layout.address_of(name) in addresses and addresses.count("inet ") == 1
             assert "sshd" in sh(c, "cat /proc/1/cmdline")  # its own PID 1
             sh(c, f"echo {name} > /root/marker")
-    with rehearsal.connect("worker") as c:
-        assert sh(c, "cat /root/marker") == "worker"
+    for name in names:  # each kept its own, though the others wrote theirs after
+        with rehearsal.connect(name) as c:
+            assert sh(c, "cat /root/marker") == name
     assert not Path("/root/marker").exists()  # what a node writes stays in the node
 
 
@@ -38,35 +40,39 @@ def test_the_nodes_host_keys_are_their_own(rehearsal: Rehearsal):
         (
             nodes.nodes_dir(rehearsal.paths.root) / n / "upper/etc/ssh/ssh_host_ed25519_key.pub"
         ).read_text()
-        for n in nodes.NODES
+        for n in rehearsal.layout.node_names
     }
-    assert len(keys) == 2
+    assert len(keys) == len(rehearsal.layout.node_names)  # no two nodes alike
     host = Path("/etc/ssh/ssh_host_ed25519_key.pub")
     assert not host.exists() or host.read_text() not in keys
 
 
 def test_host_keys_recorded_on_first_contact_are_the_nodes_own(rehearsal, tmp_path: Path):
     """What `up --provider aws` does once the instances exist: read each node's host key (the
-    worker's through the master, whose key is then checked) into a new known_hosts; the
+    workers' through the master, whose key is then checked) into a new known_hosts; the
     keys are the ones the nodes really have, and the kit's strict connections then work."""
     from paramiko import HostKeys
 
     fresh = SshSettings(rehearsal.ssh.user, rehearsal.ssh.key, tmp_path / "known_hosts")
     said: list[str] = []
     found = record_host_keys(rehearsal.inventory, fresh, timeout_s=30, say=said.append)
-    assert [line.split(":")[0] for line in found] == ["master", "worker"]
+    names = rehearsal.layout.node_names  # master, worker-1, ...
+    assert [line.split(":")[0] for line in found] == names
     recorded, truth = HostKeys(str(fresh.known_hosts)), HostKeys(str(rehearsal.ssh.known_hosts))
     for node in rehearsal.inventory.nodes:
         host = node.ssh_host or node.address
         assert recorded.lookup(host), host
         for key_type, key in recorded.lookup(host).items():
             assert truth.lookup(host)[key_type] == key, (node.name, key_type)
-    worker = SshRunner(rehearsal.inventory, rehearsal.inventory.node("worker"), fresh)
-    try:
-        assert sh(worker, "hostname") == "worker"
-    finally:
-        worker.close()
-    assert said[1].startswith("node worker answers SSH on ")
+    for name in rehearsal.layout.worker_names:
+        worker = SshRunner(rehearsal.inventory, rehearsal.inventory.node(name), fresh)
+        try:
+            assert sh(worker, "hostname") == name
+        finally:
+            worker.close()
+    assert len(said) == len(names), said
+    for line, name in zip(said, names, strict=True):
+        assert line.startswith(f"node {name} answers SSH on "), said
 
 
 def test_host_keys_of_a_node_that_never_answers_are_named(rehearsal, tmp_path: Path):
@@ -88,8 +94,9 @@ def test_host_keys_of_a_node_that_never_answers_are_named(rehearsal, tmp_path: P
 
 
 def test_a_node_that_cannot_start_is_named(tmp_path: Path, rehearsal: Rehearsal):
-    broken = nodes.Node("worker", "10.99.0.1", tmp_path / "broken")  # not its address
-    with pytest.raises(topology.RehearsalError, match=r"node worker: sshd did not start on"):
+    name = rehearsal.layout.worker_names[-1]  # its namespace exists; the address is not its
+    broken = nodes.Node(name, "10.99.0.1", tmp_path / "broken")
+    with pytest.raises(topology.RehearsalError, match=rf"node {name}: sshd did not start on"):
         nodes.start(rehearsal.layout, broken)
 
 

@@ -1,6 +1,7 @@
-"""Operating the rehearsal's two-node cluster from this machine, as a laptop would: exec,
-copy, ssh and tunnels; runs detached on the master that survive their SSH connection and are
-reattached, cancelled, and sampled on both nodes; and every error a user can run into.
+"""Operating the rehearsal's cluster (a master and several workers) from this machine, as a
+laptop would: exec, copy, ssh and tunnels; runs detached on the master that survive their SSH
+connection and are reattached, cancelled, and sampled on every node; and every error a user
+can run into.
 
 The rehearsal's one cluster (conftest's ``rehearsal``), driven through the CLI; its jobs that
 submit runs of their own (``suite``, ``bench``) run on the master like any other.
@@ -38,6 +39,18 @@ def _error_line(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+def _prefixed(lines: dict[str, list[str]]) -> list[str]:
+    """What `exec` prints of ``lines`` (by node), sorted: each line prefixed by its node's
+    name, padded to the longest name of the nodes it ran on."""
+    width = max(len(name) for name in lines)
+    return sorted(f"[{name:<{width}}] {line}" for name, said in lines.items() for line in said)
+
+
+def _on_each(rehearsal: Rehearsal, line: str) -> list[str]:
+    """What `exec` prints when every node says ``line`` with NAME replaced by its name."""
+    return _prefixed({n: [line.replace("NAME", n)] for n in rehearsal.layout.node_names})
+
+
 def _run_processes(rehearsal: Rehearsal, run_id: str) -> dict[str, int]:
     """How many processes carry the run's marker on each node, sampled there by the node's
     own Python (the venv the playbooks made)."""
@@ -55,17 +68,22 @@ def _run_processes(rehearsal: Rehearsal, run_id: str) -> dict[str, int]:
 def test_exec_runs_on_every_node_with_output_prefixed(rehearsal: Rehearsal):
     proc = rehearsal.ck("exec", "hostname; echo to-stderr >&2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert sorted(proc.stdout.splitlines()) == ["[master] master", "[worker] worker"]
-    assert sorted(proc.stderr.splitlines()) == ["[master] to-stderr", "[worker] to-stderr"]
-    only = rehearsal.ck("exec", "--node", "worker", "hostname")
-    assert only.stdout.splitlines() == ["[worker] worker"], only.stdout + only.stderr
+    assert sorted(proc.stdout.splitlines()) == _on_each(rehearsal, "NAME")
+    assert sorted(proc.stderr.splitlines()) == _on_each(rehearsal, "to-stderr")
+    for name in rehearsal.layout.worker_names:
+        only = rehearsal.ck("exec", "--node", name, "hostname")
+        assert only.stdout.splitlines() == [f"[{name}] {name}"], only.stdout + only.stderr
+    # `worker` still names the first worker, shown by its own name
+    alias = rehearsal.ck("exec", "--node", "worker", "hostname")
+    assert alias.stdout.splitlines() == ["[worker-1] worker-1"], alias.stdout + alias.stderr
 
 
 def test_exec_fails_when_one_node_fails(rehearsal: Rehearsal):
     proc = rehearsal.ck("exec", "echo on $(hostname); test $(hostname) = master || exit 3")
     assert proc.returncode == 1
-    assert sorted(proc.stdout.splitlines()) == ["[master] on master", "[worker] on worker"]
-    assert _error_line(proc) == "error: the command failed on worker (exit 3)"
+    assert sorted(proc.stdout.splitlines()) == _on_each(rehearsal, "on NAME")
+    failed = ", ".join(f"{name} (exit 3)" for name in rehearsal.layout.worker_names)
+    assert _error_line(proc) == f"error: the command failed on {failed}"
 
 
 def test_copy_a_file_and_a_folder_then_read_them_on_every_node(rehearsal, tmp_path: Path):
@@ -75,19 +93,22 @@ def test_copy_a_file_and_a_folder_then_read_them_on_every_node(rehearsal, tmp_pa
     proc = rehearsal.ck("copy", str(note), "/tmp/")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     shown = rehearsal.ck("exec", "cat /tmp/note.txt; stat -c %a /tmp/note.txt")
-    assert sorted(shown.stdout.splitlines()) == sorted(
-        ["[master] copied by clusterkit", "[master] 640",
-         "[worker] copied by clusterkit", "[worker] 640"]
-    )  # fmt: skip
+    assert sorted(shown.stdout.splitlines()) == _prefixed(
+        {n: ["copied by clusterkit", "640"] for n in rehearsal.layout.node_names})  # fmt: skip
     folder = tmp_path / "conf"
     (folder / "sub").mkdir(parents=True)
     (folder / "sub" / "a.txt").write_text("A")
-    proc = rehearsal.ck("copy", str(folder), "/tmp/conf-copy", "--node", "worker")
+    target = rehearsal.layout.worker_names[-1]  # one worker, not the first
+    proc = rehearsal.ck("copy", str(folder), "/tmp/conf-copy", "--node", target)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    read = rehearsal.ck("exec", "cat /tmp/conf-copy/sub/a.txt", "--node", "worker")
-    assert read.stdout.strip() == "[worker] A"
-    absent = rehearsal.ck("exec", "test ! -e /tmp/conf-copy", "--node", "master")
-    assert absent.returncode == 0, absent.stdout + absent.stderr
+    read = rehearsal.ck("exec", "cat /tmp/conf-copy/sub/a.txt", "--node", target)
+    assert read.stdout.strip() == f"[{target}] A"
+    # on that node only
+    there = rehearsal.ck("exec", "test -e /tmp/conf-copy && echo there || echo absent")
+    assert sorted(there.stdout.splitlines()) == _prefixed(
+        {n: ["there" if n == target else "absent"] for n in rehearsal.layout.node_names}
+    )  # fmt: skip
+    rehearsal.ck("exec", "rm -rf /tmp/conf-copy", "--node", target)
 
 
 def test_tunnel_serves_the_spark_masters_json_and_the_ray_dashboard_locally(rehearsal):
@@ -105,7 +126,8 @@ def test_tunnel_serves_the_spark_masters_json_and_the_ray_dashboard_locally(rehe
         assert set(urls) == {"spark_master_ui", "spark_worker_ui", "ray_dashboard"}, urls
         master = requests.get(f"{urls['spark_master_ui']}/json/", timeout=10).json()
         assert master["status"] == "ALIVE"
-        assert [w["host"] for w in master["workers"]] == [rehearsal.layout.worker]
+        workers = [rehearsal.layout.address_of(n) for n in rehearsal.layout.worker_names]
+        assert sorted(w["host"] for w in master["workers"]) == sorted(workers)
         worker = requests.get(f"{urls['spark_worker_ui']}/json/", timeout=10).json()
         assert worker["masterurl"] == f"spark://{rehearsal.layout.master}:7077"
         token = rehearsal.paths.ray_token.read_text().strip()
@@ -120,14 +142,18 @@ def test_tunnel_serves_the_spark_masters_json_and_the_ray_dashboard_locally(rehe
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
 
 
-def test_ssh_runs_a_command_and_an_interactive_shell_on_the_worker(rehearsal):
-    proc = rehearsal.ck("ssh", "worker", "--", "hostname")
-    assert proc.returncode == 0 and proc.stdout.strip() == "worker", proc.stdout + proc.stderr
-    assert rehearsal.ck("ssh", "worker", "--", "exit", "7").returncode == 7
+def test_ssh_runs_a_command_on_each_worker_and_an_interactive_shell(rehearsal):
+    for name in rehearsal.layout.worker_names:
+        proc = rehearsal.ck("ssh", name, "--", "hostname")
+        assert proc.returncode == 0 and proc.stdout.strip() == name, proc.stdout + proc.stderr
+    alias = rehearsal.ck("ssh", "worker", "--", "hostname")  # `worker`: the first one
+    assert alias.returncode == 0 and alias.stdout.strip() == "worker-1", alias.stdout
+    last = rehearsal.layout.worker_names[-1]
+    assert rehearsal.ck("ssh", last, "--", "exit", "7").returncode == 7
     # an interactive shell on a terminal (its controlling one), the way a user types into it
     pid, leader = pty.fork()
     if pid == 0:
-        os.execve(CLUSTERKIT, [CLUSTERKIT, "ssh", "worker"], rehearsal.env)
+        os.execve(CLUSTERKIT, [CLUSTERKIT, "ssh", last], rehearsal.env)
     seen = b""
 
     def read_until(marker: bytes, timeout: float) -> None:
@@ -158,7 +184,7 @@ def test_ssh_runs_a_command_and_an_interactive_shell_on_the_worker(rehearsal):
             os.waitpid(pid, 0)
         os.close(leader)
     assert exit_code == 0, seen
-    assert b"on-worker-via-shell" in seen, seen
+    assert f"on-{last}-via-shell".encode() in seen, seen
 
 
 def _wait_running(rehearsal: Rehearsal, run_id: str | None = None) -> dict:
@@ -197,22 +223,28 @@ def test_a_run_survives_its_ssh_connection_and_is_reattached(rehearsal, tmp_path
     result = json.loads((local / "result.json").read_text())
     assert result["rows"] == 1_000_000
 
-    # sampled on both nodes: the driver on the master, Spark's executor on the worker (the
-    # warm session's, shared: named so in the record)
+    # sampled on every node: the driver on the master, Spark's executors on the workers (the
+    # warm session's, shared: named so in the record). The session's dynamic allocation asks
+    # for as many executors as the tasks need: at least one worker has one, maybe not all
     nodes = final["nodes"]
+    workers = rehearsal.layout.worker_names
     executor = "shared spark-executor"
-    assert set(nodes) == {"master", "worker"}, nodes
-    assert nodes["worker"]["peak_rss_by_role"].get(executor, 0) > 100 * 2**20, nodes
+    assert set(nodes) == set(rehearsal.layout.node_names), nodes
+    assert all(nodes[n]["samples"] >= 5 for n in rehearsal.layout.node_names), nodes
+    executors = {w: nodes[w]["peak_rss_by_role"].get(executor, 0) for w in workers}
+    assert max(executors.values()) > 100 * 2**20, nodes
+    assert nodes["master"]["peak_rss_by_role"].get(executor, 0) == 0, nodes
     assert nodes["master"]["peak_rss_by_role"].get("shared spark-connect-server", 0) > 0, nodes
-    assert final["shared_processes"] == {"master": ["spark-connect-server"],
-                                         "worker": ["spark-executor"]}, final  # fmt: skip
+    assert final["shared_processes"] == {
+        "master": ["spark-connect-server"],
+        **{w: ["spark-executor"] for w, peak in executors.items() if peak > 0},
+    }, final  # fmt: skip
     assert nodes["master"]["peak_rss_by_role"].get("driver", 0) > 0
-    assert nodes["master"]["samples"] >= 5 and nodes["worker"]["samples"] >= 5
     samples = [json.loads(line) for line in (local / "metrics.jsonl").read_text().splitlines()]
-    executor_on_worker = [s for s in samples if s["node"] == "worker"
+    executor_on_worker = [s for s in samples if s["node"] in workers
                           and s["run_rss_by_role"].get(executor, 0) > 0]  # fmt: skip
-    assert executor_on_worker, "no worker sample saw the executor"
-    assert final["peak_rss_bytes"] >= nodes["worker"]["peak_rss_by_role"][executor]
+    assert executor_on_worker, "no worker sample saw an executor"
+    assert final["peak_rss_bytes"] >= max(executors.values())
     assert result["peak_rss_by_node"] == {n: v["peak_rss_bytes"] for n, v in nodes.items()}
 
     # a second laptop with the cluster's state but none of its run copies sees the same runs
@@ -232,22 +264,24 @@ def test_a_run_survives_its_ssh_connection_and_is_reattached(rehearsal, tmp_path
     ).read_bytes()
 
 
-def test_a_cancelled_run_leaves_no_process_on_either_node(rehearsal: Rehearsal):
-    # minutes of Monte Carlo tasks, spread over both nodes' Ray workers
+def test_a_cancelled_run_leaves_no_process_on_any_node(rehearsal: Rehearsal):
+    # minutes of Monte Carlo tasks (8, more than the cluster's CPUs), spread over every node's
+    # Ray workers
     run_id = rehearsal.ck("run", "ray-pi", "--samples", "3000000000", "--tasks", "8",
                           "--detach").stdout.strip()  # fmt: skip
     assert run_id, "no run id printed"
     _wait_running(rehearsal, run_id)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # until Ray workers of the run run on both nodes
+    names = rehearsal.layout.node_names
+    while time.monotonic() < deadline:  # until Ray workers of the run run on every node
         counts = _run_processes(rehearsal, run_id)
-        if counts.get("worker", 0) > 0 and counts.get("master", 0) > 0:
+        if all(counts.get(name, 0) > 0 for name in names):
             break
         time.sleep(2)
-    assert counts.get("worker", 0) > 0, counts
+    assert all(counts.get(name, 0) > 0 for name in rehearsal.layout.worker_names), counts
     cancelled = rehearsal.ck_json("cancel", run_id)
     assert cancelled["status"] == "cancelled" and cancelled["error"] == "cancelled by the user"
-    assert _run_processes(rehearsal, run_id) == {"master": 0, "worker": 0}
+    assert _run_processes(rehearsal, run_id) == dict.fromkeys(names, 0)
     left = rehearsal.ck("exec", f"pgrep -af {run_id} | grep -v pgrep || true")
     assert left.stdout.strip() == "", left.stdout
     on_master = rehearsal.ck("exec", "--node", "master", f"cat {RUNS_ON_NODE}/{run_id}/record.json")
@@ -266,7 +300,7 @@ def test_a_run_whose_supervisor_dies_is_recorded_failed_and_its_processes_stoppe
         listed[run_id]["error"]
         == "the run's supervisor on master is gone; its processes were stopped"
     )
-    assert _run_processes(rehearsal, run_id) == {"master": 0, "worker": 0}
+    assert _run_processes(rehearsal, run_id) == dict.fromkeys(rehearsal.layout.node_names, 0)
 
 
 @pytest.mark.timeout(1800)
@@ -324,28 +358,35 @@ def test_errors_name_the_cluster_or_node_and_exit_1_or_2(rehearsal, tmp_path: Pa
         assert proc.returncode == 2, (usage, proc.stderr)
     bad_node = rehearsal.ck("ssh", "nosuch")
     assert bad_node.returncode == 2
-    assert "has no node 'nosuch'; its nodes: master, worker" in _error_line(bad_node)
+    known = ", ".join(rehearsal.layout.node_names)  # master, worker-1, worker-2
+    assert f"has no node 'nosuch'; its nodes: {known}" in _error_line(bad_node)
     missing = rehearsal.ck("copy", str(tmp_path / "absent.txt"), "/tmp/")
     assert missing.returncode == 2 and "absent.txt: no such file" in _error_line(missing)
 
-    # the worker stops answering SSH: named, with what to do; the master still works
-    worker_ns = rehearsal.layout.ns("worker")
+    # one worker (the last) stops answering SSH: named, with what to do; the master and the
+    # other workers still work
+    layout = rehearsal.layout
+    lost = layout.worker_names[-1]
+    others = [n for n in layout.node_names if n != lost]
+    lost_ns = layout.ns(lost)
     rule = ["INPUT", "-p", "tcp", "--dport", "22", "-j", "REJECT"]
-    subprocess.run(in_ns(worker_ns, "iptables", "-I", *rule), check=True)
+    subprocess.run(in_ns(lost_ns, "iptables", "-I", *rule), check=True)
     try:
-        proc = rehearsal.ck("ssh", "worker", "--", "hostname")
+        proc = rehearsal.ck("ssh", lost, "--", "hostname")
         assert proc.returncode == 1
-        line = _error_line(proc)
-        assert f"node worker ({rehearsal.layout.worker} through master)" in line, line
-        assert "clusterkit status" in line
-        both = rehearsal.ck("exec", "hostname")
-        assert both.returncode == 1 and "[master] master" in both.stdout
-        assert "the command failed on worker (unreachable)" in both.stderr
+        said = _error_line(proc)
+        assert f"node {lost} ({layout.address_of(lost)} through master)" in said, said
+        assert "clusterkit status" in said
+        every = rehearsal.ck("exec", "hostname")
+        assert every.returncode == 1, every.stdout + every.stderr
+        answered = [ln for ln in _on_each(rehearsal, "NAME") if not ln.startswith(f"[{lost}]")]
+        assert sorted(every.stdout.splitlines()) == answered, every.stdout
+        assert f"the command failed on {lost} (unreachable)" in every.stderr
         status = rehearsal.ck_json("status")
         rows = {n["name"]: n for n in status["nodes"]}
-        assert "error" in rows["worker"] and "error" not in rows["master"]
+        assert "error" in rows[lost] and not any("error" in rows[n] for n in others), rows
     finally:
-        subprocess.run(in_ns(worker_ns, "iptables", "-D", *rule), check=True)
+        subprocess.run(in_ns(lost_ns, "iptables", "-D", *rule), check=True)
     assert rehearsal.ck("exec", "hostname").returncode == 0
 
 
@@ -365,8 +406,7 @@ def test_the_operators_ssh_config_and_agent_never_reach_the_nodes(rehearsal, tmp
         env = {**rehearsal.env, "HOME": str(home), "SSH_AUTH_SOCK": str(tmp_path / "agent.sock")}
         proc = rehearsal.ck("exec", "echo agent=${SSH_AUTH_SOCK:-none} user=$(id -un)", env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert sorted(proc.stdout.splitlines()) == [
-            "[master] agent=none user=root", "[worker] agent=none user=root"]  # fmt: skip
+        assert sorted(proc.stdout.splitlines()) == _on_each(rehearsal, "agent=none user=root")
     finally:
         os.kill(pid, signal.SIGTERM)
 
@@ -374,7 +414,8 @@ def test_the_operators_ssh_config_and_agent_never_reach_the_nodes(rehearsal, tmp
 def test_a_command_out_of_time_is_ended_on_the_node_itself(rehearsal: Rehearsal):
     proc = rehearsal.ck("exec", "--timeout", "2", "sleep 97; echo late")
     assert proc.returncode == 1 and "late" not in proc.stdout, proc.stdout + proc.stderr
-    assert "did not end on worker within 2 s" in proc.stderr, proc.stderr
+    for name in rehearsal.layout.node_names:  # each node timed out on its own
+        assert f"did not end on {name} within 2 s" in proc.stderr, proc.stderr
     time.sleep(1)
     left = rehearsal.ck("exec", "pgrep -f 'sleep 9[7]' || true")  # not matching itself
-    assert left.stdout.strip() == "", left.stdout  # not left running on either node
+    assert left.stdout.strip() == "", left.stdout  # not left running on any node

@@ -1,6 +1,7 @@
-"""`stop` and `start` on the rehearsal: the kit's systemd units stop on both nodes (the
-worker's first) while the nodes, their disks, the storage and the run history on the master
-stay; `start` brings the services back healthy and a job reads the data made before.
+"""`stop` and `start` on the rehearsal: the kit's systemd units stop on every node (the
+workers' first) while the nodes, their disks, the storage and the run history on the master
+stay; `start` brings the services back healthy (every worker joined again) and a job reads
+the data made before.
 
 The rehearsal's one cluster (conftest's ``rehearsal``) is shared: it is left running, as
 found, whatever happens here."""
@@ -56,7 +57,8 @@ def test_stop_and_start_keep_disks_storage_and_runs(left_running: Rehearsal):
     stored = _files(storage)
     assert stored, f"datagen wrote nothing under {storage}"
     token = secrets.token_hex(8)
-    for node in ("master", "worker"):
+    names, workers = rehearsal.layout.node_names, rehearsal.layout.worker_names
+    for node in names:
         with rehearsal.connect(node) as runner:
             sh(runner, f"echo {token} > {KEPT}")
     runs = [r["id"] for r in rehearsal.ck_json("runs")]
@@ -65,15 +67,19 @@ def test_stop_and_start_keep_disks_storage_and_runs(left_running: Rehearsal):
     stopped = rehearsal.ck_json("stop", timeout=600)
     assert stopped["changed"] is True and stopped["power"] == "stopped", stopped
     units = stopped["details"]["units_stopped"]
-    assert list(units) == ["worker", "master"]  # the worker's first
-    assert set(units["worker"]) >= WORKER_UNITS and set(units["master"]) >= MASTER_UNITS
+    assert list(units) == [*workers, "master"]  # the workers' first, in order
+    assert all(set(units[w]) >= WORKER_UNITS for w in workers), units
+    assert set(units["master"]) >= MASTER_UNITS
     # on the nodes: nothing of the kit runs or listens, and the nodes still answer
-    for node, expected in (("master", MASTER_UNITS), ("worker", WORKER_UNITS)):
+    expected_units = {n: WORKER_UNITS for n in workers} | {"master": MASTER_UNITS}
+    for node, expected in expected_units.items():
         with rehearsal.connect(node) as runner:
             for unit in expected:
-                assert sh(runner, f"systemctl is-active {unit} || true") != "active", unit
+                active = sh(runner, f"systemctl is-active {unit} || true")
+                assert active != "active", (node, unit)
     assert _listening(rehearsal, "master", master_ports) == []
-    assert _listening(rehearsal, "worker", [ports.spark_worker, ports.spark_worker_ui]) == []
+    for node in workers:
+        assert _listening(rehearsal, node, [ports.spark_worker, ports.spark_worker_ui]) == []
     status = rehearsal.ck_json("status")
     assert status["state"] == "stopped" and status["stopped_at"] == stopped["stopped_at"]
     refused = rehearsal.ck("run", "ray-pi")
@@ -81,7 +87,7 @@ def test_stop_and_start_keep_disks_storage_and_runs(left_running: Rehearsal):
     assert "already stopped" in rehearsal.ck("stop").stdout
 
     # kept: each node's disk, the storage, the run history (here, and on the master)
-    for node in ("master", "worker"):
+    for node in names:
         with rehearsal.connect(node) as runner:
             assert sh(runner, f"cat {KEPT}") == token
     assert _files(storage) == stored
@@ -93,9 +99,16 @@ def test_stop_and_start_keep_disks_storage_and_runs(left_running: Rehearsal):
 
     started = rehearsal.ck_json("start", timeout=900)
     assert started["changed"] is True and started["power"] == "running", started
-    assert set(started["details"]["units_started"]["master"]) >= MASTER_UNITS
+    units = started["details"]["units_started"]
+    assert list(units) == ["master", *reversed(workers)]  # the master first
+    assert set(units["master"]) >= MASTER_UNITS, units
+    assert all(set(units[w]) >= WORKER_UNITS for w in workers), units
     status = rehearsal.ck_json("status")
     assert status["state"] == "up", status["services"]
+    alive = {r["address"] for r in status["services"]
+             if r["name"] == "spark-worker" and r["state"] == "up"}  # fmt: skip
+    layout = rehearsal.layout
+    assert alive == {f"{layout.address_of(w)}:{ports.spark_worker}" for w in workers}, alive
     assert status["idle_guard"]["installed"] is True, status["idle_guard"]
     with rehearsal.connect("master") as master:
         assert sh(master, "systemctl is-active clusterkit-idle.service") == "active"
@@ -104,6 +117,6 @@ def test_stop_and_start_keep_disks_storage_and_runs(left_running: Rehearsal):
     assert etl["status"] == "succeeded" and etl["result"]["rows"] == 20_000, etl
     after = [r["id"] for r in rehearsal.ck_json("runs")]
     assert set(runs) <= set(after) and after[-1] == etl["id"]
-    for node in ("master", "worker"):
+    for node in names:
         with rehearsal.connect(node) as runner:
             sh(runner, f"rm -f {KEPT}")

@@ -1,6 +1,7 @@
 """The rehearsal's last cluster test: ``down`` while a run goes on and the master has stopped
 answering SSH. The run's copy here is recorded failed with the reason, and every namespace,
-link, route, node process and node folder is gone all the same."""
+link, route, node process and node folder (of the master and every worker) is gone all the
+same."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from clusterkit.providers.netns import topology
 from clusterkit.providers.netns.topology import in_ns
-from tests.rehearsal.conftest import Rehearsal
+from tests.rehearsal.conftest import NAME, Rehearsal
 
 pytestmark = pytest.mark.rehearsal
 
@@ -45,6 +46,9 @@ def test_down_with_the_master_unreachable_removes_everything(rehearsal: Rehearsa
     assert record["error"].startswith("the cluster was taken down; its master did not answer")
 
     assert not topology.existing_namespaces() & set(layout.namespaces)
+    # every worker's namespace with them, however many it had
+    assert topology.existing_workers(layout.cluster) == []
+    assert not [ns for ns in topology.existing_namespaces() if ns.startswith(f"ck-{NAME}-")]
     assert topology.run(["ip", "link", "show", layout.host_link], check=False) == ""
     routes = topology.run(["ip", "route", "show", "table", "all"])
     assert layout.master not in routes and f"metric {layout.route_metric}" not in routes

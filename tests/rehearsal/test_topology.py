@@ -1,7 +1,8 @@
 """The rehearsal's network, built for real in namespaces: who reaches whom, and a clean teardown.
 
 Needs root (CI runs as root); the NAT here is set by hand exactly as the playbooks' nat role
-will set it, to prove the topology routes the private subnet through the master.
+will set it, to prove the topology routes the private subnet through the master. The layouts
+here have one worker, but for the test of several (on one bridge, added and removed).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def net() -> Iterator[Layout]:
     topology.build(layout)
     servers = []
     try:
-        for role in ("master", "worker", "outside"):
+        for role in ("master", "worker-1", "outside"):
             address = layout.address_of(role)
             argv = in_ns(layout.ns(role), sys.executable, "-c", SERVE, address, str(PORT), role)
             servers.append(subprocess.Popen(argv))
@@ -85,7 +86,7 @@ def test_up_refuses_a_route_table_that_would_send_rehearsal_traffic_out(tmp_path
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
     assert "would send rehearsal traffic off the machine" in out, out
-    assert f"worker {layout.worker} goes `{layout.worker} dev lo" in out, out
+    assert f"worker-1 {layout.worker} goes `{layout.worker} dev lo" in out, out
     assert "Traceback" not in out, out
     assert not set(layout.namespaces) & topology.existing_namespaces()
     assert not run(["ip", "route", "show", "metric", str(layout.route_metric)]).strip()
@@ -125,7 +126,7 @@ def test_a_broken_route_table_is_named_by_the_guard(net: Layout):
         with pytest.raises(topology.RehearsalError) as raised:
             topology.verify_routes(net)
         message = str(raised.value)
-        assert f"worker {net.worker} goes `{net.worker} via" in message, message
+        assert f"worker-1 {net.worker} goes `{net.worker} via" in message, message
         assert f"router (public subnet) {net.router_public} goes" in message, message
         assert f"outside {net.outside}" not in message  # its range is still guarded
     finally:
@@ -144,15 +145,17 @@ def test_the_router_keeps_the_internet_and_the_operator_out_of_the_private_subne
 
 
 def test_master_and_worker_reach_each_other(net: Layout):
-    assert fetch(net.ns("master"), net.worker) == f"answer hello from worker, you are {net.master}"
-    assert fetch(net.ns("worker"), net.master) == f"answer hello from master, you are {net.worker}"
+    hello = f"answer hello from worker-1, you are {net.master}"
+    assert fetch(net.ns("master"), net.worker) == hello
+    hello = f"answer hello from master, you are {net.worker}"
+    assert fetch(net.ns("worker-1"), net.master) == hello
 
 
 def test_the_worker_reaches_outside_only_through_the_masters_nat(net: Layout):
     master = net.ns("master")
     assert fetch(master, net.outside) == f"answer hello from outside, you are {net.master}"
     # no forwarding on the master yet: it drops what the worker sends through it
-    assert fetch(net.ns("worker"), net.outside) == "timeout"
+    assert fetch(net.ns("worker-1"), net.outside) == "timeout"
     # what the playbooks' nat role does on the master
     run(in_ns(master, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"))
     run(in_ns(master, "sysctl", "-q", "-w", "net.ipv4.conf.all.send_redirects=0"))
@@ -160,13 +163,13 @@ def test_the_worker_reaches_outside_only_through_the_masters_nat(net: Layout):
     run(in_ns(master, "iptables", rule[0], rule[1], "-A", *rule[2:]))
     try:
         # the outside sees the master's address: the worker is behind its NAT
-        assert (fetch(net.ns("worker"), net.outside)
+        assert (fetch(net.ns("worker-1"), net.outside)
                 == f"answer hello from outside, you are {net.master}")  # fmt: skip
     finally:
         run(in_ns(master, "iptables", rule[0], rule[1], "-D", *rule[2:]))
     # forwarded but not masqueraded: a packet from a private address leaving the public
     # subnet is routed by the private route table back to the master, never to the outside
-    assert fetch(net.ns("worker"), net.outside) == "unreachable EHOSTUNREACH"
+    assert fetch(net.ns("worker-1"), net.outside) == "unreachable EHOSTUNREACH"
     run(in_ns(master, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0"))
 
 
@@ -195,7 +198,7 @@ def test_no_namespace_has_a_route_to_a_real_network(net: Layout):
         # the router has no route to it; the worker's packets go to the master, which drops
         # what it does not forward
         assert fetch(net.ns("outside"), address) == "unreachable ENETUNREACH"
-        assert fetch(net.ns("worker"), address) == "timeout"
+        assert fetch(net.ns("worker-1"), address) == "timeout"
 
 
 def test_destroy_is_idempotent_and_leaves_the_other_rehearsals_guard(net: Layout):
@@ -205,10 +208,10 @@ def test_destroy_is_idempotent_and_leaves_the_other_rehearsals_guard(net: Layout
     with pytest.raises(topology.RehearsalError, match="already exist"):
         topology.build(layout)
     topology.verify_routes(layout)
-    sleeper = subprocess.Popen(in_ns(layout.ns("worker"), "sleep", "600"))
+    sleeper = subprocess.Popen(in_ns(layout.ns("worker-1"), "sleep", "600"))
     removed = topology.destroy(layout)
     assert sleeper.wait(timeout=10) != 0  # ended before its namespace went
-    assert f"namespace {layout.ns('worker')}" in removed
+    assert f"namespace {layout.ns('worker-1')}" in removed
     assert [r for r in removed if r.startswith("route")] == [
         f"route unreachable {cidr}" for cidr in layout.guarded_ranges
     ]
@@ -218,4 +221,72 @@ def test_destroy_is_idempotent_and_leaves_the_other_rehearsals_guard(net: Layout
     assert not run(["ip", "route", "show", "metric", str(layout.route_metric)]).strip()
     topology.verify_routes(net)  # the rehearsal still up keeps its own guard routes
     assert route_of(layout.master) == "unreachable"  # and now covers the gone master too
+    assert topology.destroy(layout) == []
+
+
+def test_workers_share_the_private_subnet_and_come_and_go(net: Layout):
+    """A layout of two workers beside ``net`` (its own operator link and master address):
+    each worker out of this shell's reach, worker-1 reaching worker-2 directly (a neighbour
+    on the router's bridge, not through a gateway); a third worker added to the built
+    topology and removed again, its processes ended; destroy removes every worker's
+    namespace, added ones too. Nothing is sent from this shell: route lookups only."""
+    layout = Layout(cluster="ttopo3", workers=2, operator_link="172.30.4.0/30",
+                    master="10.40.1.40")  # fmt: skip
+    assert layout.guarded_ranges == net.guarded_ranges
+    topology.destroy(layout)  # a previous run killed half-way
+    topology.build(layout)
+    server = None
+    try:
+        assert layout.worker_names == ["worker-1", "worker-2"]
+        assert set(layout.namespaces) <= topology.existing_namespaces()
+        assert topology.existing_workers("ttopo3") == ["worker-1", "worker-2"]
+        w1, w2, w3 = (layout.worker_address(i) for i in (1, 2, 3))
+        assert (w1, w2, w3) == ("10.40.2.10", "10.40.2.11", "10.40.2.12")
+        topology.verify_routes(layout)
+        for address in (w1, w2, w3):  # refused here, the one to come included
+            assert route_of(address) == "unreachable", address
+        ports = run(["ip", "-n", layout.ns("router"), "-o", "link", "show", "master", "priv"])
+        assert {line.split(":")[1].strip().split("@")[0] for line in ports.splitlines()} == {
+            "pw1", "pw2"}  # fmt: skip
+
+        argv = in_ns(layout.ns("worker-2"), sys.executable, "-c", SERVE, w2, str(PORT),
+                     "worker-2")  # fmt: skip
+        server = subprocess.Popen(argv)
+        deadline = time.monotonic() + 10
+        while probes.connect(layout.ns("worker-2"), w2, PORT) != "open":
+            assert time.monotonic() < deadline, "worker-2's server did not start"
+            time.sleep(0.2)
+        assert fetch(layout.ns("worker-1"), w2) == f"answer hello from worker-2, you are {w1}"
+        route = run(["ip", "-n", layout.ns("worker-1"), "-4", "route", "get", w2])
+        assert route.startswith(f"{w2} dev eth0 src {w1}") and " via " not in route, route
+        neighbour = run(["ip", "-n", layout.ns("worker-1"), "neigh", "show", w2])
+        assert neighbour.startswith(f"{w2} dev eth0 lladdr "), neighbour
+        assert fetch(layout.ns("outside"), w2) == "unreachable EHOSTUNREACH"  # the router's
+
+        topology.add_worker(layout, 3)
+        assert topology.existing_workers("ttopo3") == ["worker-1", "worker-2", "worker-3"]
+        assert Layout.found("ttopo3").worker_names == ["worker-1", "worker-2", "worker-3"]
+        with pytest.raises(topology.RehearsalError, match="already exists"):
+            topology.add_worker(layout, 3)
+        assert fetch(layout.ns("worker-3"), w2) == f"answer hello from worker-2, you are {w3}"
+        assert route_of(w3) == "unreachable"
+        sleeper = subprocess.Popen(in_ns(layout.ns("worker-3"), "sleep", "600"))
+        assert topology.remove_worker(layout, "worker-3") == [
+            f"namespace {layout.ns('worker-3')}"]  # fmt: skip
+        assert sleeper.wait(timeout=10) != 0  # ended before its namespace went
+        assert topology.existing_workers("ttopo3") == ["worker-1", "worker-2"]
+        assert not run(["ip", "-n", layout.ns("router"), "link", "show", "pw3"], check=False)
+        assert topology.remove_worker(layout, "worker-3") == []  # idempotent
+        assert fetch(layout.ns("worker-1"), w2) == f"answer hello from worker-2, you are {w1}"
+
+        topology.add_worker(layout, 3)  # again, and left for destroy
+    finally:
+        removed = topology.destroy(layout)  # a layout of 2 workers: the third found anyway
+        if server is not None:
+            server.wait(timeout=10)  # ended by destroy
+    assert {f"namespace {layout.ns(f'worker-{i}')}" for i in (1, 2, 3)} <= set(removed)
+    assert not [ns for ns in topology.existing_namespaces() if ns.startswith("ck-ttopo3-")]
+    assert not run(["ip", "link", "show", layout.host_link], check=False)
+    assert not run(["ip", "route", "show", "metric", str(layout.route_metric)]).strip()
+    topology.verify_routes(net)  # the other rehearsal keeps its own guard routes
     assert topology.destroy(layout) == []

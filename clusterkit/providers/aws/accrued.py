@@ -45,6 +45,8 @@ SAME_START_S = 300.0
 #: The time inside ``StateTransitionReason``: "User initiated (2026-12-01 10:00:00 GMT)"
 #: (moto writes UTC).
 STOP_TIME = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
+#: A worker's Name tag ends in its node name (infra/nodes.tf: clusterkit-NAME-worker-N).
+WORKER_NAME = re.compile(r"-(worker-\d+)$")
 RUNNING_STATES = ("pending", "running")
 
 Span = tuple[float, float]
@@ -53,7 +55,8 @@ Span = tuple[float, float]
 @dataclass
 class InstanceAccrual:
     """One instance since ``up``: the spans it ran (epoch s), the hours billed for them (per
-    second, 60 s at least per start), its price per hour and what that came to."""
+    second, 60 s at least per start), its price per hour (its own type's; a spot one's at the
+    spot price now) and what that came to."""
 
     instance_id: str
     name: str
@@ -65,10 +68,12 @@ class InstanceAccrual:
     price: float
     usd: float
     source: str
+    market: str = "on-demand"  # or "spot"
 
     @property
     def label(self) -> str:
-        return self.role or self.name or self.instance_id
+        """The node's name (``master``, ``worker-2``), else its role, Name tag or id."""
+        return node_label(self.name, self.role) or self.instance_id
 
 
 @dataclass
@@ -103,24 +108,48 @@ class Accrued:
 
     @property
     def source(self) -> str:
-        priced = [(f"{i.instance_type} instance", i.source) for i in self.instances]
+        priced = [(f"{i.instance_type}{' spot' if i.market == 'spot' else ''} instance",
+                   i.source) for i in self.instances]  # fmt: skip
         priced += [(e.what, e.source) for e in self.extras]
         return combined_source(dict.fromkeys(priced))
 
     def formula(self) -> str:
-        """E.g. "master t2.large 1.50 h × $0.0928/h + ... = $0.2088"."""  # noqa: RUF002
-        parts = [f"{i.label} {i.instance_type} {i.hours:.2f} h × ${i.price:g}/h"  # noqa: RUF001
+        """E.g. "master t2.large 1.50 h × $0.0928/h + ... = $0.2088"; a spot instance's type
+        is followed by "spot"."""  # noqa: RUF002
+        parts = [f"{i.label} {i.instance_type}{' spot' if i.market == 'spot' else ''} "
+                 f"{i.hours:.2f} h × ${i.price:g}/h"  # noqa: RUF001
                  for i in self.instances]  # fmt: skip
         parts += [f"{e.what} {e.quantity:.2f} {e.unit} × ${e.price:g}/{e.unit}"  # noqa: RUF001
                   for e in self.extras]  # fmt: skip
         return " + ".join(parts) + f" = ${self.usd:.4f}" if parts else "$0"
 
     def as_dict(self) -> dict[str, Any]:
-        """The figure as JSON: every field, plus the total, the formula and the source."""
+        """The figure as JSON: every field (each instance with its node ``label``, e.g.
+        ``worker-2``), plus the total, the formula and the source."""
         since = None if self.since is None else _iso(self.since)
-        return {**asdict(self), "since_iso": since, "now_iso": _iso(self.now),
+        found = asdict(self)
+        for line, instance in zip(found["instances"], self.instances, strict=True):
+            line["label"] = instance.label
+        return {**found, "since_iso": since, "now_iso": _iso(self.now),
                 "usd": round(self.usd, 4), "formula": self.formula(),
                 "source": self.source}  # fmt: skip
+
+
+def node_label(name: str, role: str) -> str:
+    """A node's name from its Name tag (``clusterkit-alpha-worker-2`` is ``worker-2``), else
+    its role, else the Name tag itself."""
+    found = WORKER_NAME.search(name)
+    return found[1] if found else (role or name)
+
+
+def price_of(instance: dict[str, Any], prices: Prices) -> tuple[float, str, str]:
+    """(USD per hour, source, market) of ``instance`` (describe_instances' shape): its own
+    type's on-demand price, or a spot instance's spot price in its zone."""
+    itype = instance["InstanceType"]
+    if instance.get("InstanceLifecycle") == "spot":
+        zone = instance.get("Placement", {}).get("AvailabilityZone") or None
+        return (*prices.spot(itype, zone), "spot")
+    return (*prices.instance(itype), "on-demand")
 
 
 def epoch(value: datetime | str | float | None) -> float | None:
@@ -241,11 +270,12 @@ def since_up(life: list[PowerEvent], instances: list[dict[str, Any]],
     return min(known) if known else None
 
 
-def _master_first(instance: dict[str, Any]) -> tuple[bool, str, str]:
-    """The order of the figure's lines: the master, then the workers by name."""
-    label = tag_value(instance.get("Tags"), ROLE_TAG_KEY) or tag_value(instance.get("Tags"),
-                                                                       "Name")  # fmt: skip
-    return (not label.endswith("master"), label, instance["InstanceId"])
+def _master_first(instance: dict[str, Any]) -> tuple[bool, int, str, str]:
+    """The order of the figure's lines: the master, then the workers by number."""
+    tags = instance.get("Tags")
+    label = node_label(tag_value(tags, "Name"), tag_value(tags, ROLE_TAG_KEY))
+    number = int(label.rsplit("-", 1)[1]) if WORKER_NAME.search(f"-{label}") else 0
+    return (not label.endswith("master"), number, label, instance["InstanceId"])
 
 
 def accrue(
@@ -271,12 +301,13 @@ def accrue(
     for inst in sorted(instances, key=_master_first):
         spans, notes = instance_spans(inst, log_spans, now=now)
         found.notes += notes
-        price, source = prices.instance(inst["InstanceType"])
+        price, source, market = price_of(inst, prices)
         hours = billed_hours(spans)
         found.instances.append(InstanceAccrual(
             inst["InstanceId"], tag_value(inst.get("Tags"), "Name"),
             tag_value(inst.get("Tags"), ROLE_TAG_KEY), inst["InstanceType"],
-            inst["State"]["Name"], spans, hours, price, hours * price, source))  # fmt: skip
+            inst["State"]["Name"], spans, hours, price, hours * price, source,
+            market))  # fmt: skip
         public_hours += running_hours(spans) if has_public_ipv4(inst) else 0.0
     gb_hours = _volume_gb_hours(volumes, since, now)
     if gb_hours:
@@ -287,7 +318,11 @@ def accrue(
         ipv4, source = prices.public_ipv4_hour()
         found.extras.append(AccruedLine("public IPv4", public_hours, "h", ipv4,
                                         public_hours * ipv4, source))  # fmt: skip
+    if any(i.market == "spot" for i in found.instances):
+        found.notes.append("spot instances are priced at their spot price now for all the "
+                           "time they ran; AWS bills the spot price of each period")  # fmt: skip
     found.notes += prices.notes
+    found.notes = list(dict.fromkeys(found.notes))
     return found
 
 
@@ -341,4 +376,4 @@ def accrued(ec2: Any, cluster: str, state_dir: Path, *, prices: Prices,
     instances, volumes = describe(ec2, cluster, cluster_id=cluster_id)
     events, skipped = power_log.read(state_dir)
     return accrue(instances, volumes, events, now=time.time() if now is None else now,
-                  prices=prices, skipped=skipped)  # fmt: skip
+                  prices=prices.use_ec2(ec2), skipped=skipped)  # fmt: skip

@@ -5,7 +5,10 @@ Pure boto3 on a client the caller gives. Stop: the workers first, then the maste
 and HDFS's NameNode the workers lean on), each step waited for with boto3's waiters. Start:
 the master first, then the workers; then the master's new public address is read back (the
 cluster has no Elastic IP: AWS gives a stopped instance's address back and a new one on
-start). The role of an instance is its ``clusterkit:role`` tag (infra/nodes.tf).
+start). The role of an instance is its ``clusterkit:role`` tag (infra/nodes.tf). A spot
+worker AWS stopped itself (reclaimed, :mod:`.spot`) cannot be started by anyone but EC2:
+``start`` leaves it, says so, and names it in ``reclaimed`` (``clusterkit scale`` makes it
+again).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clusterkit.core.errors import ClusterkitError
+from clusterkit.providers.aws import spot
 from clusterkit.providers.aws.sweep import LIVE_STATES
 from clusterkit.providers.aws.tags import ROLE_TAG_KEY, TAG_KEY, tag_filter, tag_value
 
@@ -30,6 +34,7 @@ class Instance:
     role: str  # "master" or "worker"
     state: str  # EC2's: pending, running, stopping, stopped, shutting-down
     public_ip: str | None
+    reclaimed: bool = False  # a spot instance AWS interrupted: only EC2 may start it again
 
 
 @dataclass
@@ -40,6 +45,7 @@ class PowerChange:
     acted: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
     public_ip: str | None = None
+    reclaimed: list[str] = field(default_factory=list)  # spot workers left stopped by start
 
     @property
     def changed(self) -> bool:
@@ -68,7 +74,8 @@ def instances(ec2: Any, cluster: str, *, cluster_id: str | None = None) -> list[
                     f"unknown: tag it in the EC2 console (infra/nodes.tf tags both)"
                 )
             found.append(Instance(inst["InstanceId"], role, inst["State"]["Name"],
-                                  inst.get("PublicIpAddress")))  # fmt: skip
+                                  inst.get("PublicIpAddress"),
+                                  spot.interrupted(inst)))  # fmt: skip
     return sorted(found, key=lambda i: (i.role != "master", i.id))
 
 
@@ -163,14 +170,21 @@ def start(ec2: Any, cluster: str, *, cluster_id: str | None = None,
           say: Callable[[str], None] = _quiet, delay_s: float = WAIT_DELAY_S,
           timeout_s: float = WAIT_TIMEOUT_S) -> PowerChange:  # fmt: skip
     """Start the master, wait until it runs, then the workers, and wait; ``public_ip`` is the
-    master's address as EC2 gives it now. ClusterkitError when the cluster has no instances
-    here, EC2 refuses (no capacity of the type in the zone, say) or gives the master no
-    public address."""
+    master's address as EC2 gives it now. Spot workers AWS reclaimed are left stopped and
+    named in ``reclaimed``. ClusterkitError when the cluster has no instances here, EC2
+    refuses (no capacity of the type in the zone, say) or gives the master no public
+    address."""
     nodes = _nodes(ec2, cluster, cluster_id, "start")
     change = PowerChange()
+    held = [i for i in nodes if i.reclaimed and i.state in ("stopping", "stopped")]
+    if held:
+        change.reclaimed = [i.id for i in held]
+        say(f"left stopped: {', '.join(change.reclaimed)}, spot worker(s) AWS reclaimed (only "
+            "AWS may start them; `clusterkit scale` makes them again)")  # fmt: skip
     for role in ("master", "worker"):
-        _turn(ec2, [i for i in nodes if i.role == role], to="running", cluster=cluster,
-              change=change, say=say, delay_s=delay_s, timeout_s=timeout_s)  # fmt: skip
+        group = [i for i in nodes if i.role == role and i not in held]
+        _turn(ec2, group, to="running", cluster=cluster, change=change, say=say,
+              delay_s=delay_s, timeout_s=timeout_s)  # fmt: skip
     change.public_ip = master_public_ip(ec2, cluster, cluster_id=cluster_id)
     return change
 

@@ -2,7 +2,11 @@
 
 Credentials and region (STS answers), the key pair (the cluster's public key is readable,
 and a key pair of the cluster's name is either absent or the same key), the operator's
-address (given or detected; never wider than /16, never 0.0.0.0/0), and Terraform.
+address (given or detected; never wider than /16, never 0.0.0.0/0), and Terraform. Then
+what the nodes need (:func:`check_capacity`): both instance types offered in a common zone
+of the region, and the vCPUs of the nodes to make within the account's EC2 quotas (when
+Service Quotas answers; else said, not checked). Spot workers with an idle guard that
+terminates are refused (:func:`check_spot_shutdown`).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import base64
 import ipaddress
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,11 @@ from clusterkit.providers.aws import terraform
 CHECKIP_URL = "https://checkip.amazonaws.com"
 #: The python3 each image family ships (infra/main.tf's images).
 IMAGE_PYTHON = {"debian-12": "3.11", "ubuntu-24.04": "3.12"}
+#: The EC2 quotas (Service Quotas codes) the nodes count against, in vCPUs: on-demand and
+#: spot instances of the standard families (A, C, D, H, I, M, R, T, Z).
+ON_DEMAND_QUOTA = ("L-1216C47A", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances")
+SPOT_QUOTA = ("L-34B43A08", "All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests")
+STANDARD_FAMILIES = frozenset("acdhimrtz")
 
 
 class AwsPreflightError(ClusterkitError):
@@ -212,4 +221,158 @@ def check(
     cidr = operator_cidr(operator, fetch=fetch)
     return AwsContext(
         account=account, arn=arn, region=sess.region_name, operator_cidr=cidr, terraform=tf
+    )
+
+
+def check_spot_shutdown(worker_market: str, idle_action: str | None) -> None:
+    """Spot workers must stop, not terminate, when powered off from inside: a persistent spot
+    instance that terminates is launched again by its request, outside the kit.
+    AwsPreflightError naming both fields otherwise (infra/variables.tf refuses it too)."""
+    if worker_market == "spot" and idle_action == "terminate":
+        raise AwsPreflightError(
+            "aws.worker_market = spot with idle_guard.action = terminate: a spot worker that "
+            "terminates itself is launched again by its spot request, outside the kit; set "
+            "idle_guard.action: stop (its disk is kept; only the volumes bill), or "
+            "aws.worker_market: on-demand"
+        )
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What the nodes need of the region: the zones offering both instance types (the first
+    is the one Terraform picks), the vCPUs to be made per market, and notes on what could
+    not be checked."""
+
+    zones: list[str]
+    vcpus: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def zone(self) -> str:
+        return self.zones[0]
+
+
+def offered_zones(ec2: Any, instance_type: str) -> list[str]:
+    """The zones of ``ec2``'s region that offer ``instance_type``, sorted."""
+    pages = ec2.get_paginator("describe_instance_type_offerings").paginate(
+        LocationType="availability-zone",
+        Filters=[{"Name": "instance-type", "Values": [instance_type]}],
+    )
+    return sorted({o["Location"] for page in pages for o in page["InstanceTypeOfferings"]})
+
+
+def _zones(ec2: Any, master_type: str, worker_type: str, region: str) -> list[str]:
+    """The zones offering both types; AwsPreflightError naming the field and the fix."""
+    found = {}
+    for field_name, itype in (("master_instance_type", master_type),
+                              ("worker_instance_type", worker_type)):  # fmt: skip
+        found[field_name] = offered_zones(ec2, itype)
+        if not found[field_name]:
+            flag = "--instance-type" if field_name == "master_instance_type" else (
+                "--worker-instance-type")  # fmt: skip
+            raise AwsPreflightError(
+                f"aws.{field_name} = {itype!r} is not offered in any zone of {region}: pick "
+                f"another type (aws.{field_name} in the spec, or `up {flag}`), e.g. t3.large, "
+                f"or another region (aws.region, `up --region`)"
+            )
+    both = sorted(set(found["master_instance_type"]) & set(found["worker_instance_type"]))
+    if not both:
+        raise AwsPreflightError(
+            f"no zone of {region} offers both aws.master_instance_type = {master_type!r} "
+            f"({', '.join(found['master_instance_type'])}) and aws.worker_instance_type = "
+            f"{worker_type!r} ({', '.join(found['worker_instance_type'])}); the nodes share "
+            f"one zone: pick types offered together, or another region"
+        )
+    return both
+
+
+def vcpus_of(ec2: Any, instance_types: list[str]) -> dict[str, int]:
+    """The default vCPUs of each of ``instance_types``, from describe_instance_types."""
+    answer = ec2.describe_instance_types(InstanceTypes=sorted(set(instance_types)))
+    return {t["InstanceType"]: int(t["VCpuInfo"]["DefaultVCpus"])
+            for t in answer["InstanceTypes"]}  # fmt: skip
+
+
+def standard(instance_type: str) -> bool:
+    """Whether ``instance_type`` counts against the standard-family quotas."""
+    return instance_type[:1] in STANDARD_FAMILIES
+
+
+def vcpus_in_use(ec2: Any) -> dict[str, int]:
+    """vCPUs of the account's pending and running standard-family instances in ``ec2``'s
+    region (each type's default vCPUs), by market ("on-demand", "spot"): what the quotas
+    count already."""
+    counts: dict[tuple[str, str], int] = {}
+    states = [{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    for page in ec2.get_paginator("describe_instances").paginate(Filters=states):
+        for reservation in page["Reservations"]:
+            for inst in reservation["Instances"]:
+                if standard(inst["InstanceType"]):
+                    market = "spot" if inst.get("InstanceLifecycle") == "spot" else "on-demand"
+                    key = (inst["InstanceType"], market)
+                    counts[key] = counts.get(key, 0) + 1
+    each = vcpus_of(ec2, [itype for itype, _ in counts]) if counts else {}
+    used = {"on-demand": 0, "spot": 0}
+    for (itype, market), count in counts.items():
+        used[market] += count * each.get(itype, 0)
+    return used
+
+
+def quota_value(quotas: Any, code: str) -> float:
+    """The account's value of EC2 quota ``code`` (Service Quotas); any error is the caller's."""
+    return float(quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"])
+
+
+def _needed(master_type: str, worker_type: str, workers: int, worker_market: str,
+            vcpus: dict[str, int], *, new_master: bool) -> dict[str, int]:  # fmt: skip
+    """vCPUs of the nodes to make, by market (standard families only)."""
+    need = {"on-demand": 0, "spot": 0}
+    if new_master and standard(master_type):
+        need["on-demand"] += vcpus[master_type]
+    if standard(worker_type):
+        need["spot" if worker_market == "spot" else "on-demand"] += workers * vcpus[worker_type]
+    return need
+
+
+def check_capacity(ec2: Any, quotas: Any, *, master_type: str, worker_type: str,
+                   workers: int, worker_market: str, new_master: bool = True,
+                   new_workers: int | None = None) -> Capacity:  # fmt: skip
+    """Both instance types offered in a common zone, and the vCPUs of the nodes to make
+    (the master when ``new_master``; ``new_workers`` workers, default ``workers``) within
+    the account's quotas beside what runs already. AwsPreflightError naming the field and
+    the fix; a quota Service Quotas (``quotas``) does not give is noted, not checked."""
+    region = getattr(getattr(ec2, "meta", None), "region_name", "the region")
+    zones = _zones(ec2, master_type, worker_type, region)
+    vcpus = vcpus_of(ec2, [master_type, worker_type])
+    adding = workers if new_workers is None else new_workers
+    need = _needed(master_type, worker_type, adding, worker_market, vcpus, new_master=new_master)
+    notes = [f"{t} is not a standard-family type: its vCPU quota is not checked"
+             for t in dict.fromkeys([master_type, worker_type]) if not standard(t)]  # fmt: skip
+    used: dict[str, int] | None = None
+    for market, (code, title) in (("on-demand", ON_DEMAND_QUOTA), ("spot", SPOT_QUOTA)):
+        if not need[market]:
+            continue
+        try:
+            limit = quota_value(quotas, code)
+            used = vcpus_in_use(ec2) if used is None else used
+        except Exception as exc:  # no Service Quotas answer (permissions, moto): said
+            notes.append(f"quota not checked: {title} ({code}) could not be read "
+                         f"({type(exc).__name__}: {str(exc)[:120]})")  # fmt: skip
+            continue
+        if used[market] + need[market] > limit:
+            raise AwsPreflightError(_over_quota(market, code, title, limit, used[market],
+                                                need[market], workers, worker_type,
+                                                vcpus[worker_type], region))  # fmt: skip
+    return Capacity(zones, need, notes)
+
+
+def _over_quota(market: str, code: str, title: str, limit: float, used: int, need: int,
+                workers: int, worker_type: str, each: int, region: str) -> str:  # fmt: skip
+    spot = " spot" if market == "spot" else ""
+    return (
+        f"nodes.workers = {workers} of aws.worker_instance_type = {worker_type!r} ({each} "
+        f"vCPUs each{spot}) needs {need} more {market} vCPUs, and the account's quota "
+        f'"{title}" ({code}) in {region} is {limit:g} with {used} in use: lower '
+        f"nodes.workers (`--workers`), pick a smaller aws.worker_instance_type, or ask AWS "
+        f"for more (Service Quotas console, quota {code})"
     )

@@ -3,7 +3,9 @@ dependency order.
 
 ``clusterkit down`` runs ``terraform destroy`` and then :func:`remove` on what is left (it is
 all of ``down`` when the Terraform state is lost). Kinds: instances, volumes, addresses, key
-pairs, security groups, route tables, internet gateways, subnets and the VPC.
+pairs, security groups, route tables, internet gateways, subnets and the VPC. A spot
+instance's persistent request is cancelled before the instance is terminated (it would
+launch it again).
 
 What a sweep of a :class:`Scope` removes:
 
@@ -221,6 +223,7 @@ def remove(ec2: Any, scope: Scope, *, say: Callable[[str], None] = print,
         say(f"still tagged {TAG_KEY}={scope.name}: {', '.join(map(str, chosen))}; removing")
     instances = [t for t in chosen if t.kind == "instance"]
     if instances:
+        _cancel_spot_requests(ec2, [t.id for t in instances], say)
         say(f"terminating {', '.join(t.id for t in instances)}")
         ec2.terminate_instances(InstanceIds=[t.id for t in instances])
         _wait_terminated(ec2, [t.id for t in instances], wait_s)
@@ -235,6 +238,22 @@ def remove(ec2: Any, scope: Scope, *, say: Callable[[str], None] = print,
             continue
         result.removed.append(item)
     return result
+
+
+def _cancel_spot_requests(ec2: Any, ids: list[str], say: Callable[[str], None]) -> None:
+    """Cancel the persistent spot requests of instances ``ids`` before they are terminated
+    (else a request launches its instance again); a refusal is said, and the sweep goes on."""
+    from clusterkit.providers.aws import spot
+
+    try:
+        described = [i for r in ec2.describe_instances(InstanceIds=ids)["Reservations"]
+                     for i in r["Instances"]]  # fmt: skip
+        cancelled = spot.cancel_requests(ec2, described)
+    except Exception as exc:  # said: the operator cancels them in the console
+        say(f"could not cancel the spot requests of {', '.join(ids)}: {exc}")
+        return
+    if cancelled:
+        say(f"cancelled the spot requests {', '.join(cancelled)}")
 
 
 def _wait_terminated(ec2: Any, ids: list[str], wait_s: float) -> None:

@@ -168,6 +168,15 @@ class Terraform:
             if instance.get("attributes", {}).get("id")
         ]
 
+    def attribute(self, resource_type: str, name: str, key: str) -> Any:
+        """Attribute ``key`` of the state's resource ``resource_type.name`` (its first
+        instance); None when the state has no such resource or attribute."""
+        for r in self._managed():
+            if r.get("type") == resource_type and r.get("name") == name:
+                for instance in r.get("instances", []):
+                    return instance.get("attributes", {}).get(key)
+        return None
+
     def write_vars(self, variables: Mapping[str, Any]) -> Path:
         """The variables as ``work/cluster.tfvars.json`` (what the last apply was given)."""
         self.work.mkdir(parents=True, exist_ok=True)

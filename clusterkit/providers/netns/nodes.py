@@ -31,10 +31,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from clusterkit.providers.netns.topology import NODES, Layout, RehearsalError, in_ns, run
+from clusterkit.providers.netns.topology import Layout, RehearsalError, in_ns, run
 
 __all__ = [
-    "NODES",
     "Node",
     "init",
     "known_hosts_file",
@@ -51,7 +50,7 @@ START_TIMEOUT_S = 15.0
 
 @dataclass(frozen=True)
 class Node:
-    name: str  # master | worker
+    name: str  # master | worker-1 ... worker-N
     address: str
     folder: Path  # upper/, work/, root/ and the node's log
 
@@ -175,9 +174,10 @@ def init(name: str, address: str, folder: str, *shared: str) -> None:
 
 
 def write_known_hosts(layout: Layout, state_dir: Path) -> Path:
-    """A known_hosts file of the nodes' own host keys (the kit made them, so it knows them)."""
+    """A known_hosts file of ``layout``'s nodes' own host keys (the kit made them, so it knows
+    them)."""
     lines = []
-    for name in NODES:
+    for name in layout.node_names:
         target = node(layout, name, state_dir)
         kind, key = (target.upper / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2]
         lines.append(f"{target.address} {kind} {key}")

@@ -1,10 +1,12 @@
 """The netns provider: the AWS topology rehearsed on this machine in network namespaces.
 
 ``create`` builds the topology (:mod:`.topology`), checks that nothing of it is routed off
-this machine, starts the two nodes with their sshd (:mod:`.nodes`) and hands back their
-inventory: the master by its address, the worker through the master. What runs on the nodes
-is then the playbooks' business, exactly as on AWS. Needs Linux and root; the host's own
-tools (ip, sshd, iptables, ssh-keygen) are installed from Debian's packages when missing.
+this machine, starts the master and ``nodes.workers`` workers with their sshd (:mod:`.nodes`)
+and hands back their inventory: the master by its address, each worker through the master.
+``resize`` adds or removes worker namespaces of a built rehearsal (the highest-numbered go).
+What runs on the nodes is then the playbooks' business, exactly as on AWS. Needs Linux and
+root; the host's own tools (ip, sshd, iptables, ssh-keygen) are installed from Debian's
+packages when missing.
 One rehearsal at a time: its addresses are fixed.
 """
 
@@ -20,7 +22,7 @@ from typing import Literal
 
 from clusterkit.core.errors import ClusterkitError
 from clusterkit.core.inventory import Inventory, Node, SshSettings
-from clusterkit.core.spec import Spec
+from clusterkit.core.spec import MAX_WORKERS, Spec
 from clusterkit.core.state import ClusterPaths, storage_root_for
 from clusterkit.exec.runner import CommandRunner
 from clusterkit.exec.ssh import SshRunner, ensure_key
@@ -63,15 +65,17 @@ def ensure_host_tools(say: Progress = print) -> list[str]:
 
 
 class NetnsProvider:
-    """Two nodes in namespaces on this machine, reached over SSH like cloud instances."""
+    """A master and its workers in namespaces on this machine, reached over SSH like cloud
+    instances."""
 
     name = "netns"
     services: Literal["processes", "playbooks"] = "playbooks"
     ask_before_removing = False  # nothing is billed and nothing is lost: always removed
 
     @staticmethod
-    def layout(name: str) -> Layout:
-        return Layout(cluster=name)
+    def layout(name: str, workers: int | None = None) -> Layout:
+        """The rehearsal ``name`` with ``workers`` workers (None: as many as it has now)."""
+        return Layout.found(name) if workers is None else Layout(cluster=name, workers=workers)
 
     def ssh_settings(self, paths: ClusterPaths) -> SshSettings:
         return SshSettings("root", paths.ssh / "id_ed25519", nodes.known_hosts_file(paths.root))
@@ -91,41 +95,85 @@ class NetnsProvider:
         path. Namespaces left by a crash, or another rehearsal, are named and refused."""
         self.check(spec, paths)
         ensure_host_tools(say)
-        others = sorted({ns.rsplit("-", 1)[0] for ns in topology.existing_namespaces()
-                         if ns.startswith("ck-")})  # fmt: skip
+        others = sorted({ns.removesuffix("-master") for ns in topology.existing_namespaces()
+                         if ns.startswith("ck-") and ns.endswith("-master")})  # fmt: skip
         if others:
             raise ClusterkitError(
                 f"a rehearsal is already up ({', '.join(others)} namespaces); one at a time: "
                 f"`clusterkit down` it first"
             )
-        layout = self.layout(spec.name)
+        layout = self.layout(spec.name, spec.nodes.workers)
         ssh = self.ssh_settings(paths)
         ensure_key(ssh.key)
         say(f"building the topology: {', '.join(layout.namespaces)}")
         topology.build(layout)
         try:
             topology.verify_routes(layout)  # nothing of the rehearsal leaves this machine
-            for name in nodes.NODES:
-                target = nodes.node(layout, name, paths.root)
-                nodes.prepare(target, authorized_key=Path(f"{ssh.key}.pub").read_text())
-                nodes.start(layout, target, shared=[storage] if storage else [])
-                say(f"node {name} answers SSH on {target.address}")
-            nodes.write_known_hosts(layout, paths.root)
+            self._start_nodes(layout, layout.node_names, paths, storage=storage, say=say)
         except BaseException:
             topology.destroy(layout)
             raise
-        return self._inventory(spec.name)
+        return self._inventory(layout)
 
-    def _inventory(self, name: str) -> Inventory:
-        layout = self.layout(name)
+    def _start_nodes(self, layout: Layout, names: list[str], paths: ClusterPaths, *,
+                     storage: Path | None, say: Progress) -> None:  # fmt: skip
+        """Prepare and start the nodes ``names`` of ``layout``, then write the known_hosts of
+        all its nodes."""
+        key = Path(f"{self.ssh_settings(paths).key}.pub").read_text()
+        for name in names:
+            target = nodes.node(layout, name, paths.root)
+            nodes.prepare(target, authorized_key=key)
+            nodes.start(layout, target, shared=[storage] if storage else [])
+            say(f"node {name} answers SSH on {target.address}")
+        nodes.write_known_hosts(layout, paths.root)
+
+    def resize(self, spec: Spec, paths: ClusterPaths, *, storage: Path | None,
+               say: Progress) -> Inventory:  # fmt: skip
+        """Give the built rehearsal ``spec.nodes.workers`` workers: new ones are made and
+        started (their services are the playbooks' business), the highest-numbered beyond it
+        are ended and removed with their folders. The new inventory."""
+        now = self.layout(spec.name)
+        if not (set(now.namespaces) & topology.existing_namespaces()):
+            raise ClusterkitError(f"rehearsal {spec.name!r} has no namespaces: it is not up")
+        target = self.layout(spec.name, spec.nodes.workers)
+        added = [n for n in target.worker_names if n not in now.worker_names]
+        for name in added:
+            topology.add_worker(target, int(name.rsplit("-", 1)[1]))
+            say(f"made namespace {target.ns(name)} on the private subnet")
+        try:
+            self._start_nodes(target, added, paths, storage=storage, say=say)
+        except BaseException:
+            for name in added:
+                self._remove_worker(target, name, paths)
+            raise
+        for name in now.worker_names[target.workers :]:
+            for what in self._remove_worker(target, name, paths):
+                say(f"removed {what}")
+        nodes.write_known_hosts(target, paths.root)
+        return self._inventory(target)
+
+    @staticmethod
+    def _remove_worker(layout: Layout, name: str, paths: ClusterPaths) -> list[str]:
+        removed = topology.remove_worker(layout, name)
+        folder = nodes.node(layout, name, paths.root).folder
+        if folder.exists():
+            shutil.rmtree(folder)
+            removed.append(f"folder {folder}")
+        return removed
+
+    def _inventory(self, layout: Layout) -> Inventory:
         master = Node("master", layout.master, ("master",), ssh_host=layout.master)
-        worker = Node("worker", layout.worker, ("worker",), ssh_host=layout.worker,
-                      jump_host=layout.master)  # fmt: skip
-        return Inventory(cluster=name, provider=self.name, nodes=(master, worker))
+        workers = tuple(
+            Node(name, address, ("worker",), ssh_host=address, jump_host=layout.master)
+            for name in layout.worker_names
+            for address in [layout.address_of(name)]
+        )
+        return Inventory(cluster=layout.cluster, provider=self.name, nodes=(master, *workers))
 
     def nodes(self, name: str, paths: ClusterPaths) -> Inventory | None:
-        present = topology.existing_namespaces() & set(self.layout(name).namespaces)
-        return self._inventory(name) if present else None
+        layout = self.layout(name)
+        present = topology.existing_namespaces() & set(layout.namespaces)
+        return self._inventory(layout) if present else None
 
     def remove(
         self,
@@ -171,4 +219,7 @@ class NetnsProvider:
 
     def host_variables(self, name: str) -> dict[str, dict[str, object]]:
         # a t2.large's memory to budget from, as on AWS (the nodes share this machine)
-        return {n: {"clusterkit_node_memory_mb": nodes.NODE_MEMORY_MB} for n in nodes.NODES}
+        # every name a node may have: asked before the nodes exist, and kept while they change
+        memory = {"clusterkit_node_memory_mb": nodes.NODE_MEMORY_MB}
+        names = Layout(cluster=name, workers=MAX_WORKERS).node_names
+        return {n: dict(memory) for n in names}

@@ -1,10 +1,11 @@
 """The AWS topology of the source project, rehearsed in Linux network namespaces.
 
-Four named namespaces stand for the cloud (``ip netns list`` shows them, prefixed ``ck-``):
+Named namespaces stand for the cloud (``ip netns list`` shows them, prefixed ``ck-``):
 
 - ``ck-NAME-master``: the master, in the *public* subnet (on AWS: the instance with the only
   public IP, and the NAT instance of the private subnet);
-- ``ck-NAME-worker``: the worker, in the *private* subnet, with no other address;
+- ``ck-NAME-worker-1`` ... ``-worker-N``: the workers, in the *private* subnet (a bridge in
+  the router, so workers reach each other directly), with no other address;
 - ``ck-NAME-router``: the VPC's router and route tables. The public subnet's default route
   leads to the internet gateway (``outside`` and the operator); the private subnet's goes to
   the master's interface (policy routing: ``from <private> lookup <table>``), like the AWS
@@ -25,7 +26,8 @@ Contract: :func:`build` creates everything or, on any failure, removes what it c
 raises ``RehearsalError`` naming the command; :func:`verify_routes` raises ``RehearsalError``
 naming every address this shell would send elsewhere than the rehearsal's link or the
 unreachable routes; :func:`destroy` is idempotent, ends every process left in the namespaces
-first, and returns what it removed.
+first, and returns what it removed. :func:`add_worker` and :func:`remove_worker` grow and
+shrink a built topology by one worker namespace.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import contextlib
 import hashlib
 import ipaddress
 import os
+import re
 import signal
 import subprocess
 import time
@@ -43,9 +46,9 @@ from dataclasses import dataclass
 import psutil
 
 from clusterkit.core.errors import ClusterkitError
+from clusterkit.core.inventory import worker_name
 
-NODES = ("master", "worker")
-ROLES = ("master", "worker", "router", "outside")
+ROLES = ("master", "router", "outside")  # and one namespace per worker
 PRIVATE_TABLE = 100  # the private subnet's route table in the router
 
 
@@ -64,16 +67,38 @@ class Layout:
     router_public: str = "10.40.1.1"
     master: str = "10.40.1.10"
     router_private: str = "10.40.2.1"
-    worker: str = "10.40.2.10"
+    workers: int = 1
     operator_link: str = "172.30.0.0/30"  # this shell .1, the router .2
     outside_subnet: str = "172.30.1.0/24"  # the router .1, outside .10
 
     def ns(self, role: str) -> str:
         return f"ck-{self.cluster}-{role}"
 
+    @classmethod
+    def found(cls, cluster: str) -> Layout:
+        """The layout of ``cluster`` with as many workers as it has namespaces (at least 1)."""
+        return cls(cluster=cluster, workers=max(1, len(existing_workers(cluster))))
+
+    @property
+    def worker_names(self) -> list[str]:
+        return [worker_name(i) for i in range(1, self.workers + 1)]
+
+    @property
+    def node_names(self) -> list[str]:
+        return ["master", *self.worker_names]
+
     @property
     def namespaces(self) -> list[str]:
-        return [self.ns(role) for role in ROLES]
+        return [self.ns(role) for role in (*ROLES, *self.worker_names)]
+
+    @property
+    def worker(self) -> str:
+        """The first worker's address."""
+        return self.worker_address(1)
+
+    def worker_address(self, index: int) -> str:
+        """Worker ``index``'s address: .10 for worker-1, .11 for worker-2, ..."""
+        return str(ipaddress.ip_network(self.private_subnet)[9 + index])
 
     @property
     def operator_ip(self) -> str:
@@ -97,14 +122,16 @@ class Layout:
         return "ckop" + hashlib.sha1(self.cluster.encode()).hexdigest()[:8]
 
     def address_of(self, node: str) -> str:
-        return {"master": self.master, "worker": self.worker, "outside": self.outside}[node]
+        if node == "worker" or re.fullmatch(r"worker-[1-9][0-9]*", node):
+            return self.worker_address(_worker_index(node))
+        return {"master": self.master, "outside": self.outside}[node]
 
     @property
     def addresses(self) -> dict[str, str]:
         """Every address of the rehearsal, by what holds it."""
         return {
             "master": self.master,
-            "worker": self.worker,
+            **{name: self.address_of(name) for name in self.worker_names},
             "outside": self.outside,
             "router (public subnet)": self.router_public,
             "router (private subnet)": self.router_private,
@@ -126,6 +153,17 @@ class Layout:
         """The metric of this rehearsal's unreachable routes: its own, so that two rehearsals
         over the same ranges each hold (and remove) their own route."""
         return 1_000_000 + int(hashlib.sha1(self.cluster.encode()).hexdigest()[:5], 16)
+
+
+def _worker_index(name: str) -> int:
+    return 1 if name == "worker" else int(name.rsplit("-", 1)[1])
+
+
+def existing_workers(cluster: str) -> list[str]:
+    """The worker names of ``cluster`` that have a namespace, in order."""
+    pattern = re.compile(rf"^ck-{re.escape(cluster)}-worker-(\d+)$")
+    found = [int(m.group(1)) for ns in existing_namespaces() if (m := pattern.match(ns))]
+    return [worker_name(i) for i in sorted(found)]
 
 
 def _prefix(cidr: str) -> int:
@@ -174,25 +212,26 @@ def build(layout: Layout) -> None:
 
 def _build(layout: Layout) -> None:
     L = layout
-    master, worker, router, outside = (L.ns(r) for r in ROLES)
-    for namespace in L.namespaces:
+    master, router, outside = (L.ns(r) for r in ROLES)
+    for namespace in (master, router, outside):
         run(["ip", "netns", "add", namespace])
         run(["ip", "-n", namespace, "link", "set", "lo", "up"])
     # links: each created inside the router with its peer moved to the other side
-    links = [("pub", master, "eth0"), ("priv", worker, "eth0"), ("out", outside, "eth0")]
+    links = [("pub", master, "eth0"), ("out", outside, "eth0")]
     for local, peer_ns, peer in links:
         run(["ip", "-n", router, "link", "add", local, "type", "veth", "peer", "name", peer,
              "netns", peer_ns])  # fmt: skip
     # the operator's end goes to this process's own namespace (``netns PID``)
     run(["ip", "-n", router, "link", "add", "op", "type", "veth", "peer", "name", L.host_link,
          "netns", str(os.getpid())])  # fmt: skip
+    # the private subnet: a bridge in the router, each worker's link a port of it
+    run(["ip", "-n", router, "link", "add", "priv", "type", "bridge"])
     addresses = [
         (router, "pub", f"{L.router_public}/{_prefix(L.public_subnet)}"),
         (router, "priv", f"{L.router_private}/{_prefix(L.private_subnet)}"),
         (router, "out", f"{L.router_outside_ip}/{_prefix(L.outside_subnet)}"),
         (router, "op", f"{L.router_operator_ip}/{_prefix(L.operator_link)}"),
         (master, "eth0", f"{L.master}/{_prefix(L.public_subnet)}"),
-        (worker, "eth0", f"{L.worker}/{_prefix(L.private_subnet)}"),
         (outside, "eth0", f"{L.outside}/{_prefix(L.outside_subnet)}"),
     ]
     for namespace, device, cidr in addresses:
@@ -200,9 +239,10 @@ def _build(layout: Layout) -> None:
         run(["ip", "-n", namespace, "link", "set", device, "up"])
     run(["ip", "addr", "add", f"{L.operator_ip}/{_prefix(L.operator_link)}", "dev", L.host_link])
     run(["ip", "link", "set", L.host_link, "up"])
-    # each subnet's gateway is the router; the worker's default route is the AWS one
+    # each subnet's gateway is the router; the workers' default route is the AWS one
     run(["ip", "-n", master, "route", "add", "default", "via", L.router_public])
-    run(["ip", "-n", worker, "route", "add", "default", "via", L.router_private])
+    for index in range(1, L.workers + 1):
+        _link_worker(L, index)
     run(["ip", "-n", outside, "route", "add", "default", "via", L.router_outside_ip])
     # the operator side reaches the master's address and nothing else of the cluster: the
     # rest of the rehearsal's ranges is refused here, never sent out by the default route
@@ -223,6 +263,63 @@ def _build(layout: Layout) -> None:
     for device in ("op", "out"):
         run(["ip", "-n", router, "rule", "add", "iif", device, "to", L.private_subnet,
              "prohibit", "priority", "100"])  # fmt: skip
+
+
+def _link_worker(layout: Layout, index: int) -> None:
+    """Worker ``index``'s namespace, its link to the private subnet's bridge, its address and
+    its default route (through the router, whose private table sends it to the master)."""
+    L = layout
+    worker, router, port = L.ns(worker_name(index)), L.ns("router"), f"pw{index}"
+    run(["ip", "netns", "add", worker])
+    run(["ip", "-n", worker, "link", "set", "lo", "up"])
+    run(["ip", "-n", router, "link", "add", port, "type", "veth", "peer", "name", "eth0",
+         "netns", worker])  # fmt: skip
+    run(["ip", "-n", router, "link", "set", port, "master", "priv"])
+    run(["ip", "-n", router, "link", "set", port, "up"])
+    cidr = f"{L.worker_address(index)}/{_prefix(L.private_subnet)}"
+    run(["ip", "-n", worker, "addr", "add", cidr, "dev", "eth0"])
+    run(["ip", "-n", worker, "link", "set", "eth0", "up"])
+    run(["ip", "-n", worker, "route", "add", "default", "via", L.router_private])
+
+
+def add_worker(layout: Layout, index: int) -> None:
+    """Give a built topology worker ``index`` (its namespace must not exist); on failure what
+    it made is removed and RehearsalError names the command."""
+    namespace = layout.ns(worker_name(index))
+    if namespace in existing_namespaces():
+        raise RehearsalError(f"namespace {namespace} already exists")
+    try:
+        _link_worker(layout, index)
+    except BaseException:
+        remove_worker(layout, worker_name(index))
+        raise
+    _forget_neighbour(layout, layout.worker_address(index))
+
+
+def _forget_neighbour(layout: Layout, address: str) -> None:
+    """Drop what the router and the other workers remember of ``address``'s link-layer
+    address: a worker made again at the address of one removed has a new MAC, and the stale
+    entry would black-hole its first packets for up to a minute."""
+    for namespace in (layout.ns("router"), *(layout.ns(n) for n in existing_workers(
+            layout.cluster))):  # fmt: skip
+        run(["ip", "-n", namespace, "neigh", "flush", "to", address], check=False)
+
+
+def remove_worker(layout: Layout, name: str) -> list[str]:
+    """End the processes of worker ``name``'s namespace and remove it (its link to the
+    bridge goes with it); idempotent. Returns what was removed."""
+    namespace = layout.ns(name)
+    if namespace not in existing_namespaces():
+        return []
+    left = _end_processes(namespace)
+    if left:
+        raise RehearsalError(
+            f"processes {left} in namespace {namespace} did not end; stop them, then "
+            f"`ip netns del {namespace}`"
+        )
+    run(["ip", "netns", "del", namespace])
+    _forget_neighbour(layout, layout.address_of(name))
+    return [f"namespace {namespace}"]
 
 
 def _unreachable(layout: Layout, cidr: str) -> list[str]:
@@ -319,7 +416,8 @@ def destroy(layout: Layout) -> list[str]:
         run(["ip", "link", "del", layout.host_link], check=False)
         removed.append(f"link {layout.host_link}")
     present = existing_namespaces()
-    for namespace in layout.namespaces:
+    workers = [layout.ns(name) for name in existing_workers(layout.cluster)]  # all, however many
+    for namespace in dict.fromkeys([*layout.namespaces, *workers]):
         if namespace in present:
             left = _end_processes(namespace)
             if left:
