@@ -20,7 +20,6 @@ mended by ``clusterkit provision`` (or by scaling back).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,11 +36,14 @@ from clusterkit.core.inventory import Node
 from clusterkit.core.lock import cluster_lock, state_lock
 from clusterkit.core.spec import MAX_WORKERS, Spec
 from clusterkit.core.state import Contexts, storage_root_for
+from clusterkit.exec.runner import CommandRunner
+from clusterkit.providers.aws import preflight as aws_preflight
+from clusterkit.providers.aws import pricing
 from clusterkit.providers.aws.provider import AwsProvider
 from clusterkit.services import drain
 from clusterkit.services.health import is_hdfs
 from clusterkit.services.playbooks import NODE_RAY_TOKEN, PlaybookServices
-from clusterkit.services.units import stop_units
+from clusterkit.services.units import start_units, stop_units
 
 Progress = Callable[[str], None]
 #: How long ``scale`` waits for Spark and Ray to list every worker once provisioned.
@@ -113,8 +115,9 @@ def _scale_locked(cluster: Cluster, workers: int, *, force: bool, yes: bool, say
     before = list(state.inventory.workers())
     reclaimed = provider.reclaimed_workers(cluster.name, cluster.paths) if isinstance(
         provider, AwsProvider) else []  # fmt: skip
+    kept = {n.name for n in before[:workers]}
     report = ScaleReport(cluster.name, state.provider, len(before), workers, changed=False,
-                         message="", replaced=list(reclaimed))  # fmt: skip
+                         message="", replaced=[n for n in reclaimed if n in kept])  # fmt: skip
     if workers == len(before) and not reclaimed:
         report.message = (
             f"cluster {cluster.name!r} has {workers} worker(s) already; nothing changed"
@@ -126,10 +129,21 @@ def _scale_locked(cluster: Cluster, workers: int, *, force: bool, yes: bool, say
     leaving = before[workers:]
     if leaving:
         power.settle_runs(cluster, force=force, say=say, verb="scale")
-        _drain(cluster, leaving, force=force, say=say)
+        # a reclaimed spot worker is stopped: nothing of it to drain
+        _drain(cluster, [n for n in leaving if n.name not in reclaimed], force=force, say=say)
+        power.settle_runs(cluster, force=force, say=say, verb="scale")  # one sent meanwhile
     storage = None if "://" in (target.storage.root or "") else storage_root_for(
         target.storage.root, cluster.paths)  # fmt: skip
-    inventory = provider.resize(target, cluster.paths, storage=storage, say=say)
+    try:
+        inventory = provider.resize(target, cluster.paths, storage=storage, say=say)
+    except ClusterkitError as exc:
+        if not leaving:
+            raise
+        raise ClusterkitError(
+            f"{exc}; {', '.join(n.name for n in leaving)} were drained and their services "
+            f"stopped, not removed: `clusterkit scale --workers {workers}` again removes them, "
+            "`clusterkit provision` puts them back to work"
+        ) from exc
     with state_lock(cluster.paths.root):
         state.spec, state.inventory = target, inventory
         state.save(cluster.paths)
@@ -177,13 +191,39 @@ def _say_prices(provider: AwsProvider, cluster: Cluster, target: Spec, report: S
     """The list price per hour now and after (AWS); growing past the budget refused unless
     ``yes``."""
     region = provider.terraform(cluster.paths).read_vars().get("region")
-    now = provider.estimate(cluster.state.spec, region)
-    after = provider.estimate(target, region)
+    growing = target.nodes.workers > cluster.state.spec.nodes.workers
+    try:
+        now = provider.estimate(cluster.state.spec, region)
+        after = provider.estimate(target, region)
+    except aws_preflight.AwsPreflightError:
+        raise  # no region: its own message says how to give one
+    except ClusterkitError as exc:  # neither the Price List API nor the table has a price
+        if growing:
+            pricing.budget_unknown(exc, yes=yes, say=say)  # refused unless --yes
+        else:
+            say(f"no list price ({exc}); shrinking goes on")
+        return
     report.hourly_usd_before, report.hourly_usd_after = now.hourly, after.hourly
     say(f"price per hour: ${now.hourly:.4f} now ({now.formula()}), ${after.hourly:.4f} with "
         f"{target.nodes.workers} worker(s) ({after.formula()}); {after.source}")  # fmt: skip
-    if target.nodes.workers > cluster.state.spec.nodes.workers:
+    if growing:
         provider.check_budget(target, yes=yes, region=region, made=True, say=say)
+
+
+def _undrain(cluster: Cluster, runners: list[CommandRunner], *, say: Progress) -> None:
+    """Back to work after a drain that failed: the exclude file emptied, each leaving node's
+    Spark worker and Ray node started again (a decommissioned or drained one takes no work),
+    units stopped started. Best effort: what fails here is said, the first error stays."""
+    try:
+        if is_hdfs(cluster.state.storage_root):
+            drain.forget_datanodes(cluster.driver())
+        for runner in runners:
+            runner.run(["systemctl", "restart", "clusterkit-spark-worker", "clusterkit-ray"],
+                       check=False)  # fmt: skip
+        start_units(runners, say=say)
+    except ClusterkitError as exc:
+        say(f"could not put every leaving worker back to work ({exc}): `clusterkit provision` "
+            "does")  # fmt: skip
 
 
 def _drain(cluster: Cluster, leaving: list[Node], *, force: bool, say: Progress) -> None:
@@ -211,10 +251,7 @@ def _drain(cluster: Cluster, leaving: list[Node], *, force: bool, say: Progress)
             step()
         except ClusterkitError as exc:
             if not force:
-                for runner in runners:  # back to work: a decommissioned worker takes none
-                    with contextlib.suppress(ClusterkitError):
-                        runner.run(["systemctl", "restart", "clusterkit-spark-worker"],
-                                   check=False)  # fmt: skip
+                _undrain(cluster, runners, say=say)
                 raise ClusterkitError(
                     f"{what} could not let go of {', '.join(n.name for n in leaving)}: {exc}; "
                     "nothing was removed (`clusterkit scale --force` removes them anyway)"

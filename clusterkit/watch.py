@@ -236,6 +236,14 @@ class NodeHistory:
         self.mem: dict[str, deque[float]] = {}
 
     def update(self, samples: Iterable[dict[str, Any]], now: float) -> None:
+        """Take every node's latest sample; a node no longer among them (a worker ``scale``
+        removed) is forgotten."""
+        samples = list(samples)
+        if samples:
+            names = {str(sample["name"]) for sample in samples}
+            for gone in set(self.latest) - names:
+                for table in (self.latest, self.read_at, self.cpu, self.mem):
+                    table.pop(gone, None)
         for sample in samples:
             name = str(sample["name"])
             self.latest[name] = sample  # a node that did not answer: its ``error``, no figures

@@ -39,9 +39,15 @@ SPARK_GONE = {"DECOMMISSIONED", "DEAD", "ABSENT"}
 
 
 def spark_worker_states(rows: Iterable[ServiceHealth]) -> dict[str, str]:
-    """Each Spark worker's state as the master lists it, by host (its address)."""
-    return {r.address.rsplit(":", 1)[0]: str(r.info.get("state", "UNKNOWN"))
-            for r in rows if r.name == "spark-worker"}  # fmt: skip
+    """Each Spark worker's state as the master lists it, by host (its address). A host listed
+    twice (a worker removed, then made again at its address) is as its live entry says."""
+    states: dict[str, str] = {}
+    for r in rows:
+        if r.name == "spark-worker":
+            host, state = r.address.rsplit(":", 1)[0], str(r.info.get("state", "UNKNOWN"))
+            if states.get(host, "DEAD") in SPARK_GONE:
+                states[host] = state
+    return states
 
 
 def ray_node_ids(rows: Iterable[ServiceHealth], hosts: Iterable[str]) -> dict[str, str]:

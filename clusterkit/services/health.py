@@ -78,20 +78,27 @@ def spark_health(master_url: str, ui_url: str, connect_url: str) -> list[Service
             ServiceHealth("spark-master", "down", master_url, ui_url, reason, answered=False),
             ServiceHealth("spark-connect", "down", connect_url, None, reason, answered=False),
         ]
+    # a worker the master lists DEAD is history (removed by `scale`, or restarted since): it
+    # is counted, not listed; a node of the cluster without an ALIVE worker is problems()'
+    listed = [w for w in data.get("workers", []) if isinstance(w, dict)]
+    dead = sum(w.get("state") == "DEAD" for w in listed)
     master = ServiceHealth(
         "spark-master",
         "up" if data.get("status") == "ALIVE" else "down",
         data.get("url", master_url),
         ui_url,
-        f"status {data.get('status')}, {data.get('aliveworkers', 0)} alive worker(s)",
+        f"status {data.get('status')}, {data.get('aliveworkers', 0)} alive worker(s)"
+        + (f" ({dead} dead before)" if dead else ""),
         {
             "alive_workers": data.get("aliveworkers", 0),
             "active_apps": len(data.get("activeapps", [])),
         },
     )
     rows = [master]
-    for worker in data.get("workers", []):
+    for worker in listed:
         state = worker.get("state", "UNKNOWN")
+        if state == "DEAD":
+            continue
         rows.append(
             ServiceHealth(
                 "spark-worker",

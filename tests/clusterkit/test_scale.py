@@ -122,3 +122,15 @@ def test_the_hdfs_decommission_is_read_per_datanode():
         "10.0.2.10": "Normal", "10.0.2.11": "Decommission in progress"}  # fmt: skip
     done = REPORT.replace("Decommission in progress", "Decommissioned")
     assert drain.decommission_states(done)["10.0.2.11"] == "Decommissioned"
+
+
+def test_a_host_listed_twice_by_spark_is_as_its_live_entry_says():
+    """A worker removed and made again at its address: the master lists the DEAD entry for a
+    while beside the live one, in any order."""
+    for rows in (
+        [_row("spark-worker", "10.0.2.11:7078", state="DEAD"),
+         _row("spark-worker", "10.0.2.11:7078", state="ALIVE")],
+        [_row("spark-worker", "10.0.2.11:7078", state="ALIVE"),
+         _row("spark-worker", "10.0.2.11:7078", state="DEAD")],
+    ):  # fmt: skip
+        assert drain.spark_worker_states(rows) == {"10.0.2.11": "ALIVE"}

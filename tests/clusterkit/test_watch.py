@@ -137,3 +137,14 @@ def test_a_node_that_did_not_answer_keeps_its_history_and_shows_its_error():
                      "error": "node w did not answer"}], now=2.0)  # fmt: skip
     assert history.latest["w"]["error"] == "node w did not answer"
     assert list(history.cpu["w"]) == [5.0] and history.read_at["w"] == 1.0
+
+
+def test_a_node_no_longer_sampled_is_forgotten():  # a worker `clusterkit scale` removed
+    history = NodeHistory(points=3)
+    sample = {"cpu_percent": 10.0, "mem_percent": 20.0}
+    history.update([{"name": n, **sample} for n in ("master", "worker-1", "worker-2")], 1.0)
+    history.update([{"name": n, **sample} for n in ("master", "worker-1")], 2.0)
+    kept = {"master", "worker-1"}
+    assert set(history.latest) == set(history.cpu) == set(history.read_at) == kept
+    history.update([], 3.0)  # nothing read this time: nothing forgotten
+    assert set(history.latest) == {"master", "worker-1"}

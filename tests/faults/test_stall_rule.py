@@ -15,6 +15,7 @@ import pytest
 
 from clusterkit.runs.stall import StallWatch, ray_nodes, spark_workers
 from clusterkit.runs.supervisor import _look
+from clusterkit.services.health import spark_health
 
 
 class Clock:
@@ -168,3 +169,18 @@ def test_a_run_whose_connect_server_ends_fails_at_once_saying_so(tmp_path):
     finally:
         server.kill()
         server.wait()
+
+
+def test_status_counts_the_spark_workers_listed_dead_and_lists_the_others(canned):
+    """A worker removed by `scale` (or restarted) stays DEAD in the master's list for a
+    while: counted in the master's row, not a row of its own that would make status
+    degraded."""
+    url, handler = canned
+    handler.bodies["/json/"] = json.dumps({"status": "ALIVE", "aliveworkers": 1, "workers": [
+        {"id": "w2", "host": "10.0.2.11", "port": 7078, "state": "ALIVE", "cores": 2},
+        {"id": "w1", "host": "10.0.2.11", "port": 7078, "state": "DEAD", "cores": 2}],
+        "activeapps": []}).encode()  # fmt: skip
+    rows = spark_health("spark://10.0.1.10:7077", url, "sc://localhost:15002")
+    assert rows[0].detail == "status ALIVE, 1 alive worker(s) (1 dead before)"
+    workers = [r for r in rows if r.name == "spark-worker"]
+    assert [(r.state, r.info["id"]) for r in workers] == [("up", "w2")]

@@ -137,13 +137,15 @@ class NetnsProvider:
             raise ClusterkitError(f"rehearsal {spec.name!r} has no namespaces: it is not up")
         target = self.layout(spec.name, spec.nodes.workers)
         added = [n for n in target.worker_names if n not in now.worker_names]
-        for name in added:
-            topology.add_worker(target, int(name.rsplit("-", 1)[1]))
-            say(f"made namespace {target.ns(name)} on the private subnet")
+        made: list[str] = []
         try:
+            for name in added:
+                topology.add_worker(target, int(name.rsplit("-", 1)[1]))
+                made.append(name)
+                say(f"made namespace {target.ns(name)} on the private subnet")
             self._start_nodes(target, added, paths, storage=storage, say=say)
         except BaseException:
-            for name in added:
+            for name in made:  # what this resize made, and only that
                 self._remove_worker(target, name, paths)
             raise
         for name in now.worker_names[target.workers :]:

@@ -417,7 +417,8 @@ def destroy(layout: Layout) -> list[str]:
         removed.append(f"link {layout.host_link}")
     present = existing_namespaces()
     workers = [layout.ns(name) for name in existing_workers(layout.cluster)]  # all, however many
-    for namespace in dict.fromkeys([*layout.namespaces, *workers]):
+    older = layout.ns("worker")  # the one worker of a rehearsal made before they were numbered
+    for namespace in dict.fromkeys([*layout.namespaces, *workers, older]):
         if namespace in present:
             left = _end_processes(namespace)
             if left:
