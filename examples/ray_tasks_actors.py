@@ -40,5 +40,6 @@ for value, _host in results:
     final = ray.get(tally.add.remote(value))
 print(f"sum of squares: {sum(v for v, _ in results)}")
 print(f"actor total: {final}")
-print(f"cluster nodes: {len(ray.nodes())}; tasks ran on: {sorted({h for _, h in results})}")
+alive = [node for node in ray.nodes() if node["Alive"]]  # ray.nodes() keeps gone ones too
+print(f"cluster nodes: {len(alive)}; tasks ran on: {sorted({h for _, h in results})}")
 ray.shutdown()

@@ -139,7 +139,7 @@ def test_from_the_operator_side_only_ssh_answers(rehearsal):
     # instead: either way no connection is made.
     worker_ports = [22, 7078, *SERVICE_PORTS]
     refused = {"unreachable EHOSTUNREACH", "timeout"}
-    answers = []
+    answers: list[str] = []
     for name in layout.worker_names:
         address = layout.address_of(name)
         with rehearsal.connect(name) as c:  # its services do listen on its address...

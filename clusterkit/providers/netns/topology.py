@@ -311,6 +311,14 @@ def remove_worker(layout: Layout, name: str) -> list[str]:
     namespace = layout.ns(name)
     if namespace not in existing_namespaces():
         return []
+    _delete_namespace(namespace)
+    _forget_neighbour(layout, layout.address_of(name))
+    return [f"namespace {namespace}"]
+
+
+def _delete_namespace(namespace: str) -> None:
+    """End every process of ``namespace``, then delete it; RehearsalError naming the pids
+    that did not end."""
     left = _end_processes(namespace)
     if left:
         raise RehearsalError(
@@ -318,8 +326,6 @@ def remove_worker(layout: Layout, name: str) -> list[str]:
             f"`ip netns del {namespace}`"
         )
     run(["ip", "netns", "del", namespace])
-    _forget_neighbour(layout, layout.address_of(name))
-    return [f"namespace {namespace}"]
 
 
 def _unreachable(layout: Layout, cidr: str) -> list[str]:
@@ -420,12 +426,6 @@ def destroy(layout: Layout) -> list[str]:
     older = layout.ns("worker")  # the one worker of a rehearsal made before they were numbered
     for namespace in dict.fromkeys([*layout.namespaces, *workers, older]):
         if namespace in present:
-            left = _end_processes(namespace)
-            if left:
-                raise RehearsalError(
-                    f"processes {left} in namespace {namespace} did not end; stop them, then "
-                    f"`ip netns del {namespace}`"
-                )
-            run(["ip", "netns", "del", namespace])
+            _delete_namespace(namespace)
             removed.append(f"namespace {namespace}")
     return removed
