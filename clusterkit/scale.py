@@ -129,9 +129,13 @@ def _scale_locked(cluster: Cluster, workers: int, *, force: bool, yes: bool, say
     leaving = before[workers:]
     if leaving:
         power.settle_runs(cluster, force=force, say=say, verb="scale")
-        # a reclaimed spot worker is stopped: nothing of it to drain
-        _drain(cluster, [n for n in leaving if n.name not in reclaimed], force=force, say=say)
-        power.settle_runs(cluster, force=force, say=say, verb="scale")  # one sent meanwhile
+        drained = [n for n in leaving if n.name not in reclaimed]  # a reclaimed one is off
+        _drain(cluster, drained, force=force, say=say)
+        try:
+            power.settle_runs(cluster, force=force, say=say, verb="scale")  # sent meanwhile
+        except ClusterkitError:
+            _undrain(cluster, [cluster.runner(n) for n in drained], say=say)
+            raise
     storage = None if "://" in (target.storage.root or "") else storage_root_for(
         target.storage.root, cluster.paths)  # fmt: skip
     try:
