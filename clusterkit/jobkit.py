@@ -126,6 +126,11 @@ class JobContext:
             {"done": self.stages, "current": current, "since": time.time()},
         )
 
+    def write_run_file(self, name: str, data: Any) -> None:
+        """Write ``data`` as JSON to ``name`` in the run folder, atomically (readers see the
+        old or the new file, never half of one): for figures consoles follow while it runs."""
+        write_json_atomic(self.run_dir / name, data)
+
     def progress(self, done: float, total: float, unit: str) -> None:
         """Report progress: ``progress.json`` in the run folder, drawn as a bar by the CLI."""
         write_json_atomic(

@@ -33,6 +33,9 @@ from clusterkit.jobkit import JobInputError, NoSpaceLeft, check_name, is_no_spac
 from jobs._storage import KINDS, META_FILE, FileStore, marker
 
 FORMAT = 1
+#: what a model card's ``kind`` may be, and the jobs that make and use each
+KIND_JOBS = {"salary": "train", "lenet": "lenet"}
+PREDICT_JOBS = {"salary": "predict", "lenet": "predict-digits"}
 TARGET = "salary"
 KEY = "id"
 #: Input column -> (accepted names, kind). ``etl`` renames ``name`` to ``full_name``.
@@ -219,13 +222,20 @@ def resolve_model(storage: FileStore, models_root: str, ref: str) -> ModelRef:
     return ModelRef(name, version, f"{models_root}/{name}/v{version}")
 
 
-def _read_card(storage: FileStore, path: str) -> dict[str, Any]:
+def _read_card(storage: FileStore, path: str, kind: str | None = None) -> dict[str, Any]:
     text = storage.read_text(f"{path.rstrip('/')}/model.json")
     if text is None:
         raise JobInputError(
             f"{path} is not a model folder (no model.json); train one with `clusterkit run train`"
         )
     card: dict[str, Any] = json.loads(text)
+    if kind is not None and card.get("kind", "salary") != kind:
+        made = card.get("kind", "salary")
+        raise JobInputError(
+            f"{path} is a {made} model, not a {kind} one: give a model made by "
+            f"`clusterkit run {KIND_JOBS.get(kind, kind)}` (this one is for "
+            f"`clusterkit run {PREDICT_JOBS.get(made, 'predict')}`)"
+        )
     if card.get("format") != FORMAT:
         raise JobInputError(
             f"{path}: model format {card.get('format')} is not {FORMAT}; retrain it with "
@@ -234,10 +244,13 @@ def _read_card(storage: FileStore, path: str) -> dict[str, Any]:
     return card
 
 
-def load_model(storage: FileStore, ref: ModelRef) -> tuple[bytes, dict[str, Any]]:
-    """(the pickled pipeline, the model card) of a version."""
-    card = _read_card(storage, ref.path)
-    return storage.read_all(f"{ref.path}/model.joblib"), card
+def load_model(
+    storage: FileStore, ref: ModelRef, *, kind: str = "salary", file: str = "model.joblib"
+) -> tuple[bytes, dict[str, Any]]:
+    """(the model's bytes, the model card) of a version, refused (JobInputError) when the
+    version is not a ``kind`` model (``salary`` for cards that say none)."""
+    card = _read_card(storage, ref.path, kind)
+    return storage.read_all(f"{ref.path}/{file}"), card
 
 
 def unpickle(blob: bytes) -> Any:
@@ -254,7 +267,7 @@ def pickle_model(pipeline: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _parquet_bytes(frame: Any) -> bytes:
+def parquet_bytes(frame: Any) -> bytes:
     """A pandas DataFrame as one Parquet file (microsecond timestamps, which Spark reads)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -270,21 +283,21 @@ def save_model(
     models_root: str,
     name: str,
     *,
-    blob: bytes,
+    files: Mapping[str, bytes],
     card: Mapping[str, Any],
-    holdout: Any,  # a pandas DataFrame
     run_id: str,
     job: str = "train",
 ) -> ModelRef:
-    """Write a new version of ``name`` (checked: a name as NAME_PATTERN allows): a temporary
-    folder, then a rename to ``vN`` (the next free number; a version written meanwhile by
-    another run is never replaced). It holds the kit's marker, ``_clusterkit.json``; a full
-    disk is raised as NoSpaceLeft naming the model's folder."""
+    """Write a new version of ``name`` (checked: a name as NAME_PATTERN allows) holding
+    ``files`` (relative path -> bytes) and ``model.json`` (``card`` with its name, version
+    and path): a temporary folder, then a rename to ``vN`` (the next free number; a version
+    written meanwhile by another run is never replaced). It holds the kit's marker,
+    ``_clusterkit.json``; a full disk is raised as NoSpaceLeft naming the model's folder."""
     check_name(name, param="name")
     tmp = f"{models_root}/{name}/.tmp-{run_id}"
     try:
-        storage.write_bytes(f"{tmp}/holdout/part-00000.parquet", _parquet_bytes(holdout))
-        storage.write_bytes(f"{tmp}/model.joblib", blob)
+        for relative, data in files.items():
+            storage.write_bytes(f"{tmp}/{relative}", data)
         storage.write_text(f"{tmp}/{META_FILE}", marker(run_id=run_id, job=job))
         for _ in range(100):
             have = versions_of(storage, models_root, name)

@@ -40,6 +40,14 @@ from clusterkit.jobkit import (
 from jobs._storage import ArrowStorage
 
 JOBS = ("etl", "top-earners", "age-extremes")
+#: jobs that can be compared but are not by default: the digits' ETL (its size is the number
+#: of training images datagen-digits makes, with a sixth as many test images)
+OPTIONAL_JOBS = ("digits-etl",)
+#: the jobs whose source scripts the seed-paper engine has
+SEED_PAPER_JOBS = JOBS
+#: digits-etl's bytes per training image on disk, with its share of test images: the CSV
+#: (about 1.6 kB a row) and the Parquet it writes (784 float32 before compression)
+DIGITS_BYTES_PER_ROW = 6_000 * 7 / 6
 ENGINES = ("spark", "ray", "duckdb", "seed-paper")
 PROBE_ROWS = 100_000
 
@@ -75,6 +83,18 @@ class Bench:
             self.prepare("datagen", {**wanted, "name": name, "overwrite": True})
         return path
 
+    def digits(self, rows: int) -> str:
+        """The digits' CSV folder of ``rows`` training images (made unless a matching one
+        is there)."""
+        name = f"bench-digits-{rows}"
+        path = self.ctx.storage_path("datasets", name)
+        meta = self.storage.metadata(path) if self.storage.exists(path) else {}
+        if meta.get("seed") != self.seed or meta.get("train_rows") != rows:
+            params = {"rows": rows, "test_rows": max(1, rows // 6), "seed": self.seed,
+                      "name": name, "overwrite": True}  # fmt: skip
+            self.prepare("datagen-digits", params)
+        return path
+
     def processed(self, raw: str) -> str:
         """The processed dataset of ``raw`` (etl on DuckDB, the fastest, whose output the
         tests hold equal to the other engines'; unless an up-to-date one is there)."""
@@ -92,21 +112,32 @@ class Bench:
         rows = int(self.storage.metadata(path).get("rows") or 0)
         return sum(self.storage.size(f) for f in files) / max(rows, 1)
 
-    def room(self, sizes: list[int], with_queries: bool) -> None:
+    def room(self, sizes: list[int], with_queries: bool, with_digits: bool = False,
+             with_people: bool = True) -> None:  # fmt: skip
         """Refuse (JobInputError) a size whose data would not fit the free disk."""
         root = self.ctx.storage_root
         if "://" in root and not root.startswith("file://"):
             print(f"bench: {root} is remote storage; its free space is not checked", flush=True)
+            return
+        free = shutil.disk_usage(root.removeprefix("file://")).free
+        if not with_people:  # the digits alone
+            need = DIGITS_BYTES_PER_ROW * max(sizes)
+            if need > free:
+                raise JobInputError(
+                    f"{max(sizes):,} training images do not fit this machine's disk: their CSV "
+                    f"and Parquet need about {need / 1e9:.1f} GB and {root} has "
+                    f"{free / 1e9:.1f} GB free; choose smaller --sizes or free some disk"
+                )
             return
         made = [s for s in sizes if self.storage.exists(self.ctx.storage_path(
             "datasets", f"bench-{self.profile}-{s}"))]  # fmt: skip
         sample = self.raw(max(made) if made else min(min(sizes), PROBE_ROWS))
         raw_b = self.bytes_per_row(sample)
         processed_b = self.bytes_per_row(self.processed(sample))
-        free = shutil.disk_usage(root.removeprefix("file://")).free
         for size in sizes:
             exists = size in made
             need = (0 if exists else raw_b * size) + processed_b * size * (2 if with_queries else 1)
+            need += DIGITS_BYTES_PER_ROW * size if with_digits else 0
             if need > free:
                 raise JobInputError(
                     f"size {size:,} rows does not fit this machine's disk: the {self.profile} "
@@ -124,7 +155,8 @@ def plan(p: dict[str, Any]) -> list[tuple[int, int, str, str]]:
     for rows in sorted(p["sizes"]):
         for turn in range(int(p["repeats"])):
             order = engines[turn % len(engines) :] + engines[: turn % len(engines)]
-            out += [(rows, turn, job, engine) for job in p["jobs"] for engine in order]
+            out += [(rows, turn, job, engine) for job in p["jobs"] for engine in order
+                    if engine != "seed-paper" or job in SEED_PAPER_JOBS]  # fmt: skip
     return out
 
 
@@ -133,16 +165,23 @@ def main(ctx: JobContext) -> dict[str, Any]:
     if int(p["repeats"]) < 1:
         raise JobInputError(f"--repeats {p['repeats']}: give 1 or more runs per cell")
     bench = Bench(ctx)
-    with_queries = any(j != "etl" for j in p["jobs"])
+    with_queries = any(j in JOBS and j != "etl" for j in p["jobs"])
     with ctx.stage("room"):
-        bench.room(sorted(p["sizes"]), with_queries)
+        bench.room(
+            sorted(p["sizes"]),
+            with_queries,
+            "digits-etl" in p["jobs"],
+            with_people=any(j in JOBS for j in p["jobs"]),
+        )
     todo = plan(p)
     measured = []
     inputs: dict[tuple[int, str], str] = {}
     with ctx.stage("runs"):
         for done, (rows, _, job, engine) in enumerate(todo):
             ctx.progress(done, len(todo), "runs")
-            if (rows, job) not in inputs:
+            if (rows, job) not in inputs and job == "digits-etl":
+                inputs[(rows, job)] = bench.digits(rows)
+            elif (rows, job) not in inputs:
                 raw = bench.raw(rows)
                 inputs[(rows, job)] = raw if job == "etl" else bench.processed(raw)
             output = ctx.storage_path("bench", f"{job}-{engine}")
@@ -180,7 +219,8 @@ JOB = Job(
     engine="python",
     main=main,
     params=[
-        Param("jobs", "choices", list(JOBS), "jobs to compare", JOBS),
+        Param("jobs", "choices", list(JOBS), "jobs to compare (digits-etl: sizes are its "
+              "training images)", JOBS + OPTIONAL_JOBS),
         Param("engines", "choices", list(ENGINES),
               "engines (seed-paper: the source project's scripts)", ENGINES),
         Param("sizes", "counts", [1_000_000, 30_000_000], "dataset sizes in rows, e.g. 1M,30M"),

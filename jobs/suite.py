@@ -1,9 +1,11 @@
 """suite: the whole project in order, each step a run of its own.
 
-``datagen -> etl -> top-earners -> age-extremes -> train -> predict`` with defaults that
-chain (each step reads what the one before wrote). Each step is submitted through the same
-launcher as ``clusterkit run``, on the node the suite runs on (the master of a remote
-cluster), and gets its own run record (its ``parent`` is the suite's run), so
+``datagen -> etl -> top-earners -> age-extremes -> train -> predict``, then (unless
+``--no-digits``) a small version of the handwritten-digits half, ``datagen-digits ->
+digits-etl -> lenet -> predict-digits`` (``--digits-rows`` training images, 2 epochs), with
+defaults that chain (each step reads what the one before wrote). Each step is submitted
+through the same launcher as ``clusterkit run``, on the node the suite runs on (the master
+of a remote cluster), and gets its own run record (its ``parent`` is the suite's run), so
 ``clusterkit runs`` lists them and each has its own log, metrics and result. The suite stops
 at the first step that fails, and its own record says which step and why. Cancelling the
 suite cancels the step that is running. The summary table goes to the log and, as ``steps``,
@@ -29,6 +31,20 @@ def steps(p: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         ("age-extremes", {"overwrite": True}),
         ("train", {"sample": min(p["rows"], p["sample"]), "seed": p["seed"]}),
         ("predict", {"overwrite": True}),
+    ] + (digit_steps(p) if p["digits"] else [])  # fmt: skip
+
+
+def digit_steps(p: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The digits' steps: a small dataset, its ETL (DuckDB, the fastest at this size), a
+    short training (batches of 128: 5k images make 39 steps an epoch) and the predictions."""
+    rows = int(p["digits_rows"])
+    return [
+        ("datagen-digits", {"rows": rows, "test_rows": max(500, rows // 5), "seed": p["seed"],
+                            "overwrite": True}),
+        ("digits-etl", {"engine": "duckdb", "overwrite": True}),
+        ("lenet", {"epochs": p["digits_epochs"], "batch_size": 128, "lr": 0.003,
+                   "seed": p["seed"]}),
+        ("predict-digits", {"overwrite": True}),
     ]  # fmt: skip
 
 
@@ -40,6 +56,10 @@ HEADLINE = {
     "age-extremes": ("rows", "rows in"),
     "train": ("mse_over_noise_floor", "mse/noise floor"),
     "predict": ("rows_per_s", "rows/s"),
+    "datagen-digits": ("rows", "images"),
+    "digits-etl": ("rows", "images"),
+    "lenet": ("test_accuracy", "test accuracy"),
+    "predict-digits": ("rows_per_s", "images/s"),
 }
 
 
@@ -91,7 +111,7 @@ def _figure(value: Any) -> str:
 
 JOB = Job(
     name="suite",
-    summary="datagen -> etl -> top-earners -> age-extremes -> train -> predict, a run each",
+    summary="The whole project, a run each step: the people jobs, then the digits (small)",
     engine="python",
     main=main,
     params=[
@@ -99,5 +119,13 @@ JOB = Job(
         Param("profile", "choice", "realistic", "datagen's profile", ("realistic", "seed-paper")),
         Param("seed", "int", 42, "seed of the data and of the training"),
         Param("sample", "count", 1_000_000, "train's sample (at most the rows)"),
+        Param(
+            "digits",
+            "bool",
+            True,
+            "also the digits: datagen-digits, digits-etl, lenet, predict-digits",
+        ),
+        Param("digits_rows", "count", 5_000, "training images datagen-digits makes"),
+        Param("digits_epochs", "int", 2, "lenet's epochs"),
     ],
 )

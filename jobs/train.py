@@ -26,6 +26,7 @@ from jobs._model import (
     MODELS,
     SEARCHES,
     TARGET,
+    parquet_bytes,
     pickle_model,
     regression_metrics,
     save_model,
@@ -122,6 +123,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
     }
     card = {
         "format": FORMAT,
+        "kind": "salary",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "run_id": ctx.run_id,
         "target": TARGET,
@@ -141,8 +143,9 @@ def main(ctx: JobContext) -> dict[str, Any]:
     }  # fmt: skip
     with ctx.stage("save"):
         ref = save_model(
-            storage, ctx.storage_path("models"), name, blob=pickle_model(pipeline),
-            card=card, holdout=test, run_id=ctx.run_id,
+            storage, ctx.storage_path("models"), name, card=card, run_id=ctx.run_id,
+            files={"model.joblib": pickle_model(pipeline),
+                   "holdout/part-00000.parquet": parquet_bytes(test)},
         )  # fmt: skip
     _report(summary, found["trials"], ref.label(), ref.path)
     return {

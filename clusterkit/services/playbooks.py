@@ -286,6 +286,19 @@ def node_requirements() -> list[str]:
     return pins
 
 
+#: Where pip finds a pin with a local version label (``torch==2.13.0+cpu``: PyPI holds only
+#: the CUDA build under the plain version; PyTorch's own index the CPU one)
+LOCAL_VERSION_INDEXES = {"cpu": "https://download.pytorch.org/whl/cpu"}
+
+
+def pip_extra_args(pins: list[str]) -> str:
+    """pip's extra arguments for the nodes: the index of each local version label in
+    ``pins`` (none when every pin is a plain release, as on PyPI)."""
+    labels = sorted({pin.rpartition("+")[2] for pin in pins if "+" in pin})
+    return " ".join(f"--extra-index-url {LOCAL_VERSION_INDEXES[label]}" for label in labels
+                    if label in LOCAL_VERSION_INDEXES)  # fmt: skip
+
+
 def build_wheel(out_dir: Path) -> Path:
     """The kit's own wheel (it carries the jobs), built reproducibly: the same sources give
     the same bytes, so provisioning again installs nothing."""
@@ -321,6 +334,7 @@ def playbook_vars(spec: Spec, paths: ClusterPaths, *, python: str, wheel: Path) 
         "python_venv": str(Path(python).parent.parent),
         "python_expected_version": spec.versions.python,
         "python_requirements": node_requirements(),
+        "python_pip_extra_args": pip_extra_args(node_requirements()),
         "python_project_wheel": str(wheel),
         "spark_conf_dir": NODE_SPARK_CONF_DIR,
         "spark_connect_driver_memory_mb": parse_size(spec.nodes.driver_memory) // 1024**2,

@@ -32,7 +32,14 @@ from clusterkit.tui.screens.help import HelpScreen
 from clusterkit.tui.screens.jobs import JobsScreen
 from clusterkit.tui.screens.overview import OverviewScreen
 from clusterkit.tui.screens.run_detail import RunDetailScreen
-from clusterkit.tui.state import ConsoleState, NodesRead, RunsRead, ServicesRead
+from clusterkit.tui.state import (
+    ConsoleState,
+    Epoch,
+    NodesRead,
+    RunsRead,
+    ServicesRead,
+    read_epochs,
+)
 from clusterkit.watch import ClusterSource, LiveSource
 
 REFRESH_S = 1.0
@@ -73,6 +80,7 @@ class ClusterkitApp(App[None]):
         self._ticks = 0
         self._tails: dict[str, MetricsTail] = {}  # active runs' metrics, read as written
         self._measured: dict[str, compare.Measurement] = {}  # final runs do not change
+        self._epochs: dict[str, list[Epoch]] = {}  # nor do their epochs (runs that have any)
         self._run_watcher: RunWatcher | None = None
 
     # --- modes (one screen per view) --------------------------------------------------
@@ -183,13 +191,20 @@ class ClusterkitApp(App[None]):
                 return
             records = self._watcher(store).poll()
             peaks, reports = {}, {}
+            epochs = {}
             for record in records:
                 if record.final:
                     self._tails.pop(record.id, None)
                     if record.id not in self._measured:  # a final run does not change
                         result = store.read_json(record.id, "result.json")
                         self._measured[record.id] = compare.measurement(record, result)
+                        trained = read_epochs(store, record.id, result)
+                        if trained:
+                            self._epochs[record.id] = trained
                     continue
+                running = read_epochs(store, record.id)  # epochs.json, rewritten each epoch
+                if running:
+                    epochs[record.id] = running
                 tail = self._tails.setdefault(record.id, MetricsTail(store, record.id))
                 tail.read()
                 peaks[record.id] = tail.peak_rss_bytes
@@ -199,10 +214,13 @@ class ClusterkitApp(App[None]):
                     report = {"stage": done[-1].name, "seconds": done[-1].seconds}
                 if report is not None:
                     reports[record.id] = report
-            self.post_message(RunsRead(records, peaks, reports, dict(self._measured), now))
+            epochs.update(self._epochs)
+            self.post_message(RunsRead(records, peaks, reports, dict(self._measured), now,
+                                       epochs=epochs))  # fmt: skip
         except Exception as exc:
             model = self.model
-            self.post_message(RunsRead(model.records, {}, {}, model.measured, now, _error(exc)))
+            self.post_message(RunsRead(model.records, {}, {}, model.measured, now, _error(exc),
+                                       epochs=model.epochs))  # fmt: skip
 
     def _watcher(self, store: RunStore) -> RunWatcher:
         if self._run_watcher is None or self._run_watcher.store.root != store.root:
@@ -236,6 +254,7 @@ class ClusterkitApp(App[None]):
         self.model.live_peaks = message.live_peaks
         self.model.progress = message.progress
         self.model.measured = message.measured
+        self.model.epochs = message.epochs
         self._note("runs", message.error)
         self.show_state()
 

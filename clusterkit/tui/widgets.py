@@ -2,7 +2,9 @@
 
 Bars and charts are plain block characters on an absolute scale (0 to a stated top), so they
 read the same without colour and a flat 3 % CPU does not look like a full bar (Textual's
-Sparkline scales each series between its own minimum and maximum).
+Sparkline scales each series between its own minimum and maximum). A training run's accuracy
+per epoch is the exception (:class:`EpochsView`, :class:`EpochsLine`): its shape, from the
+first epoch to the last, is what a Sparkline shows, and the caption gives the figures.
 """
 
 from __future__ import annotations
@@ -10,7 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from rich.text import Text
-from textual.widgets import DataTable, Static
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Sparkline, Static
+
+from clusterkit.tui.state import Epoch, accuracy_series, epoch_summary, percent
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 
@@ -109,3 +115,87 @@ def sync_table(table: DataTable[object], rows: Mapping[str, Sequence[object]]) -
             table.add_row(*cells, key=key)
             added = True
     return added
+
+
+# --- a training run's per-epoch figures -------------------------------------------------
+
+EPOCH_ROWS = 5  # the run detail's table shows the latest epochs
+
+
+def _figure(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def epoch_table(epochs: Sequence[Epoch], *, rows: int = EPOCH_ROWS) -> str:
+    """The per-epoch figures as aligned lines under a header, the latest ``rows`` epochs."""
+    shown = list(epochs)[-rows:] if rows > 0 else list(epochs)
+    earlier = len(epochs) - len(shown)
+    lines = [f"{'epoch':>5} {'loss':>8} {'accuracy':>9} {'test acc.':>9} {'images/s':>9}"
+             f" {'seconds':>8} {'lr':>9}"]  # fmt: skip
+    for e in shown:
+        lines.append(f"{e.epoch:>5} {_figure(e.loss, '.4f'):>8} {percent(e.accuracy):>9}"
+                     f" {percent(e.test_accuracy):>9} {_figure(e.images_per_s, ',.0f'):>9}"
+                     f" {_figure(e.seconds, '.1f'):>8} {_figure(e.lr, '.3g'):>9}")  # fmt: skip
+    if earlier:
+        lines.append(f"({earlier} earlier epoch{'s' if earlier > 1 else ''} not shown)")
+    return "\n".join(lines)
+
+
+def _show_series(spark: Sparkline, epochs: Sequence[Epoch]) -> None:
+    series = accuracy_series(epochs)
+    if list(spark.data or []) != series:  # a redraw only when an epoch was added
+        spark.data = series
+
+
+class EpochsView(Vertical):
+    """A run's per-epoch figures (run detail): the caption, a Sparkline of accuracy per epoch
+    and the table of the latest epochs. Not displayed while the run has none."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, classes="epochs")
+        self.display = False
+        self.epochs: list[Epoch] = []
+        self.caption = Static(classes="epochs-caption")
+        self.spark = Sparkline([], classes="epochs-spark")
+        self.table = Static(classes="epochs-table")
+
+    def compose(self) -> ComposeResult:
+        yield self.caption
+        yield self.spark
+        yield self.table
+
+    def show(self, epochs: Sequence[Epoch], total: int | None) -> None:
+        self.epochs = list(epochs)
+        self.display = bool(epochs)
+        if not epochs:
+            return
+        show_text(self.caption, epoch_summary(epochs, total))
+        _show_series(self.spark, epochs)
+        show_text(self.table, Text(epoch_table(epochs), style="dim"))
+
+
+class EpochsLine(Horizontal):
+    """One job's latest run in the catalog, on one line: the job, a Sparkline of accuracy per
+    epoch and the caption. Not displayed while that run has no per-epoch figures."""
+
+    def __init__(self, job: str) -> None:
+        super().__init__(classes="epochs-line")
+        self.job = job
+        self.display = False
+        self.run_id: str | None = None
+        self.epochs: list[Epoch] = []
+        self.spark = Sparkline([], classes="epochs-spark")
+        self.caption = Static(classes="epochs-caption")
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(self.job), classes="epochs-job")
+        yield self.spark
+        yield self.caption
+
+    def show(self, run_id: str | None, epochs: Sequence[Epoch], caption: str | Text) -> None:
+        self.run_id, self.epochs = run_id, list(epochs)
+        self.display = bool(epochs)
+        if not epochs:
+            return
+        _show_series(self.spark, epochs)
+        show_text(self.caption, caption)

@@ -8,7 +8,8 @@ from clusterkit.jobkit import parse_count
 def test_catalog_lists_the_builtin_jobs():
     names = {j.name for j in list_jobs()}
     assert {"datagen", "etl", "top-earners", "age-extremes", "train", "predict", "suite",
-            "ray-pi"} <= names  # fmt: skip
+            "ray-pi", "datagen-digits", "digits-etl", "lenet",
+            "predict-digits"} <= names  # fmt: skip
     assert describe(find_job("datagen"))["params"][0]["name"] == "rows"
 
 

@@ -69,7 +69,7 @@ def test_bench_runs_are_in_the_store(local_cluster: LocalCluster, bench):
 def test_bench_refuses_an_unknown_job_or_engine(local_cluster: LocalCluster):
     before = len(_runs(local_cluster))
     for flag, value, known in (
-        ("--jobs", "etl,wordcount", "etl, top-earners, age-extremes"),
+        ("--jobs", "etl,wordcount", "etl, top-earners, age-extremes, digits-etl"),
         ("--engines", "spark,polars", "spark, ray, duckdb, seed-paper"),
     ):
         result = local_cluster.cli("bench", flag, value)
@@ -95,3 +95,26 @@ def test_bench_refuses_a_size_that_does_not_fit_before_starting(local_cluster: L
     # only the data the check measures (nothing: the 2k dataset is already there); no timed run
     assert all(r["job"] in ("datagen", "etl") and "/bench/" not in json.dumps(r["params"])
                for r in children)  # fmt: skip
+
+
+def test_bench_compares_the_digits_etl_on_the_three_engines(local_cluster: LocalCluster):
+    """digits-etl on request: its own dataset (datagen-digits), no seed-paper cell (the
+    source has no digits script), the engines' outputs equal."""
+    result = local_cluster.cli("bench", "--jobs", "digits-etl", "--sizes", "1200", "--repeats",
+                               "1", "--json", timeout=900)  # fmt: skip
+    assert result.code == 0, result.stderr[-3000:]
+    record = result.json()
+    table = record["result"]["table"]
+    assert {(r["job"], r["engine"]) for r in table} == {
+        ("digits-etl", e) for e in ("spark", "ray", "duckdb")}  # fmt: skip
+    assert all(r["rows"] == 1200 and r["failed"] == 0 and r["median_s"] > 0 for r in table)
+    runs = {r["id"]: r for r in _runs(local_cluster)}
+    made = [
+        r for r in runs.values() if r["parent"] == record["id"] and r["job"] == "datagen-digits"
+    ]
+    assert len(made) == 1 and made[0]["params"]["rows"] == 1200
+    sums = set()
+    for run_id in record["result"]["runs"]:
+        result_file = Path(local_cluster.up["state_dir"]) / "runs" / run_id / "result.json"
+        sums.add(json.dumps(json.loads(result_file.read_text())["checksum"], sort_keys=True))
+    assert len(sums) == 1, sums

@@ -223,12 +223,13 @@ def _runs(cluster: LocalCluster) -> dict[str, dict[str, Any]]:
     return {r["id"]: r for r in cluster.cli("runs", "--json").json()}
 
 
-def test_suite_runs_the_six_jobs_in_order_a_record_each(local_cluster):
+def test_suite_runs_the_ten_jobs_in_order_a_record_each(local_cluster):
     code, record = local_cluster.run("suite", "--rows", "200k", timeout=900)
     assert code == 0, record["error"]
     steps = record["result"]["steps"]
     assert [s["step"] for s in steps] == ["datagen", "etl", "top-earners", "age-extremes",
-                                          "train", "predict"]  # fmt: skip
+                                          "train", "predict", "datagen-digits", "digits-etl",
+                                          "lenet", "predict-digits"]  # fmt: skip
     assert all(s["status"] == "succeeded" for s in steps), steps
     runs = _runs(local_cluster)
     children = [runs[s["run"]] for s in steps]
@@ -238,6 +239,10 @@ def test_suite_runs_the_six_jobs_in_order_a_record_each(local_cluster):
     assert all(a["ended"] <= b["started"] for a, b in itertools.pairwise(children))
     assert steps[4]["figure_name"] == "mse/noise floor" and steps[4]["figure"] <= 1.05
     assert steps[5]["figure_name"] == "rows/s" and steps[5]["figure"] > 0
+    assert steps[6]["figure"] == 6000  # 5k training + 1k test images
+    assert steps[8]["figure_name"] == "test accuracy" and steps[8]["figure"] > 0.5
+    lenet = Path(local_cluster.up["state_dir"]) / "runs" / steps[8]["run"] / "result.json"
+    assert len(json.loads(lenet.read_text())["epochs"]) == 2
     log = local_cluster.cli("logs", record["id"]).stdout
     assert "step" in log and "predict" in log and "rows/s" in log
 

@@ -305,7 +305,7 @@ def test_a_run_whose_supervisor_dies_is_recorded_failed_and_its_processes_stoppe
 
 @pytest.mark.timeout(1800)
 def test_a_suite_runs_on_the_master_with_its_steps_as_runs_of_their_own(rehearsal):
-    record = rehearsal.ck_json("run", "suite", "--rows", "20k", timeout=1800)
+    record = rehearsal.ck_json("run", "suite", "--rows", "20k", "--no-digits", timeout=1800)
     assert record["status"] == "succeeded", record
     steps = [r for r in rehearsal.ck_json("runs") if r["parent"] == record["id"]]
     assert [r["job"] for r in steps] == [
@@ -419,3 +419,25 @@ def test_a_command_out_of_time_is_ended_on_the_node_itself(rehearsal: Rehearsal)
     time.sleep(1)
     left = rehearsal.ck("exec", "pgrep -f 'sleep 9[7]' || true")  # not matching itself
     assert left.stdout.strip() == "", left.stdout  # not left running on any node
+
+
+@pytest.mark.timeout(1500)
+def test_lenet_trains_with_its_two_workers_on_two_nodes(rehearsal):
+    """Ray Train across the rehearsal's nodes: the workers' gloo ring over the private
+    network, each worker on a node of its own (shown by the node ids in the record)."""
+    for job, *args in (("datagen-digits", "--rows", "2k", "--test-rows", "500", "--overwrite"),
+                       ("digits-etl", "--engine", "duckdb", "--overwrite")):  # fmt: skip
+        made = rehearsal.ck_json("run", job, *args, timeout=900)
+        assert made["status"] == "succeeded", made
+    record = rehearsal.ck_json("run", "lenet", "--workers", "2", "--epochs", "1",
+                               "--batch-size", "128", timeout=1200)  # fmt: skip
+    assert record["status"] == "succeeded", record
+    result = record["result"]
+    workers = result["workers"]
+    assert [w["rank"] for w in workers] == [0, 1]
+    assert len({w["node_id"] for w in workers}) == 2, workers
+    assert len({w["node_ip"] for w in workers}) == 2, workers  # two hosts, not two ids of one
+    hosts = {w["hostname"] for w in workers}
+    assert len(hosts) == 2 and hosts <= {f"{NAME}-{n}" for n in rehearsal.layout.node_names} | set(
+        rehearsal.layout.node_names), hosts  # fmt: skip
+    assert result["epochs"][0]["images_per_s"] > 0 and result["test_accuracy"] > 0.3

@@ -1,5 +1,9 @@
 """Jobs: the catalog (enter opens a job's form), running jobs, and the run history.
 
+Under the catalog, a job whose latest run reports per-epoch figures (a training job such as
+lenet) has a line of its own: a sparkline of that run's accuracy per epoch and its caption
+(``epochs 6/6 · test accuracy 91.2% → 98.7% · 5,230 images/s``), live while it runs.
+
 Running jobs show their elapsed time, live peak memory (from the run's metrics as they are
 written) and progress; the history (newest first) is filtered with ``/``. ``x`` cancels the
 selected running job after a confirmation; enter on a run opens its detail.
@@ -11,13 +15,16 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from clusterkit import catalog
 from clusterkit.core.fmt import human_bytes, human_count, human_seconds
+from clusterkit.core.jobspec import Job
 from clusterkit.core.records import RunRecord
 from clusterkit.tui.screens.base import LiveScreen
-from clusterkit.tui.widgets import show_text, state_text, sync_table
+from clusterkit.tui.state import epoch_summary, epochs_param, planned_epochs
+from clusterkit.tui.widgets import EpochsLine, show_text, state_text, sync_table
 
 
 def _table(table_id: str, *columns: str) -> DataTable[object]:
@@ -42,9 +49,13 @@ class JobsScreen(LiveScreen):
     ]
 
     def compose(self) -> ComposeResult:
+        self.jobs: dict[str, Job] = {job.name: job for job in catalog.list_jobs()}
+        self.epoch_lines = {name: EpochsLine(name) for name in self.jobs}
         yield Header()
         yield Static("Catalog: enter opens a job's parameters to submit it", classes="title")
         yield _table("catalog", "job", "engines", "summary")
+        with Vertical(id="catalog-epochs"):  # shown when a job's latest run has epochs
+            yield from self.epoch_lines.values()
         yield Static("Running", classes="title")
         yield _table("running", "run", "job", "elapsed", "peak memory", "progress")
         yield Static("History", classes="title", id="history-title")
@@ -54,8 +65,9 @@ class JobsScreen(LiveScreen):
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
+        self.query_one("#catalog-epochs", Vertical).display = False
         rows = {job.name: (job.name, "|".join(job.engines), job.summary)
-                for job in catalog.list_jobs()}  # fmt: skip
+                for job in self.jobs.values()}  # fmt: skip
         sync_table(self.query_one("#catalog", DataTable), rows)
         self.query_one("#catalog", DataTable).focus()
 
@@ -94,6 +106,25 @@ class JobsScreen(LiveScreen):
             table.sort("run", reverse=True)
         shown = f" (filter: {needle!r}, {len(history)} shown)" if needle else ""
         show_text(self.query_one("#history-title", Static), f"History{shown}")
+        self.show_epochs()
+
+    def show_epochs(self) -> None:
+        """Each catalog job's latest run, as a sparkline and caption if it has epochs."""
+        latest = {r.job: r for r in self.state.records}  # oldest first: the newest stays
+        any_shown = False
+        for name, line in self.epoch_lines.items():
+            record = latest.get(name)
+            epochs = self.state.epochs.get(record.id, []) if record is not None else []
+            caption = Text()
+            if record is not None and epochs:
+                if record.status in ("failed", "cancelled"):  # it stopped short of its epochs
+                    caption.append_text(state_text(record.status))
+                    caption.append(" · ")
+                total = planned_epochs(record, epochs, epochs_param(self.jobs[name]))
+                caption.append(epoch_summary(epochs, total))
+            line.show(record.id if record is not None else None, epochs, caption)
+            any_shown = any_shown or bool(epochs)
+        self.query_one("#catalog-epochs", Vertical).display = any_shown
 
     # --- actions ------------------------------------------------------------------------
 

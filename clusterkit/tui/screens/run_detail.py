@@ -1,5 +1,6 @@
-"""Run detail: the record, time per stage, memory over time per node, and the log, following
-while the run goes on (``f`` stops and resumes following; ``x`` cancels a running job)."""
+"""Run detail: the record, time per stage, a training run's accuracy per epoch, memory over
+time per node, and the log, following while the run goes on (``f`` stops and resumes
+following; ``x`` cancels a running job)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Footer, Header, Log, Static
 
+from clusterkit import catalog
 from clusterkit.core.fmt import human_bytes, human_seconds
 from clusterkit.core.records import RunRecord
 from clusterkit.runs import tails
+from clusterkit.runs.store import RunStore
 from clusterkit.runs.tails import LogTail, MetricsTail, Stage
 from clusterkit.tui.screens.base import LiveScreen
-from clusterkit.tui.widgets import column_chart, show_text, state_text
+from clusterkit.tui.state import Epoch, epochs_param, planned_epochs, read_epochs
+from clusterkit.tui.widgets import EpochsView, column_chart, show_text, state_text
 
 LOG_LINES = 5000
 
@@ -28,6 +32,7 @@ class RunReading:
     chunks: list[tuple[str, str]]
     stages: list[Stage]
     series: dict[str, list[tuple[float, int]]]
+    epochs: list[Epoch]
 
 
 class RunDetailRead(Message):
@@ -83,13 +88,18 @@ class RunDetailScreen(LiveScreen):
         self.run_id = run_id
         self.record: RunRecord | None = None
         self.series: dict[str, list[tuple[float, int]]] = {}
+        self.epochs: list[Epoch] = []
         self._log_tail: LogTail | None = None
         self._metrics: MetricsTail | None = None
+        self._final_epochs: list[Epoch] | None = None  # read once the run is over
+        self._default_epochs: int | None = None  # the job's, for "epochs 3/6"
+        self._job_read = False
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="summary")
         yield Static(id="stages")
+        yield EpochsView(id="epochs")
         yield Static(id="chart")
         yield Log(id="log", max_lines=LOG_LINES, auto_scroll=True)
         yield Footer(compact=True, show_command_palette=False)
@@ -113,6 +123,8 @@ class RunDetailScreen(LiveScreen):
                 self._log_tail = LogTail(store, self.run_id)
                 self._metrics = MetricsTail(store, self.run_id)
             record = store.load(self.run_id)
+            if not self._job_read:  # the first reading: the job's epochs, if it has any
+                self._default_epochs, self._job_read = self._job_epochs(record.job), True
             chunks = self._log_tail.read()
             self._metrics.read()
             reading = RunReading(
@@ -120,11 +132,30 @@ class RunDetailScreen(LiveScreen):
                 chunks=chunks,
                 stages=tails.stages(store, self.run_id, now=self.now()),
                 series={node: list(points) for node, points in self._metrics.series.items()},
+                epochs=self._read_epochs(store, record),
             )
         except Exception as exc:  # shown in place
             self.post_message(RunDetailRead(None, f"{type(exc).__name__}: {exc}"))
             return
         self.post_message(RunDetailRead(reading))
+
+    @staticmethod
+    def _job_epochs(job: str) -> int | None:
+        try:
+            return epochs_param(catalog.find_job(job))
+        except Exception:  # a job no longer in the catalog: the count of epochs alone
+            return None
+
+    def _read_epochs(self, store: RunStore, record: RunRecord) -> list[Epoch]:
+        """epochs.json while the run goes on; result.json's epochs once it is over (then read
+        no more: a final run does not change)."""
+        if self._final_epochs is not None:
+            return self._final_epochs
+        if not record.final:
+            return read_epochs(store, self.run_id)
+        epochs = read_epochs(store, self.run_id, store.read_json(self.run_id, "result.json"))
+        self._final_epochs = epochs
+        return epochs
 
     def on_run_detail_read(self, message: RunDetailRead) -> None:
         if message.reading is None:
@@ -134,6 +165,7 @@ class RunDetailScreen(LiveScreen):
             return
         reading = message.reading
         self.record, self.series = reading.record, reading.series
+        self.epochs = reading.epochs
         log = self.query_one("#log", Log)
         for _, chunk in reading.chunks:
             log.write(chunk)
@@ -155,6 +187,8 @@ class RunDetailScreen(LiveScreen):
         if record.error:
             summary.append(f"\nerror: {record.error}", style="bold")
         show_text(self.query_one("#summary", Static), summary)
+        total = planned_epochs(record, self.epochs, self._default_epochs)
+        self.query_one("#epochs", EpochsView).show(self.epochs, total)
         width = max(20, (self.size.width or 80) - 2)
         show_text(self.query_one("#chart", Static), memory_chart(self.series, width=width, rows=8))
 
