@@ -192,10 +192,14 @@ def versions_of(storage: FileStore, models_root: str, name: str) -> list[int]:
     )
 
 
-def resolve_model(storage: FileStore, models_root: str, ref: str) -> ModelRef:
-    """``NAME`` (its latest version), ``NAME:vN``, or the path of a version folder."""
+def resolve_model(
+    storage: FileStore, models_root: str, ref: str, *, kind: str = "salary"
+) -> ModelRef:
+    """``NAME`` (its latest version), ``NAME:vN``, or the path of a version folder; errors
+    name the job that makes a ``kind`` model."""
+    maker = KIND_JOBS.get(kind, "train")
     if "/" in ref:
-        card = _read_card(storage, ref)
+        card = _read_card(storage, ref, maker=maker)
         return ModelRef(card["name"], int(card["version"]), ref.rstrip("/"))
     name, colon, version_text = ref.partition(":")
     try:
@@ -212,7 +216,7 @@ def resolve_model(storage: FileStore, models_root: str, ref: str) -> ModelRef:
         listing = f"models there: {', '.join(known)}" if known else "there are no models yet"
         raise JobInputError(
             f"no model {name!r} under {models_root} ({listing}); "
-            f"train one with `clusterkit run train --name {name}`"
+            f"make one with `clusterkit run {maker} --name {name}`"
         )
     version = int(match["version"]) if colon and match else have[-1]
     if version not in have:
@@ -222,11 +226,13 @@ def resolve_model(storage: FileStore, models_root: str, ref: str) -> ModelRef:
     return ModelRef(name, version, f"{models_root}/{name}/v{version}")
 
 
-def _read_card(storage: FileStore, path: str, kind: str | None = None) -> dict[str, Any]:
+def _read_card(
+    storage: FileStore, path: str, kind: str | None = None, *, maker: str = "train"
+) -> dict[str, Any]:
     text = storage.read_text(f"{path.rstrip('/')}/model.json")
     if text is None:
         raise JobInputError(
-            f"{path} is not a model folder (no model.json); train one with `clusterkit run train`"
+            f"{path} is not a model folder (no model.json); make one with `clusterkit run {maker}`"
         )
     card: dict[str, Any] = json.loads(text)
     if kind is not None and card.get("kind", "salary") != kind:

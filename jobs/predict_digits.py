@@ -68,7 +68,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
     storage = ArrowStorage()
     given = job_output(ctx, p["output"]) if p["output"] else None  # refused before any work
     with ctx.stage("load_model"):
-        ref = resolve_model(storage, ctx.storage_path("models"), p["model"])
+        ref = resolve_model(storage, ctx.storage_path("models"), p["model"], kind="lenet")
         blob, card = load_model(storage, ref, kind="lenet", file="model.pt")
     source = input_path(ctx, p["input"], "datasets", "digits", "test")
     out = given or job_output(ctx, "", "predictions", f"{ref.name}-v{ref.version}")
