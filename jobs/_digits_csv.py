@@ -198,6 +198,15 @@ def _write(sink: IO[bytes] | Any, data: Any) -> int:
     return len(data) if isinstance(data, bytes) else int(data.size)
 
 
+def starts_with_header(head: bytes) -> bool:
+    """Whether a CSV whose first bytes are ``head`` (its first line, at least its first field)
+    starts with a header: the rule :func:`read_mnist_csv` applies (the first field, after a
+    byte order mark, is not a number)."""
+    head = head.removeprefix(_BOM)
+    first = head.split(b"\n", 1)[0].split(b"\r", 1)[0].split(b",", 1)[0]
+    return not _NUMBER.fullmatch(first)
+
+
 def _skip_header(data: bytes, start: int, end: int, *, name: str) -> tuple[int, int]:
     """(where the images start, the line number of the first one): past the first line if it
     is a header (its first field is not a number), which must then have 785 fields."""

@@ -47,6 +47,8 @@ def main(ctx: JobContext) -> dict[str, Any]:
     p = ctx.params
     name = check_name(p["name"], param="name")
     rows = {"train": int(p["rows"]), "test": int(p["test_rows"])}
+    if int(p["seed"]) < 0:
+        raise JobInputError(f"--seed {p['seed']}: give 0 or more")
     for split, count in rows.items():
         if count < 1:
             flag = "--rows" if split == "train" else "--test-rows"

@@ -22,7 +22,13 @@ import contextlib
 from typing import Any
 
 from clusterkit.jobkit import Job, JobContext, JobInputError, Param
-from jobs._digits_csv import COLUMNS, PIXELS, find_mnist_files, read_mnist_csv
+from jobs._digits_csv import (
+    COLUMNS,
+    PIXELS,
+    find_mnist_files,
+    read_mnist_csv,
+    starts_with_header,
+)
 from jobs._queries import ENGINE_PARAM
 from jobs._storage import (
     OVERWRITE_PARAM,
@@ -90,9 +96,9 @@ def _open(storage: ArrowStorage, folder: str) -> tuple[dict[str, str], dict[str,
 
 
 def has_header(storage: ArrowStorage, file: str) -> bool:
-    """Whether the CSV's first line is a header (its first field is not a number)."""
-    first = storage.read_bytes(file, offset=0, length=64).split(b",", 1)[0].strip()
-    return not first.isdigit()
+    """Whether the CSV's first line is a header (the validator's rule: its first field, after a
+    byte order mark, is not a number)."""
+    return starts_with_header(storage.read_bytes(file, offset=0, length=256))
 
 
 def _spark(ctx: JobContext, storage: ArrowStorage, file: str, folder: str) -> None:
@@ -101,11 +107,11 @@ def _spark(ctx: JobContext, storage: ArrowStorage, file: str, folder: str) -> No
 
     spark = ctx.spark()
     spark.conf.set("spark.sql.files.maxPartitionBytes", str(16 * 2**20))  # every core a part
-    line = F.regexp_replace(F.col("value"), "\r$", "")
+    line = F.regexp_replace(F.regexp_replace(F.col("value"), "\r$", ""), "^\ufeff", "")
     lines = spark.read.text(file).select(line.alias("value")).where(F.length("value") > 0)
-    if has_header(storage, file):
-        lines = lines.where(~F.col("value").startswith("label"))
     parts = F.split(F.col("value"), ",")
+    if has_header(storage, file):  # checked: only the header's first field is not an integer
+        lines = lines.where(F.trim(parts[0]).rlike("^-?[0-9]+$"))
     images = lines.select(
         parts[0].cast("int").alias("label"),
         F.transform(F.slice(parts, 2, PIXELS),

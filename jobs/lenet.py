@@ -59,6 +59,8 @@ def main(ctx: JobContext) -> dict[str, Any]:
         raise JobInputError(f"--lr {p['lr']} is out of range: use a rate in (0, 1], e.g. 0.003")
     if p["workers"] < 0:
         raise JobInputError(f"--workers {p['workers']}: give 1 or more (0: one per CPU)")
+    if p["seed"] < 0:
+        raise JobInputError(f"--seed {p['seed']}: give 0 or more")
     storage = ArrowStorage()
     source = input_path(ctx, p["input"], "datasets", "digits")
     with ctx.stage("open"):
@@ -72,6 +74,13 @@ def main(ctx: JobContext) -> dict[str, Any]:
     if workers > p["batch_size"]:
         raise JobInputError(f"--batch-size {p['batch_size']} is smaller than --workers "
                             f"{workers}: each worker needs at least one row a step")  # fmt: skip
+    per_worker = p["batch_size"] // workers
+    if splits["train"].rows // workers < per_worker:
+        raise JobInputError(
+            f"{source}: {splits['train'].rows:,} training images make no full batch of "
+            f"{per_worker:,} for each of {workers} worker(s) (--batch-size {p['batch_size']}); "
+            f"give a smaller --batch-size or more images"
+        )
     from jobs._ray_data import read_parquet
 
     with ctx.stage("load"):
@@ -124,7 +133,8 @@ def _open(storage: ArrowStorage, source: str) -> tuple[dict[str, Any], dict[str,
     """(the dataset's metadata, split -> its checked Parquet files) of digits-etl's output."""
     meta = storage.metadata(source) if storage.exists(source) else {}
     if meta.get("made_by") != "digits-etl" or "mean" not in meta:
-        found = f"made by {meta.get('made_by')}" if meta else "no _clusterkit.json or no folder"
+        maker = meta.get("made_by") or meta.get("job")
+        found = f"made by {maker}" if meta else "no _clusterkit.json or no folder"
         raise JobInputError(
             f"{source} is not an output of digits-etl ({found}); make "
             f"it with `clusterkit run datagen-digits` then `clusterkit run digits-etl`, or pass "
@@ -200,6 +210,7 @@ def train_loop(config: dict[str, Any]) -> None:
         started = time.perf_counter()
         sums = torch.zeros(3, dtype=torch.float64)  # loss * rows, correct, rows
         done = 0
+        rate = _lenet.learning_rate(config["lr"], (epoch - 1) / config["epochs"])
         if epoch == 1:  # Ray Data feeds each worker its shard once; later epochs reuse it
             train = _lenet.shard_arrays(shards["train"], chunk=CHUNK_ROWS)
             test = _lenet.shard_arrays(shards["test"], chunk=CHUNK_ROWS)

@@ -13,11 +13,13 @@ The weights are put in Ray's object store once; each Ray worker loads them once 
 classifies Arrow batches of BATCH_ROWS images (``map_batches``). The output
 (``<storage>/predictions/NAME-vN`` unless ``--output``) holds ``predicted`` (the digit),
 ``confidence`` (its softmax probability), ``label`` when the input has it, and ``row`` (the
-row's place in a CSV input). It is written to a temporary folder and renamed into place (an
-existing output is replaced only with ``--overwrite``). Stages: ``load_model``, ``open``,
-``predict_write``, ``verify`` (rows from the written footers; with labels, ``accuracy`` and
-the confusion matrix). ``rows_per_s`` is rows over the job's whole wall time;
-``predict_rows_per_s`` over ``predict_write`` alone.
+row's place in a CSV input), in the input's order (Ray Data's ``preserve_order``: for
+a Parquet input, its files in name order and their rows in order). Labels of a Parquet
+input are checked first (no nulls, digits 0-9). It is written to a temporary folder and
+renamed into place (an existing output is replaced only with ``--overwrite``). Stages:
+``load_model``, ``open``, ``predict_write``, ``verify`` (rows from the written footers;
+with labels, ``accuracy`` and the confusion matrix). ``rows_per_s`` is rows over the job's
+whole wall time; ``predict_rows_per_s`` over ``predict_write`` alone.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 from clusterkit.jobkit import Job, JobContext, JobInputError, Param
 from jobs import _lenet
-from jobs._digits_csv import find_mnist_files, read_mnist_csv
+from jobs._digits_csv import read_mnist_csv
 from jobs._model import load_model, resolve_model
 from jobs._storage import (
     KINDS,
@@ -40,6 +42,8 @@ from jobs._storage import (
 )
 
 BATCH_ROWS = 4096
+#: the test file of a folder of MNIST CSVs, in the order looked for
+TEST_FILES = ("mnist_test.csv", "test.csv")
 _LOADED: dict[str, Any] = {}  # model key -> the model, once per Ray worker process
 
 
@@ -112,7 +116,9 @@ def _open(ctx: JobContext, storage: ArrowStorage, source: str) -> tuple[Any, int
     """(a Ray Dataset of the images, rows, whether they are labelled) from Parquet or CSV."""
     from ray import data as ray_data
 
-    ray_data.DataContext.get_current().enable_progress_bars = False
+    context = ray_data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.execution_options.preserve_order = True  # the output follows the input's rows
     if not storage.exists(source):
         raise JobInputError(
             f"input {source} does not exist; make it with `clusterkit run digits-etl` or pass "
@@ -129,6 +135,8 @@ def _open(ctx: JobContext, storage: ArrowStorage, source: str) -> tuple[Any, int
                 f"it has {', '.join(dataset.schema)}"
             )
         labelled = dataset.schema.get("label") in KINDS["integer"]
+        if labelled:
+            _check_labels(storage, dataset.files)
         columns = ["image", "label"] if labelled else ["image"]
         return (read_parquet(ctx, storage, dataset.files, rows=dataset.rows, columns=columns),
                 dataset.rows, labelled)  # fmt: skip
@@ -142,6 +150,24 @@ def _open(ctx: JobContext, storage: ArrowStorage, source: str) -> tuple[Any, int
     return ray_data.from_arrow(slices), len(labels), True
 
 
+def _check_labels(storage: ArrowStorage, files: list[str]) -> None:
+    """Refuse (JobInputError) a Parquet input whose ``label`` has a null or a value that
+    is not a digit 0-9, naming the file."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    for file in files:
+        fs, local = storage.file_system(file)
+        labels = pq.read_table(local, filesystem=fs, columns=["label"]).column("label")
+        if labels.null_count:
+            raise JobInputError(f"{file}: {labels.null_count} rows have no label; remove the "
+                                f"label column or fill it with the digits 0-9")  # fmt: skip
+        low, high = pc.min_max(labels).values()
+        if len(labels) and not (low.as_py() >= 0 and high.as_py() <= 9):
+            raise JobInputError(f"{file}: labels run from {low} to {high}; a label is a digit "
+                                f"0-9")  # fmt: skip
+
+
 def _csv_file(storage: ArrowStorage, source: str) -> str | None:
     """The CSV to read (``source`` itself, or the test file in a folder of them), or None
     for Parquet."""
@@ -150,7 +176,13 @@ def _csv_file(storage: ArrowStorage, source: str) -> str | None:
     csvs = storage.files(source, suffix=".csv")
     if csvs and not storage.files(source):
         names = [f.rsplit("/", 1)[-1] for f in csvs]
-        return f"{source}/{find_mnist_files(names, folder=source)[1]}"
+        for name in TEST_FILES:
+            if name in names:
+                return f"{source}/{name}"
+        raise JobInputError(
+            f"{source} holds CSV files ({', '.join(names[:10])}) but none of "
+            f"{' or '.join(TEST_FILES)}: give the CSV file itself as --input"
+        )
     return None
 
 

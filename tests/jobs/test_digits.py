@@ -186,6 +186,24 @@ def test_predict_digits_classifies_parquet_and_csv_with_the_model(local_cluster,
     table = pq.read_table(local_cluster.storage / "predictions" / "dg-csv")
     assert sorted(table.column("row").to_pylist()) == list(range(500))
     assert set(table.column("predicted").to_pylist()) <= set(range(10))
+    only_test = local_cluster.storage / "incoming" / "only-test"
+    only_test.mkdir(parents=True, exist_ok=True)
+    test_csv = (_datasets(local_cluster) / "dg" / "test.csv").read_bytes()
+    (only_test / "mnist_test.csv").write_bytes(test_csv)
+    folder = _ok(
+        local_cluster.run(
+            "predict-digits",
+            "--model",
+            "dg-model",
+            "--input",
+            str(only_test),
+            "--output",
+            "predictions/dg-folder",
+        )
+    )
+    assert folder["rows"] == 500 and folder["accuracy"] == csv["accuracy"]
+    ordered = pq.read_table(local_cluster.storage / "predictions" / "dg-folder")
+    assert ordered.column("row").to_pylist() == list(range(500)), "in the input's order"
     code, record = local_cluster.run("predict", "--model", "dg-model")
     assert code != 0 and record["exit_code"] == 2
     assert "is a lenet model" in record["error"] and "predict-digits" in record["error"]
@@ -231,3 +249,40 @@ def test_cancelling_lenet_mid_epoch_leaves_no_train_worker(local_cluster, etl):
         assert time.monotonic() < deadline, [p.cmdline() for p in _train_workers()]
         time.sleep(0.5)
     assert not (local_cluster.storage / "models" / "dg-cancelled").exists()
+
+
+def test_lenet_refuses_a_batch_its_images_cannot_fill(local_cluster, etl):
+    source = str(_datasets(local_cluster) / "dg-ray")
+    code, record = local_cluster.run(
+        "lenet", "--input", source, "--batch-size", "8192", "--workers", "1", "--name", "dg-no"
+    )
+    assert code != 0 and record["exit_code"] == 2, record
+    assert "2,000 training images make no full batch of 8,192" in record["error"]
+    assert not (local_cluster.storage / "models" / "dg-no").exists()
+
+
+def test_each_etl_engine_reads_a_headerless_crlf_file_with_a_byte_order_mark(local_cluster, csvs):
+    """What the validator accepts, every engine reads the same way."""
+    source = _datasets(local_cluster) / "dg"
+    odd = local_cluster.storage / "incoming" / "odd-csv"
+    odd.mkdir(parents=True, exist_ok=True)
+    for name in ("train.csv", "test.csv"):
+        lines = (source / name).read_text().split("\n")[1:41]  # no header, 40 images
+        (odd / name).write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    sums = set()
+    for engine in ENGINES:
+        result = _ok(
+            local_cluster.run(
+                "digits-etl",
+                "--engine",
+                engine,
+                "--input",
+                str(odd),
+                "--output",
+                f"datasets/odd-{engine}",
+                "--overwrite",
+            )
+        )
+        assert (result["train_rows"], result["test_rows"]) == (40, 40), engine
+        sums.add(json.dumps(result["checksum"], sort_keys=True))
+    assert len(sums) == 1, sums

@@ -96,6 +96,7 @@ def prepare(target: Node, *, authorized_key: str) -> None:
     authorized = root_ssh / "authorized_keys"
     authorized.write_text(authorized_key.strip() + "\n")
     os.chmod(authorized, 0o600)
+    _fresh_root_shell(target.upper / "root")
     (target.upper / "etc" / "hostname").write_text(target.name + "\n")
     (target.upper / "etc" / "resolv.conf").write_text("# the rehearsal has no DNS\n")
     (target.upper / "run" / "sshd").mkdir(parents=True, exist_ok=True)
@@ -106,6 +107,21 @@ def prepare(target: Node, *, authorized_key: str) -> None:
                          ("journalctl", "journalctl3.py")):  # fmt: skip
         shutil.copyfile(_systemctl_replacement(source), bin_dir / name)
         os.chmod(bin_dir / name, 0o755)
+
+
+#: root's shell start-up files on a fresh Debian machine (its /etc/skel), for the nodes
+SKEL = Path("/etc/skel")
+
+
+def _fresh_root_shell(root_home: Path) -> None:
+    """Give the node root's ``.bashrc`` and ``.profile`` as on a fresh machine, not this
+    machine's: here they run ``pyenv init``, whose ``pyenv rehash`` takes a lock file in
+    ``~/.pyenv/shims``; an SSH session ended in the middle of it (the tests end some on
+    purpose) left the lock behind, and from then on every shell on that node waited 60 s for
+    it before running its command."""
+    for name in (".bashrc", ".profile"):
+        skel = SKEL / name
+        (root_home / name).write_text(skel.read_text() if skel.exists() else "")
 
 
 def _systemctl_replacement(name: str = "systemctl3.py") -> Path:
