@@ -4,18 +4,23 @@ the ``cluster`` tests share; and the suite's tiers (markers: ``cluster``, ``rehe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 
+from clusterkit.core.records import RUN_MARKER
 from clusterkit.core.spec import Ports
 
 FIXTURE_JOBS = Path(__file__).parent / "fixtures" / "jobs"
@@ -142,6 +147,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if unmarked:
         raise pytest.UsageError(f"tests using local_cluster without the cluster marker: {unmarked}")
     items.sort(key=lambda item: item.get_closest_marker("rehearsal") is not None)
+
+
+def leftover_run_processes(*, older_than_s: float = 2.0) -> list[tuple[psutil.Process, str]]:
+    """Processes that carry a run's marker while no supervisor of that run lives: what a run
+    left behind (its record is final, or its supervisor died), with the run's id."""
+    supervised: set[str] = set()
+    marked: list[tuple[psutil.Process, str]] = []
+    now = time.time()
+    for proc in psutil.process_iter(["cmdline", "create_time"]):
+        try:
+            argv = proc.info["cmdline"] or []
+            if "clusterkit.runs.supervisor" in argv and "--run-dir" in argv:
+                supervised.add(Path(argv[argv.index("--run-dir") + 1]).name)
+                continue
+            if now - (proc.info["create_time"] or now) < older_than_s:
+                continue
+            run_id = proc.environ().get(RUN_MARKER)
+        except (psutil.Error, IndexError):
+            continue
+        if run_id and run_id != "adhoc":  # adhoc: a notebook's or a user's own session
+            marked.append((proc, run_id))
+    return [(proc, run_id) for proc, run_id in marked if run_id not in supervised]
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """After a test on the local cluster, a process its runs left (the test says so when that
+    is its point) is stopped and reported as a warning: one left spinning would slow every
+    later test on these 2 cores (a leftover Ray worker of `busy` could slow a whole CI run)."""
+    if item.get_closest_marker("cluster") is None:
+        return
+    for proc, run_id in leftover_run_processes():
+        with contextlib.suppress(psutil.Error):
+            warnings.warn(f"{item.nodeid}: run {run_id} left pid {proc.pid} "
+                          f"({' '.join(proc.cmdline())[:120]}); stopped", stacklevel=1)  # fmt: skip
+            proc.kill()
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

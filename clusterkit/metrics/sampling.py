@@ -290,10 +290,15 @@ class Sampler:
         return {**self.peaks.node(self.node), "sampler_cpu_s": round(self.cpu_s, 4)}
 
 
+#: Looks, 0.5 s apart, that must find none of a settling run's processes: a Ray worker whose
+#: lease was granted before its driver ended can be forked a few seconds later on a busy node.
+SETTLE_LOOKS = 5
+
+
 def stop_run_processes(run_id: str, *, settle: bool) -> list[int]:
     """Stop every process of this node that carries the run's marker (not this one); the
     pids stopped. With ``settle`` (a run cancelled, failed or orphaned), until none has been
-    seen for a second: Ray restarts a killed worker's task in a new worker, and that one goes
+    seen for 2.5 s: Ray restarts a killed worker's task in a new worker, and that one goes
     too; else (a run that ended well: only what lingers) until one more look finds none."""
     me = os.getpid()
     finder = RunProcessFinder(run_id)
@@ -309,7 +314,7 @@ def stop_run_processes(run_id: str, *, settle: bool) -> list[int]:
         if found:
             stopped += terminate_all(found, grace_s=5.0)
             quiet = 0
-        elif quiet >= (2 if settle else 1) or not (stopped or settle):
+        elif quiet >= (SETTLE_LOOKS if settle else 1) or not (stopped or settle):
             break
         else:
             quiet += 1

@@ -272,6 +272,7 @@ class ClusterkitApp(App[None]):
     def show_state(self) -> None:
         """Redraw the active screen from the state, and the header's cluster line."""
         self.sub_title = self.cluster_line()
-        show = getattr(self.screen, "show_state", None)
-        if show is not None:
+        screen = self.screen
+        show = getattr(screen, "show_state", None)
+        if show is not None and screen.is_mounted:  # a screen just pushed draws on its resume
             show()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,10 +55,16 @@ async def submit_stages(app: ClusterkitApp, pilot: Pilot, seconds: str) -> None:
 
 
 @pytest.fixture
-def console_env(local_cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> LocalCluster:
+def console_env(local_cluster: LocalCluster,
+                monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCluster]:  # fmt: skip
+    """The shared cluster, seen by the console; a run a test leaves going (one that failed
+    before it cancelled) is cancelled after it, so the next test starts from an idle cluster."""
     monkeypatch.setenv("CLUSTERKIT_HOME", str(local_cluster.home))
     monkeypatch.setenv("CLUSTERKIT_JOBS_PATH", str(FIXTURE_JOBS))
-    return local_cluster
+    yield local_cluster
+    store = FolderRunStore(Path(local_cluster.up["state_dir"]) / "runs")
+    for record in store.active():
+        local_cluster.cli("cancel", record.id)
 
 
 async def test_overview_of_the_real_cluster_and_a_job_submitted_and_finished(console_env):
