@@ -24,6 +24,14 @@ from clusterkit.core.jobspec import Job, Param
 JOBS_PATH_ENV = "CLUSTERKIT_JOBS_PATH"
 #: The package of the built-in jobs (installed beside the kit).
 BUILTIN = "jobs"
+#: The order the catalog lists the built-in jobs in: the people pipeline and then the digits
+#: pipeline, as ``suite`` runs them, then the jobs that run others or stand alone. A job not
+#: named here (one from $CLUSTERKIT_JOBS_PATH) comes after them, by name.
+ORDER = (
+    "datagen", "etl", "top-earners", "age-extremes", "train", "predict",
+    "datagen-digits", "digits-etl", "lenet", "predict-digits",
+    "suite", "bench", "seed-paper", "ray-pi", "submit",
+)  # fmt: skip
 
 
 def _extra_dirs() -> list[Path]:
@@ -53,12 +61,14 @@ def _modules() -> list[ModuleType]:
     return found
 
 
+def _rank(job: Job) -> tuple[int, str]:
+    return (ORDER.index(job.name) if job.name in ORDER else len(ORDER), job.name)
+
+
 def list_jobs() -> list[Job]:
-    """Every job in the catalog, sorted by name."""
-    return sorted(
-        (m.JOB for m in _modules() if isinstance(getattr(m, "JOB", None), Job)),
-        key=lambda job: job.name,
-    )
+    """Every job in the catalog, in :data:`ORDER` (pipeline order), other jobs by name."""
+    return sorted((m.JOB for m in _modules() if isinstance(getattr(m, "JOB", None), Job)),
+                  key=_rank)  # fmt: skip
 
 
 def find_job(name: str) -> Job:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -29,9 +31,11 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
 
-from clusterkit import catalog, cloud, lifecycle, operate, power
+from clusterkit import __version__, catalog, cloud, lifecycle, operate, power
 from clusterkit.cluster import (
     Cluster,
     ParamsRefused,
@@ -43,27 +47,77 @@ from clusterkit.cluster import (
 )
 from clusterkit.core.errors import BadInput, ClusterkitError, NoCluster, RunNotFound
 from clusterkit.core.fmt import human_bytes, human_seconds
+from clusterkit.core.jobspec import Job, Param
 from clusterkit.core.records import RunRecord
-from clusterkit.core.spec import MAX_WORKERS, SPEC_FILENAME, default_spec_text, load_spec
-from clusterkit.core.state import Contexts
+from clusterkit.core.spec import (
+    MAX_WORKERS,
+    SPEC_FILENAME,
+    default_spec_text,
+    load_spec,
+    named_spec,
+)
+from clusterkit.core.state import CLUSTER_ENV, Contexts
+from clusterkit.doctor import RUNBOOKS, render_lines, run_doctor, shell_vars
 from clusterkit.runs.launcher import Runs
 from clusterkit.runs.store import RunStore
 from clusterkit.runs.tails import LogTail, progress
 from clusterkit.scale import scale as scale_cluster
 from clusterkit.scripts import plan_script, submit_script
 
+# The panels of `clusterkit --help`, in this order (a command's is its rich_help_panel).
+# `doctor` goes in DIAGNOSE (or CLUSTER); a panel without commands is not shown.
+CLUSTER, JOBS, NODES, AWS, DIAGNOSE = "Cluster", "Jobs and runs", "Nodes", "AWS", "Diagnose"
+PANELS = (CLUSTER, JOBS, NODES, AWS, DIAGNOSE)
+#: a command that passes the words it does not know on (a job's parameters, a script's args)
+EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+class _Panels(TyperGroup):
+    """Lists the commands panel by panel, in :data:`PANELS`' order; in a panel, in the order
+    they are defined here."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        def rank(name: str) -> int:
+            panel = getattr(self.commands[name], "rich_help_panel", None)
+            return PANELS.index(panel) if panel in PANELS else len(PANELS)
+
+        return sorted(super().list_commands(ctx), key=rank)
+
+
 app = typer.Typer(
+    cls=_Panels,
     help="A reproducible Spark + Ray cluster kit with honest, recorded job runs.",
+    epilog=f"{CLUSTER_ENV} picks the cluster when --cluster is not given (over `clusterkit "
+    f"use`); CLUSTERKIT_SPEC names the spec file `up` reads; CLUSTERKIT_HOME is the kit's "
+    "home (~/.clusterkit). `clusterkit run JOB --help` lists a job's parameters.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish)
     pretty_exceptions_enable=False,
 )
 out = Console(highlight=False)
 # soft_wrap: an error is one line, and a node's output line keeps its prefix, at any width
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+
+def _cluster_names(incomplete: str) -> list[str]:
+    """Shell completion of a cluster's name: the known clusters."""
+    with contextlib.suppress(ClusterkitError):
+        return [name for name in Contexts().clusters() if name.startswith(incomplete)]
+    return []
+
+
+def _job_names(incomplete: str) -> list[str]:
+    """Shell completion of a job's name: the catalog's jobs."""
+    return [job.name for job in catalog.list_jobs() if job.name.startswith(incomplete)]
+
+
 ClusterOpt = Annotated[
-    str | None, typer.Option("--cluster", help="act on this cluster, not the current one")
+    str | None,
+    typer.Option(
+        "--cluster",
+        help=f"act on this cluster (default: ${CLUSTER_ENV}, else the current one)",
+        autocompletion=_cluster_names,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON on stdout")]
 
@@ -96,21 +150,67 @@ def _say(message: str) -> None:
     err.print(f"[dim]·[/dim] {message}")
 
 
-@app.command()
+def _version_text() -> str:
+    """``clusterkit X.Y.Z``, with the commit when the kit runs from a git checkout."""
+    text = f"clusterkit {__version__}"
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / ".git").exists():
+        return text
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=5,
+                                check=True).stdout.strip()  # fmt: skip
+        if commit:
+            text += f" (commit {commit})"
+    return text
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        _line(_version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="print the version and exit", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
+@app.command(rich_help_panel=CLUSTER)
 def init(
-    path: Annotated[Path, typer.Option(help="where to write the spec")] = Path(SPEC_FILENAME),
+    path: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"where to write the spec (default: $CLUSTERKIT_SPEC, else {SPEC_FILENAME})"
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option(help="replace an existing file")] = False,
 ) -> None:
     """Write a commented default cluster spec (clusterkit.yaml)."""
+    path = path or named_spec() or Path(SPEC_FILENAME)
     if path.exists() and not force:
         raise ClusterkitError(f"{path} exists; pass --force to replace it")
     path.write_text(default_spec_text())
     out.print(f"wrote {path}: edit it, then `clusterkit up --spec {path}`")
 
 
-@app.command()
+@app.command(rich_help_panel=CLUSTER)
 def up(
-    spec_path: Annotated[Path | None, typer.Option("--spec", help="the spec file")] = None,
+    spec_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--spec",
+            help=f"the spec file (default: $CLUSTERKIT_SPEC, else "
+            f"./{SPEC_FILENAME} if there is one)",
+        ),
+    ] = None,
     provider: Annotated[str | None, typer.Option(help="override the spec's provider")] = None,
     name: Annotated[str | None, typer.Option(help="override the spec's cluster name")] = None,
     dry_run: Annotated[bool, typer.Option(help="check the spec and this machine only")] = False,
@@ -222,7 +322,7 @@ def _asker(yes: bool) -> Callable[[str], bool] | None:
     return lambda question: typer.confirm(question, default=False)
 
 
-@app.command()
+@app.command(rich_help_panel=CLUSTER)
 def down(
     cluster_name: ClusterOpt = None,
     purge: Annotated[bool, typer.Option(help="also delete state, logs, runs and data")] = False,
@@ -254,7 +354,7 @@ def down(
     _print_json(asdict(report)) if as_json else out.print(report.message)
 
 
-@app.command(name="allow-ip")
+@app.command(name="allow-ip", rich_help_panel=AWS)
 def allow_ip(
     cidr: Annotated[
         str | None,
@@ -276,7 +376,7 @@ def allow_ip(
         _line(f"SSH to cluster {name!r} is already open to {new} only; nothing changed")
 
 
-@app.command()
+@app.command(rich_help_panel=AWS)
 def cost(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
     """An AWS cluster's list price per hour now, and its cost since `up` (not a bill)."""
     data = cloud.cost(cluster_name)
@@ -310,7 +410,7 @@ def _print_accrued(spent: dict[str, Any]) -> None:
     _line(f"  {spent['formula']}")
 
 
-@app.command()
+@app.command(rich_help_panel=AWS)
 def idle(
     cluster_name: ClusterOpt = None,
     extend: Annotated[
@@ -349,7 +449,7 @@ def idle(
                   "ssh -- journalctl -u clusterkit-idle`", markup=False)  # fmt: skip
 
 
-@app.command()
+@app.command(rich_help_panel=CLUSTER)
 def provision(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
     """Run the playbooks again on a remote cluster (idempotent: 0 changed when nothing drifted)."""
     report = lifecycle.provision(cluster_name, say=_say)
@@ -363,7 +463,7 @@ def provision(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None
     )
 
 
-@app.command()
+@app.command(rich_help_panel=CLUSTER)
 def stop(
     cluster_name: ClusterOpt = None,
     force: Annotated[
@@ -380,7 +480,7 @@ def stop(
     _line(f"{report.message} ({report.elapsed_s:.1f} s)")
 
 
-@app.command()
+@app.command(rich_help_panel=CLUSTER)
 def scale(
     workers: Annotated[
         int,
@@ -410,7 +510,7 @@ def scale(
     _line(f"{report.message} ({report.elapsed_s:.1f} s)")
 
 
-@app.command()
+@app.command(rich_help_panel=CLUSTER)
 def start(
     cluster_name: ClusterOpt = None,
     yes: Annotated[
@@ -435,7 +535,7 @@ def _loopback(url: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1")
 
 
-@app.command()
+@app.command(rich_help_panel=CLUSTER)
 def status(cluster_name: ClusterOpt = None, as_json: JsonOpt = False) -> None:
     """Provider, nodes (memory, CPU) and services (state, address, URL)."""
     data = lifecycle.status(cluster_name)
@@ -513,7 +613,7 @@ def _print_stopped(data: dict[str, Any]) -> None:
               f"({held['formula']}; the kit's table of {held['price_table_date']})")  # fmt: skip
 
 
-@app.command(name="jobs")
+@app.command(name="jobs", rich_help_panel=JOBS)
 def list_jobs(as_json: JsonOpt = False) -> None:
     """The job catalog: every job and its parameters."""
     described = [catalog.describe(j) for j in catalog.list_jobs()]
@@ -588,10 +688,78 @@ def _follow_with_progress(runs: Runs, run_id: str, *, as_json: bool) -> RunRecor
                            stderr=sys.stderr, on_tick=draw)  # fmt: skip
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+class _JobHelp(TyperCommand):
+    """``run``'s parsing: ``run JOB --help`` describes JOB (its parameters, their defaults,
+    its engines) instead of ``run``'s own help, which ``run --help`` keeps."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        job = None if ctx.resilient_parsing else self._job_asked_about(args)
+        if job is not None:
+            _print_job_help(catalog.find_job(job))
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
+    def _job_asked_about(self, args: list[str]) -> str | None:
+        """The JOB of ``run [OPTIONS] JOB ... --help``: the first word that is neither an
+        option nor an option's value (None without --help before any ``--``)."""
+        words = args[: args.index("--")] if "--" in args else args
+        if "--help" not in words:
+            return None
+        valued = {name for p in self.params if p.param_type_name == "option"
+                  and not getattr(p, "is_flag", False) for name in p.opts}  # fmt: skip
+        after_option = False
+        for word in words:
+            if not after_option and not word.startswith("-"):
+                return word
+            after_option = word in valued
+        return None
+
+
+def _kind_text(param: Param) -> str:
+    """A parameter's type as `run JOB --help` shows it."""
+    if param.kind == "choice":
+        return " | ".join(param.choices)
+    if param.kind == "choices":
+        return f"list of {' | '.join(param.choices)}"
+    return param.kind
+
+
+def _print_job_help(job: Job) -> None:
+    """A job's description, its engines, and a table of its parameters with their defaults."""
+    _line(f"Usage: clusterkit run {job.name} [--PARAMETER VALUE ...] [OPTIONS]")
+    _line("")
+    _line(job.summary)
+    engines = "|".join(job.engines)
+    _line(f"engines: {engines} (--engine)" if len(job.engines) > 1 else f"engine: {engines}")
+    _line("")
+    if not job.params:
+        _line("parameters: none")
+    else:
+        # on a narrow terminal every column wraps (a long word is folded), none is cut short
+        table = Table(Column("parameter", no_wrap=True), Column("type", overflow="fold"),
+                      Column("default", overflow="fold"), Column("help", min_width=20),
+                      box=None, pad_edge=False)  # fmt: skip
+        for p in job.params:
+            flag = f"--{p.name.replace('_', '-')}"
+            if p.kind == "bool":
+                flag += f"/--no-{p.name.replace('_', '-')}"
+            table.add_row(Text(flag), Text(_kind_text(p)),
+                          Text(catalog.default_text(p) or "-"), Text(p.help))  # fmt: skip
+        out.print(table)
+    _line("")
+    _line("run's own options (--cluster, --detach, --json, ...): clusterkit run --help")
+
+
+@app.command(cls=_JobHelp, context_settings=EXTRA_ARGS, rich_help_panel=JOBS)
 def run(
     ctx: typer.Context,
-    job: Annotated[str, typer.Argument(help="a job from `clusterkit jobs`")],
+    job: Annotated[
+        str,
+        typer.Argument(
+            help="a job from `clusterkit jobs` (`run JOB --help`: its parameters)",
+            autocompletion=_job_names,
+        ),
+    ],
     cluster_name: ClusterOpt = None,
     detach: Annotated[bool, typer.Option(help="return at once with the run id")] = False,
     metrics: Annotated[bool, typer.Option(help="sample memory and CPU while it runs")] = True,
@@ -670,7 +838,7 @@ def _start_and_follow(target: Cluster | NoCluster, start: Callable[[], RunRecord
         raise ClusterkitError(f"run {record.id} {record.status}: {record.error}")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings=EXTRA_ARGS, rich_help_panel=JOBS)
 def submit(
     ctx: typer.Context,
     script: Annotated[Path, typer.Argument(help="your Python script (FILE.py)")],
@@ -712,7 +880,7 @@ def submit(
     _start_and_follow(target, start, detach=detach, as_json=as_json)
 
 
-@app.command()
+@app.command(rich_help_panel=JOBS)
 def bench(
     jobs: Annotated[str | None, typer.Option(help="comma-separated jobs")] = None,
     engines: Annotated[str | None, typer.Option(help="comma-separated engines")] = None,
@@ -754,7 +922,7 @@ CachedOpt = Annotated[
 ]
 
 
-@app.command(name="runs")
+@app.command(name="runs", rich_help_panel=JOBS)
 def list_runs(
     cluster_name: ClusterOpt = None, cached: CachedOpt = False, as_json: JsonOpt = False
 ) -> None:
@@ -777,7 +945,7 @@ def list_runs(
     out.print(table)
 
 
-@app.command()
+@app.command(rich_help_panel=JOBS)
 def logs(
     run_id: Annotated[str, typer.Argument(help="run id, a unique prefix, or latest")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing")] = False,
@@ -795,7 +963,7 @@ def logs(
         (sys.stdout if name == "stdout.log" else sys.stderr).write(text)
 
 
-@app.command()
+@app.command(rich_help_panel=JOBS)
 def cancel(
     run_id: Annotated[str, typer.Argument(help="run id, a unique prefix, or latest")],
     cluster_name: ClusterOpt = None,
@@ -820,8 +988,7 @@ def cancel(
 NodeOpt = Annotated[str | None, typer.Option("--node", help="only this node (default: all)")]
 
 
-@app.command(name="ssh", context_settings={"allow_extra_args": True,
-                                          "ignore_unknown_options": True})  # fmt: skip
+@app.command(name="ssh", context_settings=EXTRA_ARGS, rich_help_panel=NODES)
 def ssh_command(
     ctx: typer.Context,
     node: Annotated[str, typer.Argument(help="a node's name, or master or worker")] = "master",
@@ -838,7 +1005,7 @@ def ssh_command(
         raise typer.Exit(code)
 
 
-@app.command(name="exec")
+@app.command(name="exec", rich_help_panel=NODES)
 def exec_command(
     command: Annotated[list[str], typer.Argument(help="the shell command (quote it, or after --)")],
     node: NodeOpt = None,
@@ -878,7 +1045,7 @@ def exec_command(
         raise ClusterkitError(f"the command failed on {what}")
 
 
-@app.command()
+@app.command(rich_help_panel=NODES)
 def copy(
     source: Annotated[Path, typer.Argument(help="a file or folder on this machine")],
     destination: Annotated[str, typer.Argument(help="where on the nodes")],
@@ -900,7 +1067,7 @@ def copy(
                   f"{' ...' if len(paths) > 3 else ''}", markup=False)  # fmt: skip
 
 
-@app.command()
+@app.command(rich_help_panel=CLUSTER)
 def tunnel(cluster_name: ClusterOpt = None) -> None:
     """Forward the dashboards and the Spark Connect server to 127.0.0.1 through the master
     until Ctrl-C."""
@@ -921,7 +1088,7 @@ def tunnel(cluster_name: ClusterOpt = None) -> None:
             out.print("tunnels closed")
 
 
-@app.command()
+@app.command(rich_help_panel=JOBS)
 def notebook(
     cluster_name: ClusterOpt = None,
     port: Annotated[int, typer.Option(help="its port on the driver node (and here)")] = 8888,
@@ -961,7 +1128,53 @@ def notebook(
             out.print("stopping the notebook server")
 
 
-@app.command(name="env")
+@app.command(rich_help_panel=DIAGNOSE)
+def doctor(
+    cluster_name: ClusterOpt = None,
+    as_json: JsonOpt = False,
+    runbook: Annotated[
+        str | None,
+        typer.Option(
+            "--vars",
+            metavar="RUNBOOK",
+            autocompletion=lambda incomplete: [r for r in RUNBOOKS if r.startswith(incomplete)],
+            help="print the values RUNBOOK's steps act on, as NAME=value lines for "
+            '`eval "$(clusterkit doctor --vars RUNBOOK)"`; exit 1 when no finding names it',
+        ),
+    ] = None,
+) -> None:
+    """Check this machine and the cluster: one line per check (OK, WARN or FAIL), what it
+    saw and the runbook to follow (docs/runbooks/); exit 1 on any FAIL. With no cluster
+    known, the ports and Java checked are the spec's ($CLUSTERKIT_SPEC, else ./clusterkit.yaml
+    if there is one). See docs/doctor.md."""
+    if as_json and runbook is not None:
+        raise BadInput("give --json or --vars, not both")
+    if runbook is not None and runbook not in RUNBOOKS:
+        raise BadInput(f"--vars {runbook!r}: no such runbook; one of {', '.join(RUNBOOKS)}")
+    try:
+        spec = load_spec(None)  # what `up` would read: checked when no cluster is known
+    except ClusterkitError as exc:
+        spec = None
+        _say(f"{exc}; the default spec's ports and Java are checked")
+    report = run_doctor(None, name=cluster_name, spec=spec)
+    if runbook is not None:
+        found = shell_vars(report, runbook)
+        if found is None:
+            err.print(f"doctor: no finding names runbook {runbook} (nothing of it to do now; "
+                      "`clusterkit doctor` lists what it found)", markup=False)  # fmt: skip
+            raise typer.Exit(1)
+        if found:
+            sys.stdout.write(found + "\n")  # as it is: no console markup or emoji codes
+        raise typer.Exit(0)
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        for line in render_lines(report):
+            print(line)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command(name="env", rich_help_panel=CLUSTER)
 def env_command(
     cluster_name: ClusterOpt = None,
     shell: Annotated[bool, typer.Option("--shell", help="as `export` lines for eval")] = False,
@@ -992,7 +1205,7 @@ def env_command(
         out.print(f"{key}={value}", markup=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(rich_help_panel=CLUSTER)
 def tui(cluster_name: ClusterOpt = None) -> None:
     """A live console: nodes, services, jobs (submit, follow, cancel), runs compared."""
     from clusterkit import tui as console
@@ -1000,15 +1213,16 @@ def tui(cluster_name: ClusterOpt = None) -> None:
     console.run(cluster_name)
 
 
-@app.command()
+@app.command(rich_help_panel=CLUSTER)
 def clusters(as_json: JsonOpt = False) -> None:
-    """Known clusters; the current one is marked *."""
+    """Known clusters; the one commands act on is marked * ($CLUSTERKIT_CLUSTER, else the
+    current one)."""
     contexts = Contexts()
-    current = contexts.current()
+    chosen = contexts.chosen()
     rows = [
         {
             "name": n,
-            "current": n == current,
+            "current": n == chosen,
             "state_dir": str(p),
             "up": (p / "cluster.json").exists(),
         }
@@ -1017,18 +1231,32 @@ def clusters(as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json(rows)
         return
+    if not rows:
+        _line("no clusters yet: run `clusterkit up`")
     for r in rows:
         out.print(
             f"{'*' if r['current'] else ' '} {r['name']:<12} "
             f"{'up' if r['up'] else 'down':<5} {r['state_dir']}"
         )
+    if os.environ.get(CLUSTER_ENV):
+        unknown = "" if chosen in contexts.clusters() else ", a cluster not known here"
+        _say(f"{CLUSTER_ENV}={chosen} picks the cluster in this shell{unknown}")
 
 
-@app.command()
-def use(name: Annotated[str, typer.Argument(help="a cluster from `clusterkit clusters`")]) -> None:
-    """Make NAME the current cluster."""
+@app.command(rich_help_panel=CLUSTER)
+def use(
+    name: Annotated[
+        str,
+        typer.Argument(help="a cluster from `clusterkit clusters`", autocompletion=_cluster_names),
+    ],
+) -> None:
+    """Make NAME the current cluster ($CLUSTERKIT_CLUSTER, when set, still comes first)."""
     Contexts().use(name)
     out.print(f"current cluster: {name}")
+    chosen = os.environ.get(CLUSTER_ENV)
+    if chosen and chosen != name:
+        _say(f"{CLUSTER_ENV}={chosen} still picks the cluster in this shell; unset it to act "
+             f"on {name}")  # fmt: skip
 
 
 class _StopSignals:
@@ -1091,7 +1319,9 @@ def _interrupt(signum: int, _frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and map errors to exit codes (0 ok, 1 failed, 2 bad input)."""
     try:
-        code = app(args=argv, standalone_mode=False)
+        # prog_name: usage lines, and the completion's variable _CLUSTERKIT_COMPLETE, under
+        # any argv[0] (`python -m clusterkit.cli` too)
+        code = app(args=argv, standalone_mode=False, prog_name="clusterkit")
     except ClusterkitError as exc:
         err.print(f"error: {exc}", markup=False)
         return exc.exit_code

@@ -15,6 +15,7 @@ from typing import Any
 
 from clusterkit import catalog
 from clusterkit.core.errors import ClusterkitError, NoCluster, UnknownJob
+from clusterkit.core.files import read_secret
 from clusterkit.core.inventory import Node
 from clusterkit.core.records import RunRecord
 from clusterkit.core.state import ClusterPaths, ClusterState, Contexts
@@ -110,7 +111,7 @@ class Cluster:
         """Every service read through its own API; NodeUnreachable when the master does not
         answer."""
         return health.read_health(endpoints=self.state.endpoints, master=self.driver(),
-                                  ray_token=self.paths.ray_token.read_text().strip(),
+                                  ray_token=read_secret(self.paths.ray_token, "the Ray token"),
                                   storage_root=self.state.storage_root)  # fmt: skip
 
     def problems(self, rows: list[ServiceHealth]) -> list[str]:

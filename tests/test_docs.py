@@ -67,14 +67,20 @@ def test_there_are_docs_pages():
     assert len(list(DOCS.rglob("*.md"))) >= 2
 
 
+#: Index pages linked from the README whose own pages they link count as linked from it.
+INDEXES = (DOCS / "runbooks" / "README.md",)
+
+
 def test_every_docs_page_is_linked_from_the_readme():
     linked = set()
-    for target in _links(README):
-        resolved = _resolve(README, target)
-        if resolved is not None and not _is_external(target):
-            linked.add(resolved)
+    for page in (README, *INDEXES):
+        for target in _links(page):
+            resolved = _resolve(page, target)
+            if resolved is not None and not _is_external(target):
+                linked.add(resolved)
+    assert all(index.resolve() in linked for index in INDEXES), "an index is not linked"
     missing = [_name(p) for p in sorted(DOCS.rglob("*.md")) if p.resolve() not in linked]
-    assert not missing, f"not linked from README.md: {missing}"
+    assert not missing, f"not linked from README.md (or an index it links): {missing}"
 
 
 def test_no_link_leaves_the_repository():

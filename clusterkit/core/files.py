@@ -91,6 +91,20 @@ def ensure_secret(path: Path) -> str:
     return text
 
 
+def read_secret(path: Path, what: str) -> str:
+    """The token in ``path`` (``what`` names it in errors); StateError naming the file and the
+    runbook when it is missing or empty (a cluster that is up needs the one it started with)."""
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        text = None
+    if not text:
+        state = "missing" if text is None else "empty"
+        raise StateError(f"{what} {path} is {state}: see docs/runbooks/lost-token-or-key.md "
+                         "(`clusterkit doctor` checks it)")  # fmt: skip
+    return text
+
+
 def private_dir(path: Path, *, tighten: bool = False) -> Path:
     """``path`` as a folder only this user can enter: made 0700 when absent; StateError when
     it is a symlink, not a folder, another user's, or open to others (someone could have

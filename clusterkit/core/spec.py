@@ -7,6 +7,7 @@ commented file that ``clusterkit init`` writes; loading it gives the default spe
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,8 @@ from clusterkit.core import versions
 from clusterkit.core.errors import SpecError
 
 SPEC_FILENAME = "clusterkit.yaml"
+#: Names the spec file `up` reads and `init` writes when given no path.
+SPEC_ENV = "CLUSTERKIT_SPEC"
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -392,9 +395,21 @@ def parse_spec(data: dict[str, Any] | None, *, source: str = SPEC_FILENAME) -> S
     return spec
 
 
+def named_spec() -> Path | None:
+    """The spec file $CLUSTERKIT_SPEC names, if it is set."""
+    named = os.environ.get(SPEC_ENV)
+    return Path(named).expanduser() if named else None
+
+
 def load_spec_data(path: Path | None) -> tuple[dict[str, Any], str]:
     """The fields the spec file gives (not validated) and the file's name for messages;
-    with no path, ./clusterkit.yaml if present, else none at all (every default)."""
+    with no path, the file $CLUSTERKIT_SPEC names (which must exist), else ./clusterkit.yaml
+    if present, else none at all (every default)."""
+    if path is None and (named := named_spec()) is not None:
+        if not named.exists():
+            raise SpecError(f"{SPEC_ENV}={named}: no such spec file; create it with "
+                            f"`clusterkit init`, or unset {SPEC_ENV}")  # fmt: skip
+        path = named
     if path is None:
         candidate = Path.cwd() / SPEC_FILENAME
         if not candidate.exists():

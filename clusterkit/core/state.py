@@ -2,7 +2,8 @@
 cluster that is up is made of (:class:`ClusterState`, its ``cluster.json``).
 
 The kit's home (``$CLUSTERKIT_HOME``, default ``~/.clusterkit``) holds ``contexts.json``:
-the current cluster's name and, for every known cluster, its state folder. A cluster's state
+the current cluster's name and, for every known cluster, its state folder. A command given no
+cluster acts on ``$CLUSTERKIT_CLUSTER`` when it is set, else on the current one. A cluster's state
 folder holds ``cluster.json`` (what ``up`` started and where), its spec, logs, the Ray token,
 the default storage root and the run store (on a remote cluster, copies of the master's runs).
 """
@@ -24,6 +25,8 @@ from clusterkit.core.spec import Spec
 #: The version of ``cluster.json``'s layout this kit writes and reads.
 SCHEMA = 3
 LOOPBACK = "127.0.0.1"
+#: Names the cluster a command acts on when it is given none (over the current one).
+CLUSTER_ENV = "CLUSTERKIT_CLUSTER"
 
 
 def home() -> Path:
@@ -237,8 +240,13 @@ class Contexts:
         return {name: Path(p) for name, p in self._load()["clusters"].items()}
 
     def current(self) -> str | None:
+        """The cluster `use` (or the latest `up`) made current."""
         current: str | None = self._load()["current"]
         return current
+
+    def chosen(self) -> str | None:
+        """The cluster a command given none acts on: $CLUSTERKIT_CLUSTER, else the current one."""
+        return os.environ.get(CLUSTER_ENV) or self.current()
 
     def add(self, name: str, state_dir: Path, *, make_current: bool = True) -> None:
         data = self._load()
@@ -262,8 +270,16 @@ class Contexts:
         write_json_atomic(self.file, data)
 
     def resolve(self, name: str | None) -> tuple[str, ClusterPaths]:
-        """The named cluster, or the current one; NoCluster with the fix if there is none."""
+        """The named cluster, else $CLUSTERKIT_CLUSTER's, else the current one; NoCluster with
+        the fix if there is none."""
         data = self._load()
+        if name is None and os.environ.get(CLUSTER_ENV):
+            name = os.environ[CLUSTER_ENV]
+            if name not in data["clusters"]:
+                known = ", ".join(sorted(data["clusters"])) or "none"
+                raise NoCluster(f"{CLUSTER_ENV}={name} names no known cluster (known: "
+                                f"{known}); unset it, or start that cluster with `clusterkit "
+                                "up`")  # fmt: skip
         if name is None:
             name = data["current"]
             if name is None:

@@ -41,6 +41,9 @@ SUPERVISOR = "clusterkit.runs.supervisor"
 #: How long ``submit`` waits for the supervisor to take the run.
 START_TIMEOUT_S = 60.0
 CANCEL_TIMEOUT_S = 60.0
+#: How long ``cancel`` waits for a supervisor to take a queued run before recording it
+#: cancelled itself (one that starts later finds the reason and never runs the job).
+UNTAKEN_CANCEL_S = 10.0
 #: How long ``follow`` keeps trying to reach a remote cluster's master after a drop.
 REATTACH_TIMEOUT_S = 120.0
 ORPHANED = "the run's supervisor on {node} is gone; its processes were stopped"
@@ -279,12 +282,19 @@ class Runs:
             return self.store.load(record.id)
         self.store.write_json(record.id, CANCEL_FILE, {"reason": reason, "at": now_iso()})
         signalled = False
-        deadline = time.monotonic() + CANCEL_TIMEOUT_S
+        asked = time.monotonic()
+        deadline = asked + CANCEL_TIMEOUT_S
         while True:
             self.store.refresh(record.id)
             record = self.reap_if_orphaned(self.store.load(record.id))
             if record.final:
                 return record
+            if record.supervisor is None and time.monotonic() - asked > UNTAKEN_CANCEL_S:
+                untaken = replace(record, status="cancelled", ended=now_iso(),
+                                  cancel_requested=reason,
+                                  error=f"{reason} (no supervisor had taken it)")  # fmt: skip
+                self.store.save(untaken)
+                return untaken
             if record.supervisor is not None and not signalled:
                 self.driver.run(["kill", "-TERM", str(int(record.supervisor["pid"]))],
                                 check=False)  # fmt: skip

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any, Protocol
 
-from clusterkit.core.errors import RunNotFound
+from clusterkit.core.errors import RunNotFound, StateError
 from clusterkit.core.files import write_json_atomic
 from clusterkit.core.records import ACTIVE, RunRecord, new_run_id
 
@@ -74,8 +74,20 @@ class FolderRunStore:
         return record
 
     def load(self, run_id: str) -> RunRecord:
+        """The run's record; StateError naming the file when it is not a whole record (a
+        crash of this machine, a full disk, an edit)."""
         path = self.dir(run_id) / "record.json"
-        return RunRecord.from_dict(json.loads(path.read_text()))
+        text = path.read_text()
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise TypeError("not a JSON object")
+            return RunRecord.from_dict(data)
+        except (ValueError, TypeError) as exc:
+            raise StateError(
+                f"{path} is not a run record ({type(exc).__name__}: {exc}); set it aside "
+                f"(`mv {path} {path}.unreadable`): see docs/runbooks/restore-after-crash.md"
+            ) from exc
 
     def get(self, ref: str) -> RunRecord:
         """A run by id or unique id prefix (``latest`` or ``-1`` for the newest)."""

@@ -201,3 +201,23 @@ def test_a_run_neither_on_the_master_nor_here_is_named(where):
     kept = FolderRunStore(store.root).create(job="old", params={}, cluster="c", provider="x")
     store.refresh(kept.id)  # a copy here of a run the master no longer has: kept as it is
     assert store.load(kept.id).job == "old"
+
+
+def test_cancelling_a_run_no_supervisor_took_records_it_cancelled(tmp_path, monkeypatch):
+    from clusterkit.runs import launcher
+
+    monkeypatch.setattr(launcher, "UNTAKEN_CANCEL_S", 0.5)
+    runs_dir = tmp_path / "runs"
+    store = FolderRunStore(runs_dir)
+    setup = RunSetup(env={}, cluster="c", provider="local", node="master",
+                     runs_dir=str(runs_dir), interval_s=0.2, storage_root=str(tmp_path),
+                     python=sys.executable)  # fmt: skip
+    here = LocalRunner()
+    runs = Runs(store, setup=setup, driver=here, nodes=[here])
+    queued = store.create(job="stages", params={}, cluster="c", provider="local")
+    started = time.monotonic()
+    cancelled = runs.cancel(queued.id, reason="enough")
+    assert time.monotonic() - started < 10
+    assert cancelled.status == "cancelled"
+    assert cancelled.error == "enough (no supervisor had taken it)"
+    assert store.load(queued.id).status == "cancelled"

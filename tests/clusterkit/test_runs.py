@@ -36,3 +36,17 @@ def test_no_temp_files_left_behind(tmp_path):
     for _ in range(5):
         store.save(record)
     assert sorted(p.name for p in store.dir(record.id).iterdir()) == ["record.json"]
+
+
+@pytest.mark.parametrize("text", ['{"id": "r1", "job"', "[]", '{"job": "etl"}'])
+def test_a_damaged_record_is_named_with_what_to_do(tmp_path, text):
+    from clusterkit.core.errors import StateError
+
+    store = RunStore(tmp_path)
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "record.json").write_text(text)
+    with pytest.raises(StateError) as caught:
+        store.all()
+    message = str(caught.value)
+    assert f"{tmp_path / 'r1' / 'record.json'} is not a run record" in message
+    assert "restore-after-crash.md" in message

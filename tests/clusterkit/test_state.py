@@ -95,3 +95,19 @@ def test_the_cli_says_it_in_one_line(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "written by an older clusterkit" in lines[0], result.stderr
         assert str(state_dir / "cluster.json") in lines[0]
+
+
+@pytest.mark.parametrize("content", [None, "", "  \n"])
+def test_a_missing_or_empty_token_is_named_with_its_runbook(tmp_path: Path, content):
+    from clusterkit.core.files import read_secret
+
+    token = tmp_path / "ray-token"
+    if content is not None:
+        token.write_text(content)
+    with pytest.raises(StateError) as caught:
+        read_secret(token, "the Ray token")
+    state = "missing" if content is None else "empty"
+    assert f"the Ray token {token} is {state}" in str(caught.value)
+    assert "lost-token-or-key.md" in str(caught.value)
+    token.write_text("abc\n")
+    assert read_secret(token, "the Ray token") == "abc"

@@ -441,3 +441,10 @@ def test_lenet_trains_with_its_two_workers_on_two_nodes(rehearsal):
     assert len(hosts) == 2 and hosts <= {f"{NAME}-{n}" for n in rehearsal.layout.node_names} | set(
         rehearsal.layout.node_names), hosts  # fmt: skip
     assert result["epochs"][0]["images_per_s"] > 0 and result["test_accuracy"] > 0.3
+
+
+def test_doctor_on_the_healthy_rehearsal_is_ok_everywhere(rehearsal: Rehearsal):
+    report = rehearsal.ck_json("doctor")
+    assert report["cluster"] == NAME and report["ok"] is True
+    assert {"cluster", "python", "disk", "state"} <= {c["check"] for c in report["checks"]}
+    assert [c for c in report["checks"] if c["status"] != "ok"] == [], report["checks"]

@@ -1,0 +1,148 @@
+"""The cluster's ports: each one the spec gives either free, or held by the cluster's own
+processes while it is up. Anything else holding one is what makes ``up`` fail (or what a
+crash left behind).
+
+:func:`read_ports` lists this machine's listening sockets once (psutil); :func:`judge_ports`
+is pure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+
+import psutil
+
+from clusterkit.core.records import Daemon
+from clusterkit.doctor.report import Finding, fail, ok, warn
+from clusterkit.doctor.target import Target
+from clusterkit.exec import processes
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A process listening on a port: its pid and name (pid None: another user's process,
+    whose pid cannot be seen) and whether it is one the cluster recorded (a daemon, or a
+    process under one)."""
+
+    pid: int | None
+    name: str
+    ours: bool = False
+
+
+@dataclass(frozen=True)
+class PortReading:
+    """One of the spec's ports: its field (``ports.NAME``), number and who listens on it."""
+
+    name: str
+    port: int
+    holders: list[Holder] = field(default_factory=list)  # empty: free
+
+
+@dataclass(frozen=True)
+class PortsReading:
+    """The spec's ports as found now, whether the cluster is up (its own processes may hold
+    them then) and its name; ``error`` when the listening sockets could not be listed."""
+
+    ports: list[PortReading]
+    cluster_up: bool
+    cluster: str | None = None
+    error: str | None = None
+
+
+def _tree(daemon: Daemon) -> set[int]:
+    """The pids of a live daemon (by pid and start time) and every process under it."""
+    proc = processes.process_of(daemon)
+    if proc is None:
+        return set()
+    with contextlib.suppress(psutil.Error):
+        return {proc.pid} | {child.pid for child in proc.children(recursive=True)}
+    return {proc.pid}
+
+
+def recorded_daemons(target: Target) -> list[Daemon]:
+    """What the cluster started: ``cluster.json``'s daemons and the pid files in ``pids/``
+    (written as each starts, so a crash before ``cluster.json`` leaves them findable)."""
+    found = list(target.state.daemons) if target.state is not None else []
+    folder = target.paths.pids if target.paths is not None else None
+    for pid_file in sorted(folder.glob("*.json")) if folder and folder.is_dir() else []:
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            daemon = Daemon.from_dict(json.loads(pid_file.read_text()))
+            if all(d.pid != daemon.pid for d in found):
+                found.append(daemon)
+    return found
+
+
+def read_ports(target: Target) -> PortsReading:
+    wanted = {port: name for name, port in target.spec.ports.fixed().items()}
+    ours: set[int] = set()
+    for daemon in recorded_daemons(target):
+        ours |= _tree(daemon)
+    listening: dict[int, list[int | None]] = {}
+    try:
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in wanted:
+                pids = listening.setdefault(conn.laddr.port, [])
+                if conn.pid not in pids:
+                    pids.append(conn.pid)
+    except (psutil.AccessDenied, OSError) as exc:
+        return PortsReading([], target.up, target.name, f"{type(exc).__name__}: {exc}")
+    readings = []
+    for port, name in sorted(wanted.items()):
+        holders = []
+        for pid in listening.get(port, []):
+            if pid is None:
+                holders.append(Holder(None, "a process of another user"))
+                continue
+            try:
+                holders.append(Holder(pid, psutil.Process(pid).name(), pid in ours))
+            except psutil.NoSuchProcess:
+                continue  # gone since
+        readings.append(PortReading(name, port, holders))
+    return PortsReading(readings, target.up, target.name)
+
+
+def _who(holder: Holder) -> str:
+    return holder.name if holder.pid is None else f"{holder.name} (pid {holder.pid})"
+
+
+def _holder_data(port: int, holder: Holder) -> dict[str, str]:
+    """The runbook's variables: the port, and the holder's pid and name when they are known
+    (another user's process shows neither)."""
+    if holder.pid is None:
+        return {"PORT": str(port)}
+    return {"PORT": str(port), "PID": str(holder.pid), "PROCESS": holder.name}
+
+
+def judge_ports(reading: PortsReading) -> list[Finding]:
+    """FAIL (port-in-use: PORT, and PID and PROCESS when known) for each port held by a
+    process not the cluster's, or by one of the cluster's while it is not up (left by a
+    crash); WARN when the sockets cannot be listed; one OK line otherwise."""
+    if reading.error is not None:
+        return [warn("ports", f"the listening sockets cannot be listed ({reading.error})",
+                     fix="`clusterkit up --dry-run` checks the ports by binding them")]  # fmt: skip
+    found, held = [], 0
+    for r in reading.ports:
+        theirs = [h for h in r.holders if not (h.ours and reading.cluster_up)]
+        if r.holders and not theirs:
+            held += 1
+        for holder in theirs:
+            where = f"{r.port} (ports.{r.name}) held by {_who(holder)}"
+            data = _holder_data(r.port, holder)
+            if holder.ours:
+                found.append(fail("ports", f"{where}, left by cluster {reading.cluster!r} that "
+                                           "is not up", "port-in-use",
+                                  "`clusterkit down` stops what its pid files name",
+                                  data))  # fmt: skip
+            else:
+                found.append(fail("ports", where, "port-in-use",
+                                  f"stop it, or set ports.{r.name} to a free port in "
+                                  "clusterkit.yaml", data))  # fmt: skip
+    if found:
+        return found
+    total = len(reading.ports)
+    if held:
+        return [ok("ports", f"{total} ports: {held} held by cluster {reading.cluster!r}, "
+                            f"{total - held} free")]  # fmt: skip
+    return [ok("ports", f"{total} ports free")]
