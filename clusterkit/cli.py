@@ -58,6 +58,7 @@ from clusterkit.core.spec import (
 )
 from clusterkit.core.state import CLUSTER_ENV, Contexts
 from clusterkit.doctor import RUNBOOKS, render_lines, run_doctor, shell_vars
+from clusterkit.doctor.report import UNSET
 from clusterkit.runs.launcher import Runs
 from clusterkit.runs.store import RunStore
 from clusterkit.runs.tails import LogTail, progress
@@ -1159,12 +1160,12 @@ def doctor(
     report = run_doctor(None, name=cluster_name, spec=spec)
     if runbook is not None:
         found = shell_vars(report, runbook)
-        if found is None:
+        if found is None:  # `false`: an eval of it fails (and stops a `set -e` script)
+            sys.stdout.write(f"{UNSET}\nfalse\n")
             err.print(f"doctor: no finding names runbook {runbook} (nothing of it to do now; "
                       "`clusterkit doctor` lists what it found)", markup=False)  # fmt: skip
             raise typer.Exit(1)
-        if found:
-            sys.stdout.write(found + "\n")  # as it is: no console markup or emoji codes
+        sys.stdout.write(found + "\n")  # as it is: no console markup or emoji codes
         raise typer.Exit(0)
     if as_json:
         _print_json(report.to_json())

@@ -165,7 +165,8 @@ class Cluster:
         plain ``spark-submit`` goes to the standalone master; Spark refuses both at once).
         No secret itself: tokens stay in their files (see :meth:`user_exports`)."""
         state = self.state
-        env = {k: v for k, v in self.job_env().items() if not k.startswith("CLUSTERKIT_SPARK_")}
+        env = {k: v for k, v in self.job_env().items()  # CLUSTERKIT_CLUSTER would pin a shell
+               if not k.startswith("CLUSTERKIT_SPARK_") and k != "CLUSTERKIT_CLUSTER"}  # fmt: skip
         spark = ({"SPARK_REMOTE": state.endpoints.spark_connect_url} if spark_session == "warm"
                  else {"MASTER": state.endpoints.spark_master_url})  # fmt: skip
         return (

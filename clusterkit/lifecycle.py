@@ -12,6 +12,7 @@ that is down.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from clusterkit.core.lock import cluster_lock
 from clusterkit.core.records import now_iso
 from clusterkit.core.spec import Spec
 from clusterkit.core.state import (
+    CLUSTER_ENV,
     ClusterPaths,
     ClusterState,
     Contexts,
@@ -337,6 +339,8 @@ def down(name: str | None = None, *, purge: bool = False, say: Progress = _quiet
     try:
         name, paths = contexts.resolve(name)
     except NoCluster as exc:
+        if name is None and os.environ.get(CLUSTER_ENV):  # a stale variable: not "nothing"
+            raise
         return DownReport(cluster=name, changed=False, message=f"nothing is up: {exc}")
     with cluster_lock(paths.root, "down"):
         report = _down_locked(name, paths, purge=purge, say=say, confirm=confirm)

@@ -66,6 +66,14 @@ def test_ports(base: int) -> dict[str, int]:
 test_ports.__test__ = False  # type: ignore[attr-defined]
 
 
+@pytest.fixture(autouse=True)
+def _no_cluster_choice_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's $CLUSTERKIT_CLUSTER or $CLUSTERKIT_SPEC never reaches a test (a test that
+    means them sets them)."""
+    monkeypatch.delenv("CLUSTERKIT_CLUSTER", raising=False)
+    monkeypatch.delenv("CLUSTERKIT_SPEC", raising=False)
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     path = tmp_path / "ckhome"
@@ -171,6 +179,7 @@ def leftover_run_processes(*, older_than_s: float = 2.0) -> list[tuple[psutil.Pr
     return [(proc, run_id) for proc, run_id in marked if run_id not in supervised]
 
 
+@pytest.hookimpl(trylast=True)  # after the test's own fixtures have cleaned up
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     """After a test on the local cluster, a process its runs left (the test says so when that
     is its point) is stopped and reported as a warning: one left spinning would slow every

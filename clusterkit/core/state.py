@@ -229,11 +229,22 @@ class Contexts:
             return {"current": None, "clusters": {}}
         try:
             data: dict[str, Any] = json.loads(self.file.read_text())
+        except OSError as exc:  # e.g. made by root (a `sudo clusterkit ...`)
+            raise StateError(f"{self.file} cannot be read ({exc.strerror}): see "
+                             "docs/runbooks/state-permissions.md") from exc  # fmt: skip
         except ValueError as exc:
             raise StateError(
                 f"{self.file} is not valid JSON ({exc}); fix or delete it (it only lists "
                 f"known clusters; their state folders are kept)"
             ) from exc
+        if not (
+            isinstance(data, dict)
+            and isinstance(data.get("clusters"), dict)
+            and (data.get("current") is None or isinstance(data["current"], str))
+        ):
+            raise StateError(f"{self.file} is not a list of clusters as the kit writes it; fix "
+                             "or delete it (their state folders are kept)")  # fmt: skip
+        data.setdefault("current", None)
         return data
 
     def clusters(self) -> dict[str, Path]:

@@ -179,10 +179,13 @@ def read_services(target: Target) -> ServicesReading:
 
 
 def judge_services(reading: ServicesReading) -> list[Finding]:
-    """FAIL (service-dead) for each service its API says is down (the runbook's SERVICE), or,
-    when none is, for each problem ``status`` names (a node missing from Spark or Ray); one
-    OK line otherwise."""
+    """WARN when they could not be read at all (a lost token: the state check names it; a
+    master that does not answer); FAIL (service-dead) for each service its API says is down
+    (the runbook's SERVICE), or, when none is, for each problem ``status`` names (a node
+    missing from Spark or Ray); one OK line otherwise."""
     rows, where = reading.health.rows, {"STATE_DIR": reading.state_dir}
+    if reading.health.unread is not None:  # what keeps them unread is another check's FAIL
+        return [warn("services", f"could not be read: {reading.health.unread}")]
     down = [r for r in rows if r.state != "up"]
     fix = "`clusterkit up` starts again what is down; `clusterkit status` shows it"
     if down:

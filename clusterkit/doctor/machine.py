@@ -152,9 +152,11 @@ def judge_python(reading: PythonReading) -> list[Finding]:
 #: Free space under which a place the kit writes is FAIL: Spark's shuffle files, Ray's object
 #: spilling and the jobs' outputs fail on it.
 FAIL_BYTES = 500 * 1024**2
-#: ... and WARN: under 2 GiB, or under 10% of its file system.
+#: ... and WARN: under 2 GiB, or under 10% of its file system while under 20 GiB (a big disk
+#: at 95% still has room for every job here).
 WARN_BYTES = 2 * 1024**3
 WARN_FRACTION = 0.10
+ROOMY_BYTES = 20 * 1024**3
 DISK_FIX = "free space on that file system (old runs' folders, datasets under the storage root)"
 
 
@@ -195,8 +197,9 @@ def read_disks(places: list[tuple[str, Path]]) -> list[DiskReading]:
 
 def judge_disk(readings: list[DiskReading]) -> list[Finding]:
     """Per file system: FAIL (disk-full) under :data:`FAIL_BYTES` free, WARN (disk-full) under
-    :data:`WARN_BYTES` or :data:`WARN_FRACTION` of it (the folder read is the runbook's
-    FOLDER), WARN when it cannot be read; one OK line naming them all when none is short."""
+    :data:`WARN_BYTES`, or under :data:`WARN_FRACTION` of it and :data:`ROOMY_BYTES` (the
+    folder read is the runbook's FOLDER), WARN when it cannot be read; one OK line naming them
+    all when none is short."""
     found, fine = [], []
     for r in readings:
         if r.free is None or r.total is None:
@@ -208,7 +211,7 @@ def judge_disk(readings: list[DiskReading]) -> list[Finding]:
         saw = f"{r.what} ({r.path}): {human_bytes(r.free)} free ({share:.0%} of {size})"
         if r.free < FAIL_BYTES:
             found.append(fail("disk", saw, "disk-full", DISK_FIX, {"FOLDER": r.path}))
-        elif r.free < WARN_BYTES or share < WARN_FRACTION:
+        elif r.free < WARN_BYTES or (share < WARN_FRACTION and r.free < ROOMY_BYTES):
             found.append(warn("disk", saw, "disk-full", DISK_FIX, {"FOLDER": r.path}))
         else:
             fine.append(saw)

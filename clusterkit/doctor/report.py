@@ -28,6 +28,10 @@ RUNBOOKS = (
 
 #: What a finding's variable may be called: a shell variable's name, in capitals.
 VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*")
+#: Every variable a finding may carry: ``--vars`` unsets them all first, so a value an
+#: earlier runbook left in the operator's shell is never acted on.
+VARIABLES = ("PORT", "PID", "PROCESS", "RUN", "SERVICE", "LOG", "STATE_DIR", "FOLDER", "FILE")
+UNSET = "unset " + " ".join(VARIABLES)
 
 
 def runbook_path(name: str) -> str:
@@ -56,8 +60,8 @@ class Finding:
         if self.runbook is not None and self.runbook not in RUNBOOKS:
             raise ValueError(f"runbook {self.runbook!r}: one of {', '.join(RUNBOOKS)}")
         for name, value in self.data.items():
-            if not VARIABLE.fullmatch(name) or not isinstance(value, str):
-                raise ValueError(f"data {name!r}: a variable is NAME (capitals, digits, _) "
+            if name not in VARIABLES or not isinstance(value, str):
+                raise ValueError(f"data {name!r}: a variable is one of {', '.join(VARIABLES)} "
                                  "with a text value")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,13 +139,15 @@ def render_lines(report: Report) -> list[str]:
 
 
 def shell_vars(report: Report, runbook: str) -> str | None:
-    """``NAME=value`` lines (values quoted for the shell) of the first WARN or FAIL that names
-    ``runbook``: what ``eval "$(clusterkit doctor --vars RUNBOOK)"`` sets before the runbook's
-    steps. Empty when that finding has no variables; None when no finding names the runbook.
-    ValueError for a runbook that does not exist."""
+    """What ``eval "$(clusterkit doctor --vars RUNBOOK)"`` runs before the runbook's steps:
+    :data:`UNSET`, then ``NAME=value`` lines (values quoted for the shell) of the first WARN or
+    FAIL that names ``runbook``. None when no finding names the runbook (the caller prints
+    ``UNSET`` and ``false``). ValueError for a runbook that does not exist."""
     if runbook not in RUNBOOKS:
         raise ValueError(f"runbook {runbook!r}: one of {', '.join(RUNBOOKS)}")
     found = next((f for f in report.findings if f.status != "ok" and f.runbook == runbook), None)
     if found is None:
         return None
-    return "\n".join(f"{name}={shlex.quote(value)}" for name, value in found.data.items())
+    return "\n".join(
+        [UNSET, *(f"{name}={shlex.quote(value)}" for name, value in found.data.items())]
+    )

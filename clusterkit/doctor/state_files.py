@@ -35,9 +35,11 @@ class FileInfo:
     size: int = 0
 
 
-def file_info(path: Path) -> FileInfo:
+def file_info(path: Path, *, follow: bool = False) -> FileInfo:
+    """``path`` as ``os.lstat`` sees it (with ``follow``, ``os.stat``: a symlink to a folder
+    is that folder)."""
     try:
-        info = os.lstat(path)
+        info = os.stat(path) if follow else os.lstat(path)
     except FileNotFoundError:
         return FileInfo(str(path), False)
     return FileInfo(str(path), True, stat.S_ISDIR(info.st_mode), stat.S_ISLNK(info.st_mode),
@@ -80,7 +82,7 @@ def json_files(paths: ClusterPaths) -> list[Path]:
 def read_state(target: Target) -> StateReading:
     paths = target.paths
     if paths is None:
-        return StateReading(os.geteuid(), file_info(target.home))
+        return StateReading(os.geteuid(), file_info(target.home, follow=True))
     always, optional = secret_files(paths)
     secrets = [file_info(p) for p in always] + [file_info(p) for p in optional if p.exists()]
     unreadable, parsed = [], 0
@@ -91,14 +93,15 @@ def read_state(target: Target) -> StateReading:
         except (OSError, ValueError) as exc:
             unreadable.append((str(path), str(exc)))
     needed = [str(p) for p in always] if target.up else []
-    return StateReading(os.geteuid(), file_info(target.home), file_info(paths.root), secrets,
-                        needed, unreadable, parsed)  # fmt: skip
+    return StateReading(os.geteuid(), file_info(target.home, follow=True),
+                        file_info(paths.root), secrets, needed, unreadable, parsed)  # fmt: skip
 
 
 def _folder(info: FileInfo, uid: int, *, private: bool) -> Finding | None:
     """A folder not this user's, a symlink or a file, or writable by others: FAIL; with
-    ``private`` (the state folder, which ``up`` makes 0700) open to others at all: WARN. The
-    folder is the runbook's FILE."""
+    ``private`` (the state folder, which ``up`` makes 0700) open to others at all: WARN; else
+    (the kit's home, made with the user's umask, maybe a symlink to another disk: read
+    through it) writable by its group: WARN. The folder is the runbook's FILE."""
     fix, data = f"chmod 700 {info.path} (and check who changed it)", {"FILE": info.path}
     if info.is_link or not info.is_dir:
         return fail("state", f"{info.path} is not a folder (a symlink or a file)",
@@ -108,8 +111,11 @@ def _folder(info: FileInfo, uid: int, *, private: bool) -> Finding | None:
         return fail("state", f"{info.path} belongs to uid {info.uid}, not to you (uid {uid})",
                     "state-permissions", "the runbook says how to take it back",
                     data)  # fmt: skip
-    if info.mode & 0o022:
+    if info.mode & (0o022 if private else 0o002):
         return fail("state", f"{info.path} is writable by others (mode {info.mode:o})",
+                    "state-permissions", fix, data)  # fmt: skip
+    if not private and info.mode & 0o020:  # a umask of 002 makes it so: the group may write
+        return warn("state", f"{info.path} is writable by its group (mode {info.mode:o})",
                     "state-permissions", fix, data)  # fmt: skip
     if private and info.mode & 0o077:
         return warn("state", f"{info.path} is open to others (mode {info.mode:o}; `up` makes "

@@ -67,6 +67,10 @@ def read_runs(target: Target) -> RunsReading:
                 continue
             pid = int(record.supervisor["pid"]) if record.supervisor else None
             alive = pid is not None and here.alive(pid, marker=record.id)
+            if pid is not None and not alive:  # it may have ended just now: read it once more
+                record = RunRecord.from_dict(json.loads(path.read_text()))
+                if record.status not in ACTIVE:
+                    continue
             active.append(RunReading(record.id, record.job, record.status, _age(record, now),
                                      pid, alive))  # fmt: skip
     found = target.health()

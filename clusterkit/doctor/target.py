@@ -33,6 +33,7 @@ class Health:
 
     rows: list[ServiceHealth]
     problems: list[str]
+    unread: str | None = None  # why they could not be read at all (a lost token, a master gone)
 
 
 @dataclass
@@ -79,11 +80,12 @@ class Target:
             return None
         if self._health is None:
             try:
-                rows = self.cluster.health()
+                rows = self.cluster.read_health()  # raises what health() makes a row of
                 found = health.problems(self.cluster.state.inventory, rows)
             except (ClusterkitError, OSError) as exc:  # e.g. the Ray token file is gone
-                rows, found = [], [f"the services' health could not be read: {exc}"]
-            self._health = Health(rows, found)
+                self._health = Health([], [], unread=str(exc))
+            else:
+                self._health = Health(rows, found)
         return self._health
 
 

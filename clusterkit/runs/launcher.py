@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from clusterkit.core.errors import ClusterkitError, NodeUnreachable
+from clusterkit.core.errors import ClusterkitError, NodeUnreachable, StateError
 from clusterkit.core.files import json_bytes
 from clusterkit.core.inventory import Inventory, Node, SshSettings
 from clusterkit.core.records import RUN_MARKER, RunRecord, now_iso
@@ -346,7 +346,7 @@ class RunWatcher:
                 continue
             try:
                 record = store.load(entry.name)
-            except (OSError, ValueError):
+            except (OSError, ValueError, StateError):  # a damaged record: doctor names it
                 continue
             seen[entry.name] = (stamp, record)
         for name, (_, record) in list(seen.items()):

@@ -34,7 +34,7 @@ from clusterkit.doctor import (
     stuck_runs,
 )
 from clusterkit.doctor import cluster_checks as cc
-from clusterkit.doctor.report import RUNBOOKS, fail, ok, shell_vars, warn
+from clusterkit.doctor.report import RUNBOOKS, UNSET, fail, ok, shell_vars, warn
 from clusterkit.doctor.target import KINDS, Health, Target, find_target
 from clusterkit.exec.processes import wait_until
 from clusterkit.services.health import ServiceHealth
@@ -79,12 +79,13 @@ def test_shell_vars_are_the_first_finding_naming_the_runbook_quoted_for_eval():
                      fail("ports", "held too", "port-in-use", data={"PORT": "9090"}),
                      warn("disk", "low", "disk-full")], 0.1)  # fmt: skip
     text = shell_vars(report, "port-in-use")
-    assert text == "PORT=8080\nPID=7\nPROCESS='it'\"'\"'s; rm -rf $HOME'"
+    assert text == f"{UNSET}\nPORT=8080\nPID=7\nPROCESS='it'\"'\"'s; rm -rf $HOME'"
     assert text is not None
-    out = subprocess.run(["bash", "-c", 'eval "$1"; printf "%s|" "$PORT" "$PID" "$PROCESS"',
-                          "_", text], capture_output=True, text=True, check=True)  # fmt: skip
-    assert out.stdout == "8080|7|it's; rm -rf $HOME|"
-    assert shell_vars(report, "disk-full") == ""  # named, no variables
+    stale = 'RUN=old FILE=/stale; eval "$1"; printf "%s|" "$PORT" "$PID" "$PROCESS" "${RUN-unset}"'
+    out = subprocess.run(["bash", "-c", stale, "_", text], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert out.stdout == "8080|7|it's; rm -rf $HOME|unset|"  # an earlier runbook's RUN is gone
+    assert shell_vars(report, "disk-full") == UNSET  # named, no variables
     assert shell_vars(report, "run-stuck") is None  # named by no finding
     with pytest.raises(ValueError, match="runbook"):
         shell_vars(report, "no-such-runbook")
@@ -197,6 +198,8 @@ def _disk(free: int, total: int = 100 * GIB) -> machine.DiskReading:
 def test_disk_with_room_is_one_ok_line():
     found = _one(machine.judge_disk([_disk(50 * GIB), _disk(60 * GIB)]))
     assert found.status == "ok" and found.saw.count("free") == 2
+    big_and_full = _one(machine.judge_disk([_disk(100 * GIB, 2000 * GIB)]))  # 5%, 100 GiB free
+    assert big_and_full.status == "ok"
 
 
 @pytest.mark.parametrize(("free", "total"), [(1 * GIB, 100 * GIB), (5 * GIB, 100 * GIB)])
@@ -313,6 +316,19 @@ def test_private_state_and_secrets_are_ok():
     assert found.status == "ok" and "1 secrets" in found.saw and "3 state files" in found.saw
     no_cluster = state_files.StateReading(os.geteuid(), _info("/h", exists=False))
     assert _one(state_files.judge_state(no_cluster)).status == "ok"
+
+
+def test_a_home_made_with_a_umask_of_002_warns_and_one_through_a_symlink_is_read_through(
+    tmp_path: Path,
+):
+    found = _one(state_files.judge_state(_state(home=_info("/h", mode=0o775))))
+    assert found.status == "warn" and "writable by its group" in found.saw
+    disk = tmp_path / "bigger-disk"
+    disk.mkdir(mode=0o700)
+    (tmp_path / "home").symlink_to(disk)
+    seen = state_files.file_info(tmp_path / "home", follow=True)
+    assert seen.is_dir and not seen.is_link
+    assert state_files.file_info(tmp_path / "home").is_link  # the state folder's own rule
 
 
 def test_a_state_folder_open_to_reading_by_others_warns():
@@ -517,6 +533,14 @@ def test_a_service_down_or_a_node_missing_fails():
     assert found.saw.startswith("Ray lists ALIVE nodes") and found.data == {"STATE_DIR": "/h/c"}
 
 
+def test_services_that_could_not_be_read_warn_without_sending_to_service_dead():
+    unread = cc.ServicesReading(Health([], [], unread="the Ray token /h/c/ray-token is missing"),
+                                "/h/c")  # fmt: skip
+    found = _one(cc.judge_services(unread))
+    assert found.status == "warn" and found.runbook is None
+    assert found.saw == "could not be read: the Ray token /h/c/ray-token is missing"
+
+
 # -- runs -------------------------------------------------------------------------------------
 
 
@@ -672,8 +696,13 @@ def test_the_command_prints_a_runbooks_variables_and_checks_the_named_spec(tmp_p
                                 "PROCESS": psutil.Process().name()}  # fmt: skip
         assert cli.main(["doctor", "--vars", "port-in-use"]) == 0
         printed = capsys.readouterr().out.splitlines()
-    assert printed[:2] == [f"PORT={port}", f"PID={os.getpid()}"]
+    assert printed[:3] == [UNSET, f"PORT={port}", f"PID={os.getpid()}"]
     assert cli.main(["doctor", "--vars", "port-in-use"]) == 1  # the port is free again
-    assert "no finding names runbook port-in-use" in capsys.readouterr().err
+    nothing = capsys.readouterr()
+    assert "no finding names runbook port-in-use" in nothing.err
+    assert nothing.out == f"{UNSET}\nfalse\n"
+    failed = subprocess.run(["bash", "-euo", "pipefail", "-c", 'PID=1; eval "$1"; echo ran',
+                             "_", nothing.out], capture_output=True, text=True)  # fmt: skip
+    assert failed.returncode == 1 and "ran" not in failed.stdout  # the steps stop there
     assert cli.main(["doctor", "--vars", "no-such"]) == 2
     assert cli.main(["doctor", "--vars", "port-in-use", "--json"]) == 2

@@ -111,3 +111,13 @@ def test_a_missing_or_empty_token_is_named_with_its_runbook(tmp_path: Path, cont
     assert "lost-token-or-key.md" in str(caught.value)
     token.write_text("abc\n")
     assert read_secret(token, "the Ray token") == "abc"
+
+
+@pytest.mark.parametrize("text", ["{}", "null", '{"clusters": [], "current": null}',
+                                  '{"clusters": {}, "current": 3}'])  # fmt: skip
+def test_a_contexts_file_of_the_wrong_shape_is_named(tmp_path: Path, text: str):
+    from clusterkit.core.state import Contexts
+
+    (tmp_path / "contexts.json").write_text(text)
+    with pytest.raises(StateError, match="is not a list of clusters as the kit writes it"):
+        Contexts(tmp_path).resolve(None)
