@@ -18,7 +18,7 @@ from clusterkit.exec.processes import Daemon
 from clusterkit.services import preflight
 from tests.conftest import Result, cli_env, run_cli, test_ports
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # `pytest -m slow`
 
 BASE = 29000
 

@@ -213,6 +213,7 @@ def test_the_workers_reach_outside_only_through_the_masters_nat(rehearsal):
         assert route == f"default via {layout.router_private} dev eth0", (name, route)
 
 
+@pytest.mark.slow  # about 2-3 min: `pytest -m slow` (docs/development.md)
 def test_provision_again_changes_nothing(rehearsal):
     report = rehearsal.ck_json("provision")
     assert report["total_changed"] == 0, report

@@ -303,6 +303,7 @@ def test_a_run_whose_supervisor_dies_is_recorded_failed_and_its_processes_stoppe
     assert _run_processes(rehearsal, run_id) == dict.fromkeys(rehearsal.layout.node_names, 0)
 
 
+@pytest.mark.slow  # about 2.5 min: `pytest -m slow` (docs/development.md)
 @pytest.mark.timeout(1800)
 def test_a_suite_runs_on_the_master_with_its_steps_as_runs_of_their_own(rehearsal):
     record = rehearsal.ck_json("run", "suite", "--rows", "20k", "--no-digits", timeout=1800)

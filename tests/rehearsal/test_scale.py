@@ -62,6 +62,7 @@ def test_shrinking_is_refused_while_a_run_goes(rehearsal: Rehearsal):
     assert len(rehearsal.inventory.workers()) == 2  # nothing changed
 
 
+@pytest.mark.slow  # about 2-3 min: `pytest -m slow` (docs/development.md)
 def test_down_to_one_worker_and_back_to_two(rehearsal: Rehearsal):
     layout = rehearsal.layout
     w1, w2 = layout.worker_address(1), layout.worker_address(2)

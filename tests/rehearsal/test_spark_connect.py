@@ -210,6 +210,7 @@ def test_the_notebook_through_its_tunnel(rehearsal: Rehearsal):
         assert sh(master, "pgrep -f '[p]ython.*-m jupyterlab' | wc -l") == "0"
 
 
+@pytest.mark.slow  # about 2-3 min: `pytest -m slow` (docs/development.md)
 def test_a_killed_connect_server_is_named_and_up_restores_it(rehearsal: Rehearsal):
     with rehearsal.connect("master") as master:
         master.run("pkill -KILL -f '[o]rg.apache.spark.sql.connect.service.SparkConnectServer'")

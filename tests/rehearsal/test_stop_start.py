@@ -17,7 +17,7 @@ import pytest
 from clusterkit.services.playbooks import NODE_RUNS_DIR
 from tests.rehearsal.conftest import Rehearsal, sh
 
-pytestmark = pytest.mark.rehearsal
+pytestmark = [pytest.mark.rehearsal, pytest.mark.slow]  # `pytest -m slow`
 
 KEPT = "/root/clusterkit-stop-start.txt"
 # the idle guard's too: the rehearsal runs it (conftest's --idle-minutes 1)
