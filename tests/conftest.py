@@ -157,6 +157,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.get_closest_marker("rehearsal") is not None)
 
 
+#: Ray's own processes a run's marker can stay on: idle workers Ray reaps itself, and Ray
+#: Data's detached actors, which Ray starts again when killed (max_restarts=-1): stopping
+#: them after each test would only make Ray start them again.
+RAY_KEEPS = ("ray::IDLE", "ray::_")
+
+
+def _ray_keeps(argv: list[str]) -> bool:
+    return bool(argv) and argv[0].startswith(RAY_KEEPS)
+
+
 def leftover_run_processes(*, older_than_s: float = 2.0) -> list[tuple[psutil.Process, str]]:
     """Processes that carry a run's marker while no supervisor of that run lives: what a run
     left behind (its record is final, or its supervisor died), with the run's id."""
@@ -174,7 +184,7 @@ def leftover_run_processes(*, older_than_s: float = 2.0) -> list[tuple[psutil.Pr
             run_id = proc.environ().get(RUN_MARKER)
         except (psutil.Error, IndexError):
             continue
-        if run_id and run_id != "adhoc":  # adhoc: a notebook's or a user's own session
+        if run_id and run_id != "adhoc" and not _ray_keeps(argv):  # adhoc: a notebook's
             marked.append((proc, run_id))
     return [(proc, run_id) for proc, run_id in marked if run_id not in supervised]
 

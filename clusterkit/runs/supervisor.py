@@ -103,8 +103,9 @@ def _drain(run_id: str, job_pid: int, peers: list[PeerSampler], ended: float, *,
 
 
 #: Ray workers that never end by themselves once their job has: Ray Data's statistics actor
-#: is detached (it outlives its driver), so waiting for it is time lost; it is stopped.
-NEVER_ENDS = ("ray::_StatsActor",)
+#: and its autoscaling coordinator are detached (they outlive their driver), so waiting for
+#: them is time lost; they are stopped (Ray starts the coordinator again when it is needed).
+NEVER_ENDS = ("ray::_StatsActor", "ray::_AutoscalingCoordinatorActor")
 
 
 def _never_ends(proc: psutil.Process) -> bool:
