@@ -18,6 +18,7 @@ from pathlib import Path
 
 from clusterkit.core.fmt import human_bytes
 from clusterkit.doctor.report import Finding, fail, ok, warn
+from clusterkit.services import preflight
 
 # -- java -------------------------------------------------------------------------------------
 
@@ -41,16 +42,9 @@ class JavaReading:
 
 
 def read_java(min_major: int) -> JavaReading:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home:
-        executable = Path(java_home) / "bin" / "java"
-        if not executable.exists():
-            return JavaReading(min_major, None, None, f"JAVA_HOME={java_home} has no bin/java")
-    else:
-        found = shutil.which("java")
-        if found is None:
-            return JavaReading(min_major, None, None, "no java on PATH (JAVA_HOME unset)")
-        executable = Path(found).resolve()
+    executable, why = preflight.locate_java()
+    if executable is None:
+        return JavaReading(min_major, None, None, why)
     try:
         out = subprocess.run([str(executable), "-version"], capture_output=True, text=True,
                              timeout=JAVA_TIMEOUT_S)  # fmt: skip

@@ -9,7 +9,6 @@ is pure.
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, field
 
 import psutil
@@ -18,6 +17,8 @@ from clusterkit.core.records import Daemon
 from clusterkit.doctor.report import Finding, fail, ok, warn
 from clusterkit.doctor.target import Target
 from clusterkit.exec import processes
+from clusterkit.services import preflight
+from clusterkit.services.local import pid_file_daemons
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,8 @@ def recorded_daemons(target: Target) -> list[Daemon]:
     """What the cluster started: ``cluster.json``'s daemons and the pid files in ``pids/``
     (written as each starts, so a crash before ``cluster.json`` leaves them findable)."""
     found = list(target.state.daemons) if target.state is not None else []
-    folder = target.paths.pids if target.paths is not None else None
-    for pid_file in sorted(folder.glob("*.json")) if folder and folder.is_dir() else []:
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            daemon = Daemon.from_dict(json.loads(pid_file.read_text()))
-            if all(d.pid != daemon.pid for d in found):
-                found.append(daemon)
+    if target.paths is not None:
+        found += [d for d in pid_file_daemons(target.paths) if all(d.pid != f.pid for f in found)]
     return found
 
 
@@ -79,13 +76,8 @@ def read_ports(target: Target) -> PortsReading:
     ours: set[int] = set()
     for daemon in recorded_daemons(target):
         ours |= _tree(daemon)
-    listening: dict[int, list[int | None]] = {}
     try:
-        for conn in psutil.net_connections(kind="inet"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in wanted:
-                pids = listening.setdefault(conn.laddr.port, [])
-                if conn.pid not in pids:
-                    pids.append(conn.pid)
+        listening = preflight.port_listeners(wanted)
     except (psutil.AccessDenied, OSError) as exc:
         return PortsReading([], target.up, target.name, f"{type(exc).__name__}: {exc}")
     readings = []

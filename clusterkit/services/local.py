@@ -250,15 +250,17 @@ def stop_keeper(paths: ClusterPaths) -> list[int]:
     return processes.terminate_all([process], grace_s=5.0) if process is not None else []
 
 
-def _pid_files(paths: ClusterPaths, say: Progress) -> list[Daemon]:
+def pid_file_daemons(paths: ClusterPaths, say: Progress | None = None) -> list[Daemon]:
     """The daemons the state folder's pid files name (one written as each is started, so a
-    crash before ``cluster.json`` recorded it still leaves it findable)."""
+    crash before ``cluster.json`` recorded it still leaves it findable); one that cannot be
+    read is skipped (and said, with ``say``)."""
     found: list[Daemon] = []
     for pid_file in sorted(paths.pids.glob("*.json")) if paths.pids.is_dir() else []:
         try:
             found.append(Daemon.from_dict(json.loads(pid_file.read_text())))
         except (OSError, ValueError, TypeError) as exc:
-            say(f"{pid_file}: unreadable ({exc}); skipped")
+            if say is not None:
+                say(f"{pid_file}: unreadable ({exc}); skipped")
     return found
 
 
@@ -372,7 +374,7 @@ class LocalServices:
         kept = stop_keeper(paths)  # first: what it starts meanwhile is then in the files
         daemons = self._current(state)
         known = {d.pid for d in daemons}
-        started = daemons + [d for d in _pid_files(paths, say)
+        started = daemons + [d for d in pid_file_daemons(paths, say)
                              if d.pid not in known and d.name != KEEPER]  # fmt: skip
         if not started and not kept:
             return Stopped()
@@ -387,7 +389,7 @@ class LocalServices:
         checked by create time, so a reused pid is left alone) and check the spec's ports.
         ServiceError names every port still held and by what."""
         kept = stop_keeper(paths)  # first: what it starts meanwhile is then in the files
-        stopped = _stop_verified(spec, paths, kept, _pid_files(paths, say))
+        stopped = _stop_verified(spec, paths, kept, pid_file_daemons(paths, say))
         say(f"stopped {len(stopped.pids)} processes found by the pid files in {paths.pids}")
         return stopped
 

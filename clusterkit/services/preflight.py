@@ -12,6 +12,7 @@ import re
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,23 +32,25 @@ class Java:
     major: int
 
 
-def find_java(min_major: int) -> Java:
-    """The Java that Spark will use: $JAVA_HOME's, else the one on PATH; at least ``min_major``."""
+def locate_java() -> tuple[Path | None, str]:
+    """The java Spark will use: $JAVA_HOME's, else the one on PATH; or None and why not."""
     java_home = os.environ.get("JAVA_HOME")
     if java_home:
         executable = Path(java_home) / "bin" / "java"
         if not executable.exists():
-            raise PreflightError(
-                f"JAVA_HOME={java_home} has no bin/java; Spark needs Java {min_major}+: {_JAVA_FIX}"
-            )
-    else:
-        found = shutil.which("java")
-        if found is None:
-            raise PreflightError(
-                f"Java not found (JAVA_HOME unset, no java on PATH); Spark needs Java "
-                f"{min_major}+: {_JAVA_FIX}"
-            )
-        executable = Path(found).resolve()
+            return None, f"JAVA_HOME={java_home} has no bin/java"
+        return executable, ""
+    found = shutil.which("java")
+    if found is None:
+        return None, "Java not found (JAVA_HOME unset, no java on PATH)"
+    return Path(found).resolve(), ""
+
+
+def find_java(min_major: int) -> Java:
+    """The Java that Spark will use (:func:`locate_java`); at least ``min_major``."""
+    executable, why = locate_java()
+    if executable is None:
+        raise PreflightError(f"{why}; Spark needs Java {min_major}+: {_JAVA_FIX}")
     try:
         out = subprocess.run(
             [str(executable), "-version"], capture_output=True, text=True, timeout=30
@@ -68,16 +71,28 @@ def find_java(min_major: int) -> Java:
     return Java(home=executable.parent.parent, executable=executable, major=major)
 
 
+def port_listeners(ports: Iterable[int]) -> dict[int, list[int | None]]:
+    """Each of ``ports`` something listens on now (any address), with the listening pids
+    (None: a process of another user). psutil.AccessDenied when sockets cannot be listed."""
+    wanted = set(ports)
+    found: dict[int, list[int | None]] = {}
+    for conn in psutil.net_connections(kind="inet"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in wanted:
+            pids = found.setdefault(conn.laddr.port, [])
+            if conn.pid not in pids:
+                pids.append(conn.pid)
+    return found
+
+
 def port_holder(port: int) -> str | None:
     """Who listens on ``port`` (e.g. "python3 (pid 123)"), "an unknown process", or None."""
-    for conn in psutil.net_connections(kind="inet"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-            if conn.pid is None:
-                return "a process of another user"
-            try:
-                return f"{psutil.Process(conn.pid).name()} (pid {conn.pid})"
-            except psutil.NoSuchProcess:
-                continue
+    for pid in port_listeners([port]).get(port, []):
+        if pid is None:
+            return "a process of another user"
+        try:
+            return f"{psutil.Process(pid).name()} (pid {pid})"
+        except psutil.NoSuchProcess:
+            continue
     return None
 
 
@@ -107,13 +122,9 @@ def check_ports(spec: Spec, host: str = "127.0.0.1") -> None:
 
 def listening_ports(ports: list[int]) -> list[int]:
     """Which of ``ports`` something listens on now (any address)."""
-    wanted = set(ports)
-    found = set()
     with contextlib.suppress(psutil.AccessDenied):
-        for conn in psutil.net_connections(kind="inet"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in wanted:
-                found.add(conn.laddr.port)
-    return sorted(found)
+        return sorted(port_listeners(ports))
+    return []
 
 
 @dataclass(frozen=True)
