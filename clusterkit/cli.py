@@ -48,7 +48,7 @@ from clusterkit.cluster import (
 from clusterkit.core.errors import BadInput, ClusterkitError, NoCluster, RunNotFound
 from clusterkit.core.fmt import human_bytes, human_seconds
 from clusterkit.core.jobspec import Job, Param
-from clusterkit.core.records import RunRecord
+from clusterkit.core.records import RunRecord, now_iso
 from clusterkit.core.spec import (
     MAX_WORKERS,
     SPEC_FILENAME,
@@ -984,6 +984,57 @@ def cancel(
     _print_json(_record_view(runs.store, record)) if as_json else out.print(
         f"run {record.id} {record.status}"
     )
+
+
+@app.command(rich_help_panel=JOBS)
+def report(
+    run_refs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="runs: ids, unique prefixes or latest (two or more side by side)",
+            show_default=False,
+        ),
+    ] = None,
+    bench: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--bench",
+            help="a bench result: the result.json of `clusterkit bench`, "
+            "its --json output, or benchmarks/results/engines.json (repeatable)",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="the HTML page; its PNG figures go beside it")
+    ] = Path("report.html"),
+    cluster_name: ClusterOpt = None,
+    cached: CachedOpt = False,
+) -> None:
+    """One HTML page with PNG figures beside it: per run, wall time by stage and each node's
+    memory over time (plus the search of `train`, the learning curves of `lenet`); per bench,
+    the engines compared with the source project's published figures."""
+    from clusterkit.report import read_bench, read_run, write_report
+
+    if not run_refs and not bench:
+        raise BadInput("nothing to report: give a run (an id, a unique prefix or latest) or "
+                       "--bench FILE; e.g. `clusterkit report latest`")  # fmt: skip
+    benches = [read_bench(path) for path in bench or []]
+    runs = []
+    if run_refs:
+        _, store = _runs_of(cluster_name, cached=cached)
+        records = list({r.id: r for r in (store.get(ref) for ref in run_refs)}.values())
+        runs = [read_run(record, store.dir(record.id)) for record in records]
+    if output.is_dir():
+        output = output / "report.html"
+    try:
+        written = write_report(runs, benches, output,
+                               made=f"made {now_iso()} by {_version_text()}")  # fmt: skip
+    except OSError as exc:
+        raise BadInput(f"cannot write the report {output}: {exc.strerror or exc}; choose "
+                       "another -o") from exc  # fmt: skip
+    _line(f"report: {written.html} ({len(written.pngs)} figures beside it)")
+    for missing in written.missing:
+        _line(f"  not drawn: {missing}")
 
 
 NodeOpt = Annotated[str | None, typer.Option("--node", help="only this node (default: all)")]

@@ -57,12 +57,13 @@ fi
 # the nodes' roots are overlays of this machine's, so the packages the playbooks install
 # (the JDK, iptables-persistent, ...) must be here already (the rehearsal has no internet).
 # zstd reads Spark's compressed event logs and systemd-analyze verifies the rendered units
-# in the tests. Without root the tests that need them are skipped with that reason, so
-# nothing is installed then.
+# in the tests; chromium opens `clusterkit report`'s page headless in its tests. Without root
+# the tests that need them are skipped with that reason, so nothing is installed then.
 if [[ -n "$extras" ]] && is_root && command -v apt-get >/dev/null; then
   missing=()
   for package in iproute2 iptables iptables-persistent openssh-server openssh-client \
-                 python3-apt python3-venv rsync openjdk-17-jre-headless zstd systemd; do
+                 python3-apt python3-venv rsync openjdk-17-jre-headless zstd systemd \
+                 chromium; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
   done
   if (( ${#missing[@]} )); then apt_install "${missing[@]}"; fi

@@ -277,7 +277,7 @@ def test_help_groups_the_commands_into_panels(capsys):
         "Cluster": ["init", "up", "down", "provision", "stop", "scale", "start", "status",
                     "tunnel", "env", "tui", "clusters", "use"],
         "Jobs and runs": ["jobs", "run", "submit", "bench", "runs", "logs", "cancel",
-                          "notebook"],
+                          "report", "notebook"],
         "Nodes": ["ssh", "exec", "copy"],
         "AWS": ["allow-ip", "cost", "idle"],
     }  # fmt: skip

@@ -1,0 +1,133 @@
+"""``clusterkit report``: draw each run's and each bench's figures into PNG files beside the
+page, then write the page.
+
+:func:`write_report` is the one entry: it takes runs already read (:func:`.gather.read_run`)
+and benches (:func:`.gather.read_bench`), and writes ``out`` (the HTML) and
+``<out's stem>-<run id>-<figure>.png`` / ``<out's stem>-bench[-N].png`` in the same folder.
+A figure that has nothing to draw is not an error: the page says why it is missing, and so
+does :attr:`Written.missing`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from clusterkit.core.files import write_text_atomic
+from clusterkit.report import figures
+from clusterkit.report.gather import Bench, RunData
+from clusterkit.report.page import BenchFigure, Drawn, RunFigures, page
+
+#: the figures of a run, in the page's order, with their titles
+TITLES = {
+    "stages": "Wall time by stage",
+    "memory": "Memory over time",
+    "search": "Hyperparameter search",
+    "epochs": "Learning curves",
+    "bench": "Engines compared",
+}
+
+
+@dataclass
+class Written:
+    """What :func:`write_report` wrote: the page, its PNGs, and each figure not drawn as
+    ``run ID: TITLE: why``."""
+
+    html: Path
+    pngs: list[Path] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def kinds_for(data: RunData) -> list[str]:
+    """The figures a run gets: stages and memory always; the search for ``train`` (or a
+    result with trials), learning curves for ``lenet`` (or any epochs), the comparison for
+    ``bench``."""
+    kinds = ["stages", "memory"]
+    if data.record.job == "train" or data.trials:
+        kinds.append("search")
+    if data.record.job == "lenet" or data.epochs:
+        kinds.append("epochs")
+    if data.record.job == "bench" or data.bench is not None:
+        kinds.append("bench")
+    return kinds
+
+
+def write_report(runs: Sequence[RunData], benches: Sequence[Bench], out: Path, *,
+                 made: str) -> Written:  # fmt: skip
+    """Write the page ``out`` and its PNGs beside it (the folder is made); ``made`` is the
+    page's line saying when and by what."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = Written(out)
+    stem = _safe(out.stem)
+    run_figures = []
+    for data in runs:
+        drawn = []
+        for kind in kinds_for(data):
+            title, why = TITLES[kind], _missing(data, kind)
+            name = f"{stem}-{_safe(data.record.id)}-{kind}.png"
+            if why is None:
+                _draw(_figure_of(data, kind), out.parent / name, written)
+                drawn.append(Drawn(kind, title, name))
+            else:
+                drawn.append(Drawn(kind, title, None, why))
+                written.missing.append(f"run {data.record.id}: {title}: {why}")
+        run_figures.append(RunFigures(data, drawn))
+    bench_figures = []
+    for place, bench in enumerate(benches, start=1):
+        name = f"{stem}-bench{'' if len(benches) == 1 else f'-{place}'}.png"
+        _draw(figures.bench_comparison(bench.rows, _bench_title(bench)), out.parent / name,
+              written)  # fmt: skip
+        bench_figures.append(BenchFigure(bench, Drawn("bench", TITLES["bench"], name)))
+    write_text_atomic(out, page(run_figures, bench_figures, made=made), mode=0o644)
+    return written
+
+
+def _missing(data: RunData, kind: str) -> str | None:
+    """Why ``kind`` cannot be drawn for this run, or None when it can."""
+    have: dict[str, Callable[[], bool]] = {
+        "stages": lambda: bool(data.stages),
+        "memory": lambda: bool(data.samples),
+        "search": lambda: bool(data.trials),
+        "epochs": lambda: bool(data.epochs),
+        "bench": lambda: data.bench is not None and bool(data.bench.rows),
+    }
+    if have[kind]():
+        return None
+    key = {"memory": "metrics"}.get(kind, kind)
+    return data.missing.get(key, "nothing to draw")
+
+
+def _figure_of(data: RunData, kind: str) -> Figure:
+    record = data.record
+    title = f"run {record.id} ({record.job})"
+    if kind == "stages":
+        return figures.stage_times(data.stages, record.wall_s, f"Wall time by stage: {title}")
+    if kind == "memory":
+        return figures.memory_over_time(data.samples, f"Memory over time: {title}")
+    if kind == "search":
+        mse = (data.result or {}).get("mse")
+        return figures.search_results(data.trials, f"Hyperparameter search: {title}",
+                                      mse if isinstance(mse, int | float) else None)  # fmt: skip
+    if kind == "epochs":
+        return figures.learning_curves(data.epochs, f"Learning curves: {title}")
+    assert data.bench is not None
+    return figures.bench_comparison(data.bench.rows, f"Engines compared: {title}")
+
+
+def _bench_title(bench: Bench) -> str:
+    return (f"Engines compared: median wall time of each job (whiskers: min-max of the runs)"
+            f"\n{bench.source}")  # fmt: skip
+
+
+def _draw(figure: Figure, path: Path, written: Written) -> None:
+    figures.save_png(figure, path)
+    written.pngs.append(path)
+
+
+def _safe(name: str) -> str:
+    """A name for a file: letters, digits, ``.``, ``_`` and ``-``; anything else ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "report"
