@@ -992,6 +992,7 @@ def report(
         list[str] | None,
         typer.Argument(
             help="runs: ids, unique prefixes or latest (two or more side by side)",
+            metavar="RUN",
             show_default=False,
         ),
     ] = None,
@@ -1001,6 +1002,7 @@ def report(
             "--bench",
             help="a bench result: the result.json of `clusterkit bench`, "
             "its --json output, or benchmarks/results/engines.json (repeatable)",
+            metavar="FILE",
             show_default=False,
         ),
     ] = None,
@@ -1032,7 +1034,8 @@ def report(
     except OSError as exc:
         raise BadInput(f"cannot write the report {output}: {exc.strerror or exc}; choose "
                        "another -o") from exc  # fmt: skip
-    _line(f"report: {written.html} ({len(written.pngs)} figures beside it)")
+    count = len(written.pngs)
+    _line(f"report: {written.html} ({count} figure{'' if count == 1 else 's'} beside it)")
     for missing in written.missing:
         _line(f"  not drawn: {missing}")
 

