@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from rich.table import Column, Table
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
-from clusterkit import __version__, catalog, cloud, lifecycle, operate, power
+from clusterkit import catalog, cloud, lifecycle, operate, power
 from clusterkit.cluster import (
     Cluster,
     ParamsRefused,
@@ -57,6 +56,7 @@ from clusterkit.core.spec import (
     named_spec,
 )
 from clusterkit.core.state import CLUSTER_ENV, Contexts
+from clusterkit.core.versions import kit_commit, kit_version
 from clusterkit.doctor import RUNBOOKS, render_lines, run_doctor, shell_vars
 from clusterkit.doctor.report import UNSET
 from clusterkit.runs.launcher import Runs
@@ -153,17 +153,8 @@ def _say(message: str) -> None:
 
 def _version_text() -> str:
     """``clusterkit X.Y.Z``, with the commit when the kit runs from a git checkout."""
-    text = f"clusterkit {__version__}"
-    checkout = Path(__file__).resolve().parent.parent
-    if not (checkout / ".git").exists():
-        return text
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=5,
-                                check=True).stdout.strip()  # fmt: skip
-        if commit:
-            text += f" (commit {commit})"
-    return text
+    commit = kit_commit()
+    return f"clusterkit {kit_version()}" + (f" (commit {commit})" if commit else "")
 
 
 def _print_version(value: bool) -> None:
@@ -1239,16 +1230,15 @@ def env_command(
     """What your own code on the driver node needs to reach the cluster: RAY_ADDRESS and Ray's
     token, SPARK_CONF_DIR (with the Spark RPC secret), CLUSTERKIT_STORAGE, and SPARK_REMOTE
     (warm) or MASTER (classic: for `spark-submit` by hand). `eval "$(clusterkit env --shell)"`
-    on the driver node."""
+    on the driver node. Without --shell, also the cluster's versions and its lock: the pinned
+    package set, its hash, and each node's installed packages' hash, read on the nodes now."""
     target = open_cluster(cluster_name)
     with contextlib.closing(target):
         session = spark_session.value
         env, exports = target.user_env(session), target.user_exports(session)
         where = target.state.inventory.driver()
         remote = target.state.provider != "local"
-    if as_json:
-        _print_json(env)
-        return
+        found = None if shell else target.read_environment()
     if shell:
         if remote:
             out.print(f"# on the driver node: `clusterkit ssh {where.name}`, then eval these",
@@ -1256,8 +1246,40 @@ def env_command(
         for line in exports:
             out.print(line, markup=False, soft_wrap=True)
         return
+    assert found is not None
+    if as_json:
+        _print_json({"variables": env, **found})
+        return
     for key, value in sorted(env.items()):
         out.print(f"{key}={value}", markup=False, soft_wrap=True)
+    for line in _environment_lines(where.name, found["versions"], found["lock"]):
+        _line(line)
+
+
+def _environment_lines(driver: str, versions: dict[str, Any], lock: dict[str, Any]) -> list[str]:
+    """``clusterkit env``'s lines of the cluster's versions and lock."""
+    commit = f" (commit {versions['commit']})" if versions.get("commit") else ""
+    shown = ", ".join(f"{key} {value}{commit if key == 'clusterkit' else ''}"
+                      for key, value in versions.items()
+                      if key != "commit" and value is not None)  # fmt: skip
+    lines = [
+        "",
+        f"versions on {driver}: {shown or 'not read'}",
+        f"lock: {len(lock['packages'])} pinned packages, hash {lock['hash'][:12]}",
+    ]
+    width = max((len(name) for name in lock["nodes"]), default=0)
+    for name, node in lock["nodes"].items():
+        if node["hash"] is None:
+            lines.append(f"  {name:<{width}}  not read: {node.get('error')}")
+            continue
+        meets = ("meets the pinned set" if node["matches"]
+                 else f"does not meet the pinned set: {', '.join(node['unmet'])}")  # fmt: skip
+        lines.append(f"  {name:<{width}}  installed {node['hash'][:12]}  {meets}")
+    if len(lock["nodes"]) > 1:
+        lines.append("every node has the same installed packages" if lock["same"] else
+                     "the nodes' installed packages differ: `clusterkit provision` installs "
+                     "the pinned set again")  # fmt: skip
+    return lines
 
 
 @app.command(rich_help_panel=CLUSTER)

@@ -23,6 +23,7 @@ from clusterkit.exec.runner import CommandRunner
 from clusterkit.metrics.nodes import NodeWatch, read_nodes
 from clusterkit.providers import get_provider
 from clusterkit.providers.base import NodeProvider
+from clusterkit.runs import environment
 from clusterkit.runs.launcher import Runs, RunSetup
 from clusterkit.runs.master import MasterRunStore
 from clusterkit.runs.store import FolderRunStore, RunStore
@@ -30,9 +31,13 @@ from clusterkit.services import health
 from clusterkit.services.base import Services
 from clusterkit.services.health import ServiceHealth
 from clusterkit.services.local import LocalServices
-from clusterkit.services.playbooks import PlaybookServices
+from clusterkit.services.playbooks import PlaybookServices, node_requirements
 
 Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
 
 
 def services_for(provider: NodeProvider, name: str, paths: ClusterPaths) -> Services:
@@ -210,7 +215,40 @@ class Cluster:
             ray_dashboard=state.endpoints.ray_dashboard,
             ray_token_file=env.get("RAY_AUTH_TOKEN_PATH"),
             ray_gcs_port=state.spec.ports.ray_gcs,
+            environment=environment.from_state_folder(self.paths.root),
         )  # fmt: skip
+
+    def read_environment(self) -> dict[str, Any]:
+        """The cluster's versions (``versions``, as its driver node sees them; empty when it
+        did not answer) and its lock (``lock``: the pinned set the nodes install, its hash,
+        each node's installed hash and whether it meets the set), read on every node now
+        (:mod:`clusterkit.runs.environment`)."""
+        readings = environment.read_nodes(self.runners(), python=self.state.node_python,
+                                          java_home=self.job_env().get("JAVA_HOME"))  # fmt: skip
+        driver = readings.get(self.state.inventory.driver().name, {})
+        return {"versions": driver.get("versions", {}),
+                "lock": environment.build_lock(node_requirements(), readings)}  # fmt: skip
+
+    def record_lock(self, *, say: Progress = _quiet) -> None:
+        """Read the lock on every node now and write it to the state folder (``lock.json``,
+        which every run's record copies), after ``up``, ``provision`` and ``scale``. Never
+        raises: a node that did not answer, or whose packages do not meet the pinned set, is
+        said (``clusterkit env`` shows it again); the cluster is up all the same. The runners
+        it opened are closed."""
+        try:
+            lock = self.read_environment()["lock"]
+            environment.save_lock(self.paths.root, lock)
+        except (ClusterkitError, OSError) as exc:
+            say(f"the cluster's lock was not written: {exc}")
+            return
+        finally:
+            self.close()
+        for name, node in lock["nodes"].items():
+            if node.get("error"):
+                say(f"the lock has no packages of {name}: {node['error']}")
+            elif not node["matches"]:
+                say(f"{name}'s packages do not meet the pinned set ({', '.join(node['unmet'])}):"
+                    " `clusterkit provision` installs it")  # fmt: skip
 
     def runs(self) -> Runs:
         """The cluster's runs: this machine's folders when the master is this machine, else

@@ -40,7 +40,7 @@ from clusterkit.core.errors import BadInput
 from clusterkit.core.files import write_json_atomic
 from clusterkit.core.fmt import human_bytes, human_seconds
 from clusterkit.core.jobspec import Job, JobInputError, Param, parse_count
-from clusterkit.core.records import RUN_MARKER, SHARED_FILE, RunRecord
+from clusterkit.core.records import INPUT_FILE, RUN_MARKER, SHARED_FILE, RunRecord
 from clusterkit.runs.compare import markdown, measurement, summarise, to_csv
 from clusterkit.runs.launcher import SETUP_FILE, Runs, RunSetup
 from clusterkit.runs.store import FolderRunStore
@@ -130,6 +130,11 @@ class JobContext:
         """Write ``data`` as JSON to ``name`` in the run folder, atomically (readers see the
         old or the new file, never half of one): for figures consoles follow while it runs."""
         write_json_atomic(self.run_dir / name, data)
+
+    def record_input(self, path: str, checksum: Any) -> None:
+        """Name the run's input dataset and the checksum its writer recorded (None: none):
+        the supervisor copies both into the record's ``environment``."""
+        self.write_run_file(INPUT_FILE, {"path": path, "checksum": checksum})
 
     def progress(self, done: float, total: float, unit: str) -> None:
         """Report progress: ``progress.json`` in the run folder, drawn as a bar by the CLI."""

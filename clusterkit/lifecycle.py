@@ -51,6 +51,7 @@ from clusterkit.notebook import stop_notebook
 from clusterkit.providers import get_provider
 from clusterkit.providers.aws.provider import AwsProvider
 from clusterkit.providers.base import NodeProvider
+from clusterkit.runs import environment
 from clusterkit.runs.store import FolderRunStore
 from clusterkit.services.keeper_events import read_events
 from clusterkit.services.local import keeper_alive
@@ -201,6 +202,7 @@ def _up_locked(spec: Spec, paths: ClusterPaths, *, say: Progress, timeout_s: flo
         if cluster is not None:
             cluster.close()
     power_log.record(paths.root, "up", at=began)  # what `cost` counts the cluster's time from
+    cluster.record_lock(say=say)
     return _report(cluster, changed=True, t0=t0, message=f"cluster {spec.name!r} is up")
 
 
@@ -238,12 +240,15 @@ def _up_again(cluster: Cluster, *, t0: float, say: Progress, timeout_s: float) -
         except ClusterkitError as exc:  # a service that exited, a master that does not answer
             found = [str(exc)]
         if not found:
+            if environment.load_lock(cluster.paths.root) is None:  # brought up before locks
+                cluster.record_lock(say=say)
             return _report(cluster, changed=False, t0=t0,
                            message=f"cluster {cluster.name!r} is already up and healthy; "
                                    "nothing changed")  # fmt: skip
         say(f"cluster {cluster.name!r} was unhealthy ({'; '.join(found)}): repairing it")
         done = cluster.services.repair(cluster.state, cluster.paths, say=say, timeout_s=timeout_s)
         power.wait_healthy(cluster, say=say, timeout_s=timeout_s)
+        cluster.record_lock(say=say)
     finally:
         cluster.close()
     message = f"cluster {cluster.name!r} is up ({done}: {'; '.join(found)})"
@@ -260,6 +265,7 @@ def provision(name: str | None = None, *, say: Progress = _quiet) -> dict[str, A
         try:
             report = cluster.services.provision(cluster.state, cluster.paths, say=say)
             power.wait_healthy(cluster, say=say, timeout_s=HEALTH_TIMEOUT_S)
+            cluster.record_lock(say=say)
         finally:
             cluster.close()
     return {

@@ -168,6 +168,7 @@ def _scale_locked(cluster: Cluster, workers: int, *, force: bool, yes: bool, say
         ) from exc
     finally:
         grown.close()
+    grown.record_lock(say=say)
     report.changed = True
     report.elapsed_s = round(time.monotonic() - t0, 2)
     what = [f"{verb} {', '.join(names)}" for verb, names in (

@@ -213,10 +213,24 @@ def job_output(ctx: JobContext, value: str, *default: str, param: str = "--outpu
 
 def input_path(ctx: JobContext, value: str, *default: str) -> str:
     """The input ``value`` names (a relative path is taken from the storage root, as an
-    output's is), else ``<root>/<default...>``."""
+    output's is), else ``<root>/<default...>``; named in the run's record with the checksum
+    its writer recorded in its ``_clusterkit.json`` (:meth:`JobContext.record_input`)."""
     if not value:
-        return ctx.storage_path(*default)
-    return value if "://" in value or value.startswith("/") else ctx.storage_path(value)
+        path = ctx.storage_path(*default)
+    else:
+        path = value if "://" in value or value.startswith("/") else ctx.storage_path(value)
+    ctx.record_input(path, recorded_checksum(path))
+    return path
+
+
+def recorded_checksum(dataset: str) -> Any:
+    """The ``checksum`` in ``dataset``'s ``_clusterkit.json`` (datagen's, which etl's output
+    carries on), or None: none recorded, or not readable now (the input's own checks, which
+    come next, say what is wrong with it)."""
+    try:
+        return ArrowStorage().metadata(dataset).get("checksum")
+    except Exception:
+        return None
 
 
 def check_output(storage: FileStore, out: Output) -> None:

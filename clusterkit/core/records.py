@@ -22,6 +22,9 @@ SHARED_MARKER = "CLUSTERKIT_SHARED"
 #: In a run's folder once its job attached to the shared processes (the Connect server):
 #: from then on, they are sampled with the run's own.
 SHARED_FILE = "shared.json"
+#: In a run's folder once its job named its input dataset (``{"path", "checksum"}``): the
+#: supervisor copies it into the record's ``environment``.
+INPUT_FILE = "input.json"
 
 
 def now_iso() -> str:
@@ -61,6 +64,9 @@ class RunRecord:
     shared_processes: dict[str, list[str]] = field(default_factory=dict)
     # what the run outlived (a Spark worker or Ray node lost, then back), said plainly
     notes: list[str] = field(default_factory=list)
+    # what the run was made with (clusterkit.runs.environment): versions on the driver
+    # node, each node's installed packages' hash, the lock's and the spec's hashes, the input
+    environment: dict[str, Any] | None = None
 
     @property
     def final(self) -> bool:

@@ -20,7 +20,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -71,6 +71,9 @@ class RunSetup:
     ray_dashboard: str | None = None
     ray_token_file: str | None = None
     ray_gcs_port: int | None = None
+    # the cluster's part of every run's environment block (clusterkit.runs.environment:
+    # the lock's hash, each node's installed hash, the spec's hash)
+    environment: dict[str, Any] = field(default_factory=dict)
 
     def for_run(self, run_id: str) -> RunSetup:
         """This setup for run ``run_id``: its folder is the job's CLUSTERKIT_RUN_DIR."""
@@ -84,7 +87,11 @@ class RunSetup:
 
     @classmethod
     def load(cls, run_dir: Path) -> RunSetup:
-        return cls(**json.loads((run_dir / SETUP_FILE).read_text()))
+        """The run folder's ``setup.json``; keys this kit does not know are left out (one
+        written by a newer kit on the control side)."""
+        names = {f.name for f in fields(cls)}
+        data = json.loads((run_dir / SETUP_FILE).read_text())
+        return cls(**{key: value for key, value in data.items() if key in names})
 
     def peer_runners(self) -> list[CommandRunner]:
         """The other nodes' runners, as the driver node reaches them: over SSH with its own

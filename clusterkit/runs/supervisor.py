@@ -42,6 +42,7 @@ from clusterkit.metrics.sampling import (
     is_ray_worker,
     stop_run_processes,
 )
+from clusterkit.runs import environment
 from clusterkit.runs.launcher import CANCEL_FILE, RunSetup
 from clusterkit.runs.stall import CHECK_EVERY_S, StallWatch
 from clusterkit.runs.store import FolderRunStore
@@ -164,6 +165,7 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
         peers = [PeerSampler(runner, python=setup.python, run_id=run_id,
                              interval_s=setup.interval_s, on_sample=write_peer_sample)
                  for runner in setup.peer_runners()]  # fmt: skip
+    record.environment = _environment(setup, env)  # before the job: not in its time or samples
     with open(run_dir / "stdout.log", "ab") as out, open(run_dir / "stderr.log", "ab") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -210,6 +212,8 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
             print(f"removed {path}: a temporary output the run left unfinished", flush=True)
 
     record.ended, record.wall_s, record.exit_code = now_iso(), wall_s, exit_code
+    if record.environment is not None:
+        record.environment["input"] = environment.read_input(run_dir)
     record.notes = watch.notes
     if stalled is not None and not cancel.is_set():
         record.status, record.error = "failed", stalled
@@ -240,6 +244,18 @@ def _look(watch: StallWatch) -> str | None:
     except Exception as exc:
         print(f"clusterkit: the stall check failed ({type(exc).__name__}: {exc}); skipped",
               file=sys.stderr, flush=True)  # fmt: skip
+        return None
+
+
+def _environment(setup: RunSetup, env: dict[str, str]) -> dict[str, Any] | None:
+    """The record's environment block (:mod:`clusterkit.runs.environment`), read here; a
+    reading that fails is said in ``supervisor.log`` and the block left out (None): it must
+    not end the supervisor, the run's only recorder."""
+    try:
+        return environment.run_block(setup.environment, node=setup.node, env=env)
+    except Exception as exc:
+        print(f"clusterkit: the run's environment could not be read ({type(exc).__name__}: "
+              f"{exc}); its record carries none", file=sys.stderr, flush=True)  # fmt: skip
         return None
 
 

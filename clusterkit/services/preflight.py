@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import re
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterable
@@ -20,6 +18,7 @@ import psutil
 
 from clusterkit.core.errors import PreflightError, SpecError
 from clusterkit.core.spec import Spec, parse_size
+from clusterkit.core.versions import locate_java
 
 _JAVA_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?[^"]*"')
 _JAVA_FIX = "install one (apt-get install -y openjdk-17-jre-headless) or point JAVA_HOME at it"
@@ -30,20 +29,6 @@ class Java:
     home: Path
     executable: Path
     major: int
-
-
-def locate_java() -> tuple[Path | None, str]:
-    """The java Spark will use: $JAVA_HOME's, else the one on PATH; or None and why not."""
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home:
-        executable = Path(java_home) / "bin" / "java"
-        if not executable.exists():
-            return None, f"JAVA_HOME={java_home} has no bin/java"
-        return executable, ""
-    found = shutil.which("java")
-    if found is None:
-        return None, "Java not found (JAVA_HOME unset, no java on PATH)"
-    return Path(found).resolve(), ""
 
 
 def find_java(min_major: int) -> Java:

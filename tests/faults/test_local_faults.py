@@ -198,7 +198,7 @@ def test_spark_submit_needs_the_cluster_secret(local_cluster: LocalCluster, tmp_
     the operator, with `clusterkit env --shell`, can."""
     app = tmp_path / "pi.py"
     app.write_text(PI)
-    env = local_cluster.cli("env", "--json").json()
+    env = local_cluster.cli("env", "--json").json()["variables"]
     spark_home = env["SPARK_HOME"]
     master = local_cluster.up["endpoints"]["spark_master_url"]
     conf = Path(env["SPARK_CONF_DIR"]) / "spark-defaults.conf"

@@ -165,7 +165,7 @@ def test_spark_submit_of_a_program_nobody_here_wrote(local_cluster: LocalCluster
     )
     spark_home = Path(pyspark.__file__).parent
     example = spark_home / "examples" / "src" / "main" / "python" / "pi.py"
-    given = local_cluster.cli("env", "--json", "--spark-session", "classic").json()
+    given = local_cluster.cli("env", "--json", "--spark-session", "classic").json()["variables"]
     env = {**os.environ, **given, "SPARK_HOME": str(spark_home)}
     out = subprocess.run(
         [str(spark_home / "bin" / "spark-submit"), "--master", master, str(example), "4"],

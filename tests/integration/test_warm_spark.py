@@ -139,7 +139,7 @@ def test_stock_pi_through_spark_submit_after_a_connect_job(local_cluster, proces
     master = next(s["address"] for s in local_cluster.status()["services"]
                   if s["name"] == "spark-master")  # fmt: skip
     spark_home = Path(pyspark.__file__).parent
-    given = local_cluster.cli("env", "--json", "--spark-session", "classic").json()
+    given = local_cluster.cli("env", "--json", "--spark-session", "classic").json()["variables"]
     env = {**os.environ, **given, "SPARK_HOME": str(spark_home)}  # the cluster's secret
     started = time.monotonic()
     out = subprocess.run([str(spark_home / "bin" / "spark-submit"), "--master", master,

@@ -449,3 +449,26 @@ def test_doctor_on_the_healthy_rehearsal_is_ok_everywhere(rehearsal: Rehearsal):
     assert report["cluster"] == NAME and report["ok"] is True
     assert {"cluster", "python", "disk", "state"} <= {c["check"] for c in report["checks"]}
     assert [c for c in report["checks"] if c["status"] != "ok"] == [], report["checks"]
+
+
+def test_env_shows_the_same_installed_packages_on_every_node(rehearsal: Rehearsal):
+    """The lock: every node's Python has the same packages (one hash), which meet the pinned
+    set; `up` wrote the same into the state folder, which runs copy into their records."""
+    data = rehearsal.ck_json("env")
+    lock = data["lock"]
+    nodes = lock["nodes"]
+    assert set(nodes) == set(rehearsal.layout.node_names), nodes
+    hashes = {node["hash"] for node in nodes.values()}
+    assert len(hashes) == 1 and None not in hashes, nodes
+    assert all(node["matches"] for node in nodes.values()), nodes
+    assert lock["same"] is True and len(lock["hash"]) == 64 and lock["packages"]
+    versions = data["versions"]
+    assert versions["python"] and versions["spark"] and versions["ray"] and versions["java"]
+    assert data["variables"]["RAY_ADDRESS"].startswith(rehearsal.inventory.driver().address)
+    written = json.loads((rehearsal.paths.root / "lock.json").read_text())
+    assert written["hash"] == lock["hash"]
+    assert {name: node["hash"] for name, node in written["nodes"].items()} == {
+        name: node["hash"] for name, node in nodes.items()}  # fmt: skip
+    human = rehearsal.ck("env")
+    assert human.returncode == 0, human.stderr
+    assert "every node has the same installed packages" in human.stdout
