@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 import os
 import pkgutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -118,6 +118,26 @@ def parse_job_args(job: Job, args: Sequence[str]) -> dict[str, Any]:
             values[param.name] = param.parse(raw)
         except ValueError as exc:
             raise UnknownJob(f"--{key} of job {job.name}: {exc}") from exc
+    return values
+
+
+def check_params(job: Job, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters given as values (a run record's ``params``), checked as
+    :func:`parse_job_args` checks typed ones; a value equal to the default passes as it is.
+    UnknownJob naming a parameter the job does not take (any more) or a value it refuses."""
+    values: dict[str, Any] = {}
+    for name, raw in params.items():
+        param = job.param(name)
+        flag = f"--{name.replace('_', '-')}"
+        if param is None:
+            raise UnknownJob(f"job {job.name} has no parameter {flag}; it takes: {_usage(job)}")
+        if raw == param.default:
+            values[name] = raw
+            continue
+        try:
+            values[name] = param.parse(raw)
+        except (ValueError, TypeError) as exc:
+            raise UnknownJob(f"{flag} of job {job.name}: {exc}") from exc
     return values
 
 

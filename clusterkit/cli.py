@@ -38,9 +38,11 @@ from clusterkit import catalog, cloud, lifecycle, operate, power
 from clusterkit.cluster import (
     Cluster,
     ParamsRefused,
+    Rerun,
     open_cluster,
     open_or_why,
     opened,
+    rerun_job,
     run_store,
     submit_job,
 )
@@ -59,6 +61,7 @@ from clusterkit.core.state import CLUSTER_ENV, Contexts
 from clusterkit.core.versions import kit_commit, kit_version
 from clusterkit.doctor import RUNBOOKS, render_lines, run_doctor, shell_vars
 from clusterkit.doctor.report import UNSET
+from clusterkit.runs.compare import check_checksums
 from clusterkit.runs.launcher import Runs
 from clusterkit.runs.store import RunStore
 from clusterkit.runs.tails import LogTail, progress
@@ -177,15 +180,41 @@ def _options(
 
 @app.command(rich_help_panel=CLUSTER)
 def init(
+    folder: Annotated[
+        Path | None,
+        typer.Argument(
+            help="with --class: where to write the spec and examples/ (default: .)",
+            metavar="DIR",
+            show_default=False,
+        ),
+    ] = None,
     path: Annotated[
         Path | None,
         typer.Option(
             help=f"where to write the spec (default: $CLUSTERKIT_SPEC, else {SPEC_FILENAME})"
         ),
     ] = None,
+    for_class: Annotated[
+        bool,
+        typer.Option(
+            "--class",
+            help="also write examples/ to hand out: the steps, two scripts, the versions pinned",
+        ),
+    ] = False,
     force: Annotated[bool, typer.Option(help="replace an existing file")] = False,
 ) -> None:
-    """Write a commented default cluster spec (clusterkit.yaml)."""
+    """Write a commented default cluster spec (clusterkit.yaml); with --class, also the
+    examples/ folder an instructor hands out."""
+    if for_class:
+        from clusterkit.classroom import write_class
+
+        written = write_class(folder or Path("."), spec=path, force=force)
+        names = ", ".join(p.name for p in written.files)
+        _line(f"wrote {written.spec} and {written.examples}/ ({names}): hand them out; the "
+              f"steps are in {written.examples / 'README.md'}")  # fmt: skip
+        return
+    if folder is not None:
+        raise BadInput(f"{folder}: a folder is for --class; the spec's own path is --path")
     path = path or named_spec() or Path(SPEC_FILENAME)
     if path.exists() and not force:
         raise ClusterkitError(f"{path} exists; pass --force to replace it")
@@ -642,6 +671,8 @@ def _print_record(data: dict[str, Any]) -> None:
     )
     if data["error"]:
         out.print(f"  error: {data['error']}")
+    if data.get("rerun_of"):
+        out.print(f"  rerun of: run {data['rerun_of']}")
     long_items = []
     for key, value in (data["result"] or {}).items():
         if key in ("params", "peak_rss_by_role"):
@@ -765,7 +796,12 @@ def run(
 ) -> None:
     """Run a job on the cluster's driver host, streaming its output; JOB --param value ..."""
     _run_job(job, list(ctx.args), cluster_name=cluster_name, detach=detach, metrics=metrics,
-             as_json=as_json, spark_session=spark_session.value)  # fmt: skip
+             as_json=as_json, spark_session=spark_session.value,
+             after=_bench_report if job == "bench" else None)  # fmt: skip
+
+
+#: What runs once a followed run is final: (keys added to its --json record, lines printed)
+After = Callable[[RunStore, RunRecord], tuple[dict[str, Any], list[str]]]
 
 
 def _run_job(
@@ -777,6 +813,7 @@ def _run_job(
     metrics: bool,
     as_json: bool,
     spark_session: str = "warm",
+    after: After | None = None,
 ) -> None:
     """Check the job's parameters (a refusal is recorded), submit it, follow it to the end."""
     target = open_or_why(cluster_name)
@@ -790,13 +827,15 @@ def _run_job(
                 err.print(f"[dim]recorded as run {exc.run_id} (failed)[/dim]")
             raise
 
-    _start_and_follow(target, start, detach=detach, as_json=as_json)
+    _start_and_follow(target, start, detach=detach, as_json=as_json, after=after)
 
 
 def _start_and_follow(target: Cluster | NoCluster, start: Callable[[], RunRecord], *,
-                      detach: bool, as_json: bool) -> None:  # fmt: skip
+                      detach: bool, as_json: bool, after: After | None = None) -> None:  # fmt: skip
     """Start a run, then print its id (``detach``) or follow it to the end, cancelling it on
-    Ctrl-C; exit 1 unless it succeeded."""
+    Ctrl-C; exit 1 unless it succeeded. ``after`` runs once a followed run is final (not
+    when it was interrupted): its keys go into the --json record, its lines are printed
+    after the record (on stderr with --json)."""
     stop = _StopSignals()  # the first signal while the run is made waits until it exists
     try:
         record = start()
@@ -821,11 +860,14 @@ def _start_and_follow(target: Cluster | NoCluster, start: Callable[[], RunRecord
                 record = runs.cancel(record.id, reason=f"interrupted ({stop.why})")
                 _quietly(err.print, f"cancelled run {record.id} ({stop.why})")
         view = _record_view(runs.store, record)
+        extra, lines = after(runs.store, record) if after and not stop.stopped else ({}, [])
     finally:
         stop.restore()
         if isinstance(target, Cluster):
             target.close()
-    _print_json(view) if as_json else _print_record(view)
+    _print_json(view | extra) if as_json else _print_record(view)
+    for line in lines:
+        _quietly(err.print, line, markup=False) if as_json else _line(line)
     if record.status != "succeeded":
         raise ClusterkitError(f"run {record.id} {record.status}: {record.error}")
 
@@ -892,7 +934,21 @@ def bench(
              "profile": profile}  # fmt: skip
     args = [a for k, v in given.items() if v is not None for a in (f"--{k}", str(v))]
     _run_job("bench", args, cluster_name=cluster_name, detach=detach, metrics=True,
-             as_json=as_json, spark_session=spark_session.value)  # fmt: skip
+             as_json=as_json, spark_session=spark_session.value,
+             after=_bench_report)  # fmt: skip
+
+
+def _bench_report(store: RunStore, record: RunRecord) -> tuple[dict[str, Any], list[str]]:
+    """The report of a finished bench, written beside its table (``report.html`` in its run
+    folder as read here); a report that cannot be written is said, never an error: the
+    bench's record is printed and its status decides the exit code."""
+    from clusterkit.report import report_run
+
+    try:
+        written = report_run(store, record, made=f"made {now_iso()} by {_version_text()}")
+    except Exception as exc:  # a full disk, a folder in the way, a figure that would not draw
+        return {}, [f"report not written: {type(exc).__name__}: {exc}"]
+    return {"report": str(written.html)}, [f"report: {written.html}"]
 
 
 def _runs_of(cluster_name: str | None, *, cached: bool) -> tuple[Runs | None, RunStore]:
@@ -975,6 +1031,59 @@ def cancel(
     _print_json(_record_view(runs.store, record)) if as_json else out.print(
         f"run {record.id} {record.status}"
     )
+
+
+def _flag(name: str, value: Any) -> str:
+    """A parameter as typed: ``--rows=2000``, ``--overwrite``, ``--no-overwrite``,
+    ``--sizes=1000,2000``."""
+    flag = name.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    shown = ",".join(map(str, value)) if isinstance(value, list) else value
+    return f"--{flag}={shown}"
+
+
+@app.command(context_settings=EXTRA_ARGS, rich_help_panel=JOBS)
+def rerun(
+    ctx: typer.Context,
+    run_ref: Annotated[
+        str,
+        typer.Argument(
+            help="the run to repeat: an id, a unique prefix or latest",
+            metavar="RUN",
+            show_default=False,
+        ),
+    ],
+    cluster_name: ClusterOpt = None,
+    detach: Annotated[bool, typer.Option(help="return at once with the new run's id")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="job output to stderr; stdout carries only the finished run's record"
+        ),
+    ] = False,
+) -> None:
+    """Run RUN's job again with its parameters, engine and Spark session; the new run's
+    record notes `rerun_of`, and once it ends, whether its result checksum equals RUN's.
+    `--param value` after RUN changes one (e.g. --overwrite)."""
+    target = open_or_why(cluster_name)
+    plans: list[Rerun] = []
+
+    def start() -> RunRecord:
+        plan, record = rerun_job(run_ref, list(ctx.args), cluster=target, name=cluster_name)
+        plans.append(plan)
+        changed = " ".join(_flag(name, value) for name, value in plan.changed.items())
+        _quietly(err.print, f"run {record.id} reruns run {plan.original.id} ({plan.job}"
+                            f"{', with ' + changed if changed else ''})", markup=False)  # fmt: skip
+        return record
+
+    def checksums(store: RunStore, record: RunRecord) -> tuple[dict[str, Any], list[str]]:
+        original = plans[0].original
+        check = check_checksums(original, store.read_json(original.id, "result.json"),
+                                record, store.read_json(record.id, "result.json"))  # fmt: skip
+        return {"checksum_check": check.to_dict()}, [check.text()]
+
+    _start_and_follow(target, start, detach=detach, as_json=as_json, after=checksums)
 
 
 @app.command(rich_help_panel=JOBS)
@@ -1383,10 +1492,10 @@ class _StopSignals:
             signal.signal(sig, previous)
 
 
-def _quietly(write: Callable[..., Any], *args: Any) -> None:
+def _quietly(write: Callable[..., Any], *args: Any, **options: Any) -> None:
     """Write to the terminal, if it is still there (after a hangup it is not)."""
     with contextlib.suppress(OSError):
-        write(*args)
+        write(*args, **options)
 
 
 def _interrupt(signum: int, _frame: Any) -> None:

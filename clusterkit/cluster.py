@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clusterkit import catalog
-from clusterkit.core.errors import ClusterkitError, NoCluster, UnknownJob
+from clusterkit.core.errors import BadInput, ClusterkitError, NoCluster, UnknownJob
 from clusterkit.core.files import read_secret
 from clusterkit.core.inventory import Node
 from clusterkit.core.records import RunRecord
@@ -34,6 +34,8 @@ from clusterkit.services.local import LocalServices
 from clusterkit.services.playbooks import PlaybookServices, node_requirements
 
 Progress = Callable[[str], None]
+#: The job that runs a user's script (``clusterkit submit``).
+SUBMIT_JOB = "submit"
 
 
 def _quiet(_: str) -> None:
@@ -323,6 +325,73 @@ def submit_job(job: str, args: Sequence[str], *, cluster: Cluster | NoCluster,
         raise cluster
     return cluster.runs().submit(definition.name, params, metrics=metrics,
                                  spark_session=spark_session)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """What ``clusterkit rerun`` submits: the original run's job, and its parameters with its
+    engine pinned (``changed``: what the command line's arguments set over them)."""
+
+    original: RunRecord
+    job: str
+    params: dict[str, Any]
+    changed: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_rerun(original: RunRecord, result: dict[str, Any] | None,
+               args: Sequence[str] = ()) -> Rerun:  # fmt: skip
+    """The run that repeats ``original`` (``result``: its ``result.json``, None when it has
+    none): the same job, the parameters it was given, the engine it ran on (pinned from its
+    result when it took the default) and its Spark session; ``args`` (``--name value``)
+    change some. Checked against the catalog as it is now: UnknownJob when the job no longer
+    exists or refuses a parameter; BadInput for a run there is nothing to repeat of (refused
+    before it ran, or a script copied to a remote master for that run only)."""
+    try:
+        job = catalog.find_job(original.job)
+    except UnknownJob as exc:
+        raise UnknownJob(f"run {original.id} ran job {original.job!r}, which no longer "
+                         f"exists: {exc}") from exc  # fmt: skip
+    params = dict(original.params)
+    if set(params) == {"argv"} and job.param("argv") is None:
+        raise BadInput(f"run {original.id} was refused before it ran ({original.error}); "
+                       f"nothing to repeat: `clusterkit run {job.name} ...` with the "
+                       "parameters fixed")  # fmt: skip
+    workdir = params.get("workdir")
+    if job.name == SUBMIT_JOB and isinstance(workdir, str) and not workdir.startswith("/"):
+        raise BadInput(f"run {original.id} ran a script copied to the master for that run "
+                       "alone; submit it again: `clusterkit submit FILE.py`")  # fmt: skip
+    engine = (result or {}).get("engine")
+    if "engine" not in params and job.param("engine") is not None and engine:
+        params["engine"] = engine
+    changed = catalog.parse_job_args(job, args)
+    try:
+        checked = catalog.check_params(job, {**params, **changed})
+    except UnknownJob as exc:
+        raise UnknownJob(f"run {original.id}'s parameters no longer fit job {job.name}: "
+                         f"{exc}") from exc  # fmt: skip
+    return Rerun(original, job.name, checked, changed)
+
+
+def rerun_job(ref: str, args: Sequence[str] = (), *, cluster: Cluster | NoCluster,
+              name: str | None = None) -> tuple[Rerun, RunRecord]:  # fmt: skip
+    """Submit again the run ``ref`` (an id, a unique prefix or ``latest``) of the cluster
+    (``name``, or the current one): :func:`plan_rerun`, then started like any run, its record
+    noting ``rerun_of``. The run is looked up (RunNotFound naming it) and its plan checked
+    before ``cluster`` must be up (``cluster`` itself is raised when it is the NoCluster
+    error that opening it raised). Returns the plan and the new run's record."""
+    if isinstance(cluster, Cluster):
+        store = cluster.runs().store
+        store.refresh()
+    else:
+        _, store = run_store(name)
+    original = store.get(ref)
+    plan = plan_rerun(original, store.read_json(original.id, "result.json"), args)
+    if isinstance(cluster, NoCluster):
+        raise cluster
+    record = cluster.runs().submit(plan.job, plan.params, metrics=original.metrics_enabled,
+                                   spark_session=original.spark_session,
+                                   rerun_of=original.id)  # fmt: skip
+    return plan, record
 
 
 def open_or_why(name: str | None = None) -> Cluster | NoCluster:

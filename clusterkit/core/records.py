@@ -58,6 +58,7 @@ class RunRecord:
     cancel_requested: str | None = None
     parent: str | None = None  # the run that submitted this one (a suite's steps)
     children: list[str] = field(default_factory=list)  # the runs this one submitted
+    rerun_of: str | None = None  # the run whose job, parameters and engine this one repeats
     spark_session: str = "warm"  # warm: the cluster's Spark Connect server; classic: its own
     # the processes runs share that did this run's work too (the Connect server, its
     # executors), by node: counted in the peaks, and named here as shared

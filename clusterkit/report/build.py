@@ -5,7 +5,8 @@ page, then write the page.
 and benches (:func:`.gather.read_bench`), and writes ``out`` (the HTML) and
 ``<out's stem>-<run id>-<figure>.png`` / ``<out's stem>-bench[-N].png`` in the same folder.
 A figure that has nothing to draw is not an error: the page says why it is missing, and so
-does :attr:`Written.missing`.
+does :attr:`Written.missing`. :func:`report_run` is what ``bench`` and the console's run
+detail call: one run's report in its own folder.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from clusterkit import __version__
+from clusterkit.core.errors import ClusterkitError
 from clusterkit.core.files import write_text_atomic
+from clusterkit.core.records import RunRecord, now_iso
 from clusterkit.report import figures
-from clusterkit.report.gather import Bench, RunData
+from clusterkit.report.gather import Bench, RunData, read_run
 from clusterkit.report.page import BenchFigure, Drawn, RunFigures, page
+from clusterkit.runs.store import RunStore
 
 #: the figures of a run, in the page's order, with their titles
 TITLES = {
@@ -84,6 +89,32 @@ def write_report(runs: Sequence[RunData], benches: Sequence[Bench], out: Path, *
         bench_figures.append(BenchFigure(bench, Drawn("bench", TITLES["bench"], name)))
     write_text_atomic(out, page(run_figures, bench_figures, made=made), mode=0o644)
     return written
+
+
+#: The name of a run's own report, in its run folder (beside a bench's ``bench.md``).
+RUN_REPORT = "report.html"
+
+
+def made_line() -> str:
+    """The page's line saying when and by what it was made."""
+    return f"made {now_iso()} by clusterkit {__version__}"
+
+
+def report_run(store: RunStore, record: RunRecord, *, made: str | None = None) -> Written:
+    """Write the report of ``record`` into its run folder as read here (``report.html`` and
+    its PNGs beside the run's files: for a bench, beside its table; for a remote cluster's
+    run, in the copy here). A rerun is put beside the run it repeats when the store holds
+    that one. OSError when the folder cannot be written."""
+    runs = []
+    if record.rerun_of:
+        try:
+            original = store.load(record.rerun_of)
+        except (OSError, ClusterkitError):  # not kept here (another cluster's): alone
+            original = None
+        if original is not None:
+            runs.append(read_run(original, store.dir(original.id)))
+    runs.append(read_run(record, store.dir(record.id)))
+    return write_report(runs, [], store.dir(record.id) / RUN_REPORT, made=made or made_line())
 
 
 def _missing(data: RunData, kind: str) -> str | None:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from clusterkit.core.fmt import human_bytes, human_count, human_seconds
 from clusterkit.report.gather import Bench, RunData, compare_environments
+from clusterkit.runs.compare import check_checksums
 
 PAGE_TITLE = "clusterkit report"
 
@@ -65,7 +66,8 @@ class BenchFigure:
 
 def page(runs: Sequence[RunFigures], benches: Sequence[BenchFigure], *, made: str) -> str:
     """The whole page: the runs side by side (one column each; a row per figure), whether
-    their environments differ, then each bench's figure and table. ``made`` says when and by
+    their environments differ and, for a rerun beside its original, whether their result
+    checksums are the same; then each bench's figure and table. ``made`` says when and by
     what it was made."""
     parts = [
         "<!DOCTYPE html>",
@@ -89,6 +91,7 @@ def _runs(runs: Sequence[RunFigures]) -> list[str]:
     if len(runs) > 1:
         verdict = compare_environments([r.data.environment for r in runs])
         out.append(f'<p class="environment">Environments: {_e(verdict)}.</p>')
+        out += [f'<p class="rerun">{_e(line)}</p>' for line in rerun_lines(runs)]
     out.append('<table class="runs"><thead><tr><th></th>')
     for run in runs:
         record = run.data.record
@@ -121,6 +124,21 @@ def _runs(runs: Sequence[RunFigures]) -> list[str]:
     return out
 
 
+def rerun_lines(runs: Sequence[RunFigures]) -> list[str]:
+    """A line for each run on the page that reruns another run on the page: which, and
+    whether their result checksums are the same."""
+    by_id = {run.data.record.id: run.data for run in runs}
+    lines = []
+    for run in runs:
+        rerun = run.data
+        original = by_id.get(rerun.record.rerun_of or "")
+        if original is None:
+            continue
+        check = check_checksums(original.record, original.result, rerun.record, rerun.result)
+        lines.append(f"Run {rerun.record.id} reruns run {original.record.id}: {check.text()}.")
+    return lines
+
+
 def _figure(drawn: Drawn, of: str) -> str:
     if drawn.file is None:
         return f'<p class="missing">{_e(drawn.title)} not drawn: {_e(drawn.missing or "")}</p>'
@@ -148,6 +166,12 @@ def _facts(data: RunData) -> list[tuple[str, str]]:
     items.append(("Spark session", record.spark_session))
     if record.parent:
         items.append(("submitted by", f"run {record.parent}"))
+    if record.rerun_of:
+        items.append(("rerun of", f"run {record.rerun_of}"))
+    if result.get("checksum") is not None:
+        checksum = result["checksum"]
+        items.append(("checksum", checksum if isinstance(checksum, str)
+                      else json.dumps(checksum, sort_keys=True)))  # fmt: skip
     if record.error:
         items.append(("error", record.error))
     if record.notes:

@@ -1,4 +1,5 @@
-"""Runs side by side: the comparison table of ``clusterkit bench`` (and the TUI's compare view).
+"""Runs side by side: the comparison table of ``clusterkit bench`` (and the TUI's compare view),
+and whether a rerun's result checksum equals its original's (:func:`check_checksums`).
 
 A *measurement* is one finished run reduced to what is compared: the job, the engine that ran
 it (the ``seed-paper`` job counts as the engine "seed-paper" of the job its script does), the
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -152,3 +154,66 @@ def to_csv(rows: Sequence[Row]) -> str:
     for r in rows:
         writer.writerow({k: ("" if v is None else v) for k, v in asdict(r).items()})
     return buffer.getvalue()
+
+
+#: The key of a job's ``result.json`` that fingerprints what it wrote (datagen, etl with
+#: ``--checksum``, datagen-digits, digits-etl): equal for equal outputs.
+CHECKSUM_KEY = "checksum"
+
+
+@dataclass(frozen=True)
+class ChecksumCheck:
+    """Whether run ``rerun``'s result checksum equals run ``original``'s. ``same`` is None
+    when it cannot be told (``why`` says which run has no checksum, and why)."""
+
+    original: str
+    rerun: str
+    original_checksum: Any
+    rerun_checksum: Any
+    why: str = ""
+
+    @property
+    def same(self) -> bool | None:
+        if self.original_checksum is None or self.rerun_checksum is None:
+            return None
+        return bool(self.original_checksum == self.rerun_checksum)
+
+    def text(self) -> str:
+        """One line: ``checksum X: the same as run A's``, ``checksum X: differs from run A's
+        (Y)``, or ``checksum: not compared: ...``."""
+        if self.same is None:
+            return f"checksum: not compared: {self.why}"
+        mine = _checksum_text(self.rerun_checksum)
+        if self.same:
+            return f"checksum {mine}: the same as run {self.original}'s"
+        return (f"checksum {mine}: differs from run {self.original}'s "
+                f"({_checksum_text(self.original_checksum)})")  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"original": self.original, "rerun": self.rerun,
+                "original_checksum": self.original_checksum,
+                "rerun_checksum": self.rerun_checksum, "same": self.same,
+                "text": self.text()}  # fmt: skip
+
+
+def check_checksums(
+    original: RunRecord,
+    original_result: dict[str, Any] | None,
+    rerun: RunRecord,
+    rerun_result: dict[str, Any] | None,
+) -> ChecksumCheck:
+    """Compare the ``checksum`` of two runs' ``result.json`` (None: the run wrote none)."""
+    values, reasons = [], []
+    for record, result in ((original, original_result), (rerun, rerun_result)):
+        value = (result or {}).get(CHECKSUM_KEY)
+        values.append(value)
+        if result is None:
+            reasons.append(f"run {record.id} has no result ({record.status})")
+        elif value is None:
+            reasons.append(f"run {record.id}'s result has no {CHECKSUM_KEY} "
+                           f"(job {record.job} records none with these parameters)")  # fmt: skip
+    return ChecksumCheck(original.id, rerun.id, values[0], values[1], "; ".join(reasons))
+
+
+def _checksum_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)

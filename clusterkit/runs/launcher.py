@@ -122,18 +122,21 @@ class Runs:
     # -- starting -------------------------------------------------------------------------
     def submit(self, job: str, params: dict[str, Any], *, metrics: bool = True,
                parent: str | None = None, spark_session: str = "warm",
-               stage: Callable[[str], None] | None = None) -> RunRecord:  # fmt: skip
+               stage: Callable[[str], None] | None = None,
+               rerun_of: str | None = None) -> RunRecord:  # fmt: skip
         """Create the run and start its supervisor on the driver node; return once it has
         taken the run (its record says running, or already final). ``parent``: the run
         submitting this one (a suite): cancelling it cancels this run too. ``spark_session``:
         ``warm`` (the cluster's Spark Connect server) or ``classic`` (an application of the
-        run's own). ``stage(folder)`` puts the run's inputs into its folder on the driver node
+        run's own). ``rerun_of``: the run this one repeats (``clusterkit rerun``), noted in
+        its record. ``stage(folder)`` puts the run's inputs into its folder on the driver node
         before it starts; when it raises (ClusterkitError, OSError) the run is recorded failed
         with that reason and returned, nothing started (Ctrl-C: recorded cancelled, re-raised)."""
         setup = self.setup
         record = self.store.create(job=job, params=params, cluster=setup.cluster,
                                    provider=setup.provider, metrics_enabled=metrics,
-                                   parent=parent, spark_session=spark_session)  # fmt: skip
+                                   parent=parent, spark_session=spark_session,
+                                   rerun_of=rerun_of)  # fmt: skip
         folder = setup.folder(record.id)
         self.driver.write_file(
             f"{folder}/{SETUP_FILE}", json_bytes(setup.for_run(record.id).to_dict())

@@ -52,6 +52,14 @@ def test_bench_fills_every_cell(bench):
                                    for r in rows)  # fmt: skip
 
 
+def test_bench_writes_its_report_beside_its_table(bench):
+    report = Path(bench["report"])
+    assert report == Path(bench["result"]["markdown"]).parent / "report.html"
+    html = report.read_text()
+    assert "Engines compared" in html and f"run {bench['id']}" in html
+    assert (report.parent / f"report-{bench['id']}-bench.png").exists()
+
+
 def test_bench_runs_are_in_the_store(local_cluster: LocalCluster, bench):
     runs = {r["id"]: r for r in _runs(local_cluster)}
     children = [r for r in runs.values() if r["parent"] == bench["id"]]

@@ -28,6 +28,7 @@ Jobs
 
 Run detail
   f  follow the log or stop following     x  cancel      escape  back
+  r  the run's report, in its folder (opened where there is a display)
 
 Compare
   space  select a run   a  the runs of the same job and size

@@ -1,9 +1,11 @@
 """Run detail: the record, time per stage, a training run's accuracy per epoch, memory over
 time per node, and the log, following while the run goes on (``f`` stops and resumes
-following; ``x`` cancels a running job)."""
+following; ``x`` cancels a running job; ``r`` writes the run's report, shows its path and
+opens it in a browser where there is a display)."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -14,6 +16,7 @@ from textual.message import Message
 from textual.widgets import Footer, Header, Log, Static
 
 from clusterkit import catalog
+from clusterkit.core.errors import ClusterkitError
 from clusterkit.core.fmt import human_bytes, human_seconds
 from clusterkit.core.records import RunRecord
 from clusterkit.runs import tails
@@ -76,11 +79,21 @@ def memory_chart(series: dict[str, list[tuple[float, int]]], *, width: int, rows
     return text
 
 
+class ReportWritten(Message):
+    """The run's report was written (``path``; ``opened`` in a browser), or ``error``."""
+
+    def __init__(self, path: str | None, *, opened: bool = False, error: str | None = None,
+                 missing: int = 0) -> None:  # fmt: skip
+        super().__init__()
+        self.path, self.opened, self.error, self.missing = path, opened, error, missing
+
+
 class RunDetailScreen(LiveScreen):
     BINDINGS = [
         Binding("escape,backspace", "app.pop_screen", "Back"),
         Binding("f", "toggle_follow", "Follow"),
         Binding("x", "cancel_run", "Cancel"),
+        Binding("r", "open_report", "Report"),
     ]
 
     def __init__(self, run_id: str) -> None:
@@ -94,10 +107,12 @@ class RunDetailScreen(LiveScreen):
         self._final_epochs: list[Epoch] | None = None  # read once the run is over
         self._default_epochs: int | None = None  # the job's, for "epochs 3/6"
         self._job_read = False
+        self.report_path: str | None = None  # the report written last (``r``)
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="summary")
+        yield Static(id="report")  # shown once a report is written
         yield Static(id="stages")
         yield EpochsView(id="epochs")
         yield Static(id="chart")
@@ -201,3 +216,43 @@ class RunDetailScreen(LiveScreen):
 
     def action_cancel_run(self) -> None:
         self.console.confirm_cancel(self.record)
+
+    def action_open_report(self) -> None:
+        if any(w.group == "report" and not w.is_finished for w in self.workers):
+            self.notify("the report is being written ...")
+            return
+        self.notify(f"writing the report of run {self.run_id} ...")
+        self.write_report()
+
+    @work(thread=True, group="report", exit_on_error=False)
+    def write_report(self) -> None:
+        """The run's report into its folder (the core's report_run, matplotlib: a second or
+        two), then opened where a display is; never raises (the error is shown)."""
+        from clusterkit.report import open_in_browser, report_run
+
+        try:
+            store = self.console.source.store()
+            if store is None:
+                raise LookupError("no cluster is known, so there is no run store")
+            with contextlib.suppress(ClusterkitError):  # a master gone: the copies here
+                store.refresh(self.run_id)
+            written = report_run(store, store.load(self.run_id))
+        except Exception as exc:
+            self.post_message(ReportWritten(None, error=f"{type(exc).__name__}: {exc}"))
+            return
+        opened = open_in_browser(written.html)
+        self.post_message(ReportWritten(str(written.html), opened=opened,
+                                        missing=len(written.missing)))  # fmt: skip
+
+    def on_report_written(self, message: ReportWritten) -> None:
+        line = self.query_one("#report", Static)
+        if message.path is None:
+            self.notify(f"report not written: {message.error}", severity="error")
+            return
+        self.report_path = message.path
+        how = "opened in the browser" if message.opened else "open it in a browser"
+        missing = f"; {message.missing} figure(s) not drawn, the page says why" if (
+            message.missing) else ""  # fmt: skip
+        show_text(line, Text(f"report: {message.path} ({how}{missing})"))
+        line.display = True
+        self.notify(f"report: {message.path}")
