@@ -290,10 +290,14 @@ def up(
     report = lifecycle.up(spec, say=_say, confirm=_remove_after_failure(yes), accept_price=yes)
     if as_json:
         _print_json(asdict(report))
-        return
-    out.print(f"{report.message} ({report.elapsed_s:.1f} s)")
-    for key, url in report.endpoints.items():
-        out.print(f"  {key:<17} {url}")
+    else:
+        out.print(f"{report.message} ({report.elapsed_s:.1f} s)")
+        for key, url in report.endpoints.items():
+            out.print(f"  {key:<17} {url}")
+    chosen = os.environ.get(CLUSTER_ENV)
+    if chosen:  # what `clusters` says too: the commands after this one act on that cluster
+        other = f", not {spec.name}: unset it to act on {spec.name}" if chosen != spec.name else ""
+        _say(f"{CLUSTER_ENV}={chosen} picks the cluster in this shell{other}")
 
 
 def _print_plan(plan: dict[str, Any], *, as_json: bool) -> None:

@@ -25,9 +25,10 @@ from clusterkit.services.local import KEEPER, keeper_daemon
 
 @dataclass(frozen=True)
 class ClusterReading:
-    """The cluster's name and kind, its status (none, unreadable, down, stopped, up), why
-    there is none or its state cannot be read (and the file that cannot), and since when it
-    runs or is stopped."""
+    """The cluster's name and kind, its status (none, unreadable, down, stopped, crashed,
+    up), why there is none or its state cannot be read (``problem``: damaged, permissions or
+    version) and the file that cannot, since when it runs or is stopped, and, crashed, the
+    processes it records, none of which runs."""
 
     status: str
     name: str | None = None
@@ -35,6 +36,8 @@ class ClusterReading:
     why: str = ""
     since: str | None = None
     file: str | None = None
+    problem: str = "damaged"
+    gone: list[str] = field(default_factory=list)
 
 
 def read_cluster(target: Target) -> ClusterReading:
@@ -43,21 +46,42 @@ def read_cluster(target: Target) -> ClusterReading:
     if state is not None:
         since = state.stopped_at if state.power == "stopped" else state.started_at
     broken = str(target.broken) if target.broken is not None else None
-    return ClusterReading(target.status, target.name, target.kind, target.why, since, broken)
+    if target.status == "crashed" and target.paths is not None:
+        broken = str(target.paths.state_file)  # what the runbook's steps take down and up
+    return ClusterReading(target.status, target.name, target.kind, target.why, since, broken,
+                          target.problem or "damaged", list(target.gone))  # fmt: skip
+
+
+#: Another version of the kit's state: only that kit can take the cluster down.
+OTHER_KIT_FIX = ("take the cluster down with the kit that brought it up (`clusterkit down` in "
+                 "its environment), then `clusterkit up` with this one")  # fmt: skip
 
 
 def judge_cluster(reading: ClusterReading) -> list[Finding]:
     """OK when up, or stopped on purpose (``clusterkit start``); WARN when the kit knows no
-    cluster, or it is down (``clusterkit up``); FAIL (restore-after-crash, the file the
-    runbook's FILE) when its state cannot be read."""
+    cluster, or it is down (``clusterkit up``); FAIL when its state cannot be read: the file
+    is the runbook's FILE, the runbook restore-after-crash when it is damaged,
+    state-permissions when it cannot be opened, none when another version of the kit wrote it
+    (only that kit takes the cluster down). FAIL (restore-after-crash, ``cluster.json`` its
+    FILE) when it says up but none of its processes runs (this machine crashed)."""
     named = f"cluster {reading.name!r} ({reading.kind})"
     if reading.status == "up":
         return [ok("cluster", f"{named} is up since {reading.since}")]
     if reading.status == "stopped":
         return [ok("cluster", f"{named} is stopped since {reading.since}, disks kept; "
                               "`clusterkit start` starts it")]  # fmt: skip
+    data = {"FILE": reading.file} if reading.file else None
+    if reading.status == "crashed":
+        gone = f"none of its {len(reading.gone)} processes runs ({', '.join(reading.gone)})"
+        return [fail("cluster", f"{named} says it is up since {reading.since}, but {gone}: this "
+                                "machine restarted or crashed, or they were killed",
+                     "restore-after-crash", "`clusterkit down`, then `clusterkit up` again: "
+                     "the runbook says how", data)]  # fmt: skip
+    if reading.status == "unreadable" and reading.problem == "permissions":
+        return [fail("cluster", reading.why, "state-permissions", data=data)]
+    if reading.status == "unreadable" and reading.problem == "version":
+        return [fail("cluster", reading.why, fix=OTHER_KIT_FIX, data=data)]
     if reading.status == "unreadable":
-        data = {"FILE": reading.file} if reading.file else None
         return [fail("cluster", reading.why, "restore-after-crash", data=data)]
     if reading.status == "down":
         return [warn("cluster", f"{named} is down; only this machine is checked",

@@ -23,6 +23,7 @@ RUNBOOKS = (
     "restore-after-crash",
     "service-dead",
     "run-stuck",
+    "job-out-of-memory",
 )
 
 

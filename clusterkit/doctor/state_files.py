@@ -50,7 +50,8 @@ def file_info(path: Path, *, follow: bool = False) -> FileInfo:
 class StateReading:
     """This user's uid; the kit's home and the cluster's state folder (None: no cluster);
     its secrets, those in ``needed`` required to be there (the cluster is up); the JSON state
-    files that do not parse (path, why) and how many did."""
+    files that do not parse (path, why), those that cannot be opened (``denied``: path, why)
+    and how many parsed."""
 
     uid: int
     home: FileInfo
@@ -59,6 +60,7 @@ class StateReading:
     needed: list[str] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     parsed: int = 0
+    denied: list[tuple[str, str]] = field(default_factory=list)
 
 
 def secret_files(paths: ClusterPaths) -> tuple[list[Path], list[Path]]:
@@ -85,16 +87,19 @@ def read_state(target: Target) -> StateReading:
         return StateReading(os.geteuid(), file_info(target.home, follow=True))
     always, optional = secret_files(paths)
     secrets = [file_info(p) for p in always] + [file_info(p) for p in optional if p.exists()]
-    unreadable, parsed = [], 0
+    unreadable, denied, parsed = [], [], 0
     for path in json_files(paths):
         try:
             json.loads(path.read_text())
             parsed += 1
+        except PermissionError as exc:  # its owner or mode, not its content
+            denied.append((str(path), exc.strerror or str(exc)))
         except (OSError, ValueError) as exc:
             unreadable.append((str(path), str(exc)))
     needed = [str(p) for p in always] if target.up else []
     return StateReading(os.geteuid(), file_info(target.home, follow=True),
-                        file_info(paths.root), secrets, needed, unreadable, parsed)  # fmt: skip
+                        file_info(paths.root), secrets, needed, unreadable, parsed,
+                        denied)  # fmt: skip
 
 
 def _folder(info: FileInfo, uid: int, *, private: bool) -> Finding | None:
@@ -146,9 +151,10 @@ def _secret(info: FileInfo, uid: int, needed: bool, folder: str) -> Finding | No
 
 
 def judge_state(reading: StateReading) -> list[Finding]:
-    """Folders (:func:`_folder`), secrets (:func:`_secret`), and FAIL (restore-after-crash,
-    the file the runbook's FILE) for each JSON state file that does not parse; one OK line
-    when all is well."""
+    """Folders (:func:`_folder`), secrets (:func:`_secret`), FAIL (state-permissions) for each
+    JSON state file that cannot be opened (its owner or mode), and FAIL (restore-after-crash)
+    for each that does not parse, the file the runbook's FILE; one OK line when all is
+    well."""
     found = []
     if reading.home.exists:
         found.append(_folder(reading.home, reading.uid, private=False))
@@ -156,6 +162,9 @@ def judge_state(reading: StateReading) -> list[Finding]:
         found.append(_folder(reading.folder, reading.uid, private=True))
     folder = reading.folder.path if reading.folder is not None else ""
     found += [_secret(s, reading.uid, s.path in reading.needed, folder) for s in reading.secrets]
+    found += [fail("state", f"{path} cannot be read ({why}): not yours, or its mode",
+                   "state-permissions", "the runbook says how to take it back",
+                   {"FILE": path}) for path, why in reading.denied]  # fmt: skip
     found += [fail("state", f"{path} does not parse ({why})", "restore-after-crash",
                    data={"FILE": path}) for path, why in reading.unreadable]  # fmt: skip
     problems = [f for f in found if f is not None]

@@ -207,6 +207,37 @@ def test_clusters_and_use_show_the_variable(empty_home, monkeypatch, capsys):
     assert Contexts().current() == "alpha"
 
 
+@pytest.mark.parametrize(
+    ("chosen", "note"),
+    [
+        ("beta", "CLUSTERKIT_CLUSTER=beta picks the cluster in this shell, not alpha: unset it to "
+                 "act on alpha"),
+        ("alpha", "CLUSTERKIT_CLUSTER=alpha picks the cluster in this shell"),
+        (None, None),
+    ],
+)  # fmt: skip
+def test_up_says_when_the_variable_picks_the_cluster(tmp_path, monkeypatch, capsys, chosen,
+                                                     note):  # fmt: skip
+    """`up` brings up the spec's cluster, but the commands after it act on the one
+    $CLUSTERKIT_CLUSTER names: it says so, as `clusters` does (the cluster itself is not
+    started here: `lifecycle.up` answers as it would)."""
+    from clusterkit import lifecycle
+
+    spec = tmp_path / "clusterkit.yaml"
+    spec.write_text("name: alpha\n")
+    done = lifecycle.UpReport("alpha", "local", True, "cluster 'alpha' is up", 1.0, {}, {},
+                              str(tmp_path))  # fmt: skip
+    monkeypatch.setattr(lifecycle, "up", lambda *a, **k: done)
+    if chosen is not None:
+        monkeypatch.setenv("CLUSTERKIT_CLUSTER", chosen)
+    for json_flag in ([], ["--json"]):
+        assert cli.main(["up", "--spec", str(spec), *json_flag]) == 0
+        captured = capsys.readouterr()
+        said = [line for line in captured.err.splitlines() if "CLUSTERKIT_CLUSTER" in line]
+        assert said == ([f"· {note}"] if note else []), captured.err
+        assert "CLUSTERKIT_CLUSTER" not in captured.out  # --json's stdout stays JSON
+
+
 def test_help_names_the_variables(capsys):
     assert cli.main(["status", "--help"]) == 0
     assert "$CLUSTERKIT_CLUSTER" in capsys.readouterr().out

@@ -7,6 +7,10 @@ Each block runs in a shell of its own, in the environment the previous one left 
 step's ``export JAVA_HOME=...`` holds for the next block and for doctor after them, as in the
 operator's shell); a shell variable a block sets (``eval "$(clusterkit doctor --vars ...)"``)
 does not, so a block that needs one sets it itself.
+
+Where a page leaves a choice to the operator after its steps (job-out-of-memory: how much
+smaller to run the job again), the test makes it (``operator``), as the page's prose says,
+before doctor looks again.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,10 +85,12 @@ def run_block(block: str, env: dict[str, str], cwd: Path) -> dict[str, str]:
 
 
 def rehearse(runbook: str, check: str, *, env: dict[str, str], cwd: Path,
-             statuses: tuple[str, ...] = ("fail",), clean: bool = True) -> Rehearsed:  # fmt: skip
+             statuses: tuple[str, ...] = ("fail",), clean: bool = True,
+             operator: Callable[[dict[str, str]], None] | None = None) -> Rehearsed:  # fmt: skip
     """With the incident provoked: doctor's ``check`` names ``runbook`` with one of
-    ``statuses``; the page's steps run; then ``check`` has no WARN or FAIL. With ``clean``,
-    doctor then exits 0 and the page's confirm blocks run and exit 0 too."""
+    ``statuses``; the page's steps run (then ``operator``, given the environment they left,
+    does what the page leaves to the operator); then ``check`` has no WARN or FAIL. With
+    ``clean``, doctor then exits 0 and the page's confirm blocks run and exit 0 too."""
     page = page_of(runbook)
     _, before = doctor(env, cwd)
     found = naming(before, check, runbook)
@@ -94,6 +101,8 @@ def rehearse(runbook: str, check: str, *, env: dict[str, str], cwd: Path,
     after_env = kit_env(env)
     for block in blocks:
         after_env = run_block(block, after_env, cwd)
+    if operator is not None:
+        operator(after_env)
     code, after = doctor(after_env, cwd)
     assert not naming(after, check), f"after the steps of {page.name}: {naming(after, check)}"
     if clean:
