@@ -23,6 +23,8 @@ RUNBOOKS = (
     "restore-after-crash",
     "service-dead",
     "run-stuck",
+    "operator-ip-changed",
+    "left-billing",
 )
 
 
@@ -30,7 +32,8 @@ RUNBOOKS = (
 VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*")
 #: Every variable a finding may carry: ``--vars`` unsets them all first, so a value an
 #: earlier runbook left in the operator's shell is never acted on.
-VARIABLES = ("PORT", "PID", "PROCESS", "RUN", "SERVICE", "LOG", "STATE_DIR", "FOLDER", "FILE")
+VARIABLES = ("PORT", "PID", "PROCESS", "RUN", "SERVICE", "LOG", "STATE_DIR", "FOLDER", "FILE",
+             "CLUSTER", "CLUSTER_ID", "REGION", "CIDR")  # fmt: skip
 UNSET = "unset " + " ".join(VARIABLES)
 
 
