@@ -356,6 +356,13 @@ def down(
         typer.Option(help="aws: remove by tag, with no state here (needs --cluster)"),
     ] = None,
     region: Annotated[str | None, typer.Option(help="with --provider aws: the region")] = None,
+    cluster_id: Annotated[
+        str | None,
+        typer.Option(
+            help="with --provider aws: only what carries this clusterkit:cluster-id "
+            "(doctor's orphans line names it); no state is touched"
+        ),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -364,15 +371,18 @@ def down(
         typer.confirm(
             "--purge deletes the cluster's data, logs and run history. Go on?", abort=True
         )
+    if cluster_id is not None and provider is None:
+        raise BadInput("--cluster-id goes with --provider aws --cluster NAME")
     if provider is not None:
         if provider != "aws" or not cluster_name:
             raise BadInput("--provider aws --cluster NAME [--region R] removes an AWS "
                            "cluster by its tag; other providers need no --provider")  # fmt: skip
         if not yes:
-            typer.confirm(f"Remove everything tagged clusterkit:cluster={cluster_name} in "
-                          f"{region or 'the default region'}?", abort=True)  # fmt: skip
+            tagged = f" and clusterkit:cluster-id={cluster_id}" if cluster_id else ""
+            typer.confirm(f"Remove everything tagged clusterkit:cluster={cluster_name}{tagged} "
+                          f"in {region or 'the default region'}?", abort=True)  # fmt: skip
         swept = cloud.down_by_tag(cluster_name, region=region, say=_say,
-                                  confirm=_asker(yes))  # fmt: skip
+                                  confirm=_asker(yes), cluster_id=cluster_id)  # fmt: skip
         _print_json(swept) if as_json else out.print(swept["message"])
         return
     report = lifecycle.down(cluster_name, purge=purge, say=_say, confirm=_asker(yes))

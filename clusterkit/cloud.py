@@ -14,13 +14,14 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from clusterkit.core.errors import ClusterkitError
+from clusterkit.core.errors import BadInput, ClusterkitError
 from clusterkit.core.lock import cluster_lock
 from clusterkit.core.spec import check_name
 from clusterkit.core.state import ClusterPaths, Contexts, default_state_dir
 from clusterkit.providers.aws import access, accrued, pricing, sweep
 from clusterkit.providers.aws import preflight as aws_preflight
 from clusterkit.providers.aws.provider import AwsProvider
+from clusterkit.providers.aws.tags import ID_PATTERN, ID_TAG_KEY
 
 
 def _aws_cluster(name: str | None) -> tuple[str, ClusterPaths, dict[str, Any]]:
@@ -78,7 +79,8 @@ def cost(name: str | None, *, now: float | None = None) -> dict[str, Any]:
 
 
 def down_by_tag(name: str, *, region: str | None, say: Callable[[str], None],
-                confirm: sweep.Confirm | None = None) -> dict[str, Any]:  # fmt: skip
+                confirm: sweep.Confirm | None = None,
+                cluster_id: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Remove the AWS resources tagged with cluster ``name`` in ``region``, with no state
     needed (it was lost, or is on another machine); ClusterkitError names what is left.
 
@@ -86,7 +88,7 @@ def down_by_tag(name: str, *, region: str | None, say: Callable[[str], None],
     name is left (and said). ``confirm`` is asked the sweep's own questions (what is found by
     the name alone, or outside the recorded VPC); None: the caller has asked "remove
     everything tagged NAME?" already (the CLI does), and that answer stands for them, each
-    said."""
+    said. With ``cluster_id``, only what carries that id too (:func:`down_by_id`)."""
     t0 = time.monotonic()
     paths = ClusterPaths(default_state_dir(check_name(name, what="--cluster"), None))
 
@@ -94,6 +96,10 @@ def down_by_tag(name: str, *, region: str | None, say: Callable[[str], None],
         say(f"{question} yes: everything tagged {name} was to go")
         return True
 
+    if cluster_id is not None:
+        swept = down_by_id(name, cluster_id, region=region, say=say,
+                           confirm=confirm or asked_before)  # fmt: skip
+        return {**swept, "elapsed_s": round(time.monotonic() - t0, 2)}
     # a state folder of that name here: its lock, so no `up` of it runs meanwhile
     guard = cluster_lock(paths.root, "down") if paths.root.is_dir() else contextlib.nullcontext()
     with guard:
@@ -104,3 +110,39 @@ def down_by_tag(name: str, *, region: str | None, say: Callable[[str], None],
     message = f"cluster {name!r} is down: {what}"
     return {"cluster": name, "changed": bool(removed), "message": message, "removed": removed,
             "elapsed_s": round(time.monotonic() - t0, 2)}  # fmt: skip
+
+
+def down_by_id(name: str, cluster_id: str, *, region: str | None, say: Callable[[str], None],
+               confirm: sweep.Confirm) -> dict[str, Any]:  # fmt: skip
+    """Remove what carries cluster ``name``'s tag and ``cluster_id`` in ``region``, by tag
+    alone: no state folder is read for it or changed, no Terraform runs (what a lost state
+    left, while another cluster of the name, or none, has a state here). What lies in that
+    id's VPC goes; anything outside it only with ``confirm``'s yes. BadInput when the id is
+    not one, or is the id a state of this machine records for ``name`` (``clusterkit down
+    --cluster NAME`` takes that one down, Terraform first); ClusterkitError names what is
+    left."""
+    if not ID_PATTERN.fullmatch(cluster_id):
+        raise BadInput(f"--cluster-id {cluster_id!r} is not a cluster id: 12 hex characters, "
+                       f"as the {ID_TAG_KEY} tag holds (`clusterkit doctor` names it)")  # fmt: skip
+    folders = {default_state_dir(name, None), *(p for n, p in Contexts().clusters().items()
+                                                 if n == name)}  # fmt: skip
+    for folder in sorted(folders):
+        if folder.is_dir() and AwsProvider().recorded_id(ClusterPaths(folder)) == cluster_id:
+            raise BadInput(f"{cluster_id} is the id of cluster {name!r} whose state is {folder}: "
+                           f"take it down with `clusterkit down --cluster {name}`")  # fmt: skip
+    ec2 = aws_preflight.session(region).client("ec2")
+    vpcs = [t.id for t in sweep.find(ec2, name) if t.kind == "vpc" and t.cluster_id == cluster_id]
+    scope = sweep.Scope(name, cluster_id, vpcs[0] if len(vpcs) == 1 else None)
+    swept = sweep.remove(ec2, scope, say=say, confirm=confirm)
+    why = {t.id: reason for t, reason in swept.skipped}
+    left = [f"{t} ({why[t.id]})" if t.id in why else str(t) for t in sweep.ours(ec2, scope)]
+    if left:
+        raise ClusterkitError(
+            f"cluster {name!r} ({ID_TAG_KEY}={cluster_id}): still in AWS: {', '.join(left)}; "
+            f"remove them in the EC2 console, or run the same command again"
+        )
+    removed = [str(t) for t in swept.removed]
+    what = f"removed {', '.join(removed)}" if removed else "nothing tagged with it was left"
+    return {"cluster": name, "cluster_id": cluster_id, "changed": bool(removed),
+            "message": f"cluster {name!r} ({ID_TAG_KEY}={cluster_id}) is gone: {what}",
+            "removed": removed}  # fmt: skip

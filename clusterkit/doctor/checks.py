@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from clusterkit.cluster import Cluster
 from clusterkit.core import state
 from clusterkit.core.spec import Spec
-from clusterkit.doctor import cluster_checks, machine, ports, state_files, stuck_runs
+from clusterkit.doctor import aws_checks, cluster_checks, machine, ports, state_files, stuck_runs
 from clusterkit.doctor.report import Finding, Report, warn
 from clusterkit.doctor.target import KINDS, Target, find_target, recorded_python
 
@@ -27,21 +27,26 @@ EVERY = frozenset(KINDS)
 #: This machine's own services: no cluster yet (what ``up`` will need) or the local one.
 HERE = frozenset({"none", "local"})
 LOCAL = frozenset({"local"})
+#: An AWS cluster known here, or none yet (then only when the spec's provider is aws).
+AWS = frozenset({"none", "aws"})
 
 
 @dataclass(frozen=True)
 class Check(Generic[R]):
     """One check: ``read`` (the machine -> readings) then ``judge`` (readings -> findings,
-    pure), where the cluster's kind is in ``kinds`` (and, with ``needs_up``, it is up)."""
+    pure), where the cluster's kind is in ``kinds`` (and, with ``needs_up``, it is up; with
+    ``when``, it says so of the target)."""
 
     name: str
     kinds: frozenset[str]
     read: Callable[[Target], R]
     judge: Callable[[R], list[Finding]]
     needs_up: bool = False
+    when: Callable[[Target], bool] | None = None
 
     def applies(self, target: Target) -> bool:
-        return target.kind in self.kinds and (target.up or not self.needs_up)
+        return (target.kind in self.kinds and (target.up or not self.needs_up)
+                and (self.when is None or self.when(target)))  # fmt: skip
 
     def run(self, target: Target) -> list[Finding]:
         """Its findings; a reading or judgement that raised is a WARN saying so (doctor
@@ -88,6 +93,14 @@ CHECKS: list[Check[Any]] = [
     Check("services", LOCAL, cluster_checks.read_services, cluster_checks.judge_services,
           needs_up=True),
     Check("runs", LOCAL, stuck_runs.read_runs, stuck_runs.judge_runs),
+    # AWS (aws_checks.py): its account, key pair, SSH rule, and what no state here knows
+    Check("aws", AWS, aws_checks.read_aws, aws_checks.judge_aws, when=aws_checks.applies),
+    Check("keypair", AWS, aws_checks.read_keypair, aws_checks.judge_keypair,
+          when=aws_checks.applies),
+    Check("sshrule", AWS, aws_checks.read_sshrule, aws_checks.judge_sshrule,
+          when=aws_checks.applies),
+    Check("orphans", AWS, aws_checks.read_orphans, aws_checks.judge_orphans,
+          when=aws_checks.applies),
 ]  # fmt: skip
 
 

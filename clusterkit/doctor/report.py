@@ -24,6 +24,8 @@ RUNBOOKS = (
     "service-dead",
     "run-stuck",
     "job-out-of-memory",
+    "operator-ip-changed",
+    "left-billing",
 )
 
 
@@ -31,7 +33,8 @@ RUNBOOKS = (
 VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*")
 #: Every variable a finding may carry: ``--vars`` unsets them all first, so a value an
 #: earlier runbook left in the operator's shell is never acted on.
-VARIABLES = ("PORT", "PID", "PROCESS", "RUN", "SERVICE", "LOG", "STATE_DIR", "FOLDER", "FILE")
+VARIABLES = ("PORT", "PID", "PROCESS", "RUN", "SERVICE", "LOG", "STATE_DIR", "FOLDER", "FILE",
+             "CLUSTER", "CLUSTER_ID", "REGION", "CIDR")  # fmt: skip
 UNSET = "unset " + " ".join(VARIABLES)
 
 

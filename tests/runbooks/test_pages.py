@@ -30,7 +30,8 @@ from tests.runbooks.pages import (
 SECTIONS = ["Symptom", "What doctor says", "Steps", "Confirm"]
 #: The variables doctor's findings carry (``clusterkit doctor --vars``): a block that uses one
 #: sets it first.
-VARIABLES = ("PORT", "PID", "PROCESS", "RUN", "SERVICE", "LOG", "STATE_DIR", "FOLDER", "FILE")
+VARIABLES = ("PORT", "PID", "PROCESS", "RUN", "SERVICE", "LOG", "STATE_DIR", "FOLDER", "FILE",
+             "CLUSTER", "CLUSTER_ID", "REGION", "CIDR")  # fmt: skip
 PAGES = pages()
 
 

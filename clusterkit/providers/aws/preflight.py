@@ -24,6 +24,8 @@ from clusterkit.providers.aws import terraform
 
 #: Answers with the caller's public IPv4 address (AWS's own service).
 CHECKIP_URL = "https://checkip.amazonaws.com"
+#: Another service answering the same way, when AWS's is blocked (its URL).
+CHECKIP_ENV = "CLUSTERKIT_CHECKIP_URL"
 #: The python3 each image family ships (infra/main.tf's images).
 IMAGE_PYTHON = {"debian-12": "3.11", "ubuntu-24.04": "3.12"}
 #: The EC2 quotas (Service Quotas codes) the nodes count against, in vCPUs: on-demand and
@@ -142,8 +144,16 @@ def check_key_pair(sess: Any, *, key_name: str, public_key: Path, managed: bool)
     return text
 
 
+def checkip_url() -> str:
+    """Where this machine's public address is asked: ``$CLUSTERKIT_CHECKIP_URL``, else
+    AWS's checkip service."""
+    return os.environ.get(CHECKIP_ENV) or CHECKIP_URL
+
+
 def detect_operator_ip(fetch: Callable[[str], str] | None = None) -> str:
-    """This machine's public IPv4 address, asked of AWS's checkip service."""
+    """This machine's public IPv4 address, asked of :func:`checkip_url` (one line, the
+    address)."""
+    url = checkip_url()
     if fetch is None:
         import requests
 
@@ -151,11 +161,11 @@ def detect_operator_ip(fetch: Callable[[str], str] | None = None) -> str:
             return requests.get(url, timeout=10).text
 
     try:
-        answer = fetch(CHECKIP_URL).strip()
+        answer = fetch(url).strip()
         return str(ipaddress.IPv4Address(answer))
     except Exception as exc:
         raise AwsPreflightError(
-            f"could not detect this machine's public IP from {CHECKIP_URL} ({exc}); give it: "
+            f"could not detect this machine's public IP from {url} ({exc}); give it: "
             f"aws.operator_cidr: 81.2.69.160/32 in the spec (allow-ip: the CIDR argument)"
         ) from exc
 

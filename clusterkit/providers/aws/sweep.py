@@ -50,13 +50,14 @@ Confirm = Callable[[str], bool]
 @dataclass(frozen=True)
 class Tagged:
     """One AWS resource tagged with the cluster's name: its kind, id, Name tag, cluster id
-    tag ("" when it has none) and VPC ("" for kinds that live in no VPC)."""
+    tag ("" when it has none), VPC ("" for kinds that live in no VPC) and cluster name tag."""
 
     kind: str
     id: str
     name: str = ""
     cluster_id: str = ""
     vpc: str = ""
+    cluster: str = ""
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id}" + (f" ({self.name})" if self.name else "")
@@ -120,14 +121,14 @@ def _tagged(kind: str, rid: str, tags: list[dict[str, str]] | None, *, name: str
             vpc: str = "") -> Tagged:  # fmt: skip
     """A :class:`Tagged` from an EC2 ``Tags`` list (its Name, unless ``name`` is given)."""
     label = tag_value(tags, "Name") if name is None else name
-    return Tagged(kind, rid, label, tag_value(tags, ID_TAG_KEY), vpc)
+    return Tagged(kind, rid, label, tag_value(tags, ID_TAG_KEY), vpc, tag_value(tags, TAG_KEY))
 
 
-def find(ec2: Any, cluster: str) -> list[Tagged]:
-    """Every resource tagged ``clusterkit:cluster = cluster`` (of any cluster id) in the
-    client's region, in removal order. Terminated instances are gone already and not
-    listed."""
-    f = tag_filter(cluster)
+def find(ec2: Any, cluster: str | None) -> list[Tagged]:
+    """Every resource tagged ``clusterkit:cluster = cluster`` (of any cluster id; None: of
+    any cluster) in the client's region, in removal order. Terminated instances are gone
+    already and not listed."""
+    f = tag_filter(cluster) if cluster is not None else [{"Name": "tag-key", "Values": [TAG_KEY]}]
     live = [*f, {"Name": "instance-state-name", "Values": LIVE_STATES}]
     found = [
         _tagged("instance", i["InstanceId"], i.get("Tags"), vpc=i.get("VpcId", ""))
