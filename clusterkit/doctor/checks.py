@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from clusterkit.cluster import Cluster
 from clusterkit.core import state
 from clusterkit.core.spec import Spec
-from clusterkit.doctor import cluster_checks, machine, ports, state_files, stuck_runs
+from clusterkit.doctor import (
+    cluster_checks,
+    machine,
+    node_services,
+    nodes,
+    ports,
+    state_files,
+    stuck_runs,
+)
 from clusterkit.doctor.report import Finding, Report, warn
 from clusterkit.doctor.target import KINDS, Target, find_target, recorded_python
 
@@ -27,6 +35,8 @@ EVERY = frozenset(KINDS)
 #: This machine's own services: no cluster yet (what ``up`` will need) or the local one.
 HERE = frozenset({"none", "local"})
 LOCAL = frozenset({"local"})
+#: Clusters of nodes reached over SSH: the rehearsal and AWS.
+REMOTE = frozenset({"netns", "aws"})
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,22 @@ CHECKS: list[Check[Any]] = [
     Check("services", LOCAL, cluster_checks.read_services, cluster_checks.judge_services,
           needs_up=True),
     Check("runs", LOCAL, stuck_runs.read_runs, stuck_runs.judge_runs),
+    # the remote nodes (the SSH probe first: the others act on the nodes it reached)
+    Check("ssh", REMOTE, nodes.probe, nodes.judge_ssh, needs_up=True),
+    Check("clock", REMOTE, nodes.read_clock, nodes.judge_clock, needs_up=True),
+    Check("pythons", REMOTE, nodes.read_pythons, nodes.judge_pythons, needs_up=True),
+    Check("nat", REMOTE, node_services.read_nat, node_services.judge_nat, needs_up=True),
+    Check("hdfs", REMOTE, node_services.read_hdfs, node_services.judge_hdfs, needs_up=True),
+    Check("idle", REMOTE, node_services.read_idle, node_services.judge_idle, needs_up=True),
+    Check("drift", REMOTE, node_services.skip_drift, node_services.judge_drift, needs_up=True),
 ]  # fmt: skip
+
+
+def with_drift(checks: Sequence[Check[Any]]) -> list[Check[Any]]:
+    """``checks`` with the drift check running the playbooks in check mode (``doctor
+    --drift``: a minute or more) instead of saying it was not asked for."""
+    return [replace(c, read=node_services.read_drift) if c.read is node_services.skip_drift
+            else c for c in checks]  # fmt: skip
 
 
 def run_doctor(

@@ -23,6 +23,11 @@ RUNBOOKS = (
     "restore-after-crash",
     "service-dead",
     "run-stuck",
+    # the remote nodes' (clusterkit/doctor/nodes.py, node_services.py)
+    "node-unreachable",
+    "provisioning-failed",
+    "hdfs-safe-mode",
+    "clock-skew",
 )
 
 
@@ -30,7 +35,8 @@ RUNBOOKS = (
 VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*")
 #: Every variable a finding may carry: ``--vars`` unsets them all first, so a value an
 #: earlier runbook left in the operator's shell is never acted on.
-VARIABLES = ("PORT", "PID", "PROCESS", "RUN", "SERVICE", "LOG", "STATE_DIR", "FOLDER", "FILE")
+VARIABLES = ("PORT", "PID", "PROCESS", "RUN", "SERVICE", "LOG", "STATE_DIR", "FOLDER", "FILE",
+             "CLUSTER", "PROVIDER", "NODE", "ADDRESS", "KNOWN_HOSTS")  # fmt: skip
 UNSET = "unset " + " ".join(VARIABLES)
 
 

@@ -8,9 +8,10 @@ Nothing here starts anything: the cluster's state files are read, and its servic
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -24,6 +25,8 @@ from clusterkit.services.health import ServiceHealth
 #: What a check can apply to: the cluster's provider, or "none" when the kit knows no cluster
 #: (or cannot tell which provider a cluster that is down had).
 KINDS = ("none", "local", "netns", "aws")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Target:
     why: str = ""
     broken: Path | None = None
     _health: Health | None = field(default=None, repr=False)
+    _shared: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def status(self) -> str:
@@ -87,6 +91,14 @@ class Target:
             else:
                 self._health = Health(rows, found)
         return self._health
+
+    def shared(self, key: str, read: Callable[[], T]) -> T:
+        """A reading several checks share (the nodes' SSH probe), made by ``read`` the first
+        time ``key`` is asked for and the same object after."""
+        if key not in self._shared:
+            self._shared[key] = read()
+        found: T = self._shared[key]
+        return found
 
 
 def saved_spec(paths: ClusterPaths) -> Spec | None:

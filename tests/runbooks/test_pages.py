@@ -30,7 +30,8 @@ from tests.runbooks.pages import (
 SECTIONS = ["Symptom", "What doctor says", "Steps", "Confirm"]
 #: The variables doctor's findings carry (``clusterkit doctor --vars``): a block that uses one
 #: sets it first.
-VARIABLES = ("PORT", "PID", "PROCESS", "RUN", "SERVICE", "LOG", "STATE_DIR", "FOLDER", "FILE")
+VARIABLES = ("PORT", "PID", "PROCESS", "RUN", "SERVICE", "LOG", "STATE_DIR", "FOLDER", "FILE",
+             "CLUSTER", "PROVIDER", "NODE", "ADDRESS", "KNOWN_HOSTS")  # fmt: skip
 PAGES = pages()
 
 
