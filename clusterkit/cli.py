@@ -59,7 +59,7 @@ from clusterkit.core.spec import (
 )
 from clusterkit.core.state import CLUSTER_ENV, Contexts
 from clusterkit.core.versions import kit_commit, kit_version
-from clusterkit.doctor import RUNBOOKS, render_lines, run_doctor, shell_vars
+from clusterkit.doctor import CHECKS, RUNBOOKS, render_lines, run_doctor, shell_vars, with_drift
 from clusterkit.doctor.report import UNSET
 from clusterkit.runs.compare import check_checksums
 from clusterkit.runs.launcher import Runs
@@ -1311,6 +1311,14 @@ def doctor(
             '`eval "$(clusterkit doctor --vars RUNBOOK)"`; exit 1 when no finding names it',
         ),
     ] = None,
+    drift: Annotated[
+        bool,
+        typer.Option(
+            "--drift",
+            help="also run the playbooks in check mode on a remote cluster "
+            "(a minute or more): what a provision would change",
+        ),
+    ] = False,
 ) -> None:
     """Check this machine and the cluster: one line per check (OK, WARN or FAIL), what it
     saw and the runbook to follow (docs/runbooks/); exit 1 on any FAIL. With no cluster
@@ -1325,7 +1333,8 @@ def doctor(
     except ClusterkitError as exc:
         spec = None
         _say(f"{exc}; the default spec's ports and Java are checked")
-    report = run_doctor(None, name=cluster_name, spec=spec)
+    report = run_doctor(None, name=cluster_name, spec=spec,
+                        checks=with_drift(CHECKS) if drift else None)  # fmt: skip
     if runbook is not None:
         found = shell_vars(report, runbook)
         if found is None:  # `false`: an eval of it fails (and stops a `set -e` script)

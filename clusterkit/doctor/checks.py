@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from clusterkit.cluster import Cluster
 from clusterkit.core import state
 from clusterkit.core.spec import Spec
-from clusterkit.doctor import aws_checks, cluster_checks, machine, ports, state_files, stuck_runs
+from clusterkit.doctor import (
+    aws_checks,
+    cluster_checks,
+    machine,
+    node_services,
+    nodes,
+    ports,
+    state_files,
+    stuck_runs,
+)
 from clusterkit.doctor.report import Finding, Report, warn
 from clusterkit.doctor.target import KINDS, Target, find_target, recorded_python
 
@@ -27,6 +36,8 @@ EVERY = frozenset(KINDS)
 #: This machine's own services: no cluster yet (what ``up`` will need) or the local one.
 HERE = frozenset({"none", "local"})
 LOCAL = frozenset({"local"})
+#: Clusters of nodes reached over SSH: the rehearsal and AWS.
+REMOTE = frozenset({"netns", "aws"})
 #: An AWS cluster known here, or none yet (then only when the spec's provider is aws).
 AWS = frozenset({"none", "aws"})
 
@@ -93,6 +104,14 @@ CHECKS: list[Check[Any]] = [
     Check("services", LOCAL, cluster_checks.read_services, cluster_checks.judge_services,
           needs_up=True),
     Check("runs", LOCAL, stuck_runs.read_runs, stuck_runs.judge_runs),
+    # the remote nodes (the SSH probe first: the others act on the nodes it reached)
+    Check("ssh", REMOTE, nodes.probe, nodes.judge_ssh, needs_up=True),
+    Check("clock", REMOTE, nodes.read_clock, nodes.judge_clock, needs_up=True),
+    Check("pythons", REMOTE, nodes.read_pythons, nodes.judge_pythons, needs_up=True),
+    Check("nat", REMOTE, node_services.read_nat, node_services.judge_nat, needs_up=True),
+    Check("hdfs", REMOTE, node_services.read_hdfs, node_services.judge_hdfs, needs_up=True),
+    Check("idle", REMOTE, node_services.read_idle, node_services.judge_idle, needs_up=True),
+    Check("drift", REMOTE, node_services.skip_drift, node_services.judge_drift, needs_up=True),
     # AWS (aws_checks.py): its account, key pair, SSH rule, and what no state here knows
     Check("aws", AWS, aws_checks.read_aws, aws_checks.judge_aws, when=aws_checks.applies),
     Check("keypair", AWS, aws_checks.read_keypair, aws_checks.judge_keypair,
@@ -102,6 +121,13 @@ CHECKS: list[Check[Any]] = [
     Check("orphans", AWS, aws_checks.read_orphans, aws_checks.judge_orphans,
           when=aws_checks.applies),
 ]  # fmt: skip
+
+
+def with_drift(checks: Sequence[Check[Any]]) -> list[Check[Any]]:
+    """``checks`` with the drift check running the playbooks in check mode (``doctor
+    --drift``: a minute or more) instead of saying it was not asked for."""
+    return [replace(c, read=node_services.read_drift) if c.read is node_services.skip_drift
+            else c for c in checks]  # fmt: skip
 
 
 def run_doctor(

@@ -26,6 +26,11 @@ RUNBOOKS = (
     "job-out-of-memory",
     "operator-ip-changed",
     "left-billing",
+    # the remote nodes' (clusterkit/doctor/nodes.py, node_services.py)
+    "node-unreachable",
+    "provisioning-failed",
+    "hdfs-safe-mode",
+    "clock-skew",
 )
 
 
@@ -34,7 +39,8 @@ VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*")
 #: Every variable a finding may carry: ``--vars`` unsets them all first, so a value an
 #: earlier runbook left in the operator's shell is never acted on.
 VARIABLES = ("PORT", "PID", "PROCESS", "RUN", "SERVICE", "LOG", "STATE_DIR", "FOLDER", "FILE",
-             "CLUSTER", "CLUSTER_ID", "REGION", "CIDR")  # fmt: skip
+             "CLUSTER", "CLUSTER_ID", "REGION", "CIDR", "PROVIDER", "NODE", "ADDRESS",
+             "KNOWN_HOSTS")  # fmt: skip
 UNSET = "unset " + " ".join(VARIABLES)
 
 

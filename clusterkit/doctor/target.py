@@ -8,9 +8,10 @@ Nothing here starts anything: the cluster's state files are read, and its servic
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic
 import yaml
@@ -32,6 +33,8 @@ KINDS = ("none", "local", "netns", "aws")
 #: cannot be opened (``permissions``: its owner or mode), or another version of the kit wrote
 #: it (``version``: another layout, or other Spark, Ray or Python versions than this kit's).
 PROBLEMS = ("damaged", "permissions", "version")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class Target:
     problem: str = ""
     gone: list[str] = field(default_factory=list)
     _health: Health | None = field(default=None, repr=False)
+    _shared: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def status(self) -> str:
@@ -102,6 +106,14 @@ class Target:
             else:
                 self._health = Health(rows, found)
         return self._health
+
+    def shared(self, key: str, read: Callable[[], T]) -> T:
+        """A reading several checks share (the nodes' SSH probe), made by ``read`` the first
+        time ``key`` is asked for and the same object after."""
+        if key not in self._shared:
+            self._shared[key] = read()
+        found: T = self._shared[key]
+        return found
 
 
 def saved_spec(paths: ClusterPaths) -> Spec | None:

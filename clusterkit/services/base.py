@@ -28,11 +28,13 @@ class Stopped:
 @dataclass(frozen=True)
 class Provisioned:
     """What a run of the playbooks did: the tasks that ran and, per host, those that
-    changed something (all zero when nothing had drifted)."""
+    changed something (all zero when nothing had drifted), and which (``changed_tasks``; in
+    check mode, those that would)."""
 
     tasks: int
     ok: dict[str, int]
     changed: dict[str, int]
+    changed_tasks: list[str] = field(default_factory=list)  # "host: task", in order
 
     @property
     def total_changed(self) -> int:

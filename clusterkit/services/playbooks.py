@@ -140,6 +140,7 @@ class _Events:
     def __init__(self, say: Callable[[str], None]) -> None:
         self.say, self.tasks = say, 0
         self.failures: list[str] = []
+        self.changed: list[str] = []
         self.stats: dict[str, Any] = {}
 
     def on_event(self, event: dict[str, Any]) -> bool:
@@ -148,6 +149,8 @@ class _Events:
         if kind == "runner_on_ok":
             self.tasks += 1
             state = "changed" if data.get("res", {}).get("changed") else "ok"
+            if state == "changed":
+                self.changed.append(f"{data.get('host')}: {data.get('task')}")
             self.say(f"{data.get('host')}: {data.get('task')} ({state})")
         elif kind in FAILED_EVENTS and not data.get("ignore_errors"):
             self.failures.append(_failure(event))
@@ -157,7 +160,7 @@ class _Events:
 
     def report(self) -> Provisioned:
         ok, changed = self.stats.get("ok") or {}, self.stats.get("changed") or {}
-        return Provisioned(self.tasks, dict(ok), dict(changed))
+        return Provisioned(self.tasks, dict(ok), dict(changed), list(self.changed))
 
 
 def run_playbook(
@@ -169,11 +172,15 @@ def run_playbook(
     say: Callable[[str], None] = lambda _: None,
     limit: list[str] | None = None,
     facts: Path | None = None,
+    check: bool = False,
 ) -> Provisioned:
     """Run ``playbook`` on ``inventory`` (a dict in Ansible's YAML inventory shape) with
     ``extravars``, which may hold secrets: they reach ansible-playbook only in a 0600 file
     (``-e @file``), never on its command line or in its environment. ``limit``: only these
-    hosts (None: all); ``facts``: the folder of the hosts' fact cache (None: no cache).
+    hosts (None: all); ``facts``: the folder of the hosts' fact cache (None: no cache);
+    ``check``: Ansible's check mode (``--check``): nothing is changed, the report counts and
+    names what would be (not ``--diff``: the roles' templates and files hold the cluster's
+    secrets, and their diffs would carry them through Ansible's events).
 
     ``work_dir`` is the run's own (ansible-runner's private data folder, mode 0700): emptied
     first, so nothing of an earlier run is reused, and removed afterwards, artifacts and all,
@@ -199,6 +206,7 @@ def run_playbook(
             playbook=str(playbook),
             inventory=inventory,
             limit=",".join(limit) if limit else None,
+            cmdline="--check" if check else None,
             event_handler=events.on_event,
             quiet=True,
             # an operator's ANSIBLE_CALLBACK_PLUGINS left out of the callback path it makes
@@ -398,6 +406,17 @@ class PlaybookServices:
             f"{report.tasks} tasks, {report.total_changed} changed")  # fmt: skip
         state.provisioned = {"tasks": report.tasks, "changed": report.changed}
         return report
+
+    def drift(self, state: ClusterState, paths: ClusterPaths, *,
+              say: Progress) -> Provisioned:  # fmt: skip
+        """The playbooks in check mode (``clusterkit doctor --drift``): what a provision would
+        change now, nothing changed (its own work folder, so a provision's is never touched;
+        the caller holds the cluster's lock)."""
+        wheel = build_wheel(paths.root / "dist")
+        extra = playbook_vars(state.spec, paths, python=state.node_python, wheel=wheel)
+        return run_playbook(self.inventory(state), work_dir=paths.root / "ansible-check",
+                            extravars=extra, say=say, facts=paths.root / "ansible-facts",
+                            check=True)  # fmt: skip
 
     def start(self, state: ClusterState, paths: ClusterPaths, *, say: Progress,
               timeout_s: float) -> None:  # fmt: skip

@@ -606,7 +606,8 @@ def test_the_runs_reader_finds_a_running_record_whose_supervisor_is_gone(tmp_pat
 def test_the_registry_names_each_check_once_with_known_kinds_and_runbooks():
     names = [c.name for c in CHECKS]
     assert names == ["cluster", "java", "python", "disk", "state", "ports", "processes",
-                     "services", "runs", "aws", "keypair", "sshrule", "orphans"]  # fmt: skip
+                     "services", "runs", "ssh", "clock", "pythons", "nat", "hdfs", "idle",
+                     "drift", "aws", "keypair", "sshrule", "orphans"]  # fmt: skip
     assert all(c.kinds <= set(KINDS) for c in CHECKS)
     assert len(RUNBOOKS) == len(set(RUNBOOKS))
 

@@ -188,6 +188,35 @@ def test_a_failed_run_is_reported_and_leaves_nothing(tmp_path: Path, recorded):
     assert recorded[0]["env"]["ANSIBLE_SSH_CONTROL_PATH_DIR"] != "/stale"
 
 
+WRITE = """\
+- name: Write a file
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Write it
+      ansible.builtin.copy:
+        dest: "{{ out }}"
+        mode: "0600"
+        content: "hello"
+"""
+
+
+def test_check_mode_names_what_would_change_and_changes_nothing(tmp_path: Path):
+    """``doctor --drift``'s run: the task that would write is named, nothing is written; once
+    written for real, check mode finds nothing to change."""
+    (tmp_path / "write.yml").write_text(WRITE)
+    out = tmp_path / "out.txt"
+    kwargs: dict[str, Any] = {"work_dir": tmp_path / "ansible", "playbook": tmp_path / "write.yml",
+                              "extravars": {"out": str(out)}}  # fmt: skip
+    would = run_playbook(LOCAL, check=True, **kwargs)
+    assert would.changed_tasks == ["localhost: Write it"] and would.total_changed == 1
+    assert not out.exists()
+    done = run_playbook(LOCAL, **kwargs)
+    assert done.changed_tasks == ["localhost: Write it"] and out.read_text() == "hello"
+    again = run_playbook(LOCAL, check=True, **kwargs)
+    assert again.changed_tasks == [] and again.total_changed == 0 and again.tasks == 1
+
+
 def test_an_error_before_any_task_is_named(tmp_path: Path):
     (tmp_path / "broken.yml").write_text("- name: Broken\n  hosts: all\n  tasks: [{bogus: 1}]\n")
     with pytest.raises(ProvisionError, match=r"ansible-playbook exited \d+: .*ERROR"):

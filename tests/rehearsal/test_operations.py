@@ -447,7 +447,8 @@ def test_lenet_trains_with_its_two_workers_on_two_nodes(rehearsal):
 def test_doctor_on_the_healthy_rehearsal_is_ok_everywhere(rehearsal: Rehearsal):
     report = rehearsal.ck_json("doctor")
     assert report["cluster"] == NAME and report["ok"] is True
-    assert {"cluster", "python", "disk", "state"} <= {c["check"] for c in report["checks"]}
+    assert {"cluster", "python", "disk", "state", "ssh", "clock", "pythons", "nat", "hdfs", "idle",
+            "drift"} <= {c["check"] for c in report["checks"]}  # fmt: skip
     assert [c for c in report["checks"] if c["status"] != "ok"] == [], report["checks"]
 
 

@@ -31,7 +31,8 @@ SECTIONS = ["Symptom", "What doctor says", "Steps", "Confirm"]
 #: The variables doctor's findings carry (``clusterkit doctor --vars``): a block that uses one
 #: sets it first.
 VARIABLES = ("PORT", "PID", "PROCESS", "RUN", "SERVICE", "LOG", "STATE_DIR", "FOLDER", "FILE",
-             "CLUSTER", "CLUSTER_ID", "REGION", "CIDR")  # fmt: skip
+             "CLUSTER", "CLUSTER_ID", "REGION", "CIDR", "PROVIDER", "NODE", "ADDRESS",
+             "KNOWN_HOSTS")  # fmt: skip
 PAGES = pages()
 
 
