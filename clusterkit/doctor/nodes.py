@@ -130,11 +130,15 @@ def _try_all(target: Target, nodes: list[Node], timeout_s: float) -> dict[str, R
     ``timeout_s`` are given up on (their threads end on their own)."""
     found: dict[str, Reach] = {}
 
+    def _via(node: Node) -> str | None:  # the jump node by name where the inventory knows it
+        jump = target.state.inventory.jump_node(node) if target.state else None
+        return jump.name if jump else node.jump_host
+
     def one(node: Node) -> None:
         try:
             found[node.name] = _try(target, node, timeout_s)
         except Exception as exc:  # what the runner did not expect: said, not lost to the thread
-            found[node.name] = Reach(node.name, node.ssh_host or node.address, node.jump_host,
+            found[node.name] = Reach(node.name, node.ssh_host or node.address, _via(node),
                                      problem=ERROR, why=f"{type(exc).__name__}: {exc}")  # fmt: skip
 
     threads = [threading.Thread(target=one, args=(n,), daemon=True, name=f"doctor-ssh-{n.name}")
@@ -146,8 +150,8 @@ def _try_all(target: Target, nodes: list[Node], timeout_s: float) -> dict[str, R
         thread.join(max(0.0, deadline - time.monotonic()))
     for node in nodes:
         if node.name not in found:
-            via = f" through {node.jump_host}" if node.jump_host else ""
-            found[node.name] = Reach(node.name, node.ssh_host or node.address, node.jump_host,
+            via = f" through {_via(node)}" if node.jump_host else ""
+            found[node.name] = Reach(node.name, node.ssh_host or node.address, _via(node),
                                      problem=TIMEOUT, why=f"no answer{via} within "
                                                           f"{timeout_s:g} s")  # fmt: skip
     return dict(found)
