@@ -122,8 +122,9 @@ def parse_job_args(job: Job, args: Sequence[str]) -> dict[str, Any]:
 
 
 def check_params(job: Job, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Parameters given as values (a run record's ``params``), checked as
-    :func:`parse_job_args` checks typed ones; a value equal to the default passes as it is.
+    """Parameters given as values (a run record's ``params``: values :meth:`Param.parse`
+    returned, which parse to themselves), checked as :func:`parse_job_args` checks typed
+    ones; a value equal to the default passes as it is.
     UnknownJob naming a parameter the job does not take (any more) or a value it refuses."""
     values: dict[str, Any] = {}
     for name, raw in params.items():
@@ -136,7 +137,7 @@ def check_params(job: Job, params: Mapping[str, Any]) -> dict[str, Any]:
             continue
         try:
             values[name] = param.parse(raw)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. an int param's Infinity
             raise UnknownJob(f"{flag} of job {job.name}: {exc}") from exc
     return values
 

@@ -51,7 +51,9 @@ def write_class(folder: Path, *, spec: Path | None = None, force: bool = False) 
     spec.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(spec, class_spec_text(), mode=0o644)
     files = [examples / "README.md"]
-    write_text_atomic(files[0], readme_text(spec_name=_relative(spec, folder)), mode=0o644)
+    inside = _inside(spec, folder)
+    readme = readme_text(spec_name=inside or str(spec.resolve()), outside=inside is None)
+    write_text_atomic(files[0], readme, mode=0o644)
     here = Path(__file__).parent
     for name in SCRIPTS:
         files.append(examples / name)
@@ -71,15 +73,23 @@ def pins() -> list[str]:
     return node_requirements()
 
 
-def readme_text(*, spec_name: str = SPEC_FILENAME) -> str:
-    """The handout's README: the steps in order, the scripts, and the versions pinned."""
+def readme_text(*, spec_name: str = SPEC_FILENAME, outside: bool = False) -> str:
+    """The handout's README: the steps in order, the scripts, and the versions pinned.
+    ``spec_name``: the spec's path from the class's folder (the one holding ``examples/``),
+    or with ``outside`` (a spec written elsewhere) the path it was written to."""
     versions = Spec().versions
     pinned = "\n".join(pins())
+    where = (
+        f"the folder that holds this `examples/` folder;\nthe spec is `{spec_name}`, outside "
+        "it (if your copy is elsewhere, give `up --spec` its path)"
+        if outside
+        else f"the folder that holds `{spec_name}` and this `examples/` folder"
+    )
     return f"""# The class's cluster: the steps
 
 Every team starts the same cluster from `{spec_name}` and runs the same steps, so the results
-compare across teams. Run the commands from the folder that holds `{spec_name}` and this
-`examples/` folder. `clusterkit COMMAND --help` says more about each.
+compare across teams. Run the commands from {where}. `clusterkit COMMAND --help` says more
+about each.
 
 ## 1. Start the cluster
 
@@ -153,8 +163,9 @@ Java {versions.java_min} or newer. Every node runs exactly these packages:
 """
 
 
-def _relative(path: Path, folder: Path) -> str:
+def _inside(path: Path, folder: Path) -> str | None:
+    """``path`` relative to ``folder`` when it is inside it, else None."""
     try:
-        return str(path.relative_to(folder))
+        return str(path.resolve().relative_to(folder.resolve()))
     except ValueError:
-        return str(path)
+        return None

@@ -22,8 +22,9 @@ class JobInputError(Exception):
 
 
 def parse_count(text: str | int) -> int:
-    """A count such as ``200k``, ``30M``, ``1.5m`` or ``1000``; must be positive."""
-    if isinstance(text, int):
+    """A count such as ``200k``, ``30M``, ``1.5m`` or ``1000`` (or an int: one already
+    parsed); must be positive."""
+    if isinstance(text, int) and not isinstance(text, bool):
         value = text
     else:
         match = _COUNT.match(str(text))
@@ -47,7 +48,8 @@ class Param:
     choices: tuple[str, ...] = ()
 
     def parse(self, raw: Any) -> Any:
-        """Convert ``raw`` (a string from the command line, or a JSON value) or raise ValueError."""
+        """Convert ``raw`` (a string from the command line, or a JSON value such as a run
+        record keeps: what ``parse`` returned, which parses to itself) or raise ValueError."""
         if self.kind == "count":
             return parse_count(raw)
         if self.kind == "int":
@@ -69,7 +71,10 @@ class Param:
         if self.kind == "words":  # a command line's words: a list, or a string split as sh does
             return [str(w) for w in raw] if isinstance(raw, list) else shlex.split(str(raw))
         if self.kind in ("choices", "counts"):  # a comma-separated list, e.g. spark,duckdb
-            items = [i.strip() for i in (raw.split(",") if isinstance(raw, str) else raw)]
+            if not isinstance(raw, (str, list, tuple)):
+                raise ValueError(f"{raw!r}: give a comma-separated list")
+            items = [i.strip() if isinstance(i, str) else i
+                     for i in (raw.split(",") if isinstance(raw, str) else raw)]  # fmt: skip
             if not items or "" in items:
                 raise ValueError(f"{raw!r}: give a comma-separated list without empty items")
             if self.kind == "counts":

@@ -80,6 +80,29 @@ def test_init_class_writes_a_spec_and_examples_that_work(tmp_path, capsys):
     assert f"Python {versions.python}" in readme
 
 
+def _ups(readme: str) -> list[list[str]]:
+    return [argv for argv in _commands(readme) if argv[0] == "up"]
+
+
+def test_the_readme_names_the_spec_written_inside_or_outside_the_class_folder(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["init", "--class", "course", "--path", "course/specs/class.yaml"]) == 0
+    readme = (tmp_path / "course" / "examples" / "README.md").read_text()
+    assert _ups(readme) == [["up", "--spec", "specs/class.yaml"]]  # from the class's folder
+    said = " ".join(readme.split())
+    assert "from the folder that holds `specs/class.yaml` and this `examples/` folder." in said
+    assert cli.main(["init", "--class", "other", "--path", "elsewhere/class.yaml"]) == 0
+    written = tmp_path / "elsewhere" / "class.yaml"
+    assert load_spec(written) == load_spec(None)
+    readme = (tmp_path / "other" / "examples" / "README.md").read_text()
+    assert _ups(readme) == [["up", "--spec", str(written.resolve())]]  # the path written
+    said = " ".join(readme.split())
+    assert "from the folder that holds this `examples/` folder; the spec is " in said
+    assert f"the spec is `{written.resolve()}`, outside it" in said
+
+
 def test_init_class_refuses_to_overwrite_without_force(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "examples").mkdir()

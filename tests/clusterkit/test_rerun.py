@@ -5,6 +5,7 @@ The same on the real local cluster: tests/jobs/test_rerun.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any, cast
 
 import pytest
 
-from clusterkit import cli
+from clusterkit import catalog, cli
 from clusterkit.cluster import Cluster, plan_rerun, rerun_job
 from clusterkit.core.errors import BadInput, UnknownJob
 from clusterkit.core.records import RunRecord
@@ -77,6 +78,48 @@ def test_parameters_the_job_no_longer_takes_are_named():
     refused = _record("r2", "datagen", {"rows": "many"})
     with pytest.raises(UnknownJob, match="--rows of job datagen: 'many' is not a count"):
         plan_rerun(refused, None)
+
+
+def test_a_bench_run_with_sizes_is_repeated_and_its_sizes_changed():
+    params = {"jobs": ["etl"], "engines": ["spark", "duckdb"], "sizes": [1000, 2000]}
+    original = _record("r1", "bench", params)  # as a run record keeps them: parsed
+    assert plan_rerun(original, {"engine": "python"}).params == params
+    plan = plan_rerun(original, None, ["--sizes", "1k"])
+    assert plan.params == params | {"sizes": [1000]} and plan.changed == {"sizes": [1000]}
+    for refused, said in ((["1k", "many"], "'many' is not a count"),
+                          (5, "5: give a comma-separated list"), ([True], "True is not a count"),
+                          ([], "without empty items")):  # fmt: skip
+        with pytest.raises(UnknownJob, match=f"run r2's parameters no longer fit job bench: "
+                                             f"--sizes of job bench: .*{said}"):  # fmt: skip
+            plan_rerun(_record("r2", "bench", {"sizes": refused}), None)
+    with pytest.raises(UnknownJob, match="--repeats of job bench: cannot convert float inf"):
+        plan_rerun(_record("r3", "bench", {"repeats": float("inf")}), None)  # JSON's Infinity
+
+
+#: a value to type for a parameter whose default has no text (None, "" or [])
+_TYPED = {"str": "/srv/class", "words": "-v --band 5"}
+
+
+def test_every_parameter_kind_of_the_catalog_round_trips_through_a_record():
+    """Each job's parameters typed (their defaults, as the command line would take them),
+    parsed, then kept in a record and checked again: the same values, for every kind."""
+    kinds = set()
+    for job in catalog.list_jobs():
+        typed = [f"--{p.name.replace('_', '-')}={catalog.default_text(p) or _TYPED[p.kind]}"
+                 for p in job.params]  # fmt: skip
+        parsed = catalog.parse_job_args(job, typed)
+        assert set(parsed) == {p.name for p in job.params}, job.name
+        for param in job.params:
+            kinds.add(param.kind)
+            kept = json.loads(json.dumps(parsed[param.name]))  # as record.json holds it
+            assert param.parse(kept) == parsed[param.name], (job.name, param.name)
+        # no value equal to a default, so each is parsed again, not passed as the default
+        no_defaults = dataclasses.replace(
+            job, params=[dataclasses.replace(p, default=None) for p in job.params]
+        )
+        assert catalog.check_params(no_defaults, json.loads(json.dumps(parsed))) == parsed
+        assert catalog.check_params(job, parsed) == parsed
+    assert {"count", "counts", "int", "float", "bool", "choice", "choices", "words"} <= kinds
 
 
 def test_a_run_refused_before_it_ran_or_a_staged_script_is_not_repeated():
@@ -198,6 +241,22 @@ def test_rerun_names_what_is_wrong_in_one_line(down_cluster, capsys, ref, code, 
     assert captured.err.startswith(said) and captured.err.count("\n") == 1
     assert captured.out == ""
     assert len(down_cluster.ids()) == 2  # nothing recorded
+
+
+@pytest.mark.parametrize(("sizes", "args", "code", "said"), [
+    ([1000, 2000], [], 1, "error: cluster 'local' is down"),  # checked, then the cluster
+    ([1000, 2000], ["--sizes", "1k"], 1, "error: cluster 'local' is down"),
+    ([1000, 2000], ["--sizes", "1q"], 2, "error: --sizes of job bench: '1q' is not a count"),
+    (["many"], [], 2, "error: run 20261121-100200-cccc's parameters no longer fit job bench: "
+                      "--sizes of job bench: 'many' is not a count"),
+])  # fmt: skip
+def test_rerun_of_a_bench_run_checks_its_sizes(down_cluster, capsys, sizes, args, code, said):
+    bench = _record("20261121-100200-cccc", "bench", {"sizes": sizes, "repeats": 1})
+    _keep(down_cluster, bench)
+    assert cli.main(["rerun", bench.id, *args]) == code
+    captured = capsys.readouterr()
+    assert captured.err.startswith(said) and captured.err.count("\n") == 1
+    assert len(down_cluster.ids()) == 3  # nothing recorded
 
 
 @pytest.mark.parametrize(("checksum", "verdict"), [
