@@ -4,8 +4,9 @@ page, then write the page.
 :func:`write_report` is the one entry: it takes runs already read (:func:`.gather.read_run`)
 and benches (:func:`.gather.read_bench`), and writes ``out`` (the HTML) and
 ``<out's stem>-<run id>-<figure>.png`` / ``<out's stem>-bench[-N].png`` in the same folder.
-A figure that has nothing to draw is not an error: the page says why it is missing, and so
-does :attr:`Written.missing`. :func:`report_run` is what ``bench`` and the console's run
+A figure that has nothing to draw, or whose drawing fails (matplotlib raising on odd data),
+is not an error: the page says why it is missing, and so does :attr:`Written.missing`; only
+an OSError writing a file stops it. :func:`report_run` is what ``bench`` and the console's run
 detail call: one run's report in its own folder.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -75,7 +77,8 @@ def write_report(runs: Sequence[RunData], benches: Sequence[Bench], out: Path, *
             title, why = TITLES[kind], _missing(data, kind)
             name = f"{stem}-{_safe(data.record.id)}-{kind}.png"
             if why is None:
-                _draw(_figure_of(data, kind), out.parent / name, written)
+                why = _draw(partial(_figure_of, data, kind), out.parent / name, written)
+            if why is None:
                 drawn.append(Drawn(kind, title, name))
             else:
                 drawn.append(Drawn(kind, title, None, why))
@@ -84,9 +87,12 @@ def write_report(runs: Sequence[RunData], benches: Sequence[Bench], out: Path, *
     bench_figures = []
     for place, bench in enumerate(benches, start=1):
         name = f"{stem}-bench{'' if len(benches) == 1 else f'-{place}'}.png"
-        _draw(figures.bench_comparison(bench.rows, _bench_title(bench)), out.parent / name,
-              written)  # fmt: skip
-        bench_figures.append(BenchFigure(bench, Drawn("bench", TITLES["bench"], name)))
+        make = partial(figures.bench_comparison, bench.rows, _bench_title(bench))
+        why = _draw(make, out.parent / name, written)
+        bench_figures.append(BenchFigure(bench, Drawn("bench", TITLES["bench"],
+                                                      None if why else name, why)))  # fmt: skip
+        if why is not None:
+            written.missing.append(f"bench {bench.source}: {TITLES['bench']}: {why}")
     write_text_atomic(out, page(run_figures, bench_figures, made=made), mode=0o644)
     return written
 
@@ -154,9 +160,18 @@ def _bench_title(bench: Bench) -> str:
             f"\n{bench.source}")  # fmt: skip
 
 
-def _draw(figure: Figure, path: Path, written: Written) -> None:
-    figures.save_png(figure, path)
+def _draw(make: Callable[[], Figure], path: Path, written: Written) -> str | None:
+    """Make a figure and write it to ``path``: None when drawn, else why not (the
+    exception's type and message). An OSError (the file cannot be written) is raised."""
+    try:
+        figures.save_png(make(), path)
+    except OSError:
+        raise
+    except Exception as exc:  # matplotlib refusing the data: this figure only
+        path.unlink(missing_ok=True)  # no half-written PNG left beside the page
+        return f"{type(exc).__name__}: {exc}"
     written.pngs.append(path)
+    return None
 
 
 def _safe(name: str) -> str:

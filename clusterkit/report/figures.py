@@ -118,8 +118,10 @@ def search_results(trials: Sequence[Trial], title: str, holdout_mse: float | Non
     colours = {m: OTHER_COLOURS[i % len(OTHER_COLOURS)] for i, m in enumerate(models)}
     figure = Figure(figsize=(10, 1.6 + 0.32 * len(ordered)), layout="constrained")
     ax = figure.add_subplot()
-    lows = [t.cv_mse - min(t.fold_mse) if t.fold_mse else 0.0 for t in ordered]
-    highs = [max(t.fold_mse) - t.cv_mse if t.fold_mse else 0.0 for t in ordered]
+    # clamped: a mean of equal folds can be an ulp off them, and matplotlib refuses a
+    # negative whisker
+    lows = [max(0.0, t.cv_mse - min(t.fold_mse)) if t.fold_mse else 0.0 for t in ordered]
+    highs = [max(0.0, max(t.fold_mse) - t.cv_mse) if t.fold_mse else 0.0 for t in ordered]
     ax.barh(range(len(ordered)), [t.cv_mse for t in ordered], xerr=[lows, highs],
             color=[colours[t.model] for t in ordered], ecolor="#333333", capsize=2)  # fmt: skip
     labels = [_short(("best: " if t.best else "") + t.label, 70) for t in ordered]

@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from matplotlib.patches import Rectangle
 
@@ -40,6 +41,7 @@ from tests.report.builders import (
     no_metrics_run,
     png_check,
     train_run,
+    two_node_samples,
     write_run,
 )
 
@@ -230,6 +232,56 @@ def test_train_and_lenet_get_the_search_and_the_learning_curves(tmp_path):
     assert search.axes[0].get_yticklabels()[0].get_text().startswith("best: hist_gradient")
 
 
+def test_a_search_whose_folds_are_equal_is_drawn(tmp_path):
+    """A trial whose folds are all equal has a mean an ulp above (0.1) or below (0.7) them,
+    as np.mean gives it in jobs/_search.py: its whiskers are 0, not refused as negative."""
+    means = [float(np.mean([v] * 3)) for v in (0.1, 0.7)]
+    assert means[0] > 0.1 and means[1] < 0.7  # the case at hand
+    found = [{"number": n, "search": "default", "model": "ridge", "params": {"alpha": n},
+              "label": f"ridge(alpha={n})", "cv_mse": mean, "fold_mse": [v] * 3}
+             for n, (v, mean) in enumerate(zip((0.1, 0.7), means, strict=True))]  # fmt: skip
+    write_run(tmp_path / "runs", TRAIN, "train", params={}, wall_s=3.0,
+              result={"stages": {"search": 2.0}, "mse": 0.1, "trial_results": found},
+              samples=two_node_samples(3, peak_at=1))  # fmt: skip
+    out = tmp_path / "report.html"
+    written = write_report([_read(tmp_path / "runs", TRAIN)], [], out, made="made now")
+    assert written.missing == []
+    assert f"report-{TRAIN}-search.png" in [p.name for p in written.pngs]
+    _assert_pngs_are_figures(out, [f"report-{TRAIN}-search.png"])
+
+
+def test_a_figure_that_raises_is_missing_and_the_page_still_written(tmp_path, monkeypatch):
+    def refuses(*args, **kwargs):
+        raise ValueError("'xerr' must not contain negative values")
+
+    monkeypatch.setattr(figs, "search_results", refuses)
+    monkeypatch.setattr(figs, "bench_comparison", refuses)
+    train_run(tmp_path / "runs")
+    bench = read_bench(bench_file(tmp_path / "bench.json"))
+    out = tmp_path / "report.html"
+    written = write_report([_read(tmp_path / "runs", TRAIN)], [bench], out, made="made now")
+    why = "ValueError: 'xerr' must not contain negative values"
+    assert written.missing == [f"run {TRAIN}: Hyperparameter search: {why}",
+                               f"bench {bench.source}: Engines compared: {why}"]  # fmt: skip
+    names = [p.name for p in written.pngs]
+    assert names == [f"report-{TRAIN}-stages.png", f"report-{TRAIN}-memory.png"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(names)  # none half-written
+    html = out.read_text()
+    assert "Hyperparameter search not drawn: ValueError: &#x27;xerr&#x27; must not" in html
+    assert "Engines compared not drawn: ValueError" in html
+    assert _images(html) == names
+
+
+def test_a_figure_that_cannot_be_written_stops_the_report(tmp_path, monkeypatch):
+    def full(figure, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(figs, "save_png", full)
+    etl_run(tmp_path / "runs")
+    with pytest.raises(OSError, match="No space left"):
+        write_report([_read(tmp_path / "runs", ETL)], [], tmp_path / "r.html", made="made now")
+
+
 def test_runs_side_by_side_say_whether_their_environments_differ(tmp_path):
     etl_run(tmp_path / "runs")
     etl_run(tmp_path / "runs", "20261121-100500-abcd", engine="ray")
@@ -358,6 +410,20 @@ def test_report_into_a_folder_writes_report_html(cluster_runs, tmp_path, capsys)
     assert cli.main(["report", ETL, "-o", str(tmp_path), "--cached"]) == 0
     assert (tmp_path / "report.html").exists()
     assert (tmp_path / f"report-{ETL}-memory.png").exists()
+
+
+def test_report_says_a_figure_that_raised_and_exits_0(cluster_runs, tmp_path, capsys,
+                                                      monkeypatch):  # fmt: skip
+    def refuses(*args, **kwargs):
+        raise ValueError("no room for the bars")
+
+    monkeypatch.setattr(figs, "stage_times", refuses)
+    out = tmp_path / "r.html"
+    assert cli.main(["report", ETL, "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"report: {out} (1 figure beside it)" in said
+    assert f"not drawn: run {ETL}: Wall time by stage: ValueError: no room for the bars" in said
+    assert "Wall time by stage not drawn: ValueError: no room for the bars" in out.read_text()
 
 
 @pytest.mark.parametrize(("args", "said"), [

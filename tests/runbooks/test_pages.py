@@ -14,6 +14,7 @@ import typer
 
 from clusterkit import cli
 from clusterkit.doctor import RUNBOOKS
+from clusterkit.doctor.report import VARIABLES
 from tests.runbooks.pages import (
     RUNBOOKS_DIR,
     blocks,
@@ -28,11 +29,6 @@ from tests.runbooks.pages import (
 )
 
 SECTIONS = ["Symptom", "What doctor says", "Steps", "Confirm"]
-#: The variables doctor's findings carry (``clusterkit doctor --vars``): a block that uses one
-#: sets it first.
-VARIABLES = ("PORT", "PID", "PROCESS", "RUN", "SERVICE", "LOG", "STATE_DIR", "FOLDER", "FILE",
-             "CLUSTER", "CLUSTER_ID", "REGION", "CIDR", "PROVIDER", "NODE", "ADDRESS",
-             "KNOWN_HOSTS")  # fmt: skip
 PAGES = pages()
 
 
@@ -42,6 +38,12 @@ def _id(page: Path) -> str:
 
 def _shell_blocks(page: Path) -> list[str]:
     return [text for info, text in blocks(page) if info.split()[:1] == ["bash"]]
+
+
+def _uses(block: str) -> list[str]:
+    """The variables doctor's findings carry (``clusterkit doctor --vars``) that ``block``
+    reads (``$NAME`` or ``${NAME}``): a block that uses one sets it first."""
+    return [v for v in VARIABLES if re.search(rf"\$\{{?{v}\b", block)]
 
 
 def _commands() -> list[tuple[str, list[str]]]:
@@ -91,7 +93,7 @@ def test_a_block_sets_the_variables_it_uses_from_its_own_runbook(page: Path):
     ``doctor --vars`` of the page's shell asks for its own runbook; each block is valid bash."""
     own = f'eval "$(clusterkit doctor --vars {page.stem})"'
     for block in [*steps(page), *confirm(page)]:
-        uses = [v for v in VARIABLES if re.search(rf"\$\{{?{v}\b", block)]
+        uses = _uses(block)
         first = next(line.strip() for line in block.splitlines() if line.strip())
         if uses:
             assert first == own, f"{page.name}: a block using {uses} must start with {own}"
@@ -100,6 +102,16 @@ def test_a_block_sets_the_variables_it_uses_from_its_own_runbook(page: Path):
         assert set(asked) <= {page.stem}, f"{page.name}: --vars of another runbook: {asked}"
         syntax = subprocess.run(["bash", "-n", "-c", block], capture_output=True, text=True)
         assert syntax.returncode == 0, f"{page.name}: {syntax.stderr}\n{block}"
+
+
+def test_the_pages_read_doctors_variables():
+    """The eval check above looks for doctor's own variables (its list, so a variable added
+    there is checked too), and the pages' blocks read some of them."""
+    assert "PORT" in VARIABLES and "STATE_DIR" in VARIABLES
+    used = {v for page in PAGES for block in [*steps(page), *confirm(page)] for v in _uses(block)}
+    assert {"RUN", "STATE_DIR", "CLUSTER"} <= used, used
+    assert _uses('ss -ltnp "sport = :${PORT}"; kill "$PID"') == ["PORT", "PID"]
+    assert _uses("echo $PORTS $HOME") == []
 
 
 def test_the_parser_reads_blocks_by_info_string_in_order(tmp_path: Path):
