@@ -37,9 +37,10 @@ ENGINE_PARAM = Param(
 )  # fmt: skip
 
 
-def query_paths(ctx: JobContext, name: str) -> tuple[str, Output]:
-    """(input, output): the processed dataset and <storage>/results/NAME unless given."""
-    source = input_path(ctx, ctx.params["input"], "datasets", PROCESSED)
+def query_paths(ctx: JobContext, storage: ArrowStorage, name: str) -> tuple[str, Output]:
+    """(input, output): the processed dataset and <storage>/results/NAME unless given (the
+    input's checksum read through ``storage``)."""
+    source = input_path(ctx, ctx.params["input"], "datasets", PROCESSED, storage=storage)
     return source, job_output(ctx, ctx.params["output"], "results", name)
 
 
@@ -67,11 +68,12 @@ class Input:
         return self.storage
 
 
-def open_input(ctx: JobContext, path: str, columns: Mapping[str, str], *, made_by: str) -> Input:
-    """Check ``path`` (stage ``open``) for the engine in ``ctx.params['engine']``."""
+def open_input(ctx: JobContext, arrow: ArrowStorage, path: str, columns: Mapping[str, str], *,
+               made_by: str) -> Input:  # fmt: skip
+    """Check ``path`` through ``arrow`` (stage ``open``) for the engine in
+    ``ctx.params['engine']``."""
     engine = ctx.params["engine"]
     with ctx.stage("open"):
-        arrow = ArrowStorage()
         if engine == "spark":
             df, rows = open_dataset(arrow, ctx.spark(), path, columns, made_by=made_by)
             return Input(engine, arrow, path, rows, spark_schema(df), df=df)
@@ -83,8 +85,9 @@ def open_input(ctx: JobContext, path: str, columns: Mapping[str, str], *, made_b
 def open_query(ctx: JobContext, name: str, columns: Mapping[str, str]) -> tuple[Input, Output]:
     """A query's checked input (the processed dataset) and where its result goes, checked
     not to replace what it may not (see check_output)."""
-    source, out = query_paths(ctx, name)
-    query = open_input(ctx, source, columns, made_by="etl")
+    storage = ArrowStorage()
+    source, out = query_paths(ctx, storage, name)
+    query = open_input(ctx, storage, source, columns, made_by="etl")
     check_output(query.storage, out)
     return query, out
 

@@ -211,26 +211,34 @@ def job_output(ctx: JobContext, value: str, *default: str, param: str = "--outpu
     return Output(path, ctx.run_id, ctx.job.name, bool(ctx.params.get("overwrite")), param)
 
 
-def input_path(ctx: JobContext, value: str, *default: str) -> str:
+def input_path(ctx: JobContext, value: str, *default: str, storage: FileStore) -> str:
     """The input ``value`` names (a relative path is taken from the storage root, as an
     output's is), else ``<root>/<default...>``; named in the run's record with the checksum
-    its writer recorded in its ``_clusterkit.json`` (:meth:`JobContext.record_input`)."""
+    its writer recorded in its ``_clusterkit.json`` (:meth:`JobContext.record_input`), read
+    through ``storage``: the job's own (on HDFS, its one connection)."""
     if not value:
         path = ctx.storage_path(*default)
     else:
         path = value if "://" in value or value.startswith("/") else ctx.storage_path(value)
-    ctx.record_input(path, recorded_checksum(path))
+    ctx.record_input(path, recorded_checksum(storage, path))
     return path
 
 
-def recorded_checksum(dataset: str) -> Any:
+def recorded_checksum(storage: FileStore, dataset: str) -> Any:
     """The ``checksum`` in ``dataset``'s ``_clusterkit.json`` (datagen's, which etl's output
-    carries on), or None: none recorded, or not readable now (the input's own checks, which
-    come next, say what is wrong with it)."""
+    carries on), or None: none recorded, no such file, or one that is not a JSON object (the
+    input's own checks, which come next, say what is wrong with the dataset). Any other
+    failure (the file system's: a connection, a permission) is said on stderr with the path
+    and the checksum left out: it must not fail the job before its own checks."""
     try:
-        return ArrowStorage().metadata(dataset).get("checksum")
-    except Exception:
+        meta = storage.metadata(dataset)
+    except (FileNotFoundError, ValueError):  # gone since, or not JSON (nor UTF-8)
         return None
+    except Exception as exc:
+        print(f"warning: could not read {dataset}/{META_FILE} ({type(exc).__name__}: {exc}); "
+              "the run's record names its input without a checksum", file=sys.stderr)  # fmt: skip
+        return None
+    return meta.get("checksum") if isinstance(meta, dict) else None
 
 
 def check_output(storage: FileStore, out: Output) -> None:

@@ -57,7 +57,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
     out = job_output(ctx, f"datasets/{name}", param="--name")
     check_output(storage, out)
     if p["input"]:
-        data, meta = _read_input(ctx, storage, input_path(ctx, p["input"]), rows)
+        data, meta = _read_input(ctx, storage, input_path(ctx, p["input"], storage=storage), rows)
     else:
         data, meta = _generate(ctx, rows, seed=int(p["seed"]))
     digest = hashlib.sha256()

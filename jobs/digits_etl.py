@@ -46,7 +46,7 @@ SCALE = 255.0
 def main(ctx: JobContext) -> dict[str, Any]:
     engine = ctx.params["engine"]
     storage = ArrowStorage()
-    source = input_path(ctx, ctx.params["input"], "datasets", "digits-csv")
+    source = input_path(ctx, ctx.params["input"], "datasets", "digits-csv", storage=storage)
     out = job_output(ctx, ctx.params["output"], "datasets", "digits")
     with ctx.stage("open"):
         files, rows = _open(storage, source)

@@ -46,9 +46,10 @@ _PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_00
 
 
 def main(ctx: JobContext) -> dict[str, Any]:
-    source = input_path(ctx, ctx.params["input"], "datasets", "people")
+    storage = ArrowStorage()
+    source = input_path(ctx, ctx.params["input"], "datasets", "people", storage=storage)
     out = job_output(ctx, ctx.params["output"], "datasets", "people-processed")
-    data = open_input(ctx, source, RAW_COLUMNS, made_by="datagen")
+    data = open_input(ctx, storage, source, RAW_COLUMNS, made_by="datagen")
     check_output(data.storage, out)
     meta = {**data.storage.metadata(source), "source": source, "made_by": "etl"}
     transform_write = {"spark": _spark, "ray": _ray, "duckdb": _duckdb}[data.engine]

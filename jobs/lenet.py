@@ -62,7 +62,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
     if p["seed"] < 0:
         raise JobInputError(f"--seed {p['seed']}: give 0 or more")
     storage = ArrowStorage()
-    source = input_path(ctx, p["input"], "datasets", "digits")
+    source = input_path(ctx, p["input"], "datasets", "digits", storage=storage)
     with ctx.stage("open"):
         meta, splits = _open(storage, source)
     ray = ctx.ray()

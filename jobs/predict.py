@@ -78,7 +78,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
     with ctx.stage("load_model"):
         ref = resolve_model(storage, ctx.storage_path("models"), p["model"])
         blob, card = load_model(storage, ref)
-    source = input_path(ctx, p["input"], "datasets", "people")
+    source = input_path(ctx, p["input"], "datasets", "people", storage=storage)
     out = given or job_output(ctx, "", "predictions", f"{ref.name}-v{ref.version}")
     needed_by = f"model {ref.label()}"
     with ctx.stage("open"):

@@ -74,7 +74,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
     with ctx.stage("load_model"):
         ref = resolve_model(storage, ctx.storage_path("models"), p["model"], kind="lenet")
         blob, card = load_model(storage, ref, kind="lenet", file="model.pt")
-    source = input_path(ctx, p["input"], "datasets", "digits", "test")
+    source = input_path(ctx, p["input"], "datasets", "digits", "test", storage=storage)
     out = given or job_output(ctx, "", "predictions", f"{ref.name}-v{ref.version}")
     ray = ctx.ray()
     with ctx.stage("open"):

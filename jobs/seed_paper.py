@@ -41,9 +41,9 @@ HERE = Path(__file__).resolve().parent / "_seed_paper"
 def main(ctx: JobContext) -> dict[str, Any]:
     name = ctx.params["script"]
     script, default_input = SCRIPTS[name]
-    source = input_path(ctx, ctx.params["input"], *default_input)
-    out = job_output(ctx, ctx.params["output"], "results", f"seed-paper-{name}")
     storage = ArrowStorage()
+    source = input_path(ctx, ctx.params["input"], *default_input, storage=storage)
+    out = job_output(ctx, ctx.params["output"], "results", f"seed-paper-{name}")
     with ctx.stage("open"):
         rows = inspect_parquet(storage, source, made_by="datagen" if name == "etl" else "etl").rows
     check_output(storage, out)

@@ -58,7 +58,7 @@ def main(ctx: JobContext) -> dict[str, Any]:
 
     spark = ctx.spark()
     storage = ArrowStorage()
-    source = input_path(ctx, p["input"], "datasets", "people")
+    source = input_path(ctx, p["input"], "datasets", "people", storage=storage)
     with ctx.stage("open"):
         df, rows = open_dataset(storage, spark, source, {})
         check_columns(spark_schema(df), source, {KEY: "integer", TARGET: "number"},

@@ -13,11 +13,12 @@ compared (``record.json``'s ``environment``, ``clusterkit env``, ``clusterkit re
   :mod:`clusterkit.services.playbooks`, passed in), its hash (of the pins, sorted, one a
   line), and per node its installed hash and whether it meets every pin. ``up``,
   ``provision`` and ``scale`` write it to the state folder's ``lock.json``.
-- **The record's block**, built by the supervisor on the driver node just before it starts
-  the job (about 0.2 s): the driver's versions and installed hash read then, the other
-  nodes' hashes, the lock's hash and the spec's hash as the launcher passed them in
-  ``setup.json`` (:func:`from_state_folder`), and, once the job ended, the input dataset it
-  named (``input.json``: its path and the checksum its writer recorded).
+- **The record's block**, built by the supervisor on the driver node on a thread of its own
+  once the job has started (about 0.3 s cold, none of it the job's time nor in its samples):
+  the driver's versions and installed hash (read once per process), the other nodes' hashes,
+  the lock's hash and the spec's hash as the launcher passed them in ``setup.json``
+  (:func:`from_state_folder`), and, once the job ended, the input dataset it named
+  (``input.json``: its path and the checksum its writer recorded).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import re
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,13 @@ def installed_packages(dists: Iterable[metadata.Distribution] | None = None) -> 
         if name:
             seen.setdefault(canonicalize_name(name), dist.version)
     return [f"{name}=={version}" for name, version in sorted(seen.items())]
+
+
+@cache
+def installed_hash_here() -> str:
+    """:func:`digest` of :func:`installed_packages` of this Python, read once per process
+    (a package installed into it later in the same process is not seen)."""
+    return digest(installed_packages())
 
 
 def unmet(pins: Sequence[str], installed: Sequence[str]) -> list[str]:
@@ -234,12 +243,12 @@ def from_state_folder(state_dir: Path) -> dict[str, Any]:
 
 
 def block(given: Mapping[str, Any], *, node: str, versions: Mapping[str, Any],
-          installed: Sequence[str]) -> dict[str, Any]:  # fmt: skip
+          installed_hash: str) -> dict[str, Any]:  # fmt: skip
     """A run's ``environment``: ``versions`` read on the driver ``node``, ``packages`` (each
-    node's installed hash: ``given``'s, the driver's own from ``installed``), ``lock`` and
+    node's installed hash: ``given``'s, the driver's own ``installed_hash``), ``lock`` and
     ``spec`` (hashes, from ``given``), and ``input`` (None until the job names one)."""
     packages = dict(given.get("packages") or {})
-    packages[node] = digest(installed)
+    packages[node] = installed_hash
     return {
         "versions": dict(versions),
         "driver": node,
@@ -252,9 +261,10 @@ def block(given: Mapping[str, Any], *, node: str, versions: Mapping[str, Any],
 
 def run_block(given: Mapping[str, Any], *, node: str, env: Mapping[str, str]) -> dict[str, Any]:
     """:func:`block` with the readings made here, now (the supervisor, on the driver node;
-    ``env`` is the job's: its ``JAVA_HOME``)."""
-    here = read_here(env)
-    return block(given, node=node, versions=here["versions"], installed=here["installed"])
+    ``env`` is the job's: its ``JAVA_HOME``); the installed hash is this process's
+    (:func:`installed_hash_here`)."""
+    return block(given, node=node, versions=versions_here(env),
+                 installed_hash=installed_hash_here())  # fmt: skip
 
 
 def read_input(run_dir: Path) -> dict[str, Any] | None:

@@ -7,8 +7,11 @@ started it has gone, and its run folder is the truth that every reader of the ru
 
 It starts the job in its own process group, samples memory and CPU on its own node and
 (through their runners, :mod:`clusterkit.metrics.peers`) on the others while it runs, and on
-exit writes the final record with each node's peaks and the runs the job submitted. It alone
-writes the run's ``record.json`` while it lives. SIGTERM (what ``clusterkit cancel`` sends,
+exit writes the final record with each node's peaks and the runs the job submitted. The
+record's environment block is read on a thread of its own once the job has started (never
+delaying it, and outside the job's processes and samples): it is written with the record as
+soon as it is read, and at the latest in the final record. It alone writes the run's
+``record.json`` while it lives. SIGTERM (what ``clusterkit cancel`` sends,
 after writing the reason in ``cancel.json``) stops the job's process group and every process
 carrying the run's marker on every node, then records ``cancelled``; a run asked to stop
 before its job started is recorded ``cancelled`` without running it.
@@ -165,7 +168,6 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
         peers = [PeerSampler(runner, python=setup.python, run_id=run_id,
                              interval_s=setup.interval_s, on_sample=write_peer_sample)
                  for runner in setup.peer_runners()]  # fmt: skip
-    record.environment = _environment(setup, env)  # before the job: not in its time or samples
     with open(run_dir / "stdout.log", "ab") as out, open(run_dir / "stderr.log", "ab") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -177,6 +179,7 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
             stderr=err,
             start_new_session=True,
         )
+        reader = BlockReader(setup, env).start()  # beside the job, never before it
         record.status, record.started, record.job_pid = "running", now_iso(), proc.pid
         store.save(record)
         if sampler is not None:
@@ -197,6 +200,9 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
             if time.monotonic() >= next_look:
                 stalled = _look(watch)
                 next_look = time.monotonic() + CHECK_EVERY_S
+            if reader.take():  # read: into the record now, for whoever looks while it runs
+                record.environment = reader.block
+                store.save(record)
             time.sleep(0.1)
         exit_code = proc.returncode
         wall_s = round(time.perf_counter() - started, 3)
@@ -212,6 +218,7 @@ def supervise_run(store: FolderRunStore, run_id: str, setup: RunSetup) -> int:
             print(f"removed {path}: a temporary output the run left unfinished", flush=True)
 
     record.ended, record.wall_s, record.exit_code = now_iso(), wall_s, exit_code
+    record.environment = reader.wait()  # a run that ended first still gets its block
     if record.environment is not None:
         record.environment["input"] = environment.read_input(run_dir)
     record.notes = watch.notes
@@ -245,6 +252,51 @@ def _look(watch: StallWatch) -> str | None:
         print(f"clusterkit: the stall check failed ({type(exc).__name__}: {exc}); skipped",
               file=sys.stderr, flush=True)  # fmt: skip
         return None
+
+
+class BlockReader:
+    """The record's environment block (:func:`_environment`), read on a thread of the
+    supervisor while the job runs: its time is none of the job's (``wall_s`` runs from the
+    job's start to its end whatever the thread does) and its CPU is the supervisor's, a
+    process without the run's marker, so no run sample counts it (the node's CPU does).
+
+    The supervisor, the record's only writer, asks :meth:`take` between looks and writes
+    :attr:`block` with the record once it is read; :meth:`wait` waits for it at the run's
+    end. A block that cannot be read is said in ``supervisor.log`` and left None."""
+
+    def __init__(self, setup: RunSetup, env: dict[str, str], *,
+                 timeout_s: float = environment.READ_TIMEOUT_S) -> None:  # fmt: skip
+        self.block: dict[str, Any] | None = None
+        self.timeout_s = timeout_s
+        self._done = threading.Event()
+        self._taken = False
+        self._thread = threading.Thread(target=self._read, args=(setup, env),
+                                        name="environment", daemon=True)  # fmt: skip
+
+    def start(self) -> BlockReader:
+        self._thread.start()
+        return self
+
+    def _read(self, setup: RunSetup, env: dict[str, str]) -> None:
+        try:
+            self.block = _environment(setup, env)
+        finally:
+            self._done.set()
+
+    def take(self) -> bool:
+        """True once, when a block has been read and not yet taken (None is never taken)."""
+        if self._taken or not self._done.is_set() or self.block is None:
+            return False
+        self._taken = True
+        return True
+
+    def wait(self) -> dict[str, Any] | None:
+        """The block, once read (None: it could not be, or was not within ``timeout_s``)."""
+        if not self._done.wait(self.timeout_s):
+            print(f"clusterkit: the run's environment was not read within {self.timeout_s:g} s; "
+                  "its record carries none", file=sys.stderr, flush=True)  # fmt: skip
+            return None
+        return self.block
 
 
 def _environment(setup: RunSetup, env: dict[str, str]) -> dict[str, Any] | None:

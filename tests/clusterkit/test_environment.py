@@ -9,6 +9,8 @@ import json
 import platform
 import subprocess
 import sys
+import time
+from datetime import datetime
 from email.message import Message
 from importlib import metadata
 from pathlib import Path
@@ -141,16 +143,17 @@ def test_the_launchers_part_hashes_the_spec_and_copies_the_locks_hashes(tmp_path
 def test_the_block_takes_the_drivers_hash_from_its_own_reading():
     given = {"lock": "L", "packages": {"master": "stale", "worker-1": "W"}, "spec": "S"}
     versions = {"clusterkit": "0.1.0", "commit": None, "python": "3.12.3", "spark": "4.3.0"}
-    block = environment.block(given, node="master", versions=versions, installed=INSTALLED)
+    ours = environment.digest(INSTALLED)
+    block = environment.block(given, node="master", versions=versions, installed_hash=ours)
     assert block == {
         "versions": versions,
         "driver": "master",
-        "packages": {"master": environment.digest(INSTALLED), "worker-1": "W"},
+        "packages": {"master": ours, "worker-1": "W"},
         "lock": "L",
         "spec": "S",
         "input": None,
     }
-    alone = environment.block({}, node="local", versions={}, installed=INSTALLED)
+    alone = environment.block({}, node="local", versions={}, installed_hash=ours)
     assert (alone["lock"], alone["spec"], list(alone["packages"])) == (None, None, ["local"])
 
 
@@ -165,7 +168,7 @@ def test_the_input_the_job_named(tmp_path):
 
 
 def test_input_path_names_the_input_with_its_writers_checksum(tmp_path):
-    from jobs._storage import META_FILE, input_path, recorded_checksum
+    from jobs._storage import META_FILE, ArrowStorage, input_path, recorded_checksum
     from jobs.datagen import JOB
 
     root = tmp_path / "data"
@@ -174,14 +177,33 @@ def test_input_path_names_the_input_with_its_writers_checksum(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     ctx = JobContext(job=JOB, params={}, run_id="r", run_dir=run_dir, storage_root=str(root))
-    path = input_path(ctx, "", "datasets", "people")
+    storage = ArrowStorage()
+    path = input_path(ctx, "", "datasets", "people", storage=storage)
     assert environment.read_input(run_dir) == {"path": path, "checksum": "00ff"}
-    input_path(ctx, str(tmp_path / "elsewhere"))  # not there: named, no checksum, no error
+    input_path(ctx, str(tmp_path / "elsewhere"), storage=storage)  # not there: no checksum
     assert environment.read_input(run_dir) == {"path": str(tmp_path / "elsewhere"),
                                                "checksum": None}  # fmt: skip
     (root / "bad").mkdir()
     (root / "bad" / META_FILE).write_text("{not json")
-    assert recorded_checksum(str(root / "bad")) is None
+    assert recorded_checksum(storage, str(root / "bad")) is None
+    (root / "bad" / META_FILE).write_text('["a list"]')
+    assert recorded_checksum(storage, str(root / "bad")) is None
+    assert list(storage._systems) == ["file://"]  # the job's one file system, no other
+
+
+def test_a_checksum_the_storage_fails_to_read_is_said_with_its_path(tmp_path, capsys):
+    from jobs._storage import META_FILE, ArrowStorage, recorded_checksum
+
+    class Unreachable(ArrowStorage):  # the namenode refusing, as pyarrow raises it
+        def read_bytes(self, path: str, *, offset: int, length: int) -> bytes:
+            raise OSError("HDFS connection to master:9000 refused")
+
+    (tmp_path / "people").mkdir()
+    (tmp_path / "people" / META_FILE).write_text(json.dumps({"checksum": "00ff"}))
+    assert recorded_checksum(Unreachable(), str(tmp_path / "people")) is None
+    err = capsys.readouterr().err
+    assert f"could not read {tmp_path / 'people'}/{META_FILE}" in err
+    assert "OSError: HDFS connection to master:9000 refused" in err
 
 
 # --- readings -----------------------------------------------------------------------------
@@ -298,31 +320,127 @@ def test_a_setup_with_keys_this_kit_does_not_know_still_loads(tmp_path):
     assert RunSetup.load(tmp_path) == setup
 
 
-def test_a_run_records_its_environment(tmp_path):
-    """The supervisor, for real on this machine: the block is in the record once the run is
-    running, with the launcher's part, and final with no input (the job named none)."""
+GIVEN = {"lock": "L", "packages": {"worker-1": "W"}, "spec": "S"}
+
+
+def _supervise(tmp_path: Path, *, seconds: float, prelude: str = "") -> tuple[
+        FolderRunStore, str, subprocess.Popen[str]]:  # fmt: skip
+    """A real supervisor of the fixture job ``stages`` on this machine, started (not waited
+    for) with the launcher's part of the block given; ``prelude`` runs in its process first
+    (the injections of the tests below: no production hook)."""
     store = FolderRunStore(tmp_path / "runs")
-    given = {"lock": "L", "packages": {"worker-1": "W"}, "spec": "S"}
     setup = RunSetup(env={"CLUSTERKIT_JOBS_PATH": str(FIXTURE_JOBS)}, cluster="c",
                      provider="local", node="here", runs_dir=str(store.root), interval_s=0.2,
                      storage_root=str(tmp_path), python=sys.executable,
-                     environment=given)  # fmt: skip
-    record = store.create(job="stages", params={"seconds": 0.1}, cluster="c", provider="local")
+                     environment=GIVEN)  # fmt: skip
+    record = store.create(job="stages", params={"seconds": seconds}, cluster="c",
+                          provider="local")  # fmt: skip
     store.write_json(record.id, SETUP_FILE, setup.for_run(record.id).to_dict())
-    proc = subprocess.run([sys.executable, "-m", "clusterkit.runs.supervisor", "--run-dir",
-                           str(store.dir(record.id))], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    final = store.load(record.id)
-    assert final.status == "succeeded", final.error
-    block = final.environment
+    code = (
+        f"{prelude}\nfrom clusterkit.runs.supervisor import main\n"
+        f"raise SystemExit(main(['--run-dir', {str(store.dir(record.id))!r}]))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return store, record.id, proc
+
+
+def _assert_the_block(block: dict[str, Any] | None) -> None:
     assert block is not None
     assert block["versions"]["spark"] == metadata.version("pyspark")
     assert block["driver"] == "here" and block["packages"]["worker-1"] == "W"
     assert block["packages"]["here"] == environment.digest(environment.installed_packages())
-    assert (block["lock"], block["spec"], block["input"]) == ("L", "S", None)
-    on_disk = json.loads((store.dir(record.id) / "record.json").read_text())
-    assert on_disk["environment"] == block
+    assert (block["lock"], block["spec"]) == ("L", "S")
+
+
+def test_a_run_records_its_environment(tmp_path):
+    """The supervisor, for real on this machine: the block is in the record while the run is
+    still running (written once read, not only at the end), with the launcher's part, and
+    final with no input (the job named none)."""
+    store, run_id, proc = _supervise(tmp_path, seconds=4.0)
+    seen_running = None
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        on_disk = store.read_json(run_id, "record.json") or {}
+        if on_disk.get("status") == "running" and on_disk.get("environment"):
+            seen_running = on_disk["environment"]
+            break
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    _assert_the_block(seen_running)
+    final = store.load(run_id)
+    assert final.status == "succeeded", final.error
+    _assert_the_block(final.environment)
+    assert final.environment is not None and final.environment["input"] is None
+    on_disk = json.loads((store.dir(run_id) / "record.json").read_text())
+    assert on_disk["environment"] == final.environment
+
+
+SLOW_BLOCK = """
+import json, time
+from clusterkit.runs import environment
+_read = environment.run_block
+def slow(*args, **kwargs):
+    time.sleep({delay})
+    block = _read(*args, **kwargs)
+    with open({done!r}, "w") as f:
+        json.dump({{"t": time.time()}}, f)
+    return block
+environment.run_block = slow
+"""
+
+
+def test_the_job_starts_before_the_block_is_read_and_a_quick_run_still_gets_it(tmp_path):
+    """The block's reading slowed by 3 s in the supervisor: the job has started (its record
+    says when) and even ended (its last line in stdout.log) before the block is read, its
+    ``wall_s`` is its own time, and the final record, written once the block is read,
+    carries it."""
+    done = tmp_path / "block-done.json"
+    prelude = SLOW_BLOCK.format(delay=3.0, done=str(done))
+    store, run_id, proc = _supervise(tmp_path, seconds=0.1, prelude=prelude)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    block_read = json.loads(done.read_text())["t"]
+    final = store.load(run_id)
+    assert final.status == "succeeded", final.error
+    assert final.started is not None and final.wall_s is not None
+    started = datetime.fromisoformat(final.started).timestamp()
+    assert started < block_read - 2.0
+    stdout = store.dir(run_id) / "stdout.log"  # written by the job alone, to its end
+    assert "stages: done" in stdout.read_text() and stdout.stat().st_mtime < block_read
+    assert final.wall_s < block_read - started  # the job's time: not the wait for the block
+    _assert_the_block(final.environment)
+
+
+def test_a_block_that_fails_leaves_it_null_and_the_run_untouched(tmp_path):
+    prelude = ("from clusterkit.runs import environment\n"
+               "def broken(*_, **__):\n    raise RuntimeError('no metadata here')\n"
+               "environment.run_block = broken")  # fmt: skip
+    store, run_id, proc = _supervise(tmp_path, seconds=0.1, prelude=prelude)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    final = store.load(run_id)
+    assert (final.status, final.exit_code, final.environment) == ("succeeded", 0, None)
+    assert "the run's environment could not be read (RuntimeError: no metadata here)" in err
+
+
+def test_the_drivers_installed_hash_is_read_once_per_process(monkeypatch):
+    environment.installed_hash_here.cache_clear()
+    calls = []
+
+    def counted(*_: Any) -> list[str]:
+        calls.append(1)
+        return INSTALLED
+
+    monkeypatch.setattr(environment, "installed_packages", counted)
+    try:
+        first = environment.run_block(GIVEN, node="m", env={})
+        second = environment.run_block(GIVEN, node="m", env={})
+    finally:
+        environment.installed_hash_here.cache_clear()
+    assert first["packages"]["m"] == second["packages"]["m"] == environment.digest(INSTALLED)
+    assert len(calls) == 1
 
 
 # --- clusterkit env's lines ---------------------------------------------------------------
@@ -360,7 +478,8 @@ def test_the_block_compares_key_by_key_in_the_report(key):
     from clusterkit.report import compare_environments
 
     base = environment.block({"lock": "L", "packages": {"w": "W"}, "spec": "S"}, node="m",
-                             versions={"python": "3.12.3"}, installed=INSTALLED)  # fmt: skip
+                             versions={"python": "3.12.3"},
+                             installed_hash=environment.digest(INSTALLED))  # fmt: skip
     other = json.loads(json.dumps(base))
     other[key] = {"python": "3.11.9"} if key == "versions" else "changed"
     verdict = compare_environments([base, other])
