@@ -377,10 +377,17 @@ def down(
         if provider != "aws" or not cluster_name:
             raise BadInput("--provider aws --cluster NAME [--region R] removes an AWS "
                            "cluster by its tag; other providers need no --provider")  # fmt: skip
-        if not yes:
+        if not yes:  # each resource named before the question: it may be someone else's
+            found = cloud.tagged_to_remove(cluster_name, region=region, cluster_id=cluster_id)
             tagged = f" and clusterkit:cluster-id={cluster_id}" if cluster_id else ""
-            typer.confirm(f"Remove everything tagged clusterkit:cluster={cluster_name}{tagged} "
-                          f"in {region or 'the default region'}?", abort=True)  # fmt: skip
+            where = region or "the default region"
+            out.print(f"tagged clusterkit:cluster={cluster_name}{tagged} in {where}: "
+                      f"{len(found) or 'nothing'}", markup=False)  # fmt: skip
+            for item in found:
+                out.print(f"  {item}" + (f" [clusterkit:cluster-id={item.cluster_id}]"
+                                         if item.cluster_id else ""), markup=False)  # fmt: skip
+            typer.confirm("Remove them? (in an account others use too, check that these are "
+                          "yours)", abort=True)  # fmt: skip
         swept = cloud.down_by_tag(cluster_name, region=region, say=_say,
                                   confirm=_asker(yes), cluster_id=cluster_id)  # fmt: skip
         _print_json(swept) if as_json else out.print(swept["message"])

@@ -112,15 +112,9 @@ def down_by_tag(name: str, *, region: str | None, say: Callable[[str], None],
             "elapsed_s": round(time.monotonic() - t0, 2)}  # fmt: skip
 
 
-def down_by_id(name: str, cluster_id: str, *, region: str | None, say: Callable[[str], None],
-               confirm: sweep.Confirm) -> dict[str, Any]:  # fmt: skip
-    """Remove what carries cluster ``name``'s tag and ``cluster_id`` in ``region``, by tag
-    alone: no state folder is read for it or changed, no Terraform runs (what a lost state
-    left, while another cluster of the name, or none, has a state here). What lies in that
-    id's VPC goes; anything outside it only with ``confirm``'s yes. BadInput when the id is
-    not one, or is the id a state of this machine records for ``name`` (``clusterkit down
-    --cluster NAME`` takes that one down, Terraform first); ClusterkitError names what is
-    left."""
+def _id_scope(name: str, cluster_id: str, region: str | None) -> tuple[Any, sweep.Scope]:
+    """EC2 in ``region`` and the sweep's scope of ``name`` and ``cluster_id`` (its VPC when
+    there is one); BadInput as :func:`down_by_id` says."""
     if not ID_PATTERN.fullmatch(cluster_id):
         raise BadInput(f"--cluster-id {cluster_id!r} is not a cluster id: 12 hex characters, "
                        f"as the {ID_TAG_KEY} tag holds (`clusterkit doctor` names it)")  # fmt: skip
@@ -132,7 +126,33 @@ def down_by_id(name: str, cluster_id: str, *, region: str | None, say: Callable[
                            f"take it down with `clusterkit down --cluster {name}`")  # fmt: skip
     ec2 = aws_preflight.session(region).client("ec2")
     vpcs = [t.id for t in sweep.find(ec2, name) if t.kind == "vpc" and t.cluster_id == cluster_id]
-    scope = sweep.Scope(name, cluster_id, vpcs[0] if len(vpcs) == 1 else None)
+    return ec2, sweep.Scope(name, cluster_id, vpcs[0] if len(vpcs) == 1 else None)
+
+
+def tagged_to_remove(name: str, *, region: str | None,
+                     cluster_id: str | None = None) -> list[sweep.Tagged]:  # fmt: skip
+    """What :func:`down_by_tag` would remove, listed before it is asked (nothing changed):
+    what carries ``name``'s tag (and ``cluster_id``'s) in ``region``, another cluster's of the
+    name left out; BadInput as :func:`down_by_id` says."""
+    if cluster_id is not None:
+        ec2, scope = _id_scope(name, cluster_id, region)
+    else:
+        paths = ClusterPaths(default_state_dir(check_name(name, what="--cluster"), None))
+        ec2 = aws_preflight.session(region).client("ec2")
+        scope = AwsProvider().scope(name, paths)
+    return sweep.ours(ec2, scope)
+
+
+def down_by_id(name: str, cluster_id: str, *, region: str | None, say: Callable[[str], None],
+               confirm: sweep.Confirm) -> dict[str, Any]:  # fmt: skip
+    """Remove what carries cluster ``name``'s tag and ``cluster_id`` in ``region``, by tag
+    alone: no state folder is read for it or changed, no Terraform runs (what a lost state
+    left, while another cluster of the name, or none, has a state here). What lies in that
+    id's VPC goes; anything outside it only with ``confirm``'s yes. BadInput when the id is
+    not one, or is the id a state of this machine records for ``name`` (``clusterkit down
+    --cluster NAME`` takes that one down, Terraform first); ClusterkitError names what is
+    left."""
+    ec2, scope = _id_scope(name, cluster_id, region)
     swept = sweep.remove(ec2, scope, say=say, confirm=confirm)
     why = {t.id: reason for t, reason in swept.skipped}
     left = [f"{t} ({why[t.id]})" if t.id in why else str(t) for t in sweep.ours(ec2, scope)]

@@ -6,6 +6,8 @@ how to fix it. Exit codes: 0 ok, 1 failed, 2 bad input or usage.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class ClusterkitError(Exception):
     """Base class: an operation failed (exit code 1)."""
@@ -49,6 +51,15 @@ class NodeUnreachable(ClusterkitError):
 
 class StateError(ClusterkitError):
     """A state file (``cluster.json``, a run record) cannot be read as this kit writes it."""
+
+
+class SecretMissing(StateError):
+    """One of the cluster's secrets (a token, the Spark secret) is missing or empty where a
+    reader needs the one the cluster has: ``path`` names its file."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class StateLayoutError(StateError):

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from clusterkit.core.errors import StateError
+from clusterkit.core.errors import SecretMissing, StateError
 
 
 def fsync_dir(folder: Path) -> None:
@@ -92,16 +92,17 @@ def ensure_secret(path: Path) -> str:
 
 
 def read_secret(path: Path, what: str) -> str:
-    """The token in ``path`` (``what`` names it in errors); StateError naming the file and the
-    runbook when it is missing or empty (a cluster that is up needs the one it started with)."""
+    """The token in ``path`` (``what`` names it in errors), never made here;
+    :class:`SecretMissing` (a StateError) naming the file and the runbook when it is missing
+    or empty (a cluster that is up needs the one it started with)."""
     try:
         text = path.read_text().strip()
     except FileNotFoundError:
         text = None
     if not text:
         state = "missing" if text is None else "empty"
-        raise StateError(f"{what} {path} is {state}: see docs/runbooks/lost-token-or-key.md "
-                         "(`clusterkit doctor` checks it)")  # fmt: skip
+        raise SecretMissing(f"{what} {path} is {state}: see docs/runbooks/lost-token-or-key.md "
+                            "(`clusterkit doctor` checks it)", path)  # fmt: skip
     return text
 
 

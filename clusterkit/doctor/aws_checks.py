@@ -18,6 +18,7 @@ import base64
 import difflib
 import hashlib
 import ipaddress
+import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -548,13 +549,15 @@ class Leftover:
 @dataclass(frozen=True)
 class OrphansReading:
     """The regions looked in, the states of this machine, how many tagged resources were
-    seen there, and what no state knows. ``unread``: why not looked at all."""
+    seen there, and what no state knows. ``unread``: why not looked at all; ``failed``: the
+    regions AWS did not answer in (region, why), the others read all the same."""
 
     regions: tuple[str, ...]
     known: tuple[KnownState, ...]
     seen: int = 0
     leftovers: tuple[Leftover, ...] = ()
     unread: str = ""
+    failed: tuple[tuple[str, str], ...] = ()
 
 
 def known_states(home: Path) -> list[KnownState]:
@@ -583,7 +586,7 @@ def _known(name: str, paths: ClusterPaths) -> KnownState:
         cluster_id = ANY_ID
     try:
         region = provider.terraform(paths).read_vars().get("region")
-    except (OSError, ValueError):
+    except (OSError, StateError):  # a damaged file: the state check's to say
         region = None
     return KnownState(name, cluster_id, str(region) if region else None, str(paths.root))
 
@@ -619,19 +622,20 @@ def read_orphans(target: Target) -> OrphansReading:
     regions = tuple(dict.fromkeys(r for r in (where.region, *(k.region for k in known)) if r))
     if not regions:
         return OrphansReading((), tuple(known), unread=where.why or NO_REGION)
-    seen, leftovers = 0, []
+    seen, leftovers, failed = 0, [], []
     for region in regions:
         ec2 = client("ec2", region)
         try:
             found = sweep.find(ec2, None)
-        except _aws_errors() as exc:
-            return OrphansReading(regions, tuple(known), unread=f"{region}: {unanswered(exc)}")
+        except _aws_errors() as exc:  # said; the other regions are still read
+            failed.append((region, unanswered(exc)))
+            continue
         seen += len(found)
         for group in unknown(found, known):
             cluster, cluster_id = group[0].cluster, group[0].cluster_id
             hourly, note = _price(ec2, region, cluster, cluster_id)
             leftovers.append(Leftover(region, cluster, cluster_id, tuple(group), hourly, note))
-    return OrphansReading(regions, tuple(known), seen, tuple(leftovers))
+    return OrphansReading(regions, tuple(known), seen, tuple(leftovers), failed=tuple(failed))
 
 
 def listing(resources: Iterable[Tagged]) -> str:
@@ -647,16 +651,23 @@ def judge_orphans(reading: OrphansReading) -> list[Finding]:
     them bills (an instance, a volume, an address), WARN when none does; each lists them by
     kind and id with their list price per hour, names left-billing and carries CLUSTER,
     REGION and CLUSTER_ID (none for an older kit's, which tagged no id: the fix is by hand
-    then). OK when every tagged resource seen is known to a state here."""
+    then). With several such clusters (an account shared, as in a class: others' clusters
+    are known to no state here either) each line says to check they are yours first. A
+    region AWS did not answer in: WARN naming it, beside what the others showed. OK when
+    every tagged resource seen is known to a state here."""
     r = reading
     if r.unread:
         return [warn("orphans", f"not checked: {r.unread}")]
-    where = ", ".join(r.regions)
+    found = [warn("orphans", f"not checked in {region}: {why}") for region, why in r.failed]
+    unanswered_in = {region for region, _ in r.failed}
+    where = ", ".join(region for region in r.regions if region not in unanswered_in)
     if not r.leftovers:
-        return [ok("orphans", f"{r.seen} resources tagged {TAG_KEY} in {where}, none but what "
-                              "a state here knows")]  # fmt: skip
+        if where:
+            found.append(ok("orphans", f"{r.seen} resources tagged {TAG_KEY} in {where}, none "
+                                       "but what a state here knows"))  # fmt: skip
+        return found
     names_here = {k.name for k in r.known if k.cluster_id is not None}
-    found = []
+    clusters = len({(left.cluster, left.cluster_id) for left in r.leftovers})
     for left in r.leftovers:
         whose = (f"cluster {left.cluster!r} ({ID_TAG_KEY}={left.cluster_id})" if left.cluster_id
                  else f"cluster {left.cluster!r} (no {ID_TAG_KEY}: an older kit's)")  # fmt: skip
@@ -665,12 +676,16 @@ def judge_orphans(reading: OrphansReading) -> list[Finding]:
         bills = price if left.billing else "nothing of it bills"
         saw = (f"{whose} in {left.region}, known to no state here: "
                f"{listing(left.resources)}; {bills}")  # fmt: skip
+        if clusters > 1:
+            saw += (f"; {clusters} clusters are known to no state here (a shared "
+                    "account?): check these are yours before removing them")  # fmt: skip
         data = {"CLUSTER": left.cluster, "REGION": left.region}
+        name, region = shlex.quote(left.cluster), shlex.quote(left.region)
         if left.cluster_id:
             data["CLUSTER_ID"] = left.cluster_id
             fix = (
-                f"`clusterkit down --provider aws --cluster {left.cluster} --cluster-id "
-                f"{left.cluster_id} --region {left.region}` removes them (it asks first)"
+                f"`clusterkit down --provider aws --cluster {name} --cluster-id "
+                f"{shlex.quote(left.cluster_id)} --region {region}` lists them and asks first"
             )
         elif left.cluster in names_here:
             fix = (
@@ -679,8 +694,8 @@ def judge_orphans(reading: OrphansReading) -> list[Finding]:
             )
         else:
             fix = (
-                f"`clusterkit down --provider aws --cluster {left.cluster} --region "
-                f"{left.region}` removes them (it asks, naming each)"
+                f"`clusterkit down --provider aws --cluster {name} --region {region}` "
+                "lists them and asks first"
             )
         judged = fail if left.billing else warn
         found.append(judged("orphans", saw, "left-billing", fix, data))

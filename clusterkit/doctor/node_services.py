@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from clusterkit.core.errors import ClusterkitError, NodeUnreachable
+from clusterkit.core.errors import ClusterkitError, NodeUnreachable, SecretMissing
 from clusterkit.core.lock import ClusterBusy, cluster_lock
 from clusterkit.doctor.nodes import probe, skipped_line
 from clusterkit.doctor.report import Finding, fail, ok, warn
@@ -311,7 +311,8 @@ class DriftReading:
     """The playbooks in check mode: ``checked`` false when not asked for (``doctor
     --drift``); else the tasks that ran, what would change (``changed`` per host, the
     ``tasks`` as "host: task") and how long it took, or ``error`` (``busy``: another command
-    held the cluster)."""
+    held the cluster; ``lost``: the file of a secret of the cluster's that is missing or
+    empty here, so check mode did not run)."""
 
     checked: bool
     tasks: int = 0
@@ -320,6 +321,7 @@ class DriftReading:
     seconds: float = 0.0
     error: str | None = None
     busy: bool = False
+    lost: str | None = None
     data: dict[str, str] = field(default_factory=dict)
 
 
@@ -329,7 +331,8 @@ def skip_drift(target: Target) -> DriftReading:
 
 
 def read_drift(target: Target) -> DriftReading:
-    """The playbooks in check mode under the cluster's lock (nothing is changed)."""
+    """The playbooks in check mode under the cluster's lock (nothing is changed: a secret
+    missing here is said, not made, and check mode does not run)."""
     cluster = target.cluster
     assert cluster is not None  # a check of an up cluster
     data = _data(target)
@@ -342,6 +345,8 @@ def read_drift(target: Target) -> DriftReading:
             report = services.drift(cluster.state, cluster.paths, say=lambda _: None)
     except ClusterBusy as exc:
         return DriftReading(True, error=str(exc), busy=True, data=data)
+    except SecretMissing as exc:
+        return DriftReading(True, error=str(exc), lost=str(exc.path), data=data)
     except ProvisionError as exc:
         return DriftReading(True, error=str(exc), seconds=time.monotonic() - t0, data=data)
     return DriftReading(True, report.tasks, dict(report.changed), list(report.changed_tasks),
@@ -350,14 +355,19 @@ def read_drift(target: Target) -> DriftReading:
 
 def judge_drift(reading: DriftReading) -> list[Finding]:
     """Not asked for: OK saying so and how to. Another command holding the cluster: WARN.
-    The playbooks failing in check mode: FAIL (provisioning-failed: a provision would fail
-    the same way). Tasks that would change: WARN (provisioning-failed, naming them). OK when
-    nothing would."""
+    A secret of the cluster's missing here: FAIL (lost-token-or-key, the secret its FILE;
+    check mode did not run). The playbooks failing in check mode: FAIL (provisioning-failed:
+    a provision would fail the same way). Tasks that would change: WARN
+    (provisioning-failed, naming them). OK when nothing would."""
     if not reading.checked:
         return [ok("drift", "not checked (the playbooks in check mode take a minute or more): "
                             "`clusterkit doctor --drift` checks it")]  # fmt: skip
     if reading.busy:
         return [warn("drift", f"not checked: {reading.error}")]
+    if reading.lost is not None:
+        return [fail("drift", f"not checked: {reading.error}", "lost-token-or-key",
+                     "the runbook says how to make a new one and give it to the nodes",
+                     {**reading.data, "FILE": reading.lost})]  # fmt: skip
     if reading.error is not None:
         return [fail("drift", f"the playbooks failed in check mode: {reading.error}",
                      "provisioning-failed", "the runbook: what failed, then `clusterkit "

@@ -4,7 +4,8 @@ the user's, 0600 and not empty, and its JSON state files parse.
 
 ``cluster.json`` and ``contexts.json`` are the ``cluster`` check's (they say which cluster and
 in what state); this one parses the others: ``keeper.json``, ``pids/*.json``, the runs'
-``record.json`` and Terraform's ``outputs.json``.
+``record.json``, Terraform's ``outputs.json`` and the variables of its last apply
+(``cluster.tfvars.json``).
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def secret_files(paths: ClusterPaths) -> tuple[list[Path], list[Path]]:
 def json_files(paths: ClusterPaths) -> list[Path]:
     """The state folder's JSON files this check parses (see the module's docstring)."""
     root = paths.root
-    found = [root / "keeper.json", root / "terraform" / "outputs.json"]
+    found = [root / "keeper.json", root / "terraform" / "outputs.json",
+             root / "terraform" / "cluster.tfvars.json"]  # fmt: skip
     found = [p for p in found if p.exists()]
     if paths.pids.is_dir():
         found += sorted(paths.pids.glob("*.json"))

@@ -33,7 +33,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from clusterkit.core.errors import ClusterkitError
-from clusterkit.core.files import ensure_secret, private_dir, write_text_atomic
+from clusterkit.core.files import ensure_secret, private_dir, read_secret, write_text_atomic
 from clusterkit.core.inventory import Inventory, Node, SshSettings
 from clusterkit.core.spec import Spec, parse_size
 from clusterkit.core.state import ClusterPaths, ClusterState
@@ -327,13 +327,27 @@ def build_wheel(out_dir: Path) -> Path:
     return wheels[0]
 
 
-def playbook_vars(spec: Spec, paths: ClusterPaths, *, python: str, wheel: Path) -> dict[str, Any]:
-    """Extra variables for the playbooks: the spec's ports, the pins and the cluster's token."""
+def playbook_secrets(paths: ClusterPaths, *, create: bool = True) -> dict[str, str]:
+    """The cluster's secrets as the playbooks' variables. ``create``: a missing one is made
+    (``provision``); else nothing is written and a missing or empty one raises
+    :class:`~clusterkit.core.errors.SecretMissing` naming its file (``doctor --drift``)."""
+    secrets = {
+        "ray_auth_token": (paths.ray_token, "the Ray token"),
+        "spark_auth_secret": (paths.spark_secret, "the Spark secret"),
+        "spark_connect_token": (paths.spark_connect_token, "the Spark Connect token"),
+    }
+    if create:
+        return {var: ensure_secret(path) for var, (path, _) in secrets.items()}
+    return {var: read_secret(path, what) for var, (path, what) in secrets.items()}
+
+
+def playbook_vars(spec: Spec, paths: ClusterPaths, *, python: str, wheel: Path,
+                  create_secrets: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Extra variables for the playbooks: the spec's ports, the pins and the cluster's
+    secrets (``create_secrets``: see :func:`playbook_secrets`)."""
     ports = spec.ports
     return {
-        "ray_auth_token": ensure_secret(paths.ray_token),
-        "spark_auth_secret": ensure_secret(paths.spark_secret),
-        "spark_connect_token": ensure_secret(paths.spark_connect_token),
+        **playbook_secrets(paths, create=create_secrets),
         "spark_connect_token_file": NODE_SPARK_CONNECT_TOKEN,
         "spark_connect_port": ports.spark_connect,
         "spark_connect_app_name": connect.APP_NAME,
@@ -411,9 +425,12 @@ class PlaybookServices:
               say: Progress) -> Provisioned:  # fmt: skip
         """The playbooks in check mode (``clusterkit doctor --drift``): what a provision would
         change now, nothing changed (its own work folder, so a provision's is never touched;
-        the caller holds the cluster's lock)."""
+        the caller holds the cluster's lock). No secret is made: a missing one raises
+        :class:`~clusterkit.core.errors.SecretMissing` before anything runs."""
+        playbook_secrets(paths, create=False)  # before the wheel is built
         wheel = build_wheel(paths.root / "dist")
-        extra = playbook_vars(state.spec, paths, python=state.node_python, wheel=wheel)
+        extra = playbook_vars(state.spec, paths, python=state.node_python, wheel=wheel,
+                              create_secrets=False)  # fmt: skip
         return run_playbook(self.inventory(state), work_dir=paths.root / "ansible-check",
                             extravars=extra, say=say, facts=paths.root / "ansible-facts",
                             check=True)  # fmt: skip

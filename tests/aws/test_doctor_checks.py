@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from clusterkit import cloud
-from clusterkit.core.errors import BadInput
+from clusterkit.core.errors import BadInput, StateError
 from clusterkit.core.spec import Spec, parse_spec
 from clusterkit.core.state import ClusterPaths, Contexts
-from clusterkit.doctor import CHECKS, Finding, run_doctor
+from clusterkit.doctor import CHECKS, Finding, run_doctor, state_files
 from clusterkit.doctor import aws_checks as ac
 from clusterkit.doctor.target import Target
 from clusterkit.exec.ssh import ensure_key
@@ -382,6 +382,89 @@ def test_orphans_warn_when_nothing_left_bills_and_an_older_kits_go_by_hand():
     assert "--provider aws --cluster alpha --region" in (unknown_name.fix or "")
     unread = _one(ac.judge_orphans(ac.OrphansReading((), (), unread="no AWS region")))
     assert (unread.status, unread.saw) == ("warn", "not checked: no AWS region")
+
+
+def test_orphans_in_a_shared_account_say_to_check_they_are_yours_and_quote_the_fix():
+    first = ac.Leftover(REGION, "alpha", "bbbbbbbbbbbb", (_tagged("vpc", "vpc-2"),))
+    alone = _one(ac.judge_orphans(ac.OrphansReading((REGION,), (), 1, (first,))))
+    assert "check these are yours" not in alone.saw
+    theirs = ac.Leftover(REGION, "it's; rm -rf ~", "", (_tagged("vpc", "vpc-3", "x", ""),))
+    found = ac.judge_orphans(ac.OrphansReading((REGION,), (), 2, (first, theirs)))
+    assert len(found) == 2
+    assert all("2 clusters are known to no state here (a shared account?): check these are "
+               "yours before removing them" in f.saw for f in found)  # fmt: skip
+    assert "--cluster 'it'\"'\"'s; rm -rf ~' --region us-east-1`" in (found[1].fix or "")
+
+
+def test_orphans_a_region_unanswered_warns_beside_what_the_others_show():
+    left = ac.Leftover(REGION, "alpha", "bbbbbbbbbbbb", (_tagged("instance", "i-2"),), 0.1, "t")
+    failed = (("eu-west-1", "AWS refused: UnauthorizedOperation: no"),)
+    found = ac.judge_orphans(ac.OrphansReading(("eu-west-1", REGION), (), 1, (left,),
+                                               failed=failed))  # fmt: skip
+    assert [(f.status, f.runbook) for f in found] == [("warn", None), ("fail", "left-billing")]
+    assert found[0].saw == "not checked in eu-west-1: AWS refused: UnauthorizedOperation: no"
+    clean = ac.judge_orphans(ac.OrphansReading(("eu-west-1", REGION), (), 7, failed=failed))
+    assert [f.status for f in clean] == ["warn", "ok"]
+    assert clean[1].saw.startswith("7 resources tagged clusterkit:cluster in us-east-1, none")
+    every = ac.judge_orphans(ac.OrphansReading(("eu-west-1",), (), failed=failed))
+    assert [f.status for f in every] == ["warn"]
+
+
+class _Refusing:
+    """An EC2 client of a region that refuses every call."""
+
+    def __getattr__(self, name: str) -> Any:
+        from botocore.exceptions import ClientError
+
+        def call(**_: Any) -> Any:
+            error = {"Error": {"Code": "UnauthorizedOperation", "Message": "not here"}}
+            raise ClientError(error, name)
+
+        return call
+
+
+def test_orphans_read_the_other_regions_when_one_does_not_answer(ec2, home, monkeypatch):
+    """The cluster's region refuses; a state here records another, where a lost cluster
+    left its nodes: the refusal is said and the leftovers are still found."""
+    target = _known(home, "alpha", "aaaaaaaaaaaa", region="eu-west-1")
+    _known(home, "beta", "cccccccccccc")  # in us-east-1
+    lost = make_cluster(ec2, "gamma")
+    real = ac.client
+    monkeypatch.setattr(ac, "client", lambda service, region: (
+        _Refusing() if region == "eu-west-1" else real(service, region)))  # fmt: skip
+    reading = ac.read_orphans(target)
+    assert reading.regions == ("eu-west-1", REGION)
+    assert [region for region, _ in reading.failed] == ["eu-west-1"]
+    assert "UnauthorizedOperation" in reading.failed[0][1]
+    assert [(left.cluster, left.cluster_id) for left in reading.leftovers] == [
+        ("gamma", lost["cluster_id"])]  # fmt: skip
+    found = ac.judge_orphans(reading)
+    assert [(f.status, f.data.get("CLUSTER")) for f in found] == [("warn", None),
+                                                                  ("fail", "gamma")]  # fmt: skip
+    assert "eu-west-1" in found[0].saw
+
+
+def test_a_damaged_tfvars_is_named_by_every_check_and_by_the_state_check(ec2, home):
+    target = _known(home, "alpha", "aaaaaaaaaaaa")
+    (home / "clusters" / "alpha" / "spec.yaml").write_text("provider: aws\nname: alpha\n")
+    damaged = home / "clusters" / "alpha" / "terraform" / "cluster.tfvars.json"
+    damaged.write_text('{"region": "us-ea')
+    with pytest.raises(StateError, match=r"cluster\.tfvars\.json does not parse .*"
+                                         r"restore-after-crash\.md"):  # fmt: skip
+        AwsProvider.terraform(ClusterPaths(home / "clusters" / "alpha")).read_vars()
+    damaged.write_text("[1, 2]")
+    with pytest.raises(StateError, match="a JSON list, not an object"):
+        AwsProvider.terraform(ClusterPaths(home / "clusters" / "alpha")).read_vars()
+    damaged.write_text('{"region": "us-ea')
+    assert target.paths is not None and damaged in state_files.json_files(target.paths)
+    state = state_files.judge_state(state_files.read_state(target))
+    named = [(f.status, f.runbook) for f in state if f.data.get("FILE") == str(damaged)]
+    assert named == [("fail", "restore-after-crash")], state
+    report = run_doctor(None, home=home, checks=[c for c in CHECKS if c.when is ac.applies])
+    found = {f.check: f for f in report.findings}
+    assert list(found) == ["aws", "keypair", "sshrule", "orphans"]
+    for finding in found.values():
+        assert finding.status == "warn" and str(damaged) in finding.saw, finding
 
 
 def test_orphans_are_read_from_every_tag_and_priced(ec2, home):

@@ -184,13 +184,16 @@ def test_dry_run_checks_everything_and_prices_it_making_nothing(ec2, home, tmp_p
     assert not (home / "clusters" / "alpha" / "terraform").exists()
 
 
-def test_down_by_tag_asks_first(ec2, home, capsys, monkeypatch):
-    make_cluster(ec2, "alpha")
+def test_down_by_tag_lists_each_resource_then_asks(ec2, home, capsys, monkeypatch):
+    made = make_cluster(ec2, "alpha")
     monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
     assert main(["down", "--provider", "aws", "--cluster", "alpha", "--region", REGION]) == 1
-    assert "Remove everything tagged clusterkit:cluster=alpha in us-east-1?" in (
-        capsys.readouterr().out
-    )
+    listed, asked, _ = capsys.readouterr().out.partition("Remove them?")
+    count = len(sweep.find(ec2, "alpha"))
+    assert asked and f"tagged clusterkit:cluster=alpha in us-east-1: {count}" in listed
+    tagged = f"[clusterkit:cluster-id={made['cluster_id']}]"
+    assert f"  instance {made['master']} (master) {tagged}" in listed
+    assert f"  vpc {made['vpc']}" in listed
     assert len(sweep.find(ec2, "alpha")) >= 12
 
 

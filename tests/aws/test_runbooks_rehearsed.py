@@ -6,7 +6,8 @@ and doctor no longer naming it (:func:`tests.runbooks.rehearse.rehearse`).
 - operator-ip-changed: the master's SSH rule opens 81.2.69.160/32, and this machine's public
   address (a checkip on loopback, ``CLUSTERKIT_CHECKIP_URL``) is now 81.2.69.161.
 - left-billing: an earlier cluster ``alpha`` whose state was lost left its nodes and VPC,
-  while the ``alpha`` made again since is known here: only the lost one's go.
+  while the ``alpha`` made again since is known here: ``down`` lists only the lost one's,
+  the test answers its question yes, and only the lost one's go.
 
 The cluster known here is a stopped one (``cluster.json`` with ``power: stopped``), so no
 check tries to reach its nodes. moto's server needs Flask (a dev dependency): without it the
@@ -193,7 +194,15 @@ def test_left_billing_the_lost_clusters_resources_go_and_the_known_ones_stay(
     _stopped_cluster(home, moto, known)
     lost = make_cluster(moto, "alpha", key_name="clusterkit-alpha-old")
     env = _env(home, moto_server, checkip)
-    done = rehearse("left-billing", "orphans", env=env, cwd=tmp_path, clean=False)
+    done = rehearse(
+        "left-billing", "orphans", env=env, cwd=tmp_path, clean=False, answers="y\n"
+    )  # the operator's answer, once `down` listed what goes
+    # `down` named each resource before asking: the lost cluster's, none of the known one's
+    listed, asked, _ = done.said.partition("Remove them?")
+    assert asked, done.said
+    assert f"instance {lost['master']} (master) [{ID_TAG_KEY}={lost['cluster_id']}]" in listed
+    assert f"vpc {lost['vpc']}" in listed
+    assert known["master"] not in listed and known["vpc"] not in listed
     assert done.finding["data"] == {"CLUSTER": "alpha", "REGION": REGION,
                                     "CLUSTER_ID": lost["cluster_id"]}  # fmt: skip
     assert lost["master"] in done.finding["saw"] and "/h at list prices" in done.finding["saw"]

@@ -481,6 +481,25 @@ def test_drift_changes_warn_failures_fail_and_a_busy_cluster_warns():
     assert clean.status == "ok" and "change nothing (40 tasks, 65 s)" in clean.saw
 
 
+def test_drift_with_a_secret_missing_says_so_and_makes_none(tmp_path: Path):
+    """No ray-token in the state folder: the drift reading names it, check mode does not run
+    (no wheel built) and no secret is made (doctor changes nothing)."""
+    target = _target(tmp_path, 1, "")
+    paths = target.paths
+    assert paths is not None
+    paths.spark_secret.write_text("s3cret")
+    reading = ns.read_drift(target)
+    assert reading.lost == str(paths.ray_token) and reading.tasks == 0
+    assert f"the Ray token {paths.ray_token} is missing" in (reading.error or "")
+    for secret in (paths.ray_token, paths.spark_connect_token):
+        assert not secret.exists()
+    assert not (paths.root / "dist").exists() and not (paths.root / "ansible-check").exists()
+    found = _one(ns.judge_drift(reading))
+    assert (found.status, found.runbook) == ("fail", "lost-token-or-key")
+    assert found.data == {"CLUSTER": "c", "STATE_DIR": str(paths.root),
+                          "FILE": str(paths.ray_token)}  # fmt: skip
+
+
 def test_with_drift_swaps_only_the_drift_checks_reading():
     swapped = with_drift(CHECKS)
     assert [c.name for c in swapped] == [c.name for c in CHECKS]

@@ -10,7 +10,8 @@ does not, so a block that needs one sets it itself.
 
 Where a page leaves a choice to the operator after its steps (job-out-of-memory: how much
 smaller to run the job again), the test makes it (``operator``), as the page's prose says,
-before doctor looks again.
+before doctor looks again. Where a step asks (left-billing's ``down`` lists what it would
+remove and asks), the test answers on the blocks' stdin (``answers``), as the operator types.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Rehearsed:
     code: int
     report: dict[str, Any]
     env: dict[str, str]
+    said: str = ""  # what the steps printed (stdout and stderr, block after block)
 
     @property
     def finding(self) -> dict[str, Any]:
@@ -71,14 +73,20 @@ def naming(report: dict[str, Any], check: str, runbook: str | None = None) -> li
             and (runbook is None or f["runbook"] == runbook)]  # fmt: skip
 
 
-def run_block(block: str, env: dict[str, str], cwd: Path) -> dict[str, str]:
-    """Run one block as ``bash -euo pipefail -c``; the environment it ended with exported."""
+def run_block(block: str, env: dict[str, str], cwd: Path, *, answers: str = "",
+              said: list[str] | None = None) -> dict[str, str]:  # fmt: skip
+    """Run one block as ``bash -euo pipefail -c`` with ``answers`` on its stdin (what the
+    operator types at its questions; none: stdin is empty); the environment it ended with
+    exported. ``said``: its stdout and stderr are appended to it."""
     with tempfile.TemporaryDirectory() as folder:
         left = Path(folder) / "env"
         script = f"{block.rstrip()}\nenv -0 >{shlex.quote(str(left))}\n"
         proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, cwd=cwd,
-                              capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)  # fmt: skip
+                              input=answers, capture_output=True, text=True,
+                              timeout=BLOCK_TIMEOUT_S)  # fmt: skip
         shown = f"{block}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        if said is not None:
+            said.append(proc.stdout + proc.stderr)
         assert proc.returncode == 0, f"the block exited {proc.returncode}:\n{shown}"
         pairs = (item.partition("=") for item in left.read_text().split("\0") if item)
         return {name: value for name, _, value in pairs}
@@ -86,11 +94,13 @@ def run_block(block: str, env: dict[str, str], cwd: Path) -> dict[str, str]:
 
 def rehearse(runbook: str, check: str, *, env: dict[str, str], cwd: Path,
              statuses: tuple[str, ...] = ("fail",), clean: bool = True,
-             operator: Callable[[dict[str, str]], None] | None = None) -> Rehearsed:  # fmt: skip
+             operator: Callable[[dict[str, str]], None] | None = None,
+             answers: str = "") -> Rehearsed:  # fmt: skip
     """With the incident provoked: doctor's ``check`` names ``runbook`` with one of
-    ``statuses``; the page's steps run (then ``operator``, given the environment they left,
-    does what the page leaves to the operator); then ``check`` has no WARN or FAIL. With
-    ``clean``, doctor then exits 0 and the page's confirm blocks run and exit 0 too."""
+    ``statuses``; the page's steps run (``answers`` on each block's stdin; then
+    ``operator``, given the environment they left, does what the page leaves to the
+    operator); then ``check`` has no WARN or FAIL. With ``clean``, doctor then exits 0 and
+    the page's confirm blocks run and exit 0 too."""
     page = page_of(runbook)
     _, before = doctor(env, cwd)
     found = naming(before, check, runbook)
@@ -99,8 +109,9 @@ def rehearse(runbook: str, check: str, *, env: dict[str, str], cwd: Path,
     blocks = steps(page)
     assert blocks, f"{page} has no steps"
     after_env = kit_env(env)
+    said: list[str] = []
     for block in blocks:
-        after_env = run_block(block, after_env, cwd)
+        after_env = run_block(block, after_env, cwd, answers=answers, said=said)
     if operator is not None:
         operator(after_env)
     code, after = doctor(after_env, cwd)
@@ -109,4 +120,4 @@ def rehearse(runbook: str, check: str, *, env: dict[str, str], cwd: Path,
         assert code == 0, f"doctor exits {code} after the steps: {after['checks']}"
         for block in confirm(page):
             run_block(block, after_env, cwd)
-    return Rehearsed(found, code, after, after_env)
+    return Rehearsed(found, code, after, after_env, "".join(said))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clusterkit.core.errors import ClusterkitError
+from clusterkit.core.errors import ClusterkitError, StateError
 from clusterkit.core.files import write_json_atomic
 
 #: The Terraform configuration (the repository's infra/ folder).
@@ -185,8 +185,24 @@ class Terraform:
         return path
 
     def read_vars(self) -> dict[str, Any]:
+        """The variables :meth:`write_vars` saved ({} when none were); StateError naming the
+        file and what to do when it does not parse as a JSON object."""
         path = self.work / "cluster.tfvars.json"
-        return dict(json.loads(path.read_text())) if path.exists() else {}
+        if not path.exists():
+            return {}
+        try:
+            found = json.loads(path.read_text())
+        except ValueError as exc:
+            found, why = None, f"{type(exc).__name__}: {exc}"
+        else:
+            why = f"a JSON {type(found).__name__}, not an object"
+        if not isinstance(found, dict):
+            raise StateError(
+                f"{path} does not parse ({why}): it holds the Terraform variables of the "
+                "cluster's last apply (region, cluster id, sizes); put it back from a copy, or "
+                "see docs/runbooks/restore-after-crash.md (`clusterkit doctor` names it)"
+            )
+        return found
 
 
 def _last_error(result: TerraformResult) -> str:
