@@ -178,7 +178,7 @@ def test_the_masters_nat_removed_is_named_and_provision_puts_it_back(
         rehearse("provisioning-failed", "nat", env=rehearsal.env, cwd=tmp_path)
         again = _json(rehearsal.ck("doctor", "--drift", "--json", timeout=900))
         [clean] = [f for f in again["checks"] if f["check"] == "drift"]
-        assert clean["status"] == "ok" and "change nothing" in clean["saw"], clean
+        assert clean["status"] == "ok" and "change nothing" in clean["saw"], clean["saw"]
         assert again["ok"] is True, again["checks"]
     finally:
         with rehearsal.connect("master") as c:  # on again, exactly as the role made it
