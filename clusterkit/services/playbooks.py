@@ -300,11 +300,14 @@ def node_requirements() -> list[str]:
 LOCAL_VERSION_INDEXES = {"cpu": "https://download.pytorch.org/whl/cpu"}
 
 
-def pip_extra_args(pins: list[str]) -> str:
-    """pip's extra arguments for the nodes: the index of each local version label in
-    ``pins`` (none when every pin is a plain release, as on PyPI)."""
+def pip_extra_index_urls(pins: list[str]) -> str:
+    """pip's extra indexes for the nodes, space-separated as ``PIP_EXTRA_INDEX_URL`` takes
+    them: the index of each local version label in ``pins`` (none when every pin is a plain
+    release, as on PyPI). An environment variable, not ``extra_args``: Ansible's pip module
+    in check mode says "changed" for any ``extra_args``, so ``doctor --drift`` would always
+    see the requirements drift."""
     labels = sorted({pin.rpartition("+")[2] for pin in pins if "+" in pin})
-    return " ".join(f"--extra-index-url {LOCAL_VERSION_INDEXES[label]}" for label in labels
+    return " ".join(LOCAL_VERSION_INDEXES[label] for label in labels
                     if label in LOCAL_VERSION_INDEXES)  # fmt: skip
 
 
@@ -357,7 +360,7 @@ def playbook_vars(spec: Spec, paths: ClusterPaths, *, python: str, wheel: Path,
         "python_venv": str(Path(python).parent.parent),
         "python_expected_version": spec.versions.python,
         "python_requirements": node_requirements(),
-        "python_pip_extra_args": pip_extra_args(node_requirements()),
+        "python_pip_extra_index_url": pip_extra_index_urls(node_requirements()),
         "python_project_wheel": str(wheel),
         "spark_conf_dir": NODE_SPARK_CONF_DIR,
         "spark_connect_driver_memory_mb": parse_size(spec.nodes.driver_memory) // 1024**2,
@@ -428,7 +431,7 @@ class PlaybookServices:
         the caller holds the cluster's lock). No secret is made: a missing one raises
         :class:`~clusterkit.core.errors.SecretMissing` before anything runs."""
         playbook_secrets(paths, create=False)  # before the wheel is built
-        wheel = build_wheel(paths.root / "dist")
+        wheel = build_wheel(paths.root / "ansible-check" / "dist")  # provision's is not touched
         extra = playbook_vars(state.spec, paths, python=state.node_python, wheel=wheel,
                               create_secrets=False)  # fmt: skip
         return run_playbook(self.inventory(state), work_dir=paths.root / "ansible-check",

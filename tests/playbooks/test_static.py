@@ -496,19 +496,21 @@ def test_the_nodes_get_torch_from_pytorchs_cpu_index():
     """torch is pinned as installed here (2.13.0+cpu): PyPI has no such file, so the python
     role's pip is given PyTorch's CPU index; pins without a local label need none."""
     from clusterkit.core.spec import parse_spec
-    from clusterkit.services.playbooks import node_requirements, pip_extra_args, playbook_vars
+    from clusterkit.services.playbooks import node_requirements, pip_extra_index_urls, playbook_vars
 
     pins = node_requirements()
     torch = [p for p in pins if p.startswith("torch==")]
     assert len(torch) == 1 and torch[0].startswith("torch==2.13.0"), pins
     assert any(p.startswith("ray[") and "train" in p for p in pins), pins
-    assert pip_extra_args(["torch==2.13.0+cpu", "numpy==2.1.0"]) == (
-        "--extra-index-url https://download.pytorch.org/whl/cpu")  # fmt: skip
-    assert pip_extra_args(["torch==2.13.0", "numpy==2.1.0"]) == ""
+    assert pip_extra_index_urls(["torch==2.13.0+cpu", "numpy==2.1.0"]) == (
+        "https://download.pytorch.org/whl/cpu")  # fmt: skip
+    assert pip_extra_index_urls(["torch==2.13.0", "numpy==2.1.0"]) == ""
     variables = playbook_vars(parse_spec({"provider": "aws"}), ClusterPaths(Path("/nonexistent")),
                               python="/p", wheel=Path("/w.whl"))  # fmt: skip
     cpu_build = "+cpu" in torch[0]  # as installed here (the CPU build on the kit's machines)
-    assert variables["python_pip_extra_args"] == (
-        "--extra-index-url https://download.pytorch.org/whl/cpu" if cpu_build else "")  # fmt: skip
-    pip = next(t for t in _tasks("python") if "ansible.builtin.pip" in t)["ansible.builtin.pip"]
-    assert pip["extra_args"] == "{{ python_pip_extra_args | default(omit, true) }}"
+    assert variables["python_pip_extra_index_url"] == (
+        "https://download.pytorch.org/whl/cpu" if cpu_build else "")  # fmt: skip
+    task = next(t for t in _tasks("python") if "ansible.builtin.pip" in t)
+    # no extra_args: with them the pip module's check mode always says "changed"
+    assert "extra_args" not in task["ansible.builtin.pip"], task
+    assert "PIP_EXTRA_INDEX_URL" in task["environment"], task
