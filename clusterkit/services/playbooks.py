@@ -431,7 +431,7 @@ class PlaybookServices:
         the caller holds the cluster's lock). No secret is made: a missing one raises
         :class:`~clusterkit.core.errors.SecretMissing` before anything runs."""
         playbook_secrets(paths, create=False)  # before the wheel is built
-        wheel = build_wheel(paths.root / "ansible-check" / "dist")  # provision's is not touched
+        wheel = build_wheel(paths.root / "dist-check")  # provision's dist/ is not touched
         extra = playbook_vars(state.spec, paths, python=state.node_python, wheel=wheel,
                               create_secrets=False)  # fmt: skip
         return run_playbook(self.inventory(state), work_dir=paths.root / "ansible-check",
