@@ -20,7 +20,9 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from clusterkit.core.fmt import human_bytes, human_count
-from clusterkit.report.gather import BenchRow, Epoch, Sample, Trial
+from clusterkit.report.gather import Sample, Trial
+from clusterkit.runs.compare import Row
+from clusterkit.runs.epochs import Epoch
 
 DPI = 100
 #: each engine's colour in every figure (others take the default cycle's)
@@ -185,7 +187,7 @@ def learning_curves(epochs: Sequence[Epoch], title: str) -> Figure:
     return figure
 
 
-def bench_comparison(rows: Sequence[BenchRow], title: str) -> Figure:
+def bench_comparison(rows: Sequence[Row], title: str) -> Figure:
     """The engines compared: one panel per job (row) and size (column), a bar per engine of
     its median wall time with the runs' min-max as whiskers, and the source project's
     published figure (hatched, with its range) beside them where it published one. A group
@@ -216,7 +218,7 @@ def bench_comparison(rows: Sequence[BenchRow], title: str) -> Figure:
     return figure
 
 
-def _bench_panel(ax: Axes, group: Sequence[BenchRow], colours: dict[str, str]) -> None:
+def _bench_panel(ax: Axes, group: Sequence[Row], colours: dict[str, str]) -> None:
     labels: list[str] = []
     top = 0.0
     for x, row in enumerate(group):
@@ -230,7 +232,7 @@ def _bench_panel(ax: Axes, group: Sequence[BenchRow], colours: dict[str, str]) -
         ax.annotate(f"{row.median_s:.1f}", (x, row.median_s + high), textcoords="offset points",
                     xytext=(0, 3), ha="center", fontsize=8)  # fmt: skip
         top = max(top, row.median_s + high)
-    source = next((r.published for r in group if r.published is not None), None)
+    source = next((r.published_figure for r in group if r.published_figure is not None), None)
     if source is not None:
         x = len(group)
         labels.append("source\npublished")

@@ -19,7 +19,8 @@ from typing import Any
 
 from clusterkit.core.errors import BadInput
 from clusterkit.core.records import RunRecord
-from clusterkit.runs.compare import Published, published
+from clusterkit.runs.compare import NOT_PUBLISHED, Row, published
+from clusterkit.runs.epochs import EPOCHS_FILE, Epoch, epochs_of
 
 #: The key of a run record's environment block (Python, Spark, Ray, Java, node sizes...)
 #: once records carry one: :func:`environment_of` reads it, and
@@ -27,7 +28,6 @@ from clusterkit.runs.compare import Published, published
 ENVIRONMENT_KEY = "environment"
 METRICS_FILE = "metrics.jsonl"
 STAGES_FILE = "stages.json"
-EPOCHS_FILE = "epochs.json"
 RESULT_FILE = "result.json"
 
 
@@ -54,42 +54,13 @@ class Trial:
     best: bool
 
 
-@dataclass(frozen=True)
-class Epoch:
-    """One epoch of a training run (``epochs.json``, or ``result.json``'s ``epochs``)."""
-
-    epoch: int
-    loss: float | None
-    accuracy: float | None
-    test_accuracy: float | None
-    images_per_s: float | None
-
-
-@dataclass(frozen=True)
-class BenchRow:
-    """One (job, rows, engine) row of a bench table, as :mod:`clusterkit.runs.compare`
-    writes it; ``published`` is the source project's figure for that job and size."""
-
-    job: str
-    rows: int
-    engine: str
-    runs: int
-    failed: int
-    median_s: float | None
-    min_s: float | None
-    max_s: float | None
-    peak_rss_bytes: int | None
-    error: str | None
-    published: Published | None
-
-
 @dataclass
 class Bench:
     """A bench's table: where it came from (a file or a run), its rows, and how it was
     measured when the file says (commit, date, command)."""
 
     source: str
-    rows: list[BenchRow]
+    rows: list[Row]
     measured: str = ""
 
 
@@ -226,9 +197,10 @@ def read_bench(path: Path) -> Bench:
     return Bench(str(path), bench_rows(table, str(path)), measured)
 
 
-def bench_rows(table: Sequence[Any], source: str) -> list[BenchRow]:
-    """The rows of a bench table (``compare.Row`` as dicts); BadInput naming ``source`` and
-    the row when one lacks the job, rows or engine."""
+def bench_rows(table: Sequence[Any], source: str) -> list[Row]:
+    """The rows of a bench table (``compare.Row`` as dicts) read back into ``compare.Row``;
+    ``published`` is the source project's figure as the kit knows it now (not the file's
+    words). BadInput naming ``source`` and the row when one lacks the job, rows or engine."""
     rows = []
     for place, item in enumerate(table, start=1):
         if not isinstance(item, dict) or not all(k in item for k in ("job", "rows", "engine")):
@@ -241,13 +213,15 @@ def bench_rows(table: Sequence[Any], source: str) -> list[BenchRow]:
                            "number") from None  # fmt: skip
         job = str(item["job"])
         peak = _number(item.get("peak_rss_bytes"))
-        rows.append(BenchRow(
+        rows.append(Row(
             job=job, rows=size, engine=str(item["engine"]),
             runs=int(_number(item.get("runs")) or 0), failed=int(_number(item.get("failed")) or 0),
             median_s=_number(item.get("median_s")), min_s=_number(item.get("min_s")),
-            max_s=_number(item.get("max_s")), peak_rss_bytes=int(peak) if peak else None,
+            max_s=_number(item.get("max_s")),
+            ratio_to_fastest=_number(item.get("ratio_to_fastest")),
+            peak_rss_bytes=int(peak) if peak else None,
+            published=getattr(published(job, size), "text", NOT_PUBLISHED),
             error=str(item["error"]) if item.get("error") else None,
-            published=published(job, size),
         ))  # fmt: skip
     return rows
 
@@ -273,25 +247,6 @@ def trials_of(data: Any) -> list[Trial]:
     best = min(range(len(found)), key=lambda i: found[i][2])
     return [Trial(label, model, cv, folds, i == best)
             for i, (label, model, cv, folds) in enumerate(found)]  # fmt: skip
-
-
-def epochs_of(data: Any) -> list[Epoch]:
-    """The epochs in ``data`` (a list of objects, as lenet writes them); an element without
-    an epoch number is numbered by its place, a figure that is not a number reads as None."""
-    if not isinstance(data, list):
-        return []
-    epochs = []
-    for place, item in enumerate(data, start=1):
-        if not isinstance(item, dict):
-            continue
-        number = _number(item.get("epoch"))
-        epochs.append(Epoch(
-            epoch=int(number) if number is not None else place,
-            loss=_number(item.get("loss")), accuracy=_number(item.get("accuracy")),
-            test_accuracy=_number(item.get("test_accuracy")),
-            images_per_s=_number(item.get("images_per_s")),
-        ))  # fmt: skip
-    return epochs
 
 
 def _stages(result: dict[str, Any] | None, progress: dict[str, Any] | None) -> dict[str, float]:

@@ -209,11 +209,10 @@ def _bench(each: BenchFigure) -> list[str]:
                       and r.max_s is not None else "-")  # fmt: skip
             figures = f'<td class="num">{r.median_s:.2f}</td><td class="num">{spread}</td>'
         runs = f"{r.runs}" + (f" (+{r.failed} failed)" if r.failed else "")
-        source = r.published.text if r.published else "none published"
         out.append(f"<tr><td>{_e(r.job)}</td><td class=\"num\">{_e(human_count(r.rows))}</td>"
                    f"<td>{_e(r.engine)}</td><td class=\"num\">{_e(runs)}</td>{figures}"
                    f"<td class=\"num\">{_e(human_bytes(r.peak_rss_bytes))}</td>"
-                   f"<td>{_e(source)}</td></tr>")  # fmt: skip
+                   f"<td>{_e(r.published)}</td></tr>")  # fmt: skip
     out.append("</tbody></table>")
     return out
 

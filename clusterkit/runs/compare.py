@@ -82,6 +82,10 @@ def measurement(
 
 @dataclass
 class Row:
+    """One (job, rows, engine) group of the comparison table; ``published`` is the source
+    project's figure for that job and size in words (:data:`NOT_PUBLISHED` when it gave none).
+    A bench file's ``table`` holds these rows as dicts (``clusterkit report`` reads them back)."""
+
     job: str
     rows: int
     engine: str
@@ -94,6 +98,12 @@ class Row:
     peak_rss_bytes: int | None
     published: str
     error: str | None = None
+
+    @property
+    def published_figure(self) -> Published | None:
+        """The source project's figure for this row's job and size, to draw (not a field:
+        the table's Markdown, CSV and JSON stay as they are)."""
+        return published(self.job, self.rows)
 
 
 def summarise(measurements: Iterable[Measurement], *, engines: Sequence[str] = ()) -> list[Row]:

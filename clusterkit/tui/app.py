@@ -23,6 +23,7 @@ from clusterkit import catalog
 from clusterkit.core.fmt import human_seconds
 from clusterkit.core.records import RunRecord
 from clusterkit.runs import compare
+from clusterkit.runs.epochs import Epoch
 from clusterkit.runs.launcher import RunWatcher
 from clusterkit.runs.store import RunStore
 from clusterkit.runs.tails import MetricsTail, progress, stages
@@ -34,7 +35,6 @@ from clusterkit.tui.screens.overview import OverviewScreen
 from clusterkit.tui.screens.run_detail import RunDetailScreen
 from clusterkit.tui.state import (
     ConsoleState,
-    Epoch,
     NodesRead,
     RunsRead,
     ServicesRead,

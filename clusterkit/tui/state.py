@@ -4,14 +4,14 @@ Workers read the core in threads and post one message per reading; the app folds
 :class:`ConsoleState` on the UI thread and asks the active screen to show it. A reading that
 failed carries its error, which the screens show in place of the data.
 
-A training job's per-epoch figures (:class:`Epoch`) are read here too: ``result.json``'s
-``epochs`` once it finished, else the ``epochs.json`` it rewrites whole after each epoch.
+A training job's per-epoch figures (:class:`~clusterkit.runs.epochs.Epoch`) are read here
+too, from the run store: ``result.json``'s ``epochs`` once it finished, else the
+``epochs.json`` it rewrites whole after each epoch.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,61 +21,10 @@ from textual.message import Message
 from clusterkit.core.jobspec import Job
 from clusterkit.core.records import RunRecord
 from clusterkit.runs.compare import Measurement
+from clusterkit.runs.epochs import EPOCHS_FILE, Epoch, epochs_of
 from clusterkit.runs.store import RunStore
 from clusterkit.services.health import ServiceHealth
 from clusterkit.watch import ClusterInfo, HealthBoard, NodeHistory
-
-EPOCHS_FILE = "epochs.json"
-
-
-@dataclass(frozen=True)
-class Epoch:
-    """One epoch's figures as a training job reports them (accuracies are fractions 0-1;
-    a figure the job did not give is None)."""
-
-    epoch: int
-    loss: float | None = None
-    accuracy: float | None = None  # training accuracy over the epoch
-    test_accuracy: float | None = None
-    images_per_s: float | None = None
-    seconds: float | None = None
-    lr: float | None = None
-
-    @property
-    def shown_accuracy(self) -> float | None:
-        """The accuracy the console draws: on the test set where measured, else training."""
-        return self.test_accuracy if self.test_accuracy is not None else self.accuracy
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def epochs_of(data: object) -> list[Epoch]:
-    """The epochs in ``data`` (the list in ``epochs.json`` or in result.json's ``epochs``).
-
-    Anything but a list gives none; an element that is not an object is skipped; a figure
-    that is not a number reads as None; an element without an epoch number is numbered by
-    its place (1, 2, ...)."""
-    if not isinstance(data, list):
-        return []
-    epochs = []
-    for place, item in enumerate(data, start=1):
-        if not isinstance(item, dict):
-            continue
-        number = _number(item.get("epoch"))
-        epochs.append(Epoch(
-            epoch=int(number) if number is not None else place,
-            loss=_number(item.get("loss")),
-            accuracy=_number(item.get("accuracy")),
-            test_accuracy=_number(item.get("test_accuracy")),
-            images_per_s=_number(item.get("images_per_s")),
-            seconds=_number(item.get("seconds")),
-            lr=_number(item.get("lr")),
-        ))  # fmt: skip
-    return epochs
 
 
 def read_epochs(store: RunStore, run_id: str,

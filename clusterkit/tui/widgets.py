@@ -16,7 +16,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Sparkline, Static
 
-from clusterkit.tui.state import Epoch, accuracy_series, epoch_summary, percent
+from clusterkit.runs.epochs import Epoch
+from clusterkit.tui.state import accuracy_series, epoch_summary, percent
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 

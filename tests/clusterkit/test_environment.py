@@ -32,6 +32,18 @@ from tests.conftest import FIXTURE_JOBS
 
 PINS = ["pyspark[connect]==4.3.0", "ray[default,train]==2.60.0", "torch==2.13.0+cpu"]
 INSTALLED = ["pyspark==4.3.0", "ray==2.60.0", "torch==2.13.0+cpu", "pip==25.0"]
+#: what a node with an older pyspark than the pinned set has installed
+OLDER = ["pyspark==4.2.0" if p.startswith("pyspark") else p for p in INSTALLED]
+
+
+def _split_readings() -> dict[str, Any]:
+    """Three nodes' readings: the master meets the pinned set, worker-1 has :data:`OLDER`,
+    worker-2 did not answer."""
+    return {
+        "master": {"installed": INSTALLED},
+        "worker-1": {"installed": OLDER},
+        "worker-2": {"error": "worker-2 does not answer"},
+    }
 
 
 class FakeDist(metadata.Distribution):
@@ -97,13 +109,7 @@ def test_a_lock_whose_nodes_agree_and_meet_the_pinned_set():
 
 
 def test_a_lock_with_a_node_that_differs_and_one_that_did_not_answer():
-    older = ["pyspark==4.2.0" if p.startswith("pyspark") else p for p in INSTALLED]
-    readings: dict[str, Any] = {
-        "master": {"installed": INSTALLED},
-        "worker-1": {"installed": older},
-        "worker-2": {"error": "worker-2 does not answer"},
-    }
-    lock = environment.build_lock(PINS, readings)
+    lock = environment.build_lock(PINS, _split_readings())
     nodes = lock["nodes"]
     assert nodes["master"]["matches"] and not nodes["worker-1"]["matches"]
     assert nodes["worker-1"]["unmet"] == ["pyspark[connect]==4.3.0 (installed 4.2.0)"]
@@ -447,15 +453,9 @@ def test_the_drivers_installed_hash_is_read_once_per_process(monkeypatch):
 def test_env_says_the_versions_and_the_lock_node_by_node():
     versions = {"clusterkit": "0.1.0", "commit": "c39af49", "python": "3.12.3",
                 "java": None, "spark": "4.3.0"}  # fmt: skip
-    older = ["pyspark==4.2.0" if p.startswith("pyspark") else p for p in INSTALLED]
-    readings: dict[str, Any] = {
-        "master": {"installed": INSTALLED},
-        "worker-1": {"installed": older},
-        "worker-2": {"error": "worker-2 does not answer"},
-    }
-    lock = environment.build_lock(PINS, readings)
+    lock = environment.build_lock(PINS, _split_readings())
     lines = _environment_lines("master", versions, lock)
-    ours, theirs = environment.digest(INSTALLED)[:12], environment.digest(older)[:12]
+    ours, theirs = environment.digest(INSTALLED)[:12], environment.digest(OLDER)[:12]
     assert lines == [
         "",
         "versions on master: clusterkit 0.1.0 (commit c39af49), python 3.12.3, spark 4.3.0",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from clusterkit.core.state import ClusterPaths, Contexts
 from clusterkit.exec.local import LocalRunner
 from clusterkit.report import (
     ENVIRONMENT_KEY,
+    Bench,
+    Written,
     compare_environments,
     read_bench,
     read_run,
@@ -49,6 +52,14 @@ from tests.report.builders import (
 def _read(root: Path, run_id: str):
     store = FolderRunStore(root)
     return read_run(store.load(run_id), store.dir(run_id))
+
+
+def _report(tmp_path: Path, *run_ids: str, benches: Sequence[Bench] = ()) -> tuple[Path, Written]:
+    """The report of ``run_ids`` (read from ``tmp_path/runs``) and ``benches``, written to
+    ``tmp_path/report.html``: the page's path and what was written."""
+    out = tmp_path / "report.html"
+    runs = [_read(tmp_path / "runs", i) for i in run_ids]
+    return out, write_report(runs, list(benches), out, made="made now")
 
 
 def _images(html: str) -> list[str]:
@@ -124,9 +135,12 @@ def test_a_bench_file_is_read_with_the_source_projects_figures(tmp_path, wrapped
     bench = read_bench(bench_file(tmp_path / "bench.json", wrapped=wrapped))
     assert len(bench.rows) == 12
     etl_30m = [r for r in bench.rows if (r.job, r.rows) == ("etl", 30_000_000)]
-    assert {r.published.median_s for r in etl_30m if r.published} == {34.1}
-    assert etl_30m[0].published is not None and etl_30m[0].published.max_s == 71.3
-    assert all(r.published is None for r in bench.rows if r.rows == 1_000_000)
+    assert {r.published for r in etl_30m} == {"34.1 s median, 30.8-71.3 s (10 runs, t2.large)"}
+    assert etl_30m[-1].ratio_to_fastest == 1.0  # duckdb, the fastest: the file's own ratio
+    figure = etl_30m[0].published_figure
+    assert figure is not None and (figure.median_s, figure.max_s) == (34.1, 71.3)
+    small = [r for r in bench.rows if r.rows == 1_000_000]
+    assert all(r.published_figure is None and r.published == "none published" for r in small)
     failed = [r for r in bench.rows if r.median_s is None]
     assert [(r.job, r.engine, r.error) for r in failed] == [
         ("top-earners", "ray", "RayTaskError: out of memory")]  # fmt: skip
@@ -137,7 +151,7 @@ def test_the_repositorys_own_bench_result_reads(tmp_path):
     engines = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "engines.json"
     bench = read_bench(engines)
     assert {r.engine for r in bench.rows} == {"spark", "ray", "duckdb", "seed-paper"}
-    assert sum(1 for r in bench.rows if r.published is not None) == 4  # etl at 30M rows
+    assert sum(1 for r in bench.rows if r.published_figure is not None) == 4  # etl at 30M
 
 
 @pytest.mark.parametrize(("content", "said"), [
@@ -219,16 +233,14 @@ def test_the_memory_figure_marks_each_nodes_peak(tmp_path):
 def test_train_and_lenet_get_the_search_and_the_learning_curves(tmp_path):
     train_run(tmp_path / "runs")
     lenet_run(tmp_path / "runs")
-    out = tmp_path / "report.html"
-    runs = [_read(tmp_path / "runs", i) for i in (TRAIN, LENET)]
-    written = write_report(runs, [], out, made="made now")
+    out, written = _report(tmp_path, TRAIN, LENET)
     names = [p.name for p in written.pngs]
     assert f"report-{TRAIN}-search.png" in names and f"report-{LENET}-epochs.png" in names
     _assert_pngs_are_figures(out, names)
     html = out.read_text()
     assert "Hyperparameter search" in html and "Learning curves" in html
     assert "does not apply to a train run" in html and "does not apply to a lenet run" in html
-    search = figs.search_results(runs[0].trials, "t", 2.21e8)
+    search = figs.search_results(_read(tmp_path / "runs", TRAIN).trials, "t", 2.21e8)
     assert search.axes[0].get_yticklabels()[0].get_text().startswith("best: hist_gradient")
 
 
@@ -243,8 +255,7 @@ def test_a_search_whose_folds_are_equal_is_drawn(tmp_path):
     write_run(tmp_path / "runs", TRAIN, "train", params={}, wall_s=3.0,
               result={"stages": {"search": 2.0}, "mse": 0.1, "trial_results": found},
               samples=two_node_samples(3, peak_at=1))  # fmt: skip
-    out = tmp_path / "report.html"
-    written = write_report([_read(tmp_path / "runs", TRAIN)], [], out, made="made now")
+    out, written = _report(tmp_path, TRAIN)
     assert written.missing == []
     assert f"report-{TRAIN}-search.png" in [p.name for p in written.pngs]
     _assert_pngs_are_figures(out, [f"report-{TRAIN}-search.png"])
@@ -258,8 +269,7 @@ def test_a_figure_that_raises_is_missing_and_the_page_still_written(tmp_path, mo
     monkeypatch.setattr(figs, "bench_comparison", refuses)
     train_run(tmp_path / "runs")
     bench = read_bench(bench_file(tmp_path / "bench.json"))
-    out = tmp_path / "report.html"
-    written = write_report([_read(tmp_path / "runs", TRAIN)], [bench], out, made="made now")
+    out, written = _report(tmp_path, TRAIN, benches=[bench])
     why = "ValueError: 'xerr' must not contain negative values"
     assert written.missing == [f"run {TRAIN}: Hyperparameter search: {why}",
                                f"bench {bench.source}: Engines compared: {why}"]  # fmt: skip
@@ -285,9 +295,7 @@ def test_a_figure_that_cannot_be_written_stops_the_report(tmp_path, monkeypatch)
 def test_runs_side_by_side_say_whether_their_environments_differ(tmp_path):
     etl_run(tmp_path / "runs")
     etl_run(tmp_path / "runs", "20261121-100500-abcd", engine="ray")
-    out = tmp_path / "report.html"
-    runs = [_read(tmp_path / "runs", i) for i in (ETL, "20261121-100500-abcd")]
-    write_report(runs, [], out, made="made now")
+    out, _ = _report(tmp_path, ETL, "20261121-100500-abcd")
     html = out.read_text()
     assert "<h2>2 runs side by side</h2>" in html
     header = re.search(r"<thead>(.*?)</thead>", html, re.S)
@@ -301,9 +309,7 @@ def test_runs_side_by_side_say_whether_their_environments_differ(tmp_path):
 def test_a_run_without_metrics_still_gets_a_page_saying_what_is_missing(tmp_path):
     no_metrics_run(tmp_path / "runs")
     failed_run(tmp_path / "runs")
-    out = tmp_path / "report.html"
-    runs = [_read(tmp_path / "runs", i) for i in (NO_METRICS, FAILED)]
-    written = write_report(runs, [], out, made="made now")
+    out, written = _report(tmp_path, NO_METRICS, FAILED)
     assert [p.name for p in written.pngs] == [f"report-{NO_METRICS}-stages.png",
                                               f"report-{FAILED}-stages.png"]  # fmt: skip
     assert written.missing == [
@@ -354,9 +360,7 @@ def test_a_bench_page_draws_the_engines_beside_the_published_figure(tmp_path):
 def test_a_bench_run_gets_its_comparison_and_a_failed_one_says_why_not(tmp_path):
     bench_run(tmp_path / "runs")
     bench_run(tmp_path / "runs", "20261121-110000-0bad", succeeded=False)
-    out = tmp_path / "report.html"
-    runs = [_read(tmp_path / "runs", i) for i in (BENCH, "20261121-110000-0bad")]
-    written = write_report(runs, [], out, made="made now")
+    _, written = _report(tmp_path, BENCH, "20261121-110000-0bad")
     assert f"report-{BENCH}-bench.png" in [p.name for p in written.pngs]
     assert any("the bench run has no table in result.json" in m for m in written.missing)
 

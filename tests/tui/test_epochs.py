@@ -14,14 +14,13 @@ from textual.widgets import Sparkline, Static
 from clusterkit import catalog
 from clusterkit.core.jobspec import Job, Param
 from clusterkit.core.records import RunRecord
+from clusterkit.runs.epochs import epochs_of
 from clusterkit.runs.store import FolderRunStore
 from clusterkit.tui.screens.jobs import JobsScreen
 from clusterkit.tui.screens.run_detail import RunDetailScreen
 from clusterkit.tui.state import (
-    Epoch,
     accuracy_series,
     epoch_summary,
-    epochs_of,
     epochs_param,
     planned_epochs,
     read_epochs,
@@ -47,21 +46,6 @@ def finished_epochs() -> list[dict[str, Any]]:
 
 
 # --- the pure helpers ----------------------------------------------------------------------
-
-
-def test_epochs_are_read_leniently():
-    data = [
-        epoch(1, 0.91),
-        "not an epoch",
-        {"loss": 0.3, "accuracy": 0.93, "test_accuracy": None, "images_per_s": "fast"},
-        {"epoch": 3, "accuracy": True, "seconds": float("nan")},
-    ]
-    epochs = epochs_of(data)
-    assert [e.epoch for e in epochs] == [1, 3, 3]  # the one without a number: its place
-    assert epochs[0] == Epoch(1, 0.5, 0.9, 0.91, 5230.0, 11.2, 0.0021)
-    assert (epochs[1].test_accuracy, epochs[1].images_per_s) == (None, None)
-    assert (epochs[2].accuracy, epochs[2].seconds) == (None, None)  # a bool, a NaN: no figure
-    assert epochs_of({"epochs": []}) == [] and epochs_of(None) == []
 
 
 def test_the_series_is_test_accuracy_where_measured_else_training():

@@ -20,10 +20,11 @@ from clusterkit.core.errors import ClusterkitError
 from clusterkit.core.fmt import human_bytes, human_seconds
 from clusterkit.core.records import RunRecord
 from clusterkit.runs import tails
+from clusterkit.runs.epochs import Epoch
 from clusterkit.runs.store import RunStore
 from clusterkit.runs.tails import LogTail, MetricsTail, Stage
 from clusterkit.tui.screens.base import LiveScreen
-from clusterkit.tui.state import Epoch, epochs_param, planned_epochs, read_epochs
+from clusterkit.tui.state import epochs_param, planned_epochs, read_epochs
 from clusterkit.tui.widgets import EpochsView, column_chart, show_text, state_text
 
 LOG_LINES = 5000
