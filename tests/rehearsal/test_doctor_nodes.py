@@ -174,9 +174,11 @@ def test_the_masters_nat_removed_is_named_and_provision_puts_it_back(
         assert "reaches nothing beyond the master" in nat_fail["saw"]
         [drifted] = naming(report, "drift", "provisioning-failed")
         assert drifted["status"] == "warn", drifted
-        # that task alone: nothing else drifted (the pip task's check mode answers truly)
-        assert drifted["saw"].startswith("1 task would change (master: Masquerade the private "
-                                         "subnet"), drifted["saw"]  # fmt: skip
+        # the rule and its saving alone: nothing else drifted (the pip task's check mode
+        # answers truly)
+        assert drifted["saw"].startswith(
+            "2 tasks would change (master: Masquerade the private subnet; master: Save the "
+            "firewall rules)"), drifted["saw"]  # fmt: skip
         rehearse("provisioning-failed", "nat", env=rehearsal.env, cwd=tmp_path)
         again = _json(rehearsal.ck("doctor", "--drift", "--json", timeout=900))
         [clean] = [f for f in again["checks"] if f["check"] == "drift"]
