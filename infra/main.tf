@@ -5,11 +5,14 @@
 locals {
   # On every resource (default_tags, and the root volumes' own tags): `clusterkit down`
   # sweeps only what carries both the name and the id.
-  tags = {
+  cluster_tags = {
     "clusterkit:cluster"    = var.cluster_name
     "clusterkit:cluster-id" = var.cluster_id
     "ManagedBy"             = "clusterkit"
   }
+  # And who made it (the caller's ARN at `up`): `clusterkit doctor` tells the operator's own
+  # lost cluster from another's in a shared account. None when not given (an older state).
+  tags = merge(local.cluster_tags, var.owner == "" ? {} : { "clusterkit:owner" = var.owner })
 
   # Official images, looked up by owner and name (never a hard-coded id): Debian's account
   # publishes debian-12-amd64-*, Canonical's publishes the Ubuntu 24.04 server images.

@@ -18,6 +18,17 @@ variable "cluster_id" {
   }
 }
 
+variable "owner" {
+  description = "The ARN of the AWS identity that makes the cluster (STS's caller at clusterkit up): tagged clusterkit:owner on every resource, so `clusterkit doctor` tells the operator's own cluster from another's in a shared account. Empty: no owner tag (a state made by an older kit)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.owner == "" || (length(var.owner) <= 256 && can(regex("^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:[^\\s]+$", var.owner)))
+    error_message = "owner: an IAM or STS ARN (arn:aws:iam::123456789012:user/NAME, arn:aws:sts::123456789012:assumed-role/ROLE/SESSION) of at most 256 characters, as `aws sts get-caller-identity` prints it; or empty."
+  }
+}
+
 variable "region" {
   description = "The AWS region, e.g. us-east-1."
   type        = string

@@ -1,7 +1,8 @@
 """The AWS checks: credentials and region (``aws``), the cluster's key pair against its SSH
 key here (``keypair``), this machine's public address against the master's SSH rule
 (``sshrule``), and what carries the kit's tag with no state of this machine knowing it
-(``orphans``: left billing after a lost state).
+(``orphans``: left billing after a lost state, told by its ``clusterkit:owner`` tag from
+another's cluster in a shared account).
 
 They apply to an AWS cluster the kit knows, in whichever state, and, with none known, to a
 spec whose provider is aws (what ``up`` would meet): :func:`applies`. Each reading makes a
@@ -22,7 +23,7 @@ import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from clusterkit.core.errors import ClusterkitError, StateError
 from clusterkit.core.state import ClusterPaths, Contexts, paths_for
@@ -33,7 +34,7 @@ from clusterkit.providers.aws import preflight as aws_preflight
 from clusterkit.providers.aws.preflight import AwsPreflightError
 from clusterkit.providers.aws.provider import AwsProvider
 from clusterkit.providers.aws.sweep import Tagged
-from clusterkit.providers.aws.tags import ID_TAG_KEY, TAG_KEY, tag_value
+from clusterkit.providers.aws.tags import ID_TAG_KEY, OWNER_TAG_KEY, TAG_KEY, is_owner, tag_value
 
 #: Seconds to connect and to read, per call (two attempts): an offline laptop waits ~10 s.
 TIMEOUT_S = 5
@@ -116,6 +117,18 @@ def _aws_errors() -> tuple[type[Exception], ...]:
     return (BotoCoreError, ClientError)
 
 
+def read_caller(regions: Iterable[str]) -> tuple[str | None, str]:
+    """(the ARN STS names as the caller, "") asked in the first of ``regions`` that answers;
+    (None, why) when none does."""
+    why = NO_REGION
+    for region in regions:
+        try:
+            return str(client("sts", region).get_caller_identity()["Arn"]), ""
+        except _aws_errors() as exc:
+            why = unanswered(exc)
+    return None, why
+
+
 # -- aws: credentials and region --------------------------------------------------------------
 
 
@@ -194,8 +207,9 @@ def judge_aws(reading: AwsReading) -> list[Finding]:
 @dataclass(frozen=True)
 class KeyPairReading:
     """The cluster's key pair (``key_name``, infra/nodes.tf's ``clusterkit-NAME``) as EC2
-    has it in ``region``: ``found``, its public key and fingerprint, the cluster name and id
-    its tags carry; and the cluster's SSH key here (``key_file``): the public half of the
+    has it in ``region``: ``found``, its public key and fingerprint, the cluster name, id and
+    owner its tags carry (with the caller's ARN to hold the owner against, read only then:
+    None, not read); and the cluster's SSH key here (``key_file``): the public half of the
     private key (None: no such file, or ``local_error`` says why it could not be read).
     ``made``: the cluster's Terraform state holds resources (else: before ``up``).
     ``unread``: why EC2 was not asked or did not answer."""
@@ -213,6 +227,8 @@ class KeyPairReading:
     tag_cluster_id: str = ""
     state_dir: str = ""
     unread: str = ""
+    tag_owner: str = ""
+    caller: str | None = None
 
 
 def public_of(private_key: Path) -> str:
@@ -296,10 +312,13 @@ def read_keypair(target: Target) -> KeyPairReading:
     if not found:
         return base
     pair = found[0]
+    owner = tag_value(pair.get("Tags"), OWNER_TAG_KEY)
+    caller = read_caller([where.region])[0] if owner and not where.made else None
     return _with(base, found=True, remote_public=pair.get("PublicKey") or None,
                  remote_fingerprint=pair.get("KeyFingerprint", ""),
                  tag_cluster=tag_value(pair.get("Tags"), TAG_KEY),
-                 tag_cluster_id=tag_value(pair.get("Tags"), ID_TAG_KEY))  # fmt: skip
+                 tag_cluster_id=tag_value(pair.get("Tags"), ID_TAG_KEY), tag_owner=owner,
+                 caller=caller)  # fmt: skip
 
 
 def _with(reading: KeyPairReading, **changes: Any) -> KeyPairReading:
@@ -324,7 +343,9 @@ def judge_keypair(reading: KeyPairReading) -> list[Finding]:
     key pair is gone (Terraform makes it again at its next apply); OK when they match.
     Before ``up``: OK when there is no key pair of the name, or it holds this machine's key;
     FAIL when it holds another (``up`` refuses it): left-billing (CLUSTER, REGION,
-    CLUSTER_ID of its tags) when the kit's tags say whose, else a fix by hand."""
+    CLUSTER_ID of its tags) when the kit's tags say whose and its owner tag is not another
+    identity's than the caller's (a classmate's cluster of the same name: the fix is another
+    name), else a fix by hand."""
     r = reading
     named = f"EC2 key pair {r.key_name} in {r.region}"
     if r.unread:
@@ -371,6 +392,12 @@ def judge_keypair(reading: KeyPairReading) -> list[Finding]:
         return [fail("keypair", f"{saw}; it carries no {ID_TAG_KEY} tag",
                      fix="if nothing uses it, delete it (EC2 console, Key pairs), or name the "
                          "cluster otherwise")]  # fmt: skip
+    if r.tag_owner and r.caller and not is_owner(r.tag_owner, r.caller):
+        return [fail("keypair", f"{saw}; it is cluster {r.tag_cluster!r}'s "
+                                f"({ID_TAG_KEY}={r.tag_cluster_id}), which belongs to "
+                                f"{r.tag_owner}, not to you ({r.caller})",
+                     fix="give your cluster another name (the spec's `name`): that cluster is "
+                         "not yours to remove")]  # fmt: skip
     data = {"CLUSTER": r.tag_cluster, "CLUSTER_ID": r.tag_cluster_id, "REGION": r.region}
     return [fail("keypair", f"{saw}; left by cluster {r.tag_cluster!r} "
                             f"({ID_TAG_KEY}={r.tag_cluster_id})", "left-billing",
@@ -532,7 +559,8 @@ class KnownState:
 class Leftover:
     """What one cluster (its name and id; "" for an older kit's) left in a region that no
     state here knows, in removal order; its list price per hour now (None: not priced,
-    ``price_note`` says why; else where the prices came from)."""
+    ``price_note`` says why; else where the prices came from); the owner tags its resources
+    carry (ARNs, each once; none for an older kit's)."""
 
     region: str
     cluster: str
@@ -540,6 +568,7 @@ class Leftover:
     resources: tuple[Tagged, ...]
     hourly: float | None = None
     price_note: str = ""
+    owners: tuple[str, ...] = ()
 
     @property
     def billing(self) -> bool:
@@ -550,7 +579,10 @@ class Leftover:
 class OrphansReading:
     """The regions looked in, the states of this machine, how many tagged resources were
     seen there, and what no state knows. ``unread``: why not looked at all; ``failed``: the
-    regions AWS did not answer in (region, why), the others read all the same."""
+    regions AWS did not answer in (region, why), the others read all the same. ``caller``:
+    the ARN STS names as the caller, whose owner tag marks the operator's own clusters (None:
+    not read, ``caller_error`` says why; "" then when nothing left carries an owner tag, so
+    STS was not asked)."""
 
     regions: tuple[str, ...]
     known: tuple[KnownState, ...]
@@ -558,6 +590,8 @@ class OrphansReading:
     leftovers: tuple[Leftover, ...] = ()
     unread: str = ""
     failed: tuple[tuple[str, str], ...] = ()
+    caller: str | None = None
+    caller_error: str = ""
 
 
 def known_states(home: Path) -> list[KnownState]:
@@ -622,7 +656,7 @@ def read_orphans(target: Target) -> OrphansReading:
     regions = tuple(dict.fromkeys(r for r in (where.region, *(k.region for k in known)) if r))
     if not regions:
         return OrphansReading((), tuple(known), unread=where.why or NO_REGION)
-    seen, leftovers, failed = 0, [], []
+    seen, groups, failed = 0, [], []
     for region in regions:
         ec2 = client("ec2", region)
         try:
@@ -631,11 +665,35 @@ def read_orphans(target: Target) -> OrphansReading:
             failed.append((region, unanswered(exc)))
             continue
         seen += len(found)
-        for group in unknown(found, known):
-            cluster, cluster_id = group[0].cluster, group[0].cluster_id
+        groups += [(region, ec2, group) for group in unknown(found, known)]
+    owned = any(t.owner for _, _, group in groups for t in group)
+    caller, caller_error = read_caller(regions) if owned else (None, "")  # asked when it tells
+    leftovers = []
+    for region, ec2, group in groups:
+        cluster, cluster_id = group[0].cluster, group[0].cluster_id
+        owners = tuple(dict.fromkeys(t.owner for t in group if t.owner))
+        if whose(owners, caller) == "other":  # not the operator's bill: not priced
+            hourly, note = None, "another's cluster, not priced"
+        else:
             hourly, note = _price(ec2, region, cluster, cluster_id)
-            leftovers.append(Leftover(region, cluster, cluster_id, tuple(group), hourly, note))
-    return OrphansReading(regions, tuple(known), seen, tuple(leftovers), failed=tuple(failed))
+        leftovers.append(Leftover(region, cluster, cluster_id, tuple(group), hourly, note,
+                                  owners))  # fmt: skip
+    return OrphansReading(regions, tuple(known), seen, tuple(leftovers), failed=tuple(failed),
+                          caller=caller, caller_error=caller_error)  # fmt: skip
+
+
+Whose = Literal["own", "other", "unknown"]
+
+
+def whose(owners: Iterable[str], caller: str | None) -> Whose:
+    """Whose a leftover cluster is, by the owner tags of its resources: "own" when one names
+    the caller (:func:`~clusterkit.providers.aws.tags.is_owner`), "other" when they name only
+    other identities, "unknown" when they carry none (an older kit's) or the caller is not
+    known."""
+    tags = [o for o in owners if o]
+    if not tags or caller is None:
+        return "unknown"
+    return "own" if any(is_owner(o, caller) for o in tags) else "other"
 
 
 def listing(resources: Iterable[Tagged]) -> str:
@@ -647,13 +705,21 @@ def listing(resources: Iterable[Tagged]) -> str:
 
 
 def judge_orphans(reading: OrphansReading) -> list[Finding]:
-    """Per cluster (name and id) that left resources no state here knows: FAIL when any of
-    them bills (an instance, a volume, an address), WARN when none does; each lists them by
-    kind and id with their list price per hour, names left-billing and carries CLUSTER,
-    REGION and CLUSTER_ID (none for an older kit's, which tagged no id: the fix is by hand
-    then). With several such clusters (an account shared, as in a class: others' clusters
-    are known to no state here either) each line says to check they are yours first. A
-    region AWS did not answer in: WARN naming it, beside what the others showed. OK when
+    """Per cluster (name and id) that left resources no state here knows, by whose its owner
+    tag (``clusterkit:owner``) says it is (:func:`whose`):
+
+    - the caller's own (a state of theirs lost): FAIL when any of them bills (an instance, a
+      volume, an address), WARN when none does; the line lists them by kind and id with their
+      list price per hour, names left-billing and carries CLUSTER, REGION and CLUSTER_ID (none
+      for an older kit's, which tagged no id: the fix is by hand then);
+    - another identity's (a classmate's in a shared account, live or not): OK, saying whose
+      ("belongs to ARN"), unpriced, with no runbook, fix or variables: not the operator's to
+      remove, the line says to ask its owner;
+    - unknown (no owner tag: an older kit's; or the caller could not be read): as the
+      caller's own, saying the owner is unknown; with several clusters left, each line says
+      to check they are yours first.
+
+    A region AWS did not answer in: WARN naming it, beside what the others showed. OK when
     every tagged resource seen is known to a state here."""
     r = reading
     if r.unread:
@@ -669,34 +735,60 @@ def judge_orphans(reading: OrphansReading) -> list[Finding]:
     names_here = {k.name for k in r.known if k.cluster_id is not None}
     clusters = len({(left.cluster, left.cluster_id) for left in r.leftovers})
     for left in r.leftovers:
-        whose = (f"cluster {left.cluster!r} ({ID_TAG_KEY}={left.cluster_id})" if left.cluster_id
+        named = (f"cluster {left.cluster!r} ({ID_TAG_KEY}={left.cluster_id})" if left.cluster_id
                  else f"cluster {left.cluster!r} (no {ID_TAG_KEY}: an older kit's)")  # fmt: skip
         price = (f"${left.hourly:.4f}/h at list prices ({left.price_note})"
                  if left.hourly is not None else f"price unknown: {left.price_note}")  # fmt: skip
         bills = price if left.billing else "nothing of it bills"
-        saw = (f"{whose} in {left.region}, known to no state here: "
-               f"{listing(left.resources)}; {bills}")  # fmt: skip
-        if clusters > 1:
-            saw += (f"; {clusters} clusters are known to no state here (a shared "
-                    "account?): check these are yours before removing them")  # fmt: skip
-        data = {"CLUSTER": left.cluster, "REGION": left.region}
-        name, region = shlex.quote(left.cluster), shlex.quote(left.region)
-        if left.cluster_id:
-            data["CLUSTER_ID"] = left.cluster_id
-            fix = (
-                f"`clusterkit down --provider aws --cluster {name} --cluster-id "
-                f"{shlex.quote(left.cluster_id)} --region {region}` lists them and asks first"
-            )
-        elif left.cluster in names_here:
-            fix = (
-                "remove them in the EC2 console: with no id they cannot be told by the kit "
-                f"from the cluster {left.cluster!r} known here"
-            )
+        listed = f"{listing(left.resources)}; {bills}"
+        owners = ", ".join(left.owners)
+        judged_whose = whose(left.owners, r.caller)
+        if judged_whose == "other":
+            found.append(ok("orphans", f"{named} in {left.region} belongs to {owners}, not "
+                                       f"to you ({r.caller}), and no state here knows it: "
+                                       f"{listed}; not yours to remove: ask its owner if it "
+                                       "should not be there"))  # fmt: skip
+            continue
+        if judged_whose == "own":
+            saw = (f"{named} in {left.region}, yours ({OWNER_TAG_KEY}={r.caller}) and known to "
+                   f"no state here (its state was lost): {listed}")  # fmt: skip
+            also = [o for o in left.owners if r.caller is not None and not is_owner(o, r.caller)]
+            if also:
+                saw += f"; some of it is tagged {OWNER_TAG_KEY}={', '.join(also)}"
         else:
-            fix = (
-                f"`clusterkit down --provider aws --cluster {name} --region {region}` "
-                "lists them and asks first"
-            )
-        judged = fail if left.billing else warn
-        found.append(judged("orphans", saw, "left-billing", fix, data))
+            owner = (f"tagged {OWNER_TAG_KEY}={owners} but who you are could not be read "
+                     f"({r.caller_error})" if owners
+                     else f"no {OWNER_TAG_KEY}: made by an older kit")  # fmt: skip
+            saw = (f"{named} in {left.region}, known to no state here, owner unknown ({owner}): "
+                   f"{listed}")  # fmt: skip
+            if clusters > 1:
+                saw += (f"; {clusters} clusters are known to no state here (a shared "
+                        "account?): check these are yours before removing them")  # fmt: skip
+        found.append(_lost(left, saw, names_here))
     return found
+
+
+def _lost(left: Leftover, saw: str, names_here: set[str]) -> Finding:
+    """The left-billing finding of a cluster that may be the operator's: FAIL when any of
+    it bills, else WARN; the ``down`` that removes it, or by hand when it cannot be told by
+    the kit from a cluster of its name known here."""
+    data = {"CLUSTER": left.cluster, "REGION": left.region}
+    name, region = shlex.quote(left.cluster), shlex.quote(left.region)
+    if left.cluster_id:
+        data["CLUSTER_ID"] = left.cluster_id
+        fix = (
+            f"`clusterkit down --provider aws --cluster {name} --cluster-id "
+            f"{shlex.quote(left.cluster_id)} --region {region}` lists them and asks first"
+        )
+    elif left.cluster in names_here:
+        fix = (
+            "remove them in the EC2 console: with no id they cannot be told by the kit "
+            f"from the cluster {left.cluster!r} known here"
+        )
+    else:
+        fix = (
+            f"`clusterkit down --provider aws --cluster {name} --region {region}` "
+            "lists them and asks first"
+        )
+    judged = fail if left.billing else warn
+    return judged("orphans", saw, "left-billing", fix, data)

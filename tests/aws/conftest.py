@@ -10,9 +10,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from clusterkit.providers.aws.tags import ID_TAG_KEY, new_cluster_id
+from clusterkit.providers.aws.tags import ID_TAG_KEY, OWNER_TAG_KEY, new_cluster_id
 
 REGION = "us-east-1"
+#: The ARN moto's STS names as the caller (the operator, in these tests).
+MOTO_CALLER = "arn:aws:sts::123456789012:user/moto"
+#: A classmate in the same account.
+CLASSMATE = "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Student_0a1b/bea@example.edu"
 
 
 @pytest.fixture
@@ -35,13 +39,16 @@ def ec2(aws) -> Any:
     return boto3.client("ec2", region_name=REGION)
 
 
-def cluster_tags(name: str, cluster_id: str) -> list[dict[str, str]]:
-    """The tags infra/ puts on every resource (no id tag when ``cluster_id`` is "")."""
+def cluster_tags(name: str, cluster_id: str, owner: str = "") -> list[dict[str, str]]:
+    """The tags infra/ puts on every resource (no id tag when ``cluster_id`` is "", no owner
+    tag when ``owner`` is "": an older kit's)."""
     tags = [
         {"Key": "clusterkit:cluster", "Value": name},
         {"Key": "ManagedBy", "Value": "clusterkit"},
     ]
-    return [*tags, {"Key": ID_TAG_KEY, "Value": cluster_id}] if cluster_id else tags
+    if cluster_id:
+        tags.append({"Key": ID_TAG_KEY, "Value": cluster_id})
+    return [*tags, {"Key": OWNER_TAG_KEY, "Value": owner}] if owner else tags
 
 
 def yes_recording(asked: list[str]) -> Callable[[str], bool]:
@@ -61,14 +68,15 @@ def make_cluster(
     operator_cidr: str = "198.51.100.7/32",
     cluster_id: str | None = None,
     key_name: str | None = None,
+    owner: str = "",
 ) -> dict[str, str]:
     """What infra/ makes, made with boto3 the same way (tags, groups, routes, nodes).
     ``cluster_id``: None, a fresh one; "", no id tag (what an older kit made). ``key_name``:
     default ``clusterkit-NAME`` (a second cluster of the same name in the region needs
-    another)."""
+    another). ``owner``: the clusterkit:owner tag ("": none, as an older kit made)."""
     cluster_id = new_cluster_id() if cluster_id is None else cluster_id
     key_name = key_name or f"clusterkit-{name}"
-    tags = cluster_tags(name, cluster_id)
+    tags = cluster_tags(name, cluster_id, owner)
 
     def spec(kind: str, label: str) -> list[dict[str, Any]]:
         return [{"ResourceType": kind, "Tags": [*tags, {"Key": "Name", "Value": label}]}]

@@ -1,7 +1,8 @@
 """doctor's AWS checks (``aws``, ``keypair``, ``sshrule``, ``orphans``): each judgement
 given its readings (every OK, WARN and FAIL path), each reading against moto's EC2 and STS
 (credentials, a key pair present, missing or another key, the SSH rule with and without this
-machine's address, resources tagged by the kit that no state here knows), and ``down
+machine's address, resources tagged by the kit that no state here knows: the operator's own
+by their ``clusterkit:owner`` tag, another's, and an older kit's with none), and ``down
 --provider aws --cluster-id``, the left-billing runbook's command. This machine's public
 address is always given (never asked of checkip)."""
 
@@ -19,12 +20,14 @@ from clusterkit.core.spec import Spec, parse_spec
 from clusterkit.core.state import ClusterPaths, Contexts
 from clusterkit.doctor import CHECKS, Finding, run_doctor, state_files
 from clusterkit.doctor import aws_checks as ac
+from clusterkit.doctor.report import Report, shell_vars
 from clusterkit.doctor.target import Target
 from clusterkit.exec.ssh import ensure_key
 from clusterkit.providers.aws import preflight, sweep
 from clusterkit.providers.aws.provider import AwsProvider
 from clusterkit.providers.aws.sweep import Tagged
-from tests.aws.conftest import KEY, REGION, cluster_tags, make_cluster
+from clusterkit.providers.aws.tags import OWNER_TAG_KEY, is_owner, owner_value
+from tests.aws.conftest import CLASSMATE, KEY, MOTO_CALLER, REGION, cluster_tags, make_cluster
 
 PUBLIC = "81.2.69.160"
 MOVED = "81.2.69.161"
@@ -200,6 +203,14 @@ def test_keypair_before_up():
     by_hand = _one(ac.judge_keypair(_pair(made=False, remote_public=OTHER)))
     assert (by_hand.status, by_hand.runbook, by_hand.data) == ("fail", None, {})
     assert "EC2 console" in (by_hand.fix or "")
+    mine = _one(ac.judge_keypair(ac._with(left, tag_owner=MOTO_CALLER, caller=MOTO_CALLER)))
+    assert (mine.status, mine.runbook) == ("fail", "left-billing")
+    theirs = _one(ac.judge_keypair(ac._with(left, tag_owner=CLASSMATE, caller=MOTO_CALLER)))
+    assert (theirs.status, theirs.runbook, theirs.data) == ("fail", None, {})
+    assert f"which belongs to {CLASSMATE}, not to you ({MOTO_CALLER})" in theirs.saw
+    assert "another name" in (theirs.fix or "") and "down" not in (theirs.fix or "")
+    unknown = _one(ac.judge_keypair(ac._with(left, tag_owner=CLASSMATE)))  # caller not read
+    assert unknown.runbook == "left-billing"
 
 
 def test_keypair_is_read_from_ec2_and_the_private_key(ec2, home):
@@ -235,6 +246,15 @@ def test_keypair_before_up_is_read_from_ec2(ec2, home):
     found = _one(ac.judge_keypair(ac.read_keypair(_before_up(home))))
     assert (found.status, found.runbook) == ("fail", "left-billing")
     assert found.data["CLUSTER_ID"] == made["cluster_id"]
+    assert ac.read_keypair(_before_up(home)).caller is None  # no owner tag: STS not asked
+
+
+def test_keypair_before_up_of_a_classmates_cluster_says_to_name_yours_otherwise(ec2, home):
+    make_cluster(ec2, "alpha", owner=CLASSMATE)
+    reading = ac.read_keypair(_before_up(home))
+    assert (reading.tag_owner, reading.caller) == (CLASSMATE, MOTO_CALLER)
+    found = _one(ac.judge_keypair(reading))
+    assert (found.status, found.runbook) == ("fail", None) and CLASSMATE in found.saw
 
 
 # -- sshrule ----------------------------------------------------------------------------------
@@ -361,8 +381,9 @@ def test_orphans_fail_listing_what_bills_with_its_price():
     found = _one(ac.judge_orphans(ac.OrphansReading((REGION,), (), 3, (left,))))
     assert (found.status, found.runbook) == ("fail", "left-billing")
     assert found.saw == ("cluster 'alpha' (clusterkit:cluster-id=bbbbbbbbbbbb) in us-east-1, known "
-                         "to no state here: instance: i-2 (master); volume: vol-2; vpc: vpc-2; "
-                         "$0.0928/h at list prices (the kit's table dated 2025-06-01)")  # fmt: skip
+                         "to no state here, owner unknown (no clusterkit:owner: made by an older "
+                         "kit): instance: i-2 (master); volume: vol-2; vpc: vpc-2; $0.0928/h at "
+                         "list prices (the kit's table dated 2025-06-01)")  # fmt: skip
     assert found.data == {"CLUSTER": "alpha", "REGION": REGION, "CLUSTER_ID": "bbbbbbbbbbbb"}
     assert "--cluster-id bbbbbbbbbbbb --region us-east-1" in (found.fix or "")
 
@@ -408,6 +429,96 @@ def test_orphans_a_region_unanswered_warns_beside_what_the_others_show():
     assert clean[1].saw.startswith("7 resources tagged clusterkit:cluster in us-east-1, none")
     every = ac.judge_orphans(ac.OrphansReading(("eu-west-1",), (), failed=failed))
     assert [f.status for f in every] == ["warn"]
+
+
+SESSION = "arn:aws:sts::123456789012:assumed-role/admin/botocore-session-{}"
+
+
+def test_an_owner_tag_names_the_caller_by_its_arn_or_a_generated_session_of_its_role():
+    assert is_owner(MOTO_CALLER, MOTO_CALLER)
+    assert not is_owner(CLASSMATE, MOTO_CALLER) and not is_owner("", MOTO_CALLER)
+    assert not is_owner(MOTO_CALLER, "")
+    # a profile's role_arn with no role_session_name: botocore names each login anew
+    assert is_owner(SESSION.format(1764806400), SESSION.format(1764892800))
+    # an SSO user's (or a classmate's) session name is who they are
+    sso = "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Student_0a1b/{}"
+    assert not is_owner(sso.format("ana@example.edu"), sso.format("bea@example.edu"))
+    assert not is_owner(SESSION.format(1), SESSION.format(2).replace("/admin/", "/other/"))
+    assert not is_owner(SESSION.format(1), SESSION.format(2).replace("123456789012", "1" * 12))
+    assert not is_owner(SESSION.format(1), sso.format("botocore-session-2"))  # another role
+    assert owner_value(MOTO_CALLER) == MOTO_CALLER
+    assert owner_value("arn:aws:iam::123456789012:user/" + "x" * 230) == ""  # over 256: no tag
+    assert ac.whose((MOTO_CALLER,), MOTO_CALLER) == "own"
+    assert ac.whose((CLASSMATE, MOTO_CALLER), MOTO_CALLER) == "own"
+    assert ac.whose((CLASSMATE,), MOTO_CALLER) == "other"
+    assert ac.whose((), MOTO_CALLER) == "unknown" and ac.whose((CLASSMATE,), None) == "unknown"
+
+
+def _left(cluster: str, cluster_id: str, *owners: str, kind: str = "instance") -> ac.Leftover:
+    items = (_tagged(kind, f"{kind[:3]}-{cluster}", cluster, cluster_id),
+             _tagged("vpc", f"vpc-{cluster}", cluster, cluster_id))  # fmt: skip
+    return ac.Leftover(REGION, cluster, cluster_id, items, 0.0928, "t", owners)
+
+
+def test_orphans_of_your_own_lost_cluster_fail_with_the_runbook_and_its_down():
+    own = _left("alpha", "bbbbbbbbbbbb", MOTO_CALLER)
+    found = _one(ac.judge_orphans(ac.OrphansReading((REGION,), (), 2, (own,), caller=MOTO_CALLER)))
+    assert (found.status, found.runbook) == ("fail", "left-billing")
+    assert found.saw.startswith(
+        f"cluster 'alpha' (clusterkit:cluster-id=bbbbbbbbbbbb) in us-east-1, yours "
+        f"({OWNER_TAG_KEY}={MOTO_CALLER}) and known to no state here (its state was lost): "
+        "instance: ins-alpha"
+    )
+    assert found.data == {"CLUSTER": "alpha", "REGION": REGION, "CLUSTER_ID": "bbbbbbbbbbbb"}
+    assert "`clusterkit down --provider aws --cluster alpha --cluster-id bbbbbbbbbbbb" in (
+        found.fix or "")  # fmt: skip
+    free = _left("alpha", "bbbbbbbbbbbb", MOTO_CALLER, kind="subnet")
+    quiet = _one(ac.judge_orphans(ac.OrphansReading((REGION,), (), 2, (free,), caller=MOTO_CALLER)))
+    assert (quiet.status, quiet.runbook) == ("warn", "left-billing")
+    # the same cluster tagged by another identity too (made again by another): still yours
+    both = _left("alpha", "bbbbbbbbbbbb", CLASSMATE, MOTO_CALLER)
+    mixed = _one(ac.judge_orphans(ac.OrphansReading((REGION,), (), 2, (both,), caller=MOTO_CALLER)))
+    assert (
+        mixed.status == "fail" and f"some of it is tagged {OWNER_TAG_KEY}={CLASSMATE}" in mixed.saw
+    )
+
+
+def test_orphans_of_another_owner_are_ok_named_theirs_and_never_offered_to_down():
+    theirs = _left("beta", "cccccccccccc", CLASSMATE)
+    reading = ac.OrphansReading((REGION,), (), 2, (theirs,), caller=MOTO_CALLER)
+    found = _one(ac.judge_orphans(reading))
+    assert (found.status, found.runbook, found.fix, found.data) == ("ok", None, None, {})
+    assert f"in us-east-1 belongs to {CLASSMATE}, not to you ({MOTO_CALLER})" in found.saw
+    assert found.saw.endswith("not yours to remove: ask its owner if it should not be there")
+    assert "clusterkit down" not in found.saw and "check these are yours" not in found.saw
+    # beside your own and an older kit's: --vars gives your own, never theirs
+    own = _left("alpha", "bbbbbbbbbbbb", MOTO_CALLER)
+    older = _left("gamma", "", kind="volume")
+    every = ac.judge_orphans(ac.OrphansReading((REGION,), (), 6, (theirs, own, older),
+                                               caller=MOTO_CALLER))  # fmt: skip
+    assert [(f.status, f.runbook) for f in every] == [("ok", None), ("fail", "left-billing"),
+                                                      ("fail", "left-billing")]  # fmt: skip
+    text = shell_vars(Report(every, 0.1), "left-billing") or ""
+    assert "CLUSTER=alpha" in text and "beta" not in text
+    alone = shell_vars(Report([every[0]], 0.1), "left-billing")
+    assert alone is None  # another's only: the runbook's steps have nothing to act on
+
+
+def test_orphans_with_no_owner_tag_keep_todays_judgement_and_say_the_owner_is_unknown():
+    older = _left("gamma", "", kind="volume")
+    theirs = _left("beta", "cccccccccccc", CLASSMATE)
+    found = ac.judge_orphans(ac.OrphansReading((REGION,), (), 4, (older, theirs),
+                                               caller=MOTO_CALLER))  # fmt: skip
+    assert [(f.status, f.runbook) for f in found] == [("fail", "left-billing"), ("ok", None)]
+    assert f"owner unknown (no {OWNER_TAG_KEY}: made by an older kit)" in found[0].saw
+    assert "2 clusters are known to no state here (a shared account?)" in found[0].saw
+    assert "--provider aws --cluster gamma --region us-east-1" in (found[0].fix or "")
+    # an owner tag, but who you are could not be read: not told either way
+    unread = ac.OrphansReading((REGION,), (), 2, (theirs,), caller_error="no AWS credentials")
+    blind = _one(ac.judge_orphans(unread))
+    assert (blind.status, blind.runbook) == ("fail", "left-billing")
+    assert (f"owner unknown (tagged {OWNER_TAG_KEY}={CLASSMATE} but who you are could not be "
+            "read (no AWS credentials))") in blind.saw  # fmt: skip
 
 
 class _Refusing:
@@ -493,11 +604,48 @@ def test_orphans_are_read_from_every_tag_and_priced(ec2, home):
     assert f"instance: {ghost}" in found[1].saw
 
 
+def test_orphans_are_read_with_their_owners_and_the_caller(ec2, home):
+    """Your lost cluster, a classmate's and an older kit's (no owner tag), none known here:
+    the caller is moto's, each group carries its owner tags, the classmate's is not priced."""
+    mine = make_cluster(ec2, "alpha", owner=MOTO_CALLER)
+    theirs = make_cluster(ec2, "beta", owner=CLASSMATE)
+    older = make_cluster(ec2, "gamma", cluster_id="")
+    reading = ac.read_orphans(_before_up(home))
+    assert (reading.caller, reading.caller_error) == (MOTO_CALLER, "")
+    by_cluster = {left.cluster: left for left in reading.leftovers}
+    assert {name: left.owners for name, left in by_cluster.items()} == {
+        "alpha": (MOTO_CALLER,), "beta": (CLASSMATE,), "gamma": ()}  # fmt: skip
+    assert by_cluster["alpha"].hourly is not None and by_cluster["alpha"].hourly > 0.0928
+    assert by_cluster["beta"].hourly is None
+    assert by_cluster["beta"].price_note == "another's cluster, not priced"
+    assert {t.owner for t in by_cluster["beta"].resources} == {CLASSMATE}
+    found = {f.data.get("CLUSTER", f.saw.split("'")[1]): f for f in ac.judge_orphans(reading)}
+    assert [(name, f.status, f.runbook) for name, f in found.items()] == [
+        ("alpha", "fail", "left-billing"), ("beta", "ok", None),
+        ("gamma", "fail", "left-billing")]  # fmt: skip
+    assert found["alpha"].data["CLUSTER_ID"] == mine["cluster_id"]
+    assert theirs["master"] in found["beta"].saw and older["master"] in found["gamma"].saw
+    assert "owner unknown" in found["gamma"].saw
+
+
+def test_orphans_say_so_when_the_caller_cannot_be_read(ec2, home, monkeypatch):
+    make_cluster(ec2, "beta", owner=CLASSMATE)
+    real = ac.client
+    monkeypatch.setattr(ac, "client", lambda service, region: (
+        _Refusing() if service == "sts" else real(service, region)))  # fmt: skip
+    reading = ac.read_orphans(_before_up(home))
+    assert reading.caller is None and "UnauthorizedOperation" in reading.caller_error
+    found = _one(ac.judge_orphans(reading))
+    assert (found.status, found.runbook) == ("fail", "left-billing")
+    assert "who you are could not be read" in found.saw
+
+
 def test_orphans_before_up_look_in_the_specs_region_with_no_state(ec2, home):
     make_cluster(ec2, "alpha")
     reading = ac.read_orphans(_before_up(home))
     assert [left.cluster for left in reading.leftovers] == ["alpha"]
     assert reading.known == ()
+    assert (reading.caller, reading.caller_error) == (None, "")  # no owner tag: STS not asked
 
 
 def test_run_doctor_on_an_aws_cluster_runs_the_four_in_order(ec2, home, monkeypatch):

@@ -26,7 +26,7 @@ from clusterkit.providers.aws.provider import NO_ID_DESTROY, AwsProvider, invent
 from clusterkit.providers.aws.tags import ID_PATTERN, ID_TAG_KEY
 from clusterkit.providers.aws.terraform import TerraformError
 from clusterkit.services.playbooks import ansible_inventory
-from tests.aws.conftest import REGION, make_cluster, yes_recording
+from tests.aws.conftest import MOTO_CALLER, REGION, make_cluster, yes_recording
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "terraform" / "apply_fails"
 OUTPUTS = {
@@ -133,6 +133,11 @@ def test_variables_from_the_spec():
     infra_vars = (Path(__file__).resolve().parents[2] / "infra" / "variables.tf").read_text()
     for name in v:
         assert f'variable "{name}"' in infra_vars, name
+    assert v["owner"] == ""  # none given: no owner tag
+    owned = AwsProvider.variables(spec, region="eu-west-1", operator_cidr="81.2.69.160/32",
+                                  public_key="ssh-ed25519 AAAA", cluster_id="0123456789ab",
+                                  owner=MOTO_CALLER)  # fmt: skip
+    assert owned["owner"] == MOTO_CALLER
 
 
 def test_variables_wire_the_worker_count_and_the_legacy_type():
@@ -245,6 +250,7 @@ def test_failed_apply_offers_to_destroy_what_it_made(aws, home, monkeypatch, ans
     assert not paths.state_file.exists()
     made_id = tf.read_vars()["cluster_id"]  # what the apply was given: the id `up` made
     assert ID_PATTERN.fullmatch(made_id)
+    assert tf.read_vars()["owner"] == MOTO_CALLER  # tagged clusterkit:owner
     assert AwsProvider().cluster_id(paths) == (None if answer else made_id)
     if answer:
         assert "removing what this `up` made (cluster 'alpha')" in said
@@ -508,3 +514,23 @@ def test_dry_run_with_aws_region_alone(ec2, home, tmp_path, monkeypatch, capsys)
     spec_file.write_text(yaml.safe_dump(_spec().model_dump()))
     assert main(["up", "--spec", str(spec_file), "--dry-run"]) == 0
     assert f"in {REGION}; SSH would be open" in capsys.readouterr().out
+
+
+def test_up_tags_the_callers_arn_and_an_apply_again_keeps_the_first(aws, home, monkeypatch):
+    """`up` gives Terraform the ARN STS names (moto's caller) as ``owner``; an `up` again
+    over the nodes a failed one kept keeps the owner they were made with (another session
+    of the same operator, e.g. a role's, would otherwise retag them)."""
+    monkeypatch.setattr(aws_provider, "INFRA_DIR", FIXTURE)
+    paths = ClusterPaths(home / "clusters" / "alpha")
+    tf = AwsProvider.terraform(paths)
+    with pytest.raises(TerraformError):
+        lifecycle.up(_spec(), say=lambda _: None, confirm=lambda _: False)  # kept
+    assert tf.read_vars()["owner"] == MOTO_CALLER
+    first = "arn:aws:sts::123456789012:assumed-role/admin/botocore-session-1764806400"
+    tf.write_vars({**tf.read_vars(), "owner": first})
+    with pytest.raises(TerraformError):
+        lifecycle.up(_spec(), say=lambda _: None, confirm=lambda _: False)
+    assert tf.read_vars()["owner"] == first
+    assert AwsProvider().recorded_owner(paths) == first
+    AwsProvider().remove("alpha", paths)
+    assert not tf.has_resources()

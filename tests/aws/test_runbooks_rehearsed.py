@@ -5,9 +5,11 @@ and doctor no longer naming it (:func:`tests.runbooks.rehearse.rehearse`).
 
 - operator-ip-changed: the master's SSH rule opens 81.2.69.160/32, and this machine's public
   address (a checkip on loopback, ``CLUSTERKIT_CHECKIP_URL``) is now 81.2.69.161.
-- left-billing: an earlier cluster ``alpha`` whose state was lost left its nodes and VPC,
-  while the ``alpha`` made again since is known here: ``down`` lists only the lost one's,
-  the test answers its question yes, and only the lost one's go.
+- left-billing: an earlier cluster ``alpha`` of the operator's (its ``clusterkit:owner`` tag
+  is moto's caller) whose state was lost left its nodes and VPC, while the ``alpha`` made
+  again since is known here and a classmate's ``alpha`` runs in the same account: doctor
+  names only the lost one, ``down`` lists only its resources, the test answers its question
+  yes, and only the lost one's go (the classmate's stays, said to be theirs).
 
 The cluster known here is a stopped one (``cluster.json`` with ``power: stopped``), so no
 check tries to reach its nodes. moto's server needs Flask (a dev dependency): without it the
@@ -35,7 +37,7 @@ from clusterkit.exec.ssh import ensure_key
 from clusterkit.providers.aws import sweep
 from clusterkit.providers.aws.provider import AwsProvider
 from clusterkit.providers.aws.tags import ID_TAG_KEY
-from tests.aws.conftest import REGION, cluster_tags, make_cluster
+from tests.aws.conftest import CLASSMATE, MOTO_CALLER, REGION, cluster_tags, make_cluster
 from tests.conftest import cli_env
 from tests.runbooks.rehearse import rehearse
 
@@ -190,9 +192,10 @@ def test_left_billing_the_lost_clusters_resources_go_and_the_known_ones_stay(
     moto, moto_server, checkip, tmp_path
 ):
     home = tmp_path / "home"
-    known = make_cluster(moto, "alpha", operator_cidr=f"{PUBLIC}/32")
+    known = make_cluster(moto, "alpha", operator_cidr=f"{PUBLIC}/32", owner=MOTO_CALLER)
     _stopped_cluster(home, moto, known)
-    lost = make_cluster(moto, "alpha", key_name="clusterkit-alpha-old")
+    theirs = make_cluster(moto, "alpha", key_name="clusterkit-alpha-bea", owner=CLASSMATE)
+    lost = make_cluster(moto, "alpha", key_name="clusterkit-alpha-old", owner=MOTO_CALLER)
     env = _env(home, moto_server, checkip)
     done = rehearse(
         "left-billing", "orphans", env=env, cwd=tmp_path, clean=False, answers="y\n"
@@ -203,13 +206,24 @@ def test_left_billing_the_lost_clusters_resources_go_and_the_known_ones_stay(
     assert f"instance {lost['master']} (master) [{ID_TAG_KEY}={lost['cluster_id']}]" in listed
     assert f"vpc {lost['vpc']}" in listed
     assert known["master"] not in listed and known["vpc"] not in listed
-    assert done.finding["data"] == {"CLUSTER": "alpha", "REGION": REGION,
-                                    "CLUSTER_ID": lost["cluster_id"]}  # fmt: skip
+    assert theirs["master"] not in listed and theirs["vpc"] not in listed
+    assert [f["data"] for f in done.findings] == [{"CLUSTER": "alpha", "REGION": REGION,
+                                                   "CLUSTER_ID": lost["cluster_id"]}]  # fmt: skip
     assert lost["master"] in done.finding["saw"] and "/h at list prices" in done.finding["saw"]
-    [after] = _ours("orphans", done.report)
-    assert after["status"] == "ok"
+    assert f"yours (clusterkit:owner={MOTO_CALLER})" in done.finding["saw"]
+    [after] = _ours("orphans", done.report)  # the classmate's alone, said to be theirs
+    assert after["status"] == "ok" and f"belongs to {CLASSMATE}" in after["saw"], after
+    assert theirs["master"] in after["saw"] and after["runbook"] is None
     left = sweep.find(moto, "alpha")
-    assert {t.cluster_id for t in left} == {known["cluster_id"]}, left  # the known one stays
-    assert {known["master"], known["worker"], known["vpc"]} <= {t.id for t in left}
-    assert all(t.kind != "instance" or t.id in (known["master"], known["worker"]) for t in left)
+    assert {t.cluster_id for t in left} == {known["cluster_id"], theirs["cluster_id"]}, left
+    kept = {
+        known["master"],
+        known["worker"],
+        known["vpc"],
+        theirs["master"],
+        theirs["worker"],
+        theirs["vpc"],
+    }
+    assert kept <= {t.id for t in left}
+    assert all(t.kind != "instance" or t.id in kept for t in left)
     assert ID_TAG_KEY in done.finding["saw"]

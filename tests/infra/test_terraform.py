@@ -187,28 +187,44 @@ def test_default_security_group_adopted_with_no_rules(tf):
 
 
 def test_everything_tagged_with_the_cluster_and_its_id(tf):
-    assert tf["locals"]["tags"]["clusterkit:cluster"] == "${var.cluster_name}"
-    assert tf["locals"]["tags"]["clusterkit:cluster-id"] == "${var.cluster_id}"
+    assert tf["locals"]["cluster_tags"]["clusterkit:cluster"] == "${var.cluster_name}"
+    assert tf["locals"]["cluster_tags"]["clusterkit:cluster-id"] == "${var.cluster_id}"
+    # and the owner's when one is given (evaluated by Terraform in tests/aws/
+    # test_terraform_runner.py)
+    tags = tf["locals"]["tags"]
+    assert tags.startswith("${merge(local.cluster_tags, ") and 'var.owner == "" ? {}' in tags
     provider = tf["provider"]["aws"]
     assert _one(provider["default_tags"])["tags"] == "${local.tags}"
     for name in ("aws_instance.master", "aws_instance.worker"):
         assert "local.tags" in _one(tf["resource"][name]["root_block_device"])["tags"]
-    # no resource sets either tag itself (it would override the default tags)
+    # no resource sets any of them itself (it would override the default tags)
+    kit = {"clusterkit:cluster", "clusterkit:cluster-id", "clusterkit:owner"}
     for name, body in tf["resource"].items():
-        own = body.get("tags", {})
-        assert not {"clusterkit:cluster", "clusterkit:cluster-id"} & set(own), name
+        assert not kit & set(body.get("tags", {})), name
     assert "default" not in tf["variable"]["cluster_id"]  # never a cluster without one
     assert tf["output"]["cluster_id"]["value"] == "${var.cluster_id}"
+    # a state an older kit applied gave no owner: its next apply still plans (no tag then)
+    assert tf["variable"]["owner"]["default"] == ""
 
 
 def test_the_kit_and_infra_agree_on_the_tags(tf):
-    """The sweep finds by the keys Terraform tags with."""
-    from clusterkit.providers.aws.tags import ID_PATTERN, ID_TAG_KEY, TAG_KEY, new_cluster_id
+    """The sweep finds by the keys Terraform tags with; doctor reads the owner's."""
+    from clusterkit.providers.aws.tags import (
+        ID_PATTERN,
+        ID_TAG_KEY,
+        OWNER_TAG_KEY,
+        TAG_KEY,
+        TAG_VALUE_MAX,
+        new_cluster_id,
+    )
 
-    assert {TAG_KEY, ID_TAG_KEY} <= set(tf["locals"]["tags"])
+    assert {TAG_KEY, ID_TAG_KEY} <= set(tf["locals"]["cluster_tags"])
+    assert f'"{OWNER_TAG_KEY}" = var.owner' in tf["locals"]["tags"]
     condition = _one(tf["variable"]["cluster_id"]["validation"])["condition"]
     assert ID_PATTERN.pattern in condition
     assert ID_PATTERN.fullmatch(new_cluster_id())
+    owner = _one(tf["variable"]["owner"]["validation"])["condition"]
+    assert f"length(var.owner) <= {TAG_VALUE_MAX}" in owner
 
 
 def test_versions_pinned(tf):
@@ -222,6 +238,7 @@ def test_every_variable_and_output_described_and_typed(tf):
     expected_vars = {
         "cluster_name",
         "cluster_id",
+        "owner",
         "region",
         "master_instance_type",
         "worker_instance_type",

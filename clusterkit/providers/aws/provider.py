@@ -3,9 +3,10 @@ and sweeps after.
 
 ``create``: preflight (:mod:`.preflight`), the cluster's random id made once
 (``<state>/terraform/cluster-id``; tag ``clusterkit:cluster-id`` on every resource, beside
-the name's), ``terraform init/apply`` with the state in ``<state>/terraform``, the outputs
-saved and turned into the inventory (the master by its public address, the workers through
-it), the nodes' host keys recorded on first contact.
+the name's, and ``clusterkit:owner``: the ARN STS names as the caller, read once by the
+preflight and kept by every apply after), ``terraform init/apply`` with the state in
+``<state>/terraform``, the outputs saved and turned into the inventory (the master by its
+public address, the workers through it), the nodes' host keys recorded on first contact.
 ``resize``: ``terraform apply`` of the cluster's own variables with another worker count
 (``clusterkit scale``): Terraform makes worker-(N+1)... or removes the highest-numbered;
 spot workers AWS reclaimed are made again; the new nodes' host keys recorded.
@@ -33,7 +34,13 @@ from clusterkit.exec.runner import CommandRunner
 from clusterkit.exec.ssh import SshRunner, ensure_key, record_host_keys
 from clusterkit.providers.aws import preflight as aws_preflight
 from clusterkit.providers.aws import pricing, scaling, spot, sweep
-from clusterkit.providers.aws.tags import ID_PATTERN, ID_TAG_KEY, new_cluster_id, tag_filter
+from clusterkit.providers.aws.tags import (
+    ID_PATTERN,
+    ID_TAG_KEY,
+    new_cluster_id,
+    owner_value,
+    tag_filter,
+)
 from clusterkit.providers.aws.terraform import INFRA_DIR, Terraform, TerraformError
 from clusterkit.providers.base import Progress
 
@@ -79,13 +86,14 @@ class AwsProvider:
         return SshSettings("root", paths.ssh / "id_ed25519", paths.ssh / "known_hosts")
 
     @staticmethod
-    def variables(
-        spec: Spec, *, region: str, operator_cidr: str, public_key: str, cluster_id: str
-    ) -> dict[str, Any]:
-        """The Terraform variables of ``spec`` (infra/variables.tf)."""
+    def variables(spec: Spec, *, region: str, operator_cidr: str, public_key: str,
+                  cluster_id: str, owner: str = "") -> dict[str, Any]:  # fmt: skip
+        """The Terraform variables of ``spec`` (infra/variables.tf); ``owner``: the ARN of
+        the AWS identity that makes the cluster ("": no owner tag)."""
         return {
             "cluster_name": spec.name,
             "cluster_id": cluster_id,
+            "owner": owner,
             "region": region,
             "master_instance_type": spec.aws.master_instance_type,
             "worker_instance_type": spec.aws.worker_instance_type,
@@ -211,9 +219,11 @@ class AwsProvider:
         tf = self.terraform(paths)
         variables = self.variables(spec, region=ctx.region, operator_cidr=ctx.operator_cidr,
                                    public_key=public_key,
-                                   cluster_id=self.ensure_cluster_id(paths))  # fmt: skip
+                                   cluster_id=self.ensure_cluster_id(paths),
+                                   owner=owner_value(ctx.arn))  # fmt: skip
         if tf.has_resources():  # an apply again over nodes a failed `up` kept: never replace them
             variables.update(self._pins(paths, {}))
+            variables["owner"] = self.recorded_owner(paths) or variables["owner"]
         say("terraform init")
         tf.init()
         say(f"terraform apply: the VPC, subnets, NAT route, security groups, the master "
@@ -399,6 +409,11 @@ class AwsProvider:
             return None
         given = str(variables.get("cluster_id", NO_ID_DESTROY))
         return given if ID_PATTERN.fullmatch(given) and given != NO_ID_DESTROY else ""
+
+    def recorded_owner(self, paths: ClusterPaths) -> str:
+        """The owner tag (an ARN) the last apply was given; "" when none was (an older kit's
+        apply, or none)."""
+        return str(self.terraform(paths).read_vars().get("owner") or "")
 
     def recorded_vpc(self, paths: ClusterPaths) -> str | None:
         """The cluster's VPC: from the saved outputs, else from the Terraform state (an

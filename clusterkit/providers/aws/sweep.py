@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusterkit.providers.aws.tags import ID_TAG_KEY, TAG_KEY, tag_filter, tag_value
+from clusterkit.providers.aws.tags import ID_TAG_KEY, OWNER_TAG_KEY, TAG_KEY, tag_filter, tag_value
 
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 #: The order of removal: what depends on a resource goes before it.
@@ -50,7 +50,8 @@ Confirm = Callable[[str], bool]
 @dataclass(frozen=True)
 class Tagged:
     """One AWS resource tagged with the cluster's name: its kind, id, Name tag, cluster id
-    tag ("" when it has none), VPC ("" for kinds that live in no VPC) and cluster name tag."""
+    tag ("" when it has none), VPC ("" for kinds that live in no VPC), cluster name tag and
+    owner tag (the ARN that made it; "" when it has none, an older kit's)."""
 
     kind: str
     id: str
@@ -58,6 +59,7 @@ class Tagged:
     cluster_id: str = ""
     vpc: str = ""
     cluster: str = ""
+    owner: str = ""
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id}" + (f" ({self.name})" if self.name else "")
@@ -121,7 +123,8 @@ def _tagged(kind: str, rid: str, tags: list[dict[str, str]] | None, *, name: str
             vpc: str = "") -> Tagged:  # fmt: skip
     """A :class:`Tagged` from an EC2 ``Tags`` list (its Name, unless ``name`` is given)."""
     label = tag_value(tags, "Name") if name is None else name
-    return Tagged(kind, rid, label, tag_value(tags, ID_TAG_KEY), vpc, tag_value(tags, TAG_KEY))
+    return Tagged(kind, rid, label, tag_value(tags, ID_TAG_KEY), vpc, tag_value(tags, TAG_KEY),
+                  tag_value(tags, OWNER_TAG_KEY))  # fmt: skip
 
 
 def find(ec2: Any, cluster: str | None) -> list[Tagged]:
