@@ -348,7 +348,7 @@ def playbook_vars(spec: Spec, paths: ClusterPaths, *, python: str, wheel: Path,
                   create_secrets: bool = True) -> dict[str, Any]:  # fmt: skip
     """Extra variables for the playbooks: the spec's ports, the pins and the cluster's
     secrets (``create_secrets``: see :func:`playbook_secrets`)."""
-    ports = spec.ports
+    ports, pins = spec.ports, node_requirements()
     return {
         **playbook_secrets(paths, create=create_secrets),
         "spark_connect_token_file": NODE_SPARK_CONNECT_TOKEN,
@@ -359,8 +359,8 @@ def playbook_vars(spec: Spec, paths: ClusterPaths, *, python: str, wheel: Path,
         ),
         "python_venv": str(Path(python).parent.parent),
         "python_expected_version": spec.versions.python,
-        "python_requirements": node_requirements(),
-        "python_pip_extra_index_url": pip_extra_index_urls(node_requirements()),
+        "python_requirements": pins,
+        "python_pip_extra_index_url": pip_extra_index_urls(pins),
         "python_project_wheel": str(wheel),
         "spark_conf_dir": NODE_SPARK_CONF_DIR,
         "spark_connect_driver_memory_mb": parse_size(spec.nodes.driver_memory) // 1024**2,
